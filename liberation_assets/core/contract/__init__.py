@@ -1,0 +1,1 @@
+"""The contract stage: validate each batch, then serialize what passed and quarantine what failed."""

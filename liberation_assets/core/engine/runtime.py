@@ -1,0 +1,105 @@
+"""Build the core objects a stream or source needs, from the spec alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy.engine import Engine
+
+from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.quarantine import quarantine_topic
+from liberation_assets.core.contract.validate import ContractValidator
+from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter
+from liberation_assets.core.publish.positions import PositionStore
+from liberation_assets.core.publish.publisher import TransactionalPublisher
+from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
+from liberation_assets.core.spec import Spec, StreamSpec
+
+
+def position_key(stream: str, pattern: str, part: str | None = None) -> str:
+    """Keys in the positions topic: ``stream/<name>/<pattern>[/<part>]``."""
+    return f"stream/{stream}/{pattern}" + (f"/{part}" if part else "")
+
+
+@dataclass
+class StreamRuntime:
+    """Everything one stream's reader needs to publish: engine, topics, writer, positions."""
+
+    spec: Spec
+    name: str
+    pattern: str
+    transactional_suffix: str = ""
+
+    @property
+    def stream(self) -> StreamSpec:
+        return self.spec.streams[self.name]
+
+    @property
+    def topic(self) -> str:
+        return self.spec.topic_for(self.name)
+
+    @property
+    def bootstrap(self) -> str:
+        return self.spec.kafka.resolved_bootstrap_servers()
+
+    @cached_property
+    def engine(self) -> Engine:
+        return create_source_engine(self.spec.sources[self.stream.source])
+
+    @cached_property
+    def identity(self) -> StreamIdentity:
+        url = self.spec.sources[self.stream.source].resolved_url()
+        return StreamIdentity(
+            name=self.name,
+            topic=self.topic,
+            pattern=self.pattern,
+            db=url.database or "",
+            db_schema=self.stream.db_schema,
+            table=self.stream.table,
+            timezone=self.spec.timezone_for(self.name),
+        )
+
+    def ensure_topics(self) -> None:
+        kafka = self.spec.kafka
+        partitions = self.stream.partitions or kafka.partitions
+        compacted = {"cleanup.policy": "compact", "min.insync.replicas": str(kafka.min_insync_replicas)}
+        keep_all = {"cleanup.policy": "delete", "retention.ms": "-1", "min.insync.replicas": str(kafka.min_insync_replicas)}
+        ensure_topics(
+            self.bootstrap,
+            [
+                TopicSpec(self.topic, partitions, kafka.replication_factor, compacted),
+                TopicSpec(quarantine_topic(self.topic), partitions, kafka.replication_factor, keep_all),
+            ],
+        )
+
+    @cached_property
+    def publisher(self) -> TransactionalPublisher:
+        tid = f"liberation.{self.name}.{self.pattern}{self.transactional_suffix}"
+        return TransactionalPublisher(self.bootstrap, tid, self.spec.kafka.producer)
+
+    @cached_property
+    def positions(self) -> PositionStore:
+        return PositionStore(self.bootstrap, self.spec.kafka.positions_topic, self.spec.kafka.replication_factor)
+
+    @cached_property
+    def writer(self) -> StreamWriter:
+        self.ensure_topics()
+        return StreamWriter(
+            self.identity,
+            self.publisher,
+            self.positions.topic,
+            ContractValidator(self.stream.contract, self.stream.key),
+            halt_on_violation=self.stream.on_violation == "halt",
+        )
+
+    def positions_for(self, key: str) -> dict | None:
+        """A committed position; builds the writer first, so a crashed run's open transaction is fenced."""
+        _ = self.writer
+        return self.positions.get(key)
+
+    def close(self) -> None:
+        if "publisher" in self.__dict__:
+            self.publisher.close()
+        if "engine" in self.__dict__:
+            self.engine.dispose()

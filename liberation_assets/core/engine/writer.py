@@ -1,0 +1,143 @@
+"""Write batches of one stream: validate, serialize, publish with the position, in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from liberation_assets.core.contract.quarantine import quarantine_record, quarantine_topic
+from liberation_assets.core.contract.serialize import dumps, envelope_bytes, now_ms
+from liberation_assets.core.contract.validate import ContractValidator
+from liberation_assets.core.errors import ContractViolation
+from liberation_assets.core.events import DELETE, ChangeBatch
+from liberation_assets.core.publish.positions import position_record
+from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
+
+
+@dataclass
+class WriteResult:
+    """What one or more batches did; numbers only, so Dagster can plot them."""
+
+    published: int = 0
+    deletes: int = 0
+    quarantined: int = 0
+    transactions: int = 0
+    last_event_ms: int | None = None
+    max_publish_lag_ms: int = 0
+    quarantine_samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, other: "WriteResult") -> None:
+        self.published += other.published
+        self.deletes += other.deletes
+        self.quarantined += other.quarantined
+        self.transactions += other.transactions
+        if other.last_event_ms is not None:
+            self.last_event_ms = max(self.last_event_ms or 0, other.last_event_ms)
+        self.max_publish_lag_ms = max(self.max_publish_lag_ms, other.max_publish_lag_ms)
+        self.quarantine_samples = (self.quarantine_samples + other.quarantine_samples)[:5]
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """What a stream's envelope says about where its events come from."""
+
+    name: str
+    topic: str
+    pattern: str
+    db: str
+    db_schema: str | None
+    table: str
+    schema_version: int = 1
+    timezone: str = "UTC"
+
+    def source_base(self) -> dict[str, Any]:
+        return {
+            "version": "liberation-0.1",
+            "connector": "liberation",
+            "name": self.name,
+            "db": self.db,
+            "schema": self.db_schema,
+            "table": self.table,
+        }
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("liberation.stream", self.name.encode()),
+            ("liberation.pattern", self.pattern.encode()),
+            ("liberation.schema.version", str(self.schema_version).encode()),
+        ]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class StreamWriter:
+    """contract → serializer → publisher for one stream, one Kafka transaction per batch."""
+
+    def __init__(
+        self,
+        identity: StreamIdentity,
+        publisher: TransactionalPublisher,
+        positions_topic: str,
+        validator: ContractValidator,
+        *,
+        halt_on_violation: bool = False,
+    ):
+        self.identity = identity
+        self.publisher = publisher
+        self.positions_topic = positions_topic
+        self.validator = validator
+        self.halt_on_violation = halt_on_violation
+        self._source_base = identity.source_base()
+        self._headers = identity.headers()
+
+    def records(self, batch: ChangeBatch, *, unique_key: bool = False) -> tuple[list[OutRecord], WriteResult]:
+        verdict = self.validator.validate(batch.events, unique_key=unique_key)
+        result = WriteResult()
+        position = batch.position.value if batch.position else None
+        if verdict.rejected and self.halt_on_violation:
+            first, reasons = verdict.rejected[0]
+            raise ContractViolation(
+                f"stream {self.identity.name}: {len(verdict.rejected)} row(s) violate the contract, "
+                f"first key {first.key}: {'; '.join(reasons)}"
+            )
+        topic, headers, source_base = self.identity.topic, self._headers, self._source_base
+        processed = now_ms()
+        out: list[OutRecord] = []
+        append = out.append
+        for event in verdict.valid:
+            key = dumps(event.key)
+            append((topic, key, envelope_bytes(event, source_base, processed), event.ts_ms, headers))
+            if event.op == DELETE:
+                append((topic, key, None, event.ts_ms, headers))
+                result.deletes += 1
+        result.published = len(verdict.valid)
+        if verdict.valid:
+            result.last_event_ms = max(e.ts_ms for e in verdict.valid)
+            result.max_publish_lag_ms = max(0, processed - min(e.ts_ms for e in verdict.valid))
+        if verdict.rejected:
+            q_topic = quarantine_topic(topic)
+            for event, reasons in verdict.rejected:
+                append(quarantine_record(q_topic, self.identity, event, reasons, position, processed))
+            result.quarantined = len(verdict.rejected)
+            result.quarantine_samples = [
+                {"key": e.key, "reasons": r} for e, r in verdict.rejected[:5]
+            ]
+        for pos in ([batch.position] if batch.position else []) + batch.extra_positions:
+            append(position_record(self.positions_topic, pos))
+        return out, result
+
+    def write(self, batch: ChangeBatch, *, unique_key: bool = False) -> WriteResult:
+        out, result = self.records(batch, unique_key=unique_key)
+        if out:
+            self.publisher.publish(out)
+            result.transactions = 1
+        return result
+
+
+def position_bytes(value: dict[str, Any]) -> bytes:
+    return orjson.dumps(value)

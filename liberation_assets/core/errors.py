@@ -1,0 +1,39 @@
+"""Typed errors of the core, in one place so callers can catch them precisely."""
+
+from __future__ import annotations
+
+
+class LiberationError(Exception):
+    """Base class: every error the core raises on purpose."""
+
+
+class SpecError(LiberationError):
+    """The spec file is malformed; the message names the file, line and field."""
+
+
+class ConnectivityError(LiberationError):
+    """A broker or database could not be reached."""
+
+
+class PublishError(LiberationError):
+    """Kafka refused or failed to deliver a transaction."""
+
+
+class SerializationError(LiberationError):
+    """A value cannot be represented in the event envelope."""
+
+
+class ContractViolation(LiberationError):
+    """Rows failed the stream's contract and the stream is configured to halt."""
+
+
+class SchemaIncompatible(LiberationError):
+    """A contract or table change would break consumers of the published schema."""
+
+
+class PositionLost(LiberationError):
+    """The stored position can no longer be resumed (slot gone, binlog purged)."""
+
+
+class PermissionProblem(LiberationError):
+    """The database role lacks a right that liberation needs."""

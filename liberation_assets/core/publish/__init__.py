@@ -1,0 +1,1 @@
+"""The publish stage: topics, the transactional Kafka producer and the position store."""

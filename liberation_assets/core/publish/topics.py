@@ -1,0 +1,56 @@
+"""Create compacted topics with their configured partitions and replication."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from liberation_assets.core.errors import ConnectivityError, PublishError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int = 1
+    replication_factor: int = 1
+    config: dict[str, str] = field(default_factory=lambda: {"cleanup.policy": "compact"})
+
+
+def admin_client(bootstrap_servers: str) -> AdminClient:
+    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000})
+
+
+def check_broker(bootstrap_servers: str, timeout: float = 5.0) -> None:
+    """Fail with a clear error when no broker answers."""
+    try:
+        admin_client(bootstrap_servers).list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise ConnectivityError(
+            f"Kafka broker at {bootstrap_servers} is unreachable ({exc.args[0].str() if exc.args else exc}); "
+            "is it running? Try `liberation stack up`."
+        ) from None
+
+
+def ensure_topics(bootstrap_servers: str, topics: list[TopicSpec], timeout: float = 30.0) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = admin_client(bootstrap_servers)
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+    except KafkaException as exc:
+        raise ConnectivityError(f"Kafka broker at {bootstrap_servers} is unreachable: {exc}") from None
+    missing = [t for t in {t.name: t for t in topics}.values() if t.name not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=t.config) for t in missing],
+        operation_timeout=timeout,
+    )
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args and exc.args[0].code() == 36:  # TOPIC_ALREADY_EXISTS: another process won the race
+                continue
+            raise PublishError(f"cannot create topic {name}: {exc}") from None

@@ -1,0 +1,1 @@
+"""Readers turn a source into batches of canonical change events: snapshot, query, CDC, outbox."""

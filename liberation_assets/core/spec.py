@@ -1,0 +1,306 @@
+"""The declarative spec: sources, streams, outboxes and Kafka settings.
+
+The spec is YAML validated by pydantic.  Every error names the file, the line
+and the field, because the people who write it are not the people who wrote
+this code.  Secrets stay as ``${ENV_VAR}`` references and are resolved only when
+a connection is made, so they are never stored, printed or shown in the UI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import URL, make_url
+
+from liberation_assets.core.errors import SpecError
+
+DEFAULT_SPEC_FILE = "liberation.yaml"
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+SUPPORTED_DIALECTS = ("postgresql", "mysql", "mariadb", "sqlite")
+
+
+def _parse_duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        return timedelta(seconds=float(match.group(1)) * _DURATION_UNITS[match.group(2)])
+    raise ValueError(f"expected a duration such as 30s, 5m, 2h or 1d, got {value!r}")
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+
+
+def resolve_env(text: str, *, environ: dict[str, str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` references; a missing variable is an error."""
+    env = os.environ if environ is None else environ
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise SpecError(f"environment variable {name} is not set (referenced as ${{{name}}} in the spec)")
+
+    return _ENV_REFERENCE.sub(substitute, text)
+
+
+def _placeholder(text: str) -> str:
+    """The text with each reference replaced by its default, or by 0: enough to check its shape."""
+    return _ENV_REFERENCE.sub(lambda m: m.group(2) if m.group(2) is not None else "0", text)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class KafkaSpec(_Model):
+    """Where and how topics are written."""
+
+    bootstrap_servers: str = "${LIBERATION_KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
+    topic_prefix: str = "liberation"
+    partitions: int = Field(default=1, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    min_insync_replicas: int = Field(default=1, ge=1)
+    positions_topic: str = "liberation.positions"
+    producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    def resolved_bootstrap_servers(self) -> str:
+        return resolve_env(self.bootstrap_servers)
+
+
+class SourceSpec(_Model):
+    """A source database, reached through a SQLAlchemy URL."""
+
+    url: str
+    timezone: str = "UTC"
+    safety_lag: Duration = timedelta(seconds=0)
+    clock_skew: Duration = timedelta(seconds=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: str) -> str:
+        placeholder = _placeholder(value)
+        try:
+            url = make_url(placeholder)
+        except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
+            raise ValueError(f"not a SQLAlchemy URL such as postgresql+psycopg://user:${{PASSWORD}}@host:5432/db ({exc})") from None
+        if url.get_backend_name() not in SUPPORTED_DIALECTS:
+            raise ValueError(f"unsupported database {url.get_backend_name()!r}; expected one of {', '.join(SUPPORTED_DIALECTS)}")
+        if url.password and "${" not in value and url.get_backend_name() != "sqlite":
+            # A literal password in the spec would end up in git and in the UI.
+            raise ValueError("put the password in an environment variable, e.g. postgresql+psycopg://user:${PG_PASSWORD}@host/db")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception:
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as UTC or Europe/Berlin") from None
+        return value
+
+    def resolved_url(self) -> URL:
+        """The connection URL with secrets filled in.  Never log it; use ``safe_url``."""
+        return make_url(resolve_env(self.url))
+
+    def safe_url(self) -> str:
+        return make_url(_placeholder(self.url)).render_as_string(hide_password=True)
+
+    @property
+    def dialect(self) -> str:
+        name = make_url(_placeholder(self.url)).get_backend_name()
+        return "mysql" if name == "mariadb" else name
+
+
+class FreshnessSpec(_Model):
+    """How stale a stream may get before the UI warns and then fails it."""
+
+    fail_after: Duration = timedelta(minutes=15)
+    warn_after: Duration | None = None
+
+
+class ColumnContract(_Model):
+    """One column of a stream's public contract."""
+
+    type: Literal["int", "float", "decimal", "str", "bool", "datetime", "date", "json", "uuid", "bytes", "time"]
+    nullable: bool = True
+    ge: float | None = None
+    le: float | None = None
+    isin: list[Any] | None = None
+    max_length: int | None = Field(default=None, ge=1)
+
+
+class SoftDeleteSpec(_Model):
+    """A column whose value marks a row as deleted; such rows are published as deletes."""
+
+    column: str
+    deleted_when: Literal["not_null", "true"] = "not_null"
+
+
+Pattern = Literal["snapshot", "query", "cdc"]
+
+
+class StreamSpec(_Model):
+    """One source table liberated as one compacted topic."""
+
+    source: str
+    table: str
+    db_schema: str | None = Field(default=None, alias="schema")
+    key: list[str] = Field(min_length=1)
+    cursor: str | None = "updated_at"
+    patterns: list[Pattern] = Field(default_factory=lambda: ["snapshot", "query"], min_length=1)
+    projection: dict[str, str] | list[str] | None = None
+    topic: str | None = None
+    poll_every: Duration = timedelta(minutes=1)
+    reconcile_every: Duration = timedelta(hours=1)
+    batch_size: int = Field(default=5000, ge=1)
+    snapshot_chunk: int = Field(default=10000, ge=1)
+    partitions: int | None = Field(default=None, ge=1)
+    timezone: str | None = None
+    safety_lag: Duration | None = None
+    soft_delete: SoftDeleteSpec | None = None
+    freshness: FreshnessSpec = Field(default_factory=FreshnessSpec)
+    contract: dict[str, ColumnContract] | None = None
+    on_violation: Literal["quarantine", "halt"] = "quarantine"
+    toast: Literal["replica_identity_full", "reread"] = "replica_identity_full"
+
+    @model_validator(mode="after")
+    def _query_needs_cursor(self) -> "StreamSpec":
+        if "query" in self.patterns and not self.cursor:
+            raise ValueError("the query pattern needs a cursor column (for example updated_at)")
+        return self
+
+    def columns(self) -> dict[str, str]:
+        """Public name → source column, in publishing order.  The key is always published."""
+        if self.projection is None:
+            return {}
+        if isinstance(self.projection, list):
+            return {name: name for name in self.projection}
+        return dict(self.projection)
+
+
+class OutboxSpec(_Model):
+    """An outbox table, relayed to per-aggregate topics."""
+
+    source: str
+    table: str = "outbox"
+    db_schema: str | None = Field(default=None, alias="schema")
+    route: str = "outbox.event.{aggregatetype}"
+    cleanup: Literal["delete", "mark"] = "delete"
+    via: Literal["poll", "cdc"] = "poll"
+    batch_size: int = Field(default=1000, ge=1)
+    poll_every: Duration = timedelta(seconds=30)
+    freshness: FreshnessSpec = Field(default_factory=FreshnessSpec)
+
+
+class Spec(_Model):
+    """The whole spec file."""
+
+    kafka: KafkaSpec = Field(default_factory=KafkaSpec)
+    sources: dict[str, SourceSpec] = Field(min_length=1)
+    streams: dict[str, StreamSpec] = Field(default_factory=dict)
+    outboxes: dict[str, OutboxSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Spec":
+        for name, stream in self.streams.items():
+            if stream.source not in self.sources:
+                raise ValueError(f"streams.{name}.source: unknown source {stream.source!r}; defined: {sorted(self.sources)}")
+        for name, outbox in self.outboxes.items():
+            if outbox.source not in self.sources:
+                raise ValueError(f"outboxes.{name}.source: unknown source {outbox.source!r}; defined: {sorted(self.sources)}")
+        return self
+
+    def topic_for(self, stream_name: str) -> str:
+        stream = self.streams[stream_name]
+        if stream.topic:
+            return stream.topic
+        middle = stream.db_schema or stream.source
+        return f"{self.kafka.topic_prefix}.{middle}.{stream.table}"
+
+    def timezone_for(self, stream_name: str) -> str:
+        stream = self.streams[stream_name]
+        return stream.timezone or self.sources[stream.source].timezone
+
+
+def default_spec_path() -> Path:
+    return Path(os.environ.get("LIBERATION_SPEC", DEFAULT_SPEC_FILE))
+
+
+def load_spec(path: str | Path | None = None) -> Spec:
+    """Read and validate a spec file; raise SpecError naming file, line and field."""
+    spec_path = Path(path) if path is not None else default_spec_path()
+    try:
+        text = spec_path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{spec_path}: spec file not found (set LIBERATION_SPEC or pass --spec)") from None
+    return parse_spec(text, source_name=str(spec_path))
+
+
+def parse_spec(text: str, *, source_name: str = DEFAULT_SPEC_FILE) -> Spec:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"{source_name}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise SpecError(f"{source_name}:1: the spec must be a mapping with sources, streams and kafka")
+    lines = _line_index(root)
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(_describe(exc, lines, source_name)) from None
+
+
+def _line_index(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
+    """Map each key path in the YAML document to its 1-based line."""
+    index: dict[tuple[Any, ...], int] = {}
+    if node is None:
+        return index
+    index[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            child = path + (key_node.value,)
+            index.update(_line_index(value_node, child))
+            index[child] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for position, item in enumerate(node.value):
+            index.update(_line_index(item, path + (position,)))
+    return index
+
+
+def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], source_name: str) -> str:
+    messages = []
+    for error in exc.errors():
+        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
+        loc = tuple("schema" if part == "db_schema" else part for part in loc)
+        text = error["msg"].removeprefix("Value error, ")
+        if not loc and (named := re.match(r"^([\w.]+): ", text)):
+            # Cross-field checks name their own path; point the line at it.
+            loc = tuple(named.group(1).split("."))
+            text = text[named.end():]
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            text = "unknown field"
+        elif kind == "missing":
+            text = "missing required field"
+        field = ".".join(str(part) for part in loc) or "(top level)"
+        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+        messages.append(f"{source_name}:{line}: {field}: {text}")
+    return "invalid spec:\n  " + "\n  ".join(messages)
