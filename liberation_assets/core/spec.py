@@ -79,6 +79,20 @@ class KafkaSpec(_Model):
         return resolve_env(self.bootstrap_servers)
 
 
+class CdcSpec(_Model):
+    """Log-based capture settings of one source database (PostgreSQL slot or MySQL binlog)."""
+
+    slot: str | None = None
+    """PostgreSQL: the logical replication slot; default ``liberation_<source>``."""
+    publication: str | None = None
+    """PostgreSQL: the publication; default ``liberation_<source>``."""
+    heartbeat_every: Duration = timedelta(seconds=10)
+    server_id: int | None = None
+    """MySQL/MariaDB: the replica server id this reader presents; default derived from the source name."""
+    batch_size: int = Field(default=5000, ge=1)
+    snapshot_chunk: int = Field(default=10000, ge=1)
+
+
 class SourceSpec(_Model):
     """A source database, reached through a SQLAlchemy URL."""
 
@@ -86,6 +100,7 @@ class SourceSpec(_Model):
     timezone: str = "UTC"
     safety_lag: Duration = timedelta(seconds=0)
     clock_skew: Duration = timedelta(seconds=1)
+    cdc: CdcSpec = Field(default_factory=CdcSpec)
 
     @field_validator("url")
     @classmethod

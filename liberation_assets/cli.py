@@ -1,0 +1,186 @@
+"""The ``liberation`` command line: the same core as Dagster, without the UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from liberation_assets.core.errors import LiberationError
+
+
+def _spec(args: argparse.Namespace):
+    from liberation_assets.core.spec import load_spec
+
+    return load_spec(args.spec)
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from liberation_assets import stack
+
+    settings = stack.default_settings()
+    if args.action == "up":
+        stack.up(settings)
+    elif args.action == "down":
+        stack.down(settings)
+        print("stack down")
+    else:
+        states = stack.status(settings)
+        for name, ok in states.items():
+            print(f"{name:10s} {'up' if ok else 'down'}")
+        return 0 if all(states.values()) else 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from liberation_assets.core.connect import check_database
+    from liberation_assets.core.publish.topics import check_broker
+
+    spec = _spec(args)
+    print(f"spec {args.spec or os.environ.get('LIBERATION_SPEC', 'liberation.yaml')}: ok "
+          f"({len(spec.sources)} sources, {len(spec.streams)} streams, {len(spec.outboxes)} outboxes)")
+    if args.offline:
+        return 0
+    check_broker(spec.kafka.resolved_bootstrap_servers())
+    print(f"kafka {spec.kafka.resolved_bootstrap_servers()}: ok")
+    for name, source in spec.sources.items():
+        check_database(name, source)
+        print(f"source {name} {source.safe_url()}: ok")
+    return 0
+
+
+def _progress_bar(label: str):
+    from tqdm import tqdm
+
+    bar = tqdm(desc=label, unit="rows", dynamic_ncols=True, disable=not sys.stderr.isatty() and not os.environ.get("LIBERATION_PROGRESS"))
+
+    def update(done: int, total: int | None) -> None:
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from liberation_assets.core.engine.query_pattern import QueryPattern
+
+    spec = _spec(args)
+    if args.stream not in spec.streams:
+        print(f"unknown stream {args.stream!r}; streams: {', '.join(spec.streams)}", file=sys.stderr)
+        return 2
+    pattern = QueryPattern(spec, args.stream)
+    try:
+        if args.snapshot:
+            bar, update = _progress_bar(f"snapshot {args.stream}")
+            with bar:
+                summary = pattern.snapshot(progress=update, restart=args.restart)
+        elif args.reconcile:
+            summary = pattern.reconcile()
+        else:
+            summary = pattern.incremental()
+    finally:
+        pattern.close()
+    print(" ".join(f"{k}={v}" for k, v in summary.metadata().items()))
+    return 0
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    """Run a source's log reader or an outbox relay continuously, for low latency."""
+    spec = _spec(args)
+    if args.name in spec.outboxes:
+        from liberation_assets.core.engine import outbox_relay
+
+        return outbox_relay.follow(spec, args.name, duration=args.duration) or 0
+    if args.name not in spec.sources:
+        print(f"unknown source or outbox {args.name!r}", file=sys.stderr)
+        return 2
+    if spec.sources[args.name].dialect == "postgresql":
+        from liberation_assets.core.engine import cdc_postgres
+
+        return cdc_postgres.follow(spec, args.name, duration=args.duration) or 0
+    from liberation_assets.core.engine import cdc_mysql
+
+    return cdc_mysql.follow(spec, args.name, duration=args.duration) or 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from liberation_assets.core.verify.run import verify_stream
+
+    spec = _spec(args)
+    comparison = verify_stream(spec, args.stream)
+    print(comparison.describe())
+    return 0 if comparison.matches else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from liberation_assets.demo.cli import run_demo
+
+    return run_demo(args)
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from liberation_assets.demo.cli import seed_demo
+
+    return seed_demo(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liberation", description="Liberate database tables into Kafka event streams.")
+    parser.add_argument("--spec", default=None, help="spec file (default: $LIBERATION_SPEC or ./liberation.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("stack", help="start, stop or inspect the local Kafka, PostgreSQL and MariaDB")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_stack)
+
+    p = sub.add_parser("check", help="validate the spec and reach every broker and database")
+    p.add_argument("--offline", action="store_true", help="validate the spec only")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("run", help="run one stream's snapshot, incremental poll or reconciliation")
+    p.add_argument("stream")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--snapshot", action="store_true")
+    mode.add_argument("--incremental", action="store_true")
+    mode.add_argument("--reconcile", action="store_true")
+    p.add_argument("--restart", action="store_true", help="snapshot from scratch instead of resuming")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("follow", help="stream a source's change log or relay an outbox continuously")
+    p.add_argument("name", help="a source (CDC) or an outbox name")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_follow)
+
+    p = sub.add_parser("verify", help="rebuild a stream's replica from its topic and compare it with the source")
+    p.add_argument("stream")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("seed", help="create and seed the demo shop databases")
+    p.add_argument("--products", type=int, default=int(os.environ.get("LIBERATION_DEMO_PRODUCTS", "20000")))
+    p.set_defaults(func=cmd_seed)
+
+    p = sub.add_parser("demo", help="stack up, seed the demo shop, liberate it through every pattern and serve the Dagster UI")
+    p.add_argument("--products", type=int, default=int(os.environ.get("LIBERATION_DEMO_PRODUCTS", "20000")))
+    p.add_argument("--port", type=int, default=int(os.environ.get("LIBERATION_UI_PORT", "3000")))
+    p.add_argument("--no-ui", action="store_true", help="run the main job and exit instead of serving the UI")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except LiberationError as exc:
+        print(f"liberation: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

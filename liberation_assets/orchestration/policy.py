@@ -1,0 +1,25 @@
+"""Policy shared by every asset, applied once: freshness from the spec, kinds and tags."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from liberation_assets.core.spec import FreshnessSpec
+
+
+def freshness_policy(freshness: FreshnessSpec) -> dg.FreshnessPolicy:
+    return dg.FreshnessPolicy.time_window(fail_window=freshness.fail_after, warn_window=freshness.warn_after)
+
+
+def kinds_for(dialect: str, *extra: str) -> set[str]:
+    return {"kafka", {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}.get(dialect, dialect), *extra}
+
+
+def asset_key(stream: str, leaf: str) -> dg.AssetKey:
+    """``<stream>/<leaf>``, e.g. ``products/snapshot``."""
+    return dg.AssetKey([stream, leaf])
+
+
+def group_name(source: str) -> str:
+    """One asset group per source database."""
+    return source

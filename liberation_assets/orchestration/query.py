@@ -1,0 +1,116 @@
+"""Query-based pattern: ``<stream>/snapshot`` and ``<stream>/incremental`` assets, schedules and reconciliation."""
+
+
+import dagster as dg
+
+from liberation_assets.core.engine.query_pattern import QueryPattern, RunSummary
+from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.resources import LiberationResource
+
+
+def _cron_for(seconds: float) -> str:
+    """A cron schedule for a polling period; periods under a minute poll every minute (use `liberation follow` for less)."""
+    minutes = max(1, int(seconds // 60))
+    if minutes < 60:
+        return f"*/{minutes} * * * *" if minutes > 1 else "* * * * *"
+    hours = max(1, minutes // 60)
+    return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
+
+
+def _materialize(summary: RunSummary, context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    r = summary.result
+    context.log.info(
+        f"published {r.published} events ({r.deletes} deletes, {r.quarantined} quarantined) in {r.transactions} transactions"
+    )
+    return dg.MaterializeResult(metadata=summary.metadata())
+
+
+def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
+    stream = spec.streams[name]
+    dialect = spec.sources[stream.source].dialect
+
+    @dg.asset(
+        key=asset_key(name, "snapshot"),
+        group_name=group_name(stream.source),
+        kinds=kinds_for(dialect, "snapshot"),
+        description=f"Resumable, chunked snapshot of {stream.table} into {spec.topic_for(name)} (op r).",
+        freshness_policy=None,
+        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "snapshot"},
+        pool=f"liberation-{name}-snapshot",
+    )
+    def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+        pattern = QueryPattern(liberation.load_spec(), name)
+        try:
+            summary = pattern.snapshot(progress=lambda done, total: context.log.debug(f"snapshot {name}: {done}/{total or '?'} rows"))
+        finally:
+            pattern.close()
+        return _materialize(summary, context)
+
+    return snapshot
+
+
+def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
+    stream = spec.streams[name]
+    dialect = spec.sources[stream.source].dialect
+
+    @dg.asset(
+        key=asset_key(name, "incremental"),
+        group_name=group_name(stream.source),
+        kinds=kinds_for(dialect, "query"),
+        description=(
+            f"Polls {stream.table} every {stream.poll_every} on ({stream.cursor}, {', '.join(stream.key)}), "
+            f"below the late-commit ceiling, into {spec.topic_for(name)}."
+        ),
+        deps=[asset_key(name, "snapshot")] if "snapshot" in stream.patterns else None,
+        freshness_policy=freshness_policy(stream.freshness),
+        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
+        pool=f"liberation-{name}-query",
+    )
+    def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+        pattern = QueryPattern(liberation.load_spec(), name)
+        try:
+            summary = pattern.incremental()
+        finally:
+            pattern.close()
+        return _materialize(summary, context)
+
+    return incremental
+
+
+def _reconcile_job(spec: Spec, name: str) -> dg.JobDefinition:
+    @dg.op(name=f"reconcile_{name}", description="Publish deletes and tombstones for keys gone from the source.")
+    def reconcile(context: dg.OpExecutionContext, liberation: LiberationResource) -> None:
+        pattern = QueryPattern(liberation.load_spec(), name)
+        try:
+            summary = pattern.reconcile()
+        finally:
+            pattern.close()
+        context.log.info(f"reconciliation of {name}: {summary.result.deletes} vanished keys deleted")
+        context.log_event(dg.AssetObservation(asset_key=asset_key(name, "incremental"),
+                                              metadata={"reconciled_deletes": summary.result.deletes}))
+
+    @dg.job(name=f"{name}_reconcile", description=f"Find hard deletes in {spec.streams[name].table}.")
+    def reconcile_job() -> None:
+        reconcile()
+
+    return reconcile_job
+
+
+def definitions(spec: Spec) -> dg.Definitions:
+    assets: list[dg.AssetsDefinition] = []
+    schedules: list[dg.ScheduleDefinition] = []
+    jobs: list[dg.JobDefinition] = []
+    for name, stream in spec.streams.items():
+        if "snapshot" in stream.patterns:
+            assets.append(_snapshot_asset(spec, name))
+        if "query" in stream.patterns:
+            assets.append(_incremental_asset(spec, name))
+            poll_job = dg.define_asset_job(f"{name}_poll", selection=dg.AssetSelection.assets(asset_key(name, "incremental")))
+            schedules.append(dg.ScheduleDefinition(name=f"{name}_poll_schedule", job=poll_job,
+                                                   cron_schedule=_cron_for(stream.poll_every.total_seconds())))
+            reconcile_job = _reconcile_job(spec, name)
+            jobs.append(reconcile_job)
+            schedules.append(dg.ScheduleDefinition(name=f"{name}_reconcile_schedule", job=reconcile_job,
+                                                   cron_schedule=_cron_for(stream.reconcile_every.total_seconds())))
+    return dg.Definitions(assets=assets, schedules=schedules, jobs=jobs)
