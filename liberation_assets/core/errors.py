@@ -37,3 +37,11 @@ class PositionLost(LiberationError):
 
 class PermissionProblem(LiberationError):
     """The database role lacks a right that liberation needs."""
+
+
+class InvalidEvent(LiberationError):
+    """A domain event failed its contract or cannot be serialized; raised inside the caller's transaction so it rolls back."""
+
+
+class OutboxUnavailable(LiberationError):
+    """The outbox table is missing or lacks the columns the relay needs."""

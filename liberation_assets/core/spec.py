@@ -220,6 +220,17 @@ class OutboxSpec(_Model):
     batch_size: int = Field(default=1000, ge=1)
     poll_every: Duration = timedelta(seconds=30)
     freshness: FreshnessSpec = Field(default_factory=FreshnessSpec)
+    follow_poll_every: Duration = timedelta(milliseconds=250)
+    """`liberation follow`: idle polling period; on PostgreSQL NOTIFY wakes it at once, so this is a safety net."""
+
+    @field_validator("route")
+    @classmethod
+    def _route_placeholders(cls, value: str) -> str:
+        try:
+            value.format(aggregatetype="a", topic_prefix="p", outbox="o")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"route may use only {{aggregatetype}}, {{topic_prefix}} and {{outbox}} ({exc})") from None
+        return value
 
 
 class Spec(_Model):
