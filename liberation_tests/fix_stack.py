@@ -93,7 +93,9 @@ def make_spec(stack: StackSettings, request: pytest.FixtureRequest):
               sources: dict[str, Any] | None = None) -> Spec:
         all_sources: dict[str, Any] = dict(sources or {})
         if pg:
-            all_sources["pg"] = {"url": f"postgresql+psycopg://{stack.pg_user}:${{LIBERATION_TEST_PG_PASSWORD:-{stack.pg_password}}}@{stack.pg_host}:{stack.pg_port}/{pg}"}
+            # One server clock for writers and poller, so no clock-skew allowance is needed in tests.
+            all_sources["pg"] = {"url": f"postgresql+psycopg://{stack.pg_user}:${{LIBERATION_TEST_PG_PASSWORD:-{stack.pg_password}}}@{stack.pg_host}:{stack.pg_port}/{pg}",
+                                 "clock_skew": "0s"}
         if mysql:
             all_sources["mysql"] = {"url": f"mysql+pymysql://{stack.mysql_user}:${{LIBERATION_TEST_MYSQL_PASSWORD:-{stack.mysql_password}}}@{stack.mysql_host}:{stack.mysql_port}/{mysql}",
                                     "safety_lag": "1s"}

@@ -68,6 +68,8 @@ class QueryPattern:
         self.runtime = StreamRuntime(spec, stream_name, "query")
         self._snapshot_runtimes: dict[str | None, StreamRuntime] = {}
         self._table: ProjectedTable | None = None
+        self._committed_watermark: dict | None = None
+        """The last watermark this process committed: we are its only writer (Kafka fences others)."""
 
     def snapshot_runtime(self, part: str | None) -> StreamRuntime:
         """Snapshots publish with their own transactional id (one per partition), so they run beside polls."""
@@ -138,7 +140,7 @@ class QueryPattern:
     def incremental(self, *, progress: ProgressCallback | None = None) -> RunSummary:
         """One poll: publish every row changed since the watermark and below the ceiling."""
         runtime = self.runtime
-        stored = runtime.positions_for(position_key(self.name, "query"))
+        stored = self._committed_watermark or runtime.positions_for(position_key(self.name, "query"))
         start = QueryPosition.from_dict(stored)
         if stored is None:
             snap = SnapshotPosition.from_dict(runtime.positions_for(position_key(self.name, "snapshot")))
@@ -154,6 +156,7 @@ class QueryPattern:
             deleted_when=deleted_when,
         ):
             summary.result.add(runtime.writer.write(batch))
+            self._committed_watermark = batch.position.value if batch.position else self._committed_watermark
             last_after = QueryPosition.from_dict(batch.position.value).after if batch.position else last_after
             summary.rows_total = batch.position.value["rows"] if batch.position else summary.rows_total
             if progress:
