@@ -189,7 +189,8 @@ class StreamSpec(_Model):
     safety_lag: Duration | None = None
     soft_delete: SoftDeleteSpec | None = None
     freshness: FreshnessSpec = Field(default_factory=FreshnessSpec)
-    contract: dict[str, ColumnContract] | None = None
+    contract: dict[str, ColumnContract] | str | None = None
+    """Column contracts, or ``"package.module:Model"`` naming a pandera DataFrameModel."""
     on_violation: Literal["quarantine", "halt"] = "quarantine"
     toast: Literal["replica_identity_full", "reread"] = "replica_identity_full"
 
