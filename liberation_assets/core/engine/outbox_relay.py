@@ -1,0 +1,133 @@
+"""Run an outbox relay: once (a Dagster asset run) or continuously (``liberation follow <outbox>``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from liberation_assets.core.errors import ConnectivityError, PublishError
+from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
+from liberation_assets.core.spec import Spec
+
+DEFAULT_BUDGET_SECONDS = 60.0
+LEASE_RETRY_SECONDS = 0.5
+STATUS_EVERY_SECONDS = 10.0
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class RelaySummary:
+    """Numbers about one relay run, for the CLI and for Dagster metadata (numbers only, so they plot)."""
+
+    relayed: int = 0
+    transactions: int = 0
+    recovered: int = 0
+    pending: int = 0
+    oldest_pending_age_seconds: float = 0.0
+    lease_acquired: bool = True
+    seconds: float = 0.0
+
+    def add_batch(self, events: int) -> None:
+        self.relayed += events
+        self.transactions += 1
+
+    def metadata(self) -> dict[str, int | float]:
+        return {
+            "events_relayed": self.relayed,
+            "transactions": self.transactions,
+            "recovered_after_crash": self.recovered,
+            "pending": self.pending,
+            "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
+            "lease_held_elsewhere": int(not self.lease_acquired),
+            "events_per_second": round(self.relayed / self.seconds, 1) if self.seconds > 0 else 0.0,
+        }
+
+
+def _drain(relay: OutboxRelay, summary: RelaySummary, deadline: float) -> None:
+    """Relay full batches until a short one says the outbox is (momentarily) empty, or time is up."""
+    batch_size = relay.outbox.batch_size
+    while time.monotonic() < deadline:
+        events = relay.relay_batch()
+        if events:
+            summary.add_batch(events)
+        if events < batch_size:
+            return
+
+
+def relay_once(spec: Spec, outbox_name: str, *, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> RelaySummary:
+    """Relay what is pending now, within a time budget.  If another relay holds the lease, only report."""
+    started = time.monotonic()
+    summary = RelaySummary()
+    relay = OutboxRelay(spec, outbox_name)
+    try:
+        if relay.acquire():
+            summary.recovered = relay.recover()
+            _drain(relay, summary, started + budget_seconds)
+        else:
+            summary.lease_acquired = False
+        summary.pending, summary.oldest_pending_age_seconds = pending_stats(relay.engine, relay.outbox)
+    finally:
+        relay.close()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr) -> int:
+    """Relay continuously with low latency until ``duration`` seconds pass (forever if None).
+
+    Waits as a standby while another relay holds the lease; after a database
+    or Kafka error it reconnects, which re-runs crash recovery.
+    """
+    started = time.monotonic()
+    deadline = started + duration if duration is not None else float("inf")
+    outbox = spec.outboxes[outbox_name]
+    idle_wait = outbox.follow_poll_every.total_seconds()
+    total = RelaySummary()
+    waiting_logged = False
+    backoff = 1.0
+    while time.monotonic() < deadline:
+        relay = OutboxRelay(spec, outbox_name)
+        try:
+            if not relay.acquire():
+                if not waiting_logged:
+                    log(f"outbox {outbox_name}: another relay holds the lease; standing by")
+                    waiting_logged = True
+                time.sleep(min(LEASE_RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
+                continue
+            waiting_logged = False
+            recovered = relay.recover()
+            total.recovered += recovered
+            log(f"outbox {outbox_name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)")
+            _follow_leased(relay, total, deadline, idle_wait, log)
+            backoff = 1.0
+        except (sa.exc.DBAPIError, PublishError, ConnectivityError) as exc:
+            log(f"outbox {outbox_name}: {type(exc).__name__}: {str(exc).splitlines()[0]}; reconnecting in {backoff:.0f}s")
+            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
+            backoff = min(backoff * 2, 30.0)
+        finally:
+            relay.close()
+    total.seconds = time.monotonic() - started
+    print(" ".join(f"{key}={value}" for key, value in total.metadata().items() if key != "pending"), flush=True)
+    return 0
+
+
+def _follow_leased(relay: OutboxRelay, total: RelaySummary, deadline: float, idle_wait: float, log: Log) -> None:
+    batch_size = relay.outbox.batch_size
+    next_status = time.monotonic() + STATUS_EVERY_SECONDS
+    while (now := time.monotonic()) < deadline:
+        events = relay.relay_batch()
+        if events:
+            total.add_batch(events)
+        if now >= next_status:
+            log(f"outbox {relay.name}: {total.relayed} events relayed in {total.transactions} transactions")
+            next_status = now + STATUS_EVERY_SECONDS
+        if events < batch_size:
+            relay.wait(min(idle_wait, max(0.0, deadline - time.monotonic())))
