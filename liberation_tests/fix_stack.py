@@ -98,7 +98,7 @@ def make_spec(stack: StackSettings, request: pytest.FixtureRequest):
                                  "clock_skew": "0s"}
         if mysql:
             all_sources["mysql"] = {"url": f"mysql+pymysql://{stack.mysql_user}:${{LIBERATION_TEST_MYSQL_PASSWORD:-{stack.mysql_password}}}@{stack.mysql_host}:{stack.mysql_port}/{mysql}",
-                                    "safety_lag": "1s"}
+                                    "safety_lag": "1s", "clock_skew": "0s"}
         kafka_settings = {"bootstrap_servers": stack.kafka_bootstrap, "topic_prefix": f"t{token}",
                           "positions_topic": f"t{token}.positions", "partitions": 1}
         kafka_settings.update(kafka or {})

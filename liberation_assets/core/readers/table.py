@@ -58,8 +58,8 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
         table = sa.Table(stream.table, metadata, schema=stream.db_schema, autoload_with=engine)
     except sa.exc.NoSuchTableError:
         raise SpecError(f"stream {stream_name}: table {stream.db_schema + '.' if stream.db_schema else ''}{stream.table} does not exist") from None
-    available = set(table.c.keys())
-    columns = stream.columns() or {name: name for name in table.c.keys()}
+    available = {str(name) for name in table.c.keys()}  # plain str: orjson refuses str subclasses as keys
+    columns = stream.columns() or {str(name): str(name) for name in table.c.keys()}
     soft_delete = stream.soft_delete.column if stream.soft_delete else None
     for column in [*columns.values(), *stream.key, *([stream.cursor] if stream.cursor else []), *([soft_delete] if soft_delete else [])]:
         if column not in available:
