@@ -122,5 +122,6 @@ def test_mariadb_types_round_trip_and_ties_with_the_reread_window(make_spec, mys
     assert row["flag"] == 1 and row["e"] == "green" and row["txt"] == "Grüße 世界 🚀"
     assert row["dt"] == "2024-01-02T03:04:05.678901+00:00" and row["d"] == "2024-02-29"
     assert row["t"] == "23:59:59.999999"
-    assert row["j"] == {"a": [1, 2.5, None]} and row["raw"] == "3q2+7wA="
+    assert row["j"] == '{"a": [1, 2.5, null]}'  # MariaDB's JSON is LONGTEXT: published as the text it stores
+    assert row["raw"] == "3q2+7wA="
 
