@@ -1,11 +1,83 @@
-"""Dagster definitions for the outbox pattern (filled in by its issue)."""
+"""Outbox pattern: a ``<outbox>/relay`` asset per outbox table, and a sensor that requests it when rows are pending."""
 
-from __future__ import annotations
+import time
 
 import dagster as dg
 
+from liberation_assets.core.engine.outbox_relay import outbox_pending, relay_once
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.resources import LiberationResource
+
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+OUTBOX_TAG = "liberation/outbox"
+
+
+def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
+    outbox = spec.outboxes[name]
+    dialect = spec.sources[outbox.source].dialect
+
+    @dg.asset(
+        key=asset_key(name, "relay"),
+        group_name=group_name(outbox.source),
+        kinds=kinds_for(dialect, "outbox"),
+        description=(
+            f"Relays committed rows of the outbox table {outbox.table} to {outbox.route}, exactly once: "
+            f"records and position in one Kafka transaction, then {outbox.cleanup} the rows."
+        ),
+        freshness_policy=freshness_policy(outbox.freshness),
+        metadata={"table": outbox.table, "route": outbox.route, "cleanup": outbox.cleanup, "pattern": "outbox"},
+        pool=f"liberation-outbox-{name}",
+    )
+    def relay(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+        summary = relay_once(liberation.load_spec(), name)
+        if summary.lease_acquired:
+            context.log.info(f"relayed {summary.relayed} events in {summary.transactions} transactions; "
+                             f"{summary.pending} pending, oldest {summary.oldest_pending_age_seconds:.1f}s")
+        else:
+            context.log.info(f"another relay (e.g. `liberation follow {name}`) holds the lease; {summary.pending} pending")
+        return dg.MaterializeResult(metadata=summary.metadata())
+
+    return relay
+
+
+def _heartbeat_seconds(spec: Spec, name: str) -> float:
+    """An empty outbox is still checked this often, so the asset stays fresh while there is nothing to relay."""
+    freshness = spec.outboxes[name].freshness
+    return (freshness.warn_after or freshness.fail_after).total_seconds() / 2
+
+
+def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
+    outbox = spec.outboxes[name]
+    key = asset_key(name, "relay")
+    heartbeat = _heartbeat_seconds(spec, name)
+    tags = {OUTBOX_TAG: name}
+
+    @dg.sensor(
+        name=f"{name}_pending",
+        asset_selection=[key],
+        minimum_interval_seconds=max(1, int(outbox.poll_every.total_seconds())),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests {name}/relay when {outbox.table} has pending rows (checked every {outbox.poll_every}).",
+    )
+    def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
+        active = context.instance.get_run_records(
+            filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1)
+        if active:
+            return dg.SkipReason("a relay run is already queued or running")
+        count, age = outbox_pending(liberation.load_spec(), name)
+        if count:
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/pending": str(count)})])
+        last = context.instance.get_latest_materialization_event(key)
+        if last is None or time.time() - last.timestamp > heartbeat:
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/pending": "0"})])
+        return dg.SkipReason(f"outbox {outbox.table} is empty")
+
+    return pending
 
 
 def definitions(spec: Spec) -> dg.Definitions:
-    return dg.Definitions()
+    assets = [_relay_asset(spec, name) for name in spec.outboxes]
+    sensors = [_pending_sensor(spec, name) for name in spec.outboxes]
+    return dg.Definitions(assets=assets, sensors=sensors)

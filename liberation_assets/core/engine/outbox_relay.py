@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from liberation_assets.core.connect import cached_engine
 from liberation_assets.core.errors import ConnectivityError, PublishError
 from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
 from liberation_assets.core.spec import Spec
@@ -78,6 +79,12 @@ def relay_once(spec: Spec, outbox_name: str, *, budget_seconds: float = DEFAULT_
         relay.close()
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def outbox_pending(spec: Spec, outbox_name: str) -> tuple[int, float]:
+    """(pending rows, oldest pending age in seconds): the cheap check a sensor runs on every tick."""
+    outbox = spec.outboxes[outbox_name]
+    return pending_stats(cached_engine(spec.sources[outbox.source]), outbox)
 
 
 def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr) -> int:
