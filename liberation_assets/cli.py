@@ -107,6 +107,29 @@ def cmd_follow(args: argparse.Namespace) -> int:
     return cdc_mysql.follow(spec, args.name, duration=args.duration) or 0
 
 
+def cmd_outbox(args: argparse.Namespace) -> int:
+    """The outbox migration: create the table, or print its DDL for your own migration tool."""
+    from liberation_assets.core.connect import create_source_engine
+    from liberation_assets.core.outbox.table import create_outbox_table, migration_sql
+
+    spec = _spec(args)
+    if args.name not in spec.outboxes:
+        print(f"unknown outbox {args.name!r}; outboxes: {', '.join(spec.outboxes)}", file=sys.stderr)
+        return 2
+    outbox = spec.outboxes[args.name]
+    source = spec.sources[outbox.source]
+    if args.sql:
+        print(";\n".join(migration_sql(outbox, source.dialect)) + ";")
+        return 0
+    engine = create_source_engine(source)
+    try:
+        create_outbox_table(engine, outbox)
+    finally:
+        engine.dispose()
+    print(f"outbox {args.name}: table {outbox.table} ready in {source.safe_url()}")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from liberation_assets.core.verify.run import verify_stream
 
@@ -154,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="a source (CDC) or an outbox name")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=cmd_follow)
+
+    p = sub.add_parser("outbox", help="create an outbox table (its migration), or print the DDL with --sql")
+    p.add_argument("name", help="an outbox of the spec")
+    p.add_argument("--sql", action="store_true", help="print the DDL instead of running it")
+    p.set_defaults(func=cmd_outbox)
 
     p = sub.add_parser("verify", help="rebuild a stream's replica from its topic and compare it with the source")
     p.add_argument("stream")
