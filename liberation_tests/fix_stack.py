@@ -106,3 +106,21 @@ def make_spec(stack: StackSettings, request: pytest.FixtureRequest):
                                     "streams": streams or {}, "outboxes": outboxes or {}})
 
     return build
+
+
+def spec_to_yaml(spec: Spec) -> str:
+    """A spec as a YAML file, for tests that run the CLI in a subprocess."""
+    from datetime import timedelta
+
+    import yaml
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        return value
+
+    return yaml.safe_dump(plain(spec.model_dump(mode="python", by_alias=True, exclude_none=True)), sort_keys=False)

@@ -92,14 +92,15 @@ class QueryPattern:
     # -- snapshot ---------------------------------------------------------------------------------------
     def snapshot(self, *, key_range: tuple[Any, Any] | None = None, part: str | None = None,
                  progress: ProgressCallback | None = None, restart: bool = False) -> RunSummary:
-        """Snapshot the table, resuming from the last committed chunk unless ``restart``."""
+        """Snapshot the table, resuming from the last committed chunk; a finished snapshot is only retaken with ``restart``."""
         runtime = self.snapshot_runtime(part)
         key = position_key(self.name, "snapshot", part)
         stored = None if restart else runtime.positions_for(key)
         start = SnapshotPosition.from_dict(stored)
-        if start.done and not restart:
-            start = SnapshotPosition(incremental_from=self._ceiling_value())
-        elif start.incremental_from is None:
+        if start.done:
+            # Finished before (perhaps just before a crash): rerunning must not publish it twice.
+            return RunSummary(rows_total=start.rows, done=True)
+        if start.incremental_from is None:
             start = SnapshotPosition(start.after_key, start.rows, False, self._ceiling_value())
         summary = RunSummary(rows_total=start.rows)
         estimate = self._estimate_rows()
