@@ -34,7 +34,7 @@ class Message:
 def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed") -> list[Message]:
     """Every message of a topic, from the beginning to its end, as a read_committed consumer sees them."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}",
-                         "isolation.level": isolation, "enable.auto.commit": False, "enable.partition.eof": True})
+                         "isolation.level": isolation, "enable.auto.commit": False, "enable.partition.eof": True, "fetch.wait.max.ms": 10})
     messages: list[Message] = []
     try:
         metadata = consumer.list_topics(topic, timeout=10)
@@ -42,7 +42,7 @@ def consume_all(bootstrap: str, topic: str, *, isolation: str = "read_committed"
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         remaining = set(partitions)
         while remaining:
-            for msg in consumer.consume(10_000, timeout=2.0):
+            for msg in consumer.consume(10_000, timeout=0.1):
                 if msg.error():
                     if msg.error().code() == KafkaError._PARTITION_EOF:
                         remaining.discard(msg.partition())

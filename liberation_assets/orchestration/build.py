@@ -5,12 +5,17 @@ from __future__ import annotations
 import dagster as dg
 
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration import binlog, cdc, outbox, query, replica
+from liberation_assets.orchestration import binlog, cdc, contracts, outbox, query, replica
 from liberation_assets.orchestration.resources import build_resources
 
-PATTERN_MODULES = (query, cdc, binlog, outbox, replica)
+PATTERN_MODULES = (query, cdc, binlog, outbox, replica, contracts)
+MAIN_JOB = "liberate_all"
 
 
 def build_definitions(spec: Spec, spec_path: str | None = None) -> dg.Definitions:
     parts = [module.definitions(spec) for module in PATTERN_MODULES]
-    return dg.Definitions.merge(*parts, dg.Definitions(resources=build_resources(spec_path)))
+    main_job = dg.define_asset_job(
+        MAIN_JOB, selection=dg.AssetSelection.all(),
+        description="The main job: every stream of the spec, through every pattern it declares.",
+    )
+    return dg.Definitions.merge(*parts, dg.Definitions(jobs=[main_job], resources=build_resources(spec_path)))

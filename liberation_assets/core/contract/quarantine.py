@@ -3,24 +3,44 @@
 Nothing is dropped: a rejected row is written, in the same transaction as the
 valid rows and the position, to ``<topic>.quarantine`` with the row, the
 failed checks and the source position, so it can be inspected and re-driven.
+
+The re-drive (see ``redrive``) keeps a cursor per quarantine partition in the
+positions topic: records below it are resolved (republished, superseded by a
+newer published version, or quarantined again as a new record), records at or
+above it are open.  ``summarize`` reads the topic and that cursor.
 """
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
 from liberation_assets.core.contract.serialize import dumps
+from liberation_assets.core.contract.validate import check_of
+from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import ChangeEvent
 
 if TYPE_CHECKING:
     from liberation_assets.core.engine.writer import StreamIdentity
     from liberation_assets.core.publish.publisher import OutRecord
+    from liberation_assets.core.spec import Spec
 
 QUARANTINE_SUFFIX = ".quarantine"
 
 
 def quarantine_topic(topic: str) -> str:
     return topic + QUARANTINE_SUFFIX
+
+
+def redrive_position_key(stream: str) -> str:
+    """Where the re-drive keeps its cursor; same layout as the patterns' position keys."""
+    return f"stream/{stream}/redrive"
 
 
 def quarantine_record(
@@ -45,3 +65,125 @@ def quarantine_record(
         "quarantined_ts_ms": processed_ms,
     }
     return (topic, dumps(event.key), dumps(value), event.ts_ms, identity.headers())
+
+
+@dataclass(frozen=True)
+class QuarantinedRow:
+    """One record of a quarantine topic."""
+
+    partition: int
+    offset: int
+    key: bytes
+    value: dict[str, Any]
+
+    @property
+    def checks(self) -> list[str]:
+        return [check_of(reason) for reason in self.value.get("failed_checks") or []]
+
+    def event(self, extra_source: dict[str, Any] | None = None) -> ChangeEvent:
+        """The change event as it was before it was quarantined."""
+        v = self.value
+        source = dict(v.get("source") or {})
+        source.update(extra_source or {})
+        return ChangeEvent(v["op"], v["key"], v.get("before"), v.get("row"), int(v["event_ts_ms"]), source)
+
+
+def read_range(bootstrap_servers: str, topic: str, start: dict[int, int] | None = None,
+               batch_size: int = 5000) -> Iterator[list[QuarantinedRow]]:
+    """Committed records from ``start`` (per partition, default the beginning) up to the end as of the call."""
+    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-quarantine-{uuid.uuid4()}",
+                         "isolation.level": "read_committed", "enable.auto.commit": False,
+                         "enable.partition.eof": True})
+    try:
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise ConnectivityError(f"cannot read {topic}: {exc}") from None
+        if metadata.topics[topic].error is not None:
+            return
+        stop: dict[int, int] = {}
+        assignment = []
+        for partition in metadata.topics[topic].partitions:
+            first = (start or {}).get(partition, 0)
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            if high > first:
+                stop[partition] = high
+                assignment.append(TopicPartition(topic, partition, max(first, _low)))
+        if not assignment:
+            return
+        consumer.assign(assignment)
+        while stop:
+            rows: list[QuarantinedRow] = []
+            for msg in consumer.consume(batch_size, timeout=1.0):
+                partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
+                error = msg.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        stop.pop(partition, None)
+                        continue
+                    raise ConnectivityError(f"reading {topic}: {error.str()}")
+                if partition not in stop:
+                    continue
+                if offset >= stop[partition]:
+                    del stop[partition]
+                    continue
+                rows.append(QuarantinedRow(partition, offset, msg.key() or b"", orjson.loads(msg.value() or b"null")))
+                if offset + 1 >= stop[partition]:
+                    del stop[partition]
+            if rows:
+                yield rows
+            else:
+                _drop_finished(consumer, stop)
+    finally:
+        consumer.close()
+
+
+def _drop_finished(consumer: Consumer, stop: dict[int, int]) -> None:
+    """Partitions whose end is a transaction marker never deliver their last offset: finish them by position."""
+    for tp in consumer.position([TopicPartition(tp.topic, tp.partition) for tp in consumer.assignment()]):
+        if tp.partition in stop and tp.offset >= stop[tp.partition]:
+            del stop[tp.partition]
+
+
+@dataclass
+class QuarantineSummary:
+    """What is in a stream's quarantine, and how much of it the re-drive has resolved."""
+
+    stream: str
+    topic: str
+    total: int = 0
+    open: int = 0
+    republished: int = 0
+    superseded: int = 0
+    requarantined: int = 0
+    by_check: Counter[str] = field(default_factory=Counter)
+    """Open records per ``column: check``."""
+    rows: list[QuarantinedRow] = field(default_factory=list)
+    """The first open records, up to the requested limit."""
+
+    def metadata(self) -> dict[str, int]:
+        return {"quarantine_total": self.total, "quarantine_open": self.open, "redrive_republished": self.republished,
+                "redrive_superseded": self.superseded, "redrive_requarantined": self.requarantined}
+
+
+def summarize(spec: "Spec", stream: str, *, list_rows: int = 0) -> QuarantineSummary:
+    """Count a stream's quarantine by check; optionally keep the first ``list_rows`` open records."""
+    from liberation_assets.core.publish.positions import PositionStore
+
+    bootstrap = spec.kafka.resolved_bootstrap_servers()
+    topic = quarantine_topic(spec.topic_for(stream))
+    stored = PositionStore(bootstrap, spec.kafka.positions_topic, spec.kafka.replication_factor).get(redrive_position_key(stream)) or {}
+    cursor = {int(p): int(o) for p, o in (stored.get("offsets") or {}).items()}
+    summary = QuarantineSummary(stream, topic, republished=int(stored.get("republished", 0)),
+                                superseded=int(stored.get("superseded", 0)),
+                                requarantined=int(stored.get("requarantined", 0)))
+    for rows in read_range(bootstrap, topic):
+        summary.total += len(rows)
+        for row in rows:
+            if row.offset < cursor.get(row.partition, 0):
+                continue
+            summary.open += 1
+            summary.by_check.update(dict.fromkeys(row.checks, 1))
+            if len(summary.rows) < list_rows:
+                summary.rows.append(row)
+    return summary

@@ -1,8 +1,17 @@
-"""Validate whole batches against a stream's pandera contract.
+"""Validate whole batches against a stream's contract.
 
-Validation runs once per batch over a DataFrame, never row by row: pandera's
-vectorized checks cost well under a microsecond per row.  The result splits
-the batch into rows that pass and rows that fail, each failure with its reasons.
+Validation runs once per batch over a DataFrame, never row by row through
+pandera.  It has two passes:
+
+1. types: each column's values are checked against the column's kind by their
+   exact Python type (a set lookup per value), so a bad value fails only its
+   own row;
+2. the pandera schema (nullability, ranges, enums, lengths, uniqueness, custom
+   checks) over the rows whose types are right, so a stray string can never
+   make a range check raise and fail the whole batch.
+
+The result splits the batch into rows that pass and rows that fail, each
+failure with its reasons, formatted ``<column>: <check> (value <v>)``.
 """
 
 from __future__ import annotations
@@ -16,50 +25,42 @@ from typing import Any
 import pandas as pd
 import pandera.pandas as pa
 
+from liberation_assets.core.contract.model import Contract, as_contract
 from liberation_assets.core.events import ChangeEvent
 from liberation_assets.core.spec import ColumnContract
 
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "int": (int,),
-    "float": (float, int, Decimal),
-    "decimal": (Decimal, int),
-    "str": (str,),
-    "bool": (bool,),
-    "datetime": (datetime,),
-    "date": (date,),
-    "time": (time,),
-    "json": (dict, list, str, int, float, bool),
-    "uuid": (uuid.UUID, str),
-    "bytes": (bytes, bytearray, memoryview),
+_NONE = type(None)
+_EXACT: dict[str, frozenset[type]] = {
+    "int": frozenset({int, _NONE}),
+    "float": frozenset({float, int, Decimal, _NONE}),
+    "decimal": frozenset({Decimal, int, _NONE}),
+    "str": frozenset({str, _NONE}),
+    "bool": frozenset({bool, _NONE}),
+    "datetime": frozenset({datetime, pd.Timestamp, _NONE}),
+    "date": frozenset({date, _NONE}),
+    "time": frozenset({time, _NONE}),
+    "json": frozenset({dict, list, str, int, float, bool, _NONE}),
+    "uuid": frozenset({uuid.UUID, str, _NONE}),
+    "bytes": frozenset({bytes, bytearray, memoryview, _NONE}),
 }
+_NUMERIC = ("int", "float", "decimal")
+UNIQUE_KEY_CHECK = "unique_key"
+_CHECK_NAMES = {"multiple_fields_uniqueness": UNIQUE_KEY_CHECK, "field_uniqueness": "unique"}
 
 
-def _type_check(kind: str) -> pa.Check:
-    allowed = _PYTHON_TYPES[kind]
-    reject_bool = kind in ("int", "float", "decimal")
+def _subclass_ok(value: Any, kind: str) -> bool:
+    """The slow path, for values whose exact type is not listed (subclasses such as IntEnum)."""
+    if kind in _NUMERIC and isinstance(value, bool):
+        return False
+    if kind == "date" and isinstance(value, datetime):
+        return False
+    return isinstance(value, tuple(_EXACT[kind]))
 
-    def has_type(series: pd.Series) -> pd.Series:
-        return series.map(lambda v: v is None or (isinstance(v, allowed) and not (reject_bool and isinstance(v, bool))))
 
-    return pa.Check(has_type, name=f"type:{kind}", ignore_na=False)
-
-
-def build_schema(contract: dict[str, ColumnContract], key: list[str], *, unique_key: bool) -> pa.DataFrameSchema:
-    """A pandera schema from the spec's column contracts."""
-    columns = {}
-    for name, rule in contract.items():
-        checks = [_type_check(rule.type)]
-        if rule.ge is not None:
-            checks.append(pa.Check.ge(rule.ge))
-        if rule.le is not None:
-            checks.append(pa.Check.le(rule.le))
-        if rule.isin is not None:
-            checks.append(pa.Check.isin(rule.isin))
-        if rule.max_length is not None:
-            checks.append(pa.Check.str_length(max_value=rule.max_length))
-        columns[name] = pa.Column(None, checks=checks, nullable=rule.nullable, required=True, coerce=False)
-    unique = [k for k in key if k in contract] if unique_key else None
-    return pa.DataFrameSchema(columns, unique=unique or None, report_duplicates="all", strict=False)
+def type_failures(values: list[Any], kind: str) -> list[int]:
+    """Positions of values whose type does not fit the kind (None always fits; nullability is a check)."""
+    exact = _EXACT[kind]
+    return [i for i, v in enumerate(values) if type(v) not in exact and not _subclass_ok(v, kind)]
 
 
 @dataclass
@@ -73,27 +74,34 @@ class Verdict:
 class ContractValidator:
     """Applies one stream's contract to batches of events."""
 
-    def __init__(self, contract: dict[str, ColumnContract] | None, key: list[str]):
-        self.contract = contract or {}
+    def __init__(self, contract: Contract | dict[str, ColumnContract] | str | None, key: list[str]):
+        self.contract = as_contract(contract)
         self.key = key
-        self._schemas = {
-            unique: build_schema(self.contract, key, unique_key=unique) for unique in (False, True)
-        } if self.contract else {}
+        if self.contract is not None:
+            self._names = list(self.contract.rules)
+            self._kinds = [self.contract.rules[n].kind for n in self._names]
+            self._schemas = {False: self.contract.schema, True: self.contract.with_unique(key)}
 
     def validate(self, events: list[ChangeEvent], *, unique_key: bool = False) -> Verdict:
         """Split events into valid and rejected.  Deletes and truncates always pass: they carry no new data."""
-        if not self._schemas:
+        if self.contract is None:
             return Verdict(valid=events)
         checked = [i for i, e in enumerate(events) if e.after is not None]
         if not checked:
             return Verdict(valid=events)
-        names = list(self.contract)
-        frame = pd.DataFrame.from_records(
-            [[events[i].after.get(n) for n in names] for i in checked],  # type: ignore[union-attr]
-            columns=names,
-        ).astype(object)
-        frame = frame.where(frame.notna(), None)
-        reasons = _failures(self._schemas[unique_key], frame)
+        names = self._names
+        columns = {n: [events[i].after.get(n) for i in checked] for n in names}  # type: ignore[union-attr]
+        reasons: dict[int, list[str]] = {}
+        for name, kind in zip(names, self._kinds):
+            values = columns[name]
+            for position in type_failures(values, kind):
+                reasons.setdefault(position, []).append(f"{name}: type:{kind} (value {_show(values[position])})")
+        frame = pd.DataFrame(columns, dtype=object)
+        if reasons:
+            frame = frame.drop(index=list(reasons))
+        if len(frame):
+            for position, why in _failures(self._schemas[unique_key], frame).items():
+                reasons.setdefault(position, []).extend(why)
         if not reasons:
             return Verdict(valid=events)
         bad_events = {checked[i]: why for i, why in reasons.items()}
@@ -103,7 +111,7 @@ class ContractValidator:
 
 
 def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[int, list[str]]:
-    """Row position → human-readable failed checks."""
+    """Row label → human-readable failed checks."""
     try:
         schema.validate(frame, lazy=True)
         return {}
@@ -112,19 +120,27 @@ def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[int, list
     reasons: dict[int, list[str]] = {}
     whole_frame: list[str] = []
     for column, check, case, index in zip(cases["column"], cases["check"], cases["failure_case"], cases["index"]):
-        text = f"{column}: {check} (value {case!r})" if column is not None else f"{check}"
+        check = _CHECK_NAMES.get(str(check), str(check))
+        text = f"{column}: {check} (value {_show(case)})" if column is not None else check
         if index is None or (isinstance(index, float) and pd.isna(index)):
             whole_frame.append(text)
             continue
-        reasons.setdefault(int(index), [])
-        if text not in reasons[int(index)]:
-            reasons[int(index)].append(text)
+        row = reasons.setdefault(int(index), [])
+        if text not in row:
+            row.append(text)
     if whole_frame:
-        # A failure not tied to a row (a missing column) fails every row of the batch.
-        for position in range(len(frame)):
-            reasons.setdefault(position, []).extend(whole_frame)
+        # A failure not tied to a row (a check that raised) fails every row it was run on.
+        for label in frame.index:
+            reasons.setdefault(int(label), []).extend(whole_frame)
     return reasons
 
 
-def describe_value(value: Any) -> str:
+def _show(value: Any) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "None"
     return repr(value)[:200]
+
+
+def check_of(reason: str) -> str:
+    """``column: check`` of a reason, without the value: what failure counts are grouped by."""
+    return reason.split(" (value ", 1)[0]

@@ -8,6 +8,8 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.gate import ensure_schema
+from liberation_assets.core.contract.history import SchemaVersion
 from liberation_assets.core.contract.quarantine import quarantine_topic
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter
@@ -57,8 +59,14 @@ class StreamRuntime:
             db=url.database or "",
             db_schema=self.stream.db_schema,
             table=self.stream.table,
+            schema_version=self.schema.version,
             timezone=self.spec.timezone_for(self.name),
         )
+
+    @cached_property
+    def schema(self) -> SchemaVersion:
+        """The published schema version; the compatibility gate raises SchemaIncompatible here, before any publish."""
+        return ensure_schema(self.spec, self.name, self.engine)
 
     def ensure_topics(self) -> None:
         kafka = self.spec.kafka

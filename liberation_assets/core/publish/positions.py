@@ -56,6 +56,7 @@ def read_latest(bootstrap_servers: str, topic: str, key_prefix: bytes = b"") -> 
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,  # we read to the end once: do not let the broker hold fetches
         }
     )
     state: dict[bytes, bytes] = {}
@@ -76,7 +77,7 @@ def read_latest(bootstrap_servers: str, topic: str, key_prefix: bytes = b"") -> 
             return state
         consumer.assign(partitions)
         while remaining:
-            for msg in consumer.consume(5000, timeout=1.0):
+            for msg in consumer.consume(5000, timeout=0.1):
                 error = msg.error()
                 if error:
                     if error.code() == KafkaError._PARTITION_EOF:

@@ -1,0 +1,114 @@
+"""``liberation seed`` and ``liberation demo``: the demo shop from a fresh clone to a running UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL
+
+from liberation_assets.core.spec import Spec, load_spec
+from liberation_assets.demo import generator, schema
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _server_url(url: URL) -> URL:
+    """The same server, but the maintenance database, to create the demo database from."""
+    if url.get_backend_name() == "postgresql":
+        return url.set(database="postgres")
+    return url.set(database="information_schema")
+
+
+def ensure_database(url: URL) -> None:
+    engine = sa.create_engine(_server_url(url), isolation_level="AUTOCOMMIT")
+    name = url.database
+    with engine.connect() as connection:
+        if url.get_backend_name() == "postgresql":
+            exists = connection.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first()
+            if not exists:
+                connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        else:
+            connection.execute(sa.text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+    engine.dispose()
+
+
+def seed_spec_sources(spec: Spec, products: int, log=print) -> None:
+    """Create every source database of the spec with the demo schema, seeded once."""
+    from liberation_assets.core.connect import create_source_engine
+
+    for name, source in spec.sources.items():
+        url = source.resolved_url()
+        ensure_database(url)
+        engine = create_source_engine(source)
+        schema.create_schema(engine)
+        with engine.connect() as connection:
+            existing = connection.execute(sa.select(sa.func.count()).select_from(schema.products)).scalar_one()
+        if existing == 0:
+            report = generator.seed(engine, products_count=products, orders_count=products // 2)
+            log(f"seeded {name}: {report.total} rows ({report})")
+        else:
+            log(f"{name} already seeded ({existing} products)")
+        for outbox in spec.outboxes.values():
+            if outbox.source == name:
+                from liberation_assets.core.outbox import create_outbox_table
+
+                create_outbox_table(engine, outbox)
+        engine.dispose()
+
+
+def seed_demo(args: argparse.Namespace) -> int:
+    seed_spec_sources(load_spec(args.spec), args.products)
+    return 0
+
+
+def _dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def run_main_job() -> bool:
+    """Run the main job in-process on the persistent instance, so the UI shows the run."""
+    import dagster as dg
+
+    from liberation_assets.definitions import defs
+    from liberation_assets.orchestration.build import MAIN_JOB
+
+    result = defs.resolve_job_def(MAIN_JOB).execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            print(f"  materialized {event.asset_key.to_user_string()}")
+    return result.success
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from liberation_assets import stack
+
+    stack.up(stack.default_settings())
+    spec_path = args.spec or os.environ.get("LIBERATION_SPEC") or str(REPO / "liberation.yaml")
+    os.environ["LIBERATION_SPEC"] = spec_path
+    spec = load_spec(spec_path)
+    seed_spec_sources(spec, args.products)
+    home = _dagster_home()
+    print(f"running the main job (every stream, every pattern); Dagster home {home}")
+    ok = run_main_job()
+    print("main job " + ("succeeded" if ok else "FAILED: see the run in the UI"))
+    if args.no_ui:
+        return 0 if ok else 1
+    print(f"serving the Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
+               "-h", "127.0.0.1", "-p", str(args.port)]
+    process = subprocess.Popen(command, cwd=REPO)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        process.send_signal(signal.SIGINT)
+        return process.wait()
