@@ -1,0 +1,57 @@
+"""Child processes of the harness: our workers, and the peak RSS of any process we started."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.context import REPO, RunContext
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM: the process's peak resident set so far."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _command(ctx: RunContext, what: str, args: dict[str, Any]) -> list[str]:
+    payload = {"what": what, "prefix": ctx.prefix, "slot": ctx.slot("ours"), **args}
+    return [sys.executable, "-m", "bench.worker", json.dumps(payload)]
+
+
+def run_worker(ctx: RunContext, what: str, *, timeout: float = 1800, **args: Any) -> dict[str, Any]:
+    """Run a worker to completion; returns its JSON report (seconds, events, peak_rss_mb)."""
+    done = subprocess.run(_command(ctx, what, args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"worker {what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def start_worker(ctx: RunContext, what: str, log: Path, **args: Any) -> subprocess.Popen[bytes]:
+    """Start a long-running worker (a follower); stop it with ``stop``."""
+    handle = log.open("wb")
+    return subprocess.Popen(_command(ctx, what, args), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def stop(process: subprocess.Popen[Any], *, grace: float = 30) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds: only the process we started, by its pid."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(10)

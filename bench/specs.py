@@ -1,0 +1,51 @@
+"""The spec our patterns run with: one source, the orders table as a query stream and a CDC stream, one outbox."""
+
+from __future__ import annotations
+
+from liberation_assets.core.spec import Spec
+from liberation_assets.stack import StackSettings
+
+from bench.dataset import DATABASE, ORDERS, OUTBOX
+
+SOURCE = "bench"
+QUERY_STREAM = "orders_q"
+CDC_STREAM = "orders_cdc"
+OUTBOX_NAME = "orders_outbox"
+AGGREGATE = "order"
+
+# The contract users would write for this table; validation is part of the per-event cost we measure.
+CONTRACT = {
+    "id": {"type": "int", "nullable": False, "ge": 1},
+    "status": {"type": "str", "nullable": False, "isin": ["placed", "paid", "shipped", "delivered", "cancelled"]},
+    "total": {"type": "decimal", "nullable": False, "ge": 0},
+    "currency": {"type": "str", "nullable": False, "max_length": 3},
+}
+
+
+def query_topic(prefix: str) -> str:
+    return f"{prefix}.q.{ORDERS}"
+
+
+def cdc_topic(prefix: str) -> str:
+    return f"{prefix}.cdc.{ORDERS}"
+
+
+def outbox_topic(prefix: str) -> str:
+    return f"{prefix}.outbox.{AGGREGATE}"
+
+
+def bench_spec(stack: StackSettings, prefix: str, slot: str) -> Spec:
+    url = (f"postgresql+psycopg://{stack.pg_user}:${{BENCH_PG_PASSWORD:-{stack.pg_password}}}"
+           f"@{stack.pg_host}:{stack.pg_port}/{DATABASE}")
+    return Spec.model_validate({
+        "kafka": {"bootstrap_servers": stack.kafka_bootstrap, "topic_prefix": prefix,
+                  "positions_topic": f"{prefix}.positions", "partitions": 1},
+        "sources": {SOURCE: {"url": url, "cdc": {"slot": slot, "publication": f"{slot}_pub"}}},
+        "streams": {
+            QUERY_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
+                           "patterns": ["snapshot", "query"], "topic": query_topic(prefix), "contract": CONTRACT},
+            CDC_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
+                         "patterns": ["cdc"], "topic": cdc_topic(prefix), "contract": CONTRACT},
+        },
+        "outboxes": {OUTBOX_NAME: {"source": SOURCE, "table": OUTBOX, "route": f"{prefix}.outbox.{{aggregatetype}}"}},
+    })
