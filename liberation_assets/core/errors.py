@@ -45,3 +45,7 @@ class InvalidEvent(LiberationError):
 
 class OutboxUnavailable(LiberationError):
     """The outbox table is missing or lacks the columns the relay needs."""
+
+
+class SlotInUse(LiberationError):
+    """Another reader (for example ``liberation follow``) is streaming from the replication slot."""

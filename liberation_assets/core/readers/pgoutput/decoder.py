@@ -1,0 +1,152 @@
+"""Decode one pgoutput message (protocol version 1) from its bytes.
+
+The layout follows PostgreSQL's "Logical Replication Message Formats": a type
+byte, then big-endian integers and NUL-terminated strings.  Unknown types raise
+``ValueError`` rather than being skipped, because skipping a message could
+silently drop changes.
+"""
+
+from __future__ import annotations
+
+from struct import Struct
+
+from liberation_assets.core.readers.pgoutput.messages import (
+    UNCHANGED,
+    Begin,
+    Column,
+    Commit,
+    Delete,
+    Insert,
+    LogicalMessage,
+    Message,
+    Origin,
+    Relation,
+    Truncate,
+    TupleData,
+    TupleValue,
+    TypeInfo,
+    Update,
+)
+
+_I16 = Struct(">h")
+_I32 = Struct(">i")
+_U32 = Struct(">I")
+_BEGIN = Struct(">qqI")
+_COMMIT = Struct(">bqqq")
+_COLUMN_TAIL = Struct(">Ii")
+_MESSAGE_HEAD = Struct(">bq")
+
+
+def _string(data: bytes, offset: int) -> tuple[str, int]:
+    end = data.index(b"\0", offset)
+    return data[offset:end].decode("utf-8"), end + 1
+
+
+def _tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
+    (count,) = _I16.unpack_from(data, offset)
+    offset += 2
+    values: list[TupleValue] = []
+    append = values.append
+    unpack_len = _I32.unpack_from
+    for _ in range(count):
+        kind = data[offset]
+        offset += 1
+        if kind == 0x74:  # 't' text
+            (length,) = unpack_len(data, offset)
+            offset += 4
+            append(data[offset:offset + length].decode("utf-8"))
+            offset += length
+        elif kind == 0x6E:  # 'n' null
+            append(None)
+        elif kind == 0x75:  # 'u' unchanged TOAST
+            append(UNCHANGED)
+        elif kind == 0x62:  # 'b' binary (only with the binary option)
+            (length,) = unpack_len(data, offset)
+            offset += 4
+            append(bytes(data[offset:offset + length]))
+            offset += length
+        else:
+            raise ValueError(f"pgoutput: unknown tuple column kind {chr(kind)!r}")
+    return tuple(values), offset
+
+
+def _relation(data: bytes) -> Relation:
+    (relid,) = _U32.unpack_from(data, 1)
+    namespace, offset = _string(data, 5)
+    name, offset = _string(data, offset)
+    identity = chr(data[offset])
+    (count,) = _I16.unpack_from(data, offset + 1)
+    offset += 3
+    columns = []
+    for _ in range(count):
+        flags = data[offset]
+        column, offset = _string(data, offset + 1)
+        type_oid, typmod = _COLUMN_TAIL.unpack_from(data, offset)
+        offset += 8
+        columns.append(Column(column, type_oid, typmod, bool(flags & 1)))
+    return Relation(relid, namespace or "pg_catalog", name, identity, tuple(columns))
+
+
+def _update(data: bytes) -> Update:
+    (relid,) = _U32.unpack_from(data, 1)
+    kind = chr(data[5])
+    old: TupleData | None = None
+    old_kind: str | None = None
+    offset = 6
+    if kind in ("K", "O"):
+        old_kind = kind
+        old, offset = _tuple(data, offset)
+        kind = chr(data[offset])
+        offset += 1
+    if kind != "N":
+        raise ValueError(f"pgoutput: update without new tuple (got {kind!r})")
+    new, _ = _tuple(data, offset)
+    return Update(relid, old, old_kind, new)
+
+
+def _truncate(data: bytes) -> Truncate:
+    (count,) = _I32.unpack_from(data, 1)
+    options = data[5]
+    relids = Struct(f">{count}I").unpack_from(data, 6) if count else ()
+    return Truncate(tuple(relids), bool(options & 1), bool(options & 2))
+
+
+def _message(data: bytes) -> LogicalMessage:
+    flags, lsn = _MESSAGE_HEAD.unpack_from(data, 1)
+    prefix, offset = _string(data, 10)
+    (length,) = _I32.unpack_from(data, offset)
+    offset += 4
+    return LogicalMessage(bool(flags & 1), lsn, prefix, bytes(data[offset:offset + length]))
+
+
+def decode_message(data: bytes) -> Message:
+    """One message from one XLogData payload."""
+    kind = data[0]
+    if kind == 0x49:  # 'I'
+        (relid,) = _U32.unpack_from(data, 1)
+        if data[5] != 0x4E:
+            raise ValueError("pgoutput: insert without new tuple")
+        return Insert(relid, _tuple(data, 6)[0])
+    if kind == 0x55:  # 'U'
+        return _update(data)
+    if kind == 0x44:  # 'D'
+        (relid,) = _U32.unpack_from(data, 1)
+        return Delete(relid, _tuple(data, 6)[0], chr(data[5]))
+    if kind == 0x42:  # 'B'
+        return Begin(*_BEGIN.unpack_from(data, 1))
+    if kind == 0x43:  # 'C'
+        return Commit(*_COMMIT.unpack_from(data, 1))
+    if kind == 0x52:  # 'R'
+        return _relation(data)
+    if kind == 0x54:  # 'T'
+        return _truncate(data)
+    if kind == 0x4D:  # 'M'
+        return _message(data)
+    if kind == 0x59:  # 'Y'
+        (oid,) = _U32.unpack_from(data, 1)
+        namespace, offset = _string(data, 5)
+        return TypeInfo(oid, namespace, _string(data, offset)[0])
+    if kind == 0x4F:  # 'O'
+        (lsn,) = Struct(">q").unpack_from(data, 1)
+        return Origin(lsn, _string(data, 9)[0])
+    raise ValueError(f"pgoutput: unknown message type {chr(kind)!r}")
