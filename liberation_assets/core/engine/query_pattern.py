@@ -156,7 +156,7 @@ class QueryPattern:
             safety_lag=self._safety_lag(), reread_window=self._reread_window(), stats=stats,
             deleted_when=deleted_when,
         ):
-            summary.result.add(runtime.writer.write(batch))
+            summary.result.add(runtime.writer.write(batch, unique_key=True))  # a poll reads each row once
             self._committed_watermark = batch.position.value if batch.position else self._committed_watermark
             last_after = QueryPosition.from_dict(batch.position.value).after if batch.position else last_after
             summary.rows_total = batch.position.value["rows"] if batch.position else summary.rows_total
