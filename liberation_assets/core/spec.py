@@ -177,7 +177,7 @@ class StreamSpec(_Model):
     db_schema: str | None = Field(default=None, alias="schema")
     key: list[str] = Field(min_length=1)
     cursor: str | None = "updated_at"
-    patterns: list[Pattern] = Field(default_factory=lambda: ["snapshot", "query"], min_length=1)
+    patterns: list[Pattern] = Field(default_factory=lambda: list[Pattern](["snapshot", "query"]), min_length=1)
     projection: dict[str, str] | list[str] | None = None
     topic: str | None = None
     poll_every: Duration = timedelta(minutes=1)

@@ -68,7 +68,7 @@ class TransactionalPublisher:
             for topic, key, value, timestamp, headers in records:
                 while True:
                     try:
-                        produce(topic, value, key, timestamp=timestamp or 0, headers=headers, on_delivery=on_delivery)
+                        produce(topic, value, key, timestamp=timestamp or 0, headers=headers, on_delivery=on_delivery)  # type: ignore[arg-type]
                         break
                     except BufferError:
                         producer.poll(0.05)  # local queue full: let librdkafka drain it

@@ -72,12 +72,12 @@ def read_ceiling(connection: Connection, *, skew: timedelta, safety_lag: timedel
                 "the query pattern needs to see every session's open transaction: "
                 "GRANT pg_read_all_stats TO <role> (or pg_monitor), or use a superuser"
             )
-        db_now, oldest = _aware(row.db_now), row.oldest_open and _aware(row.oldest_open)
+        db_now, oldest = _aware(row.db_now), _aware(row.oldest_open) if row.oldest_open else None
     elif dialect in ("mysql", "mariadb"):
         row = connection.execute(_MYSQL_CEILING).one()
-        db_now, oldest = _aware(row.db_now), row.oldest_open and _aware(row.oldest_open)
+        db_now, oldest = _aware(row.db_now), _aware(row.oldest_open) if row.oldest_open else None
     else:
-        db_now, oldest = datetime.now(timezone.utc), None
+        db_now, oldest = datetime.now(timezone.utc), None  # SQLite: single writer, nothing to wait for
     held = oldest is not None and oldest < db_now
-    bound = min(db_now, oldest) if held else db_now
+    bound = oldest if oldest is not None and held else db_now
     return Ceiling(value=bound - skew - safety_lag, db_now=db_now, held_back_by_open_transaction=held)

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# One command: install, start the real local stack, and run the whole test suite against it.
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not slow"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/liberation stack up
+.venv/bin/python -m mypy --no-error-summary liberation_assets/core liberation_assets/stack || { echo "mypy failed" >&2; exit 1; }
+exec .venv/bin/python -m pytest -p no:cacheprovider -q -rfEs --durations=15 "$@"
