@@ -49,3 +49,7 @@ class OutboxUnavailable(LiberationError):
 
 class SlotInUse(LiberationError):
     """Another reader (for example ``liberation follow``) is streaming from the replication slot."""
+
+
+class SourceMisconfigured(LiberationError):
+    """The source database lacks a server setting the pattern needs (for example a ROW binlog with full row images)."""

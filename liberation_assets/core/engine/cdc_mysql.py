@@ -1,0 +1,409 @@
+"""Log-based liberation of a MySQL/MariaDB source: a consistent snapshot, then the binlog, exactly once into Kafka.
+
+One coordinator per source reads every CDC stream of that source.  All records
+of a micro-batch, across the source's streams, and ONE position record form one
+Kafka transaction of the producer ``liberation.<source>.cdc``; the position
+(binlog file, transaction start, last published rows event, GTID) is stored
+under ``source/<name>/cdc``.  A crash therefore loses nothing and repeats
+nothing: a restart reads the position committed with the last events.
+
+The snapshot takes no global lock on MariaDB (and only an instant one on
+MySQL), is chunked, and resumes after its last committed chunk.  Streaming then
+starts from the snapshot's binlog position.  When the stored position has been
+purged from the server, ``PositionLost`` says so and asks for a re-snapshot:
+nothing is ever skipped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+
+from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.serialize import now_ms
+from liberation_assets.core.contract.validate import ContractValidator
+from liberation_assets.core.engine.runtime import StreamRuntime
+from liberation_assets.core.engine.writer import StreamWriter, WriteResult
+from liberation_assets.core.errors import SpecError
+from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Position
+from liberation_assets.core.publish.positions import PositionStore
+from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
+from liberation_assets.core.readers.binlog.client import (LogReader, ServerInfo, binary_logs, bytes_behind, connection_settings,
+                                                          current_coordinates, ensure_resumable, inspect_server,
+                                                          replica_server_id)
+from liberation_assets.core.readers.binlog.decoder import BinlogDecoder, Routes
+from liberation_assets.core.readers.binlog.mapping import Hints, StreamMapper, StreamShape
+from liberation_assets.core.readers.binlog.position import BinlogPosition, StreamSnapshot, coordinates_key
+from liberation_assets.core.readers.binlog.reconcile import end_offsets, unseen_live_keys
+from liberation_assets.core.readers.binlog.snapshot import consistent_snapshot, snapshot_chunks
+from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
+from liberation_assets.core.spec import Spec
+
+log = logging.getLogger("liberation.cdc_mysql")
+
+FLUSH_AFTER_SECONDS = 0.5
+"""A partly filled batch is committed after this long: the latency bound under light load."""
+IDLE_POSITION_SECONDS = 5.0
+"""When only other tables change, the position still moves forward this often."""
+
+SnapshotProgress = Callable[[str, int], None]
+"""Called after each committed snapshot chunk with (stream, rows so far)."""
+
+
+def position_key(source_name: str) -> str:
+    return f"source/{source_name}/cdc"
+
+
+def cdc_streams(spec: Spec, source_name: str) -> list[str]:
+    """The source's streams that use the cdc pattern."""
+    return [name for name, stream in spec.streams.items() if stream.source == source_name and "cdc" in stream.patterns]
+
+
+@dataclass
+class CdcSummary:
+    """Numbers about one run, per stream and for the source, for the CLI and Dagster metadata."""
+
+    results: dict[str, WriteResult] = field(default_factory=dict)
+    snapshot_rows: dict[str, int] = field(default_factory=dict)
+    transactions: int = 0
+    snapshot_lock_ms: float = 0.0
+    snapshot_started_s: float | None = None
+    snapshot_finished_s: float | None = None
+    reconciled_deletes: int = 0
+    position: BinlogPosition | None = None
+    bytes_behind: int = 0
+    ddl: int = 0
+    truncated: list[str] = field(default_factory=list)
+    skipped_as_published: int = 0
+
+    def result(self, name: str) -> WriteResult:
+        return self.results.setdefault(name, WriteResult())
+
+    def stream_metadata(self, name: str) -> dict[str, int | float]:
+        r = self.results.get(name, WriteResult())
+        data: dict[str, int | float] = {
+            "events_published": r.published,
+            "deletes": r.deletes,
+            "quarantined": r.quarantined,
+            "snapshot_rows": self.snapshot_rows.get(name, 0),
+            "truncates_seen": self.truncated.count(name),
+        }
+        if r.last_event_ms is not None:
+            data["event_to_publish_lag_seconds"] = round(r.max_publish_lag_ms / 1000, 3)
+            data["last_event_age_seconds"] = round(max(0, now_ms() - r.last_event_ms) / 1000, 3)
+        return data
+
+    def metadata(self) -> dict[str, int | float]:
+        data: dict[str, int | float] = {
+            "events_published": sum(r.published for r in self.results.values()),
+            "deletes": sum(r.deletes for r in self.results.values()),
+            "quarantined": sum(r.quarantined for r in self.results.values()),
+            "transactions": self.transactions,
+            "snapshot_rows": sum(self.snapshot_rows.values()),
+            "snapshot_lock_ms": round(self.snapshot_lock_ms, 3),
+            "reconciled_deletes": self.reconciled_deletes,
+            "binlog_bytes_behind": self.bytes_behind,
+            "ddl_events": self.ddl,
+            "skipped_as_published": self.skipped_as_published,
+        }
+        if self.snapshot_started_s is not None and self.snapshot_finished_s is not None:
+            data["snapshot_seconds"] = round(self.snapshot_finished_s - self.snapshot_started_s, 3)
+        if self.position is not None:
+            data["binlog_file_index"] = self.position.coordinates[0]
+            data["binlog_pos"] = self.position.pos
+            if self.position.ts_ms is not None:
+                data["last_event_epoch_ms"] = self.position.ts_ms
+        return data
+
+    def describe(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.metadata().items())
+
+
+class MySqlCdc:
+    """Snapshot-then-stream coordinator for one MySQL/MariaDB source."""
+
+    def __init__(self, spec: Spec, source_name: str, *, progress: SnapshotProgress | None = None):
+        if source_name not in spec.sources:
+            raise SpecError(f"unknown source {source_name!r}; sources: {', '.join(spec.sources)}")
+        self.spec = spec
+        self.name = source_name
+        self.source = spec.sources[source_name]
+        if self.source.dialect != "mysql":
+            raise SpecError(f"source {source_name} is {self.source.dialect}, not MySQL/MariaDB")
+        self.names = cdc_streams(spec, source_name)
+        if not self.names:
+            raise SpecError(f"source {source_name} has no stream with the cdc pattern (patterns: [cdc])")
+        self.progress = progress
+        self.bootstrap = spec.kafka.resolved_bootstrap_servers()
+        self.engine = create_source_engine(self.source)
+        self.runtimes = {name: StreamRuntime(spec, name, "cdc") for name in self.names}
+        for runtime in self.runtimes.values():
+            runtime.ensure_topics()
+        # init_transactions fences a crashed run of this source before its position is read.
+        self.publisher = TransactionalPublisher(self.bootstrap, f"liberation.{source_name}.cdc", spec.kafka.producer)
+        self.store = PositionStore(self.bootstrap, spec.kafka.positions_topic, spec.kafka.replication_factor)
+        self.writers = {name: self._writer(runtime) for name, runtime in self.runtimes.items()}
+        self._tables: dict[str, ProjectedTable] = {}
+        self.info: ServerInfo | None = None
+
+    def _writer(self, runtime: StreamRuntime) -> StreamWriter:
+        """A stream's writer on the source's shared publisher (building its identity runs the schema gate)."""
+        return StreamWriter(runtime.identity, self.publisher, self.store.topic,
+                            ContractValidator(runtime.stream.contract, runtime.stream.key),
+                            halt_on_violation=runtime.stream.on_violation == "halt")
+
+    def _refresh_schemas(self) -> None:
+        """After DDL: rebuild the writers, so a compatible table change registers the next schema version
+        before the following events are published, and an incompatible one stops the stream."""
+        for name in self.names:
+            self.runtimes[name].close()
+            self.runtimes[name] = StreamRuntime(self.spec, name, "cdc")
+            self.writers[name] = self._writer(self.runtimes[name])
+        self._tables.clear()
+
+    def close(self) -> None:
+        self.publisher.close()
+        for runtime in self.runtimes.values():
+            runtime.close()
+        self.engine.dispose()
+
+    # -- the run ------------------------------------------------------------------------------------------
+    def run(self, *, drain: bool, deadline: float | None = None, stop: threading.Event | None = None,
+            resnapshot: bool = False) -> CdcSummary:
+        """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop."""
+        summary = CdcSummary()
+        with self.engine.connect() as connection:
+            self.info = inspect_server(connection, self.name)
+            logs = binary_logs(connection)
+        stored = None if resnapshot else self.store.get(position_key(self.name))
+        position = BinlogPosition.from_dict(stored) if stored else None
+        if position is not None:
+            ensure_resumable(logs, position, self.name)
+        missing = [name for name in self.names if position is None or name not in position.streams]
+        if missing or (position is not None and position.snapshot):
+            position = self._snapshot(position, missing, summary)
+        self._stream(position, summary, drain=drain, deadline=deadline, stop=stop)
+        with self.engine.connect() as connection:
+            final = summary.position or position
+            summary.bytes_behind = bytes_behind(binary_logs(connection), final.file, final.pos)
+        return summary
+
+    def _publish(self, records: list[OutRecord], position: BinlogPosition, summary: CdcSummary) -> None:
+        records.append(self.store.record(Position(position_key(self.name), position.to_dict())))
+        self.publisher.publish(records)
+        summary.transactions += 1
+        summary.position = position
+
+    # -- snapshot -----------------------------------------------------------------------------------------
+    def table(self, name: str) -> ProjectedTable:
+        if name not in self._tables:
+            stream = self.spec.streams[name].model_copy(update={"cursor": None})
+            self._tables[name] = reflect_stream_table(self.engine, stream, name)
+        return self._tables[name]
+
+    def _snapshot(self, position: BinlogPosition | None, missing: list[str], summary: CdcSummary) -> BinlogPosition:
+        """Snapshot the streams that need it; the binlog is then streamed from the stored (or this snapshot's) position.
+
+        A resumed or added-stream snapshot reads at a later binlog position than
+        streaming restarts from, so changes in between are applied again after
+        those rows: with full row images every key still ends at its exact state.
+        """
+        assert self.info is not None
+        summary.snapshot_started_s = time.time()
+        with consistent_snapshot(self.engine, self.info.flavor) as (connection, point):
+            summary.snapshot_lock_ms += point.lock_ms
+            if position is None:
+                position = BinlogPosition(point.file, point.pos, gtid=point.gtid, server_id=self.info.server_id)
+            todo = {n: p for n, p in (position.snapshot or {}).items() if n in self.runtimes}
+            for name in missing:
+                if name not in todo:
+                    todo[name] = StreamSnapshot(start_offsets=end_offsets(self.bootstrap, self.runtimes[name].topic))
+            position = replace(position, snapshot=todo)
+            source = {"file": point.file, "pos": point.pos, "gtid": point.gtid, "server_id": self.info.server_id}
+            log.info("source %s: snapshot of %s at %s:%s", self.name, ", ".join(todo), point.file, point.pos)
+            for name, progress in todo.items():
+                if not progress.chunks_done:
+                    position = self._snapshot_stream(connection, name, progress, position, source, summary)
+        for name in todo:
+            self._reconcile(name, position, summary)
+        position = position.snapshot_finished()
+        self._publish([], position, summary)
+        summary.snapshot_finished_s = time.time()
+        return position
+
+    def _snapshot_stream(self, connection: sa.Connection, name: str, progress: StreamSnapshot, position: BinlogPosition,
+                         source: dict[str, Any], summary: CdcSummary) -> BinlogPosition:
+        writer = self.writers[name]
+        chunks = snapshot_chunks(connection, self.table(name), after_key=progress.after_key,
+                                 chunk_size=self.source.cdc.snapshot_chunk, zone=writer.identity.zone, source=source)
+        for events, after_key, last in chunks:
+            progress = replace(progress, after_key=after_key, rows=progress.rows + len(events), chunks_done=last)
+            position = position.with_snapshot(name, progress)
+            records, result = writer.records(ChangeBatch(events, None), unique_key=True)
+            self._publish(records, position, summary)
+            summary.result(name).add(result)
+            summary.snapshot_rows[name] = summary.snapshot_rows.get(name, 0) + len(events)
+            if self.progress:
+                self.progress(name, progress.rows)
+        return position
+
+    def _reconcile(self, name: str, position: BinlogPosition, summary: CdcSummary) -> None:
+        """Delete keys that stayed live in the topic but were not found by the snapshot (see ``reconcile``)."""
+        assert position.snapshot is not None
+        runtime = self.runtimes[name]
+        vanished = unseen_live_keys(self.bootstrap, runtime.topic, position.snapshot[name].start_offsets)
+        batch = self.source.cdc.batch_size
+        for start in range(0, len(vanished), batch):
+            ts = now_ms()
+            events = [ChangeEvent(DELETE, orjson.loads(key), None, None, ts, {"snapshot": "false", "reconciliation": True})
+                      for key in vanished[start:start + batch]]
+            records, result = self.writers[name].records(ChangeBatch(events, None))
+            self._publish(records, position, summary)
+            summary.result(name).add(result)
+            summary.reconciled_deletes += len(events)
+
+    # -- streaming ----------------------------------------------------------------------------------------
+    def _hints(self, name: str) -> Callable[[], Hints]:
+        stream = self.spec.streams[name]
+
+        def reflect() -> Hints:
+            table = sa.Table(stream.table, sa.MetaData(), schema=stream.db_schema, autoload_with=self.engine)
+            return {str(column.name): column.type for column in table.c}
+
+        return reflect
+
+    def _routes(self) -> Routes:
+        assert self.info is not None
+        database = self.source.resolved_url().database or ""
+        routes: Routes = {}
+        for name in self.names:
+            stream = self.spec.streams[name]
+            shape = StreamShape.of(name, stream, self.table(name), self.writers[name].identity.zone)
+            mapper = StreamMapper(shape, self.engine.dialect, self.info.flavor, self._hints(name))
+            routes.setdefault((stream.db_schema or database, stream.table), []).append(mapper)
+        return routes
+
+    def _stream(self, position: BinlogPosition, summary: CdcSummary, *, drain: bool, deadline: float | None,
+                stop: threading.Event | None) -> None:
+        with self.engine.connect() as connection:
+            target = coordinates_key(*current_coordinates(connection)) if drain else None
+        if target is not None and position.event == 0 and position.coordinates >= target:
+            summary.position = summary.position or position
+            return
+        routes = self._routes()
+        decoder = BinlogDecoder(position, routes)
+        cdc = self.source.cdc
+        reader = LogReader(connection_settings(self.source), replica_server_id(self.name, self.source), position,
+                           schemas=[schema for schema, _ in routes], tables=[table for _, table in routes],
+                           heartbeat_seconds=min(cdc.heartbeat_every.total_seconds(), 1.0), source_name=self.name)
+        log.info("source %s: streaming the binlog from %s", self.name, position.describe())
+        pending: dict[str, list[ChangeEvent]] = {}
+        count, first_pending, last_commit, committed = 0, 0.0, time.monotonic(), position
+        ddl_seen = 0
+        try:
+            for item in reader:
+                added = decoder.feed(item, pending)
+                if decoder.stats.ddl != ddl_seen:
+                    ddl_seen = decoder.stats.ddl
+                    if count:  # events before the DDL go out under the schema they were written with
+                        committed, count = self._flush(pending, decoder, summary), 0
+                    self._refresh_schemas()
+                now = time.monotonic()
+                if added and not count:
+                    first_pending = now
+                count += added
+                finished = ((target is not None and not decoder.in_transaction
+                             and coordinates_key(decoder.file, decoder.boundary) >= target)
+                            or (deadline is not None and now >= deadline) or (stop is not None and stop.is_set()))
+                moved = decoder.position() != committed
+                if count >= cdc.batch_size or (count and (finished or now - first_pending >= FLUSH_AFTER_SECONDS)) \
+                        or (not count and moved and (finished or now - last_commit >= IDLE_POSITION_SECONDS)):
+                    committed = self._flush(pending, decoder, summary)
+                    count, last_commit = 0, now
+                if finished:
+                    break
+        finally:
+            reader.close()
+        summary.ddl += decoder.stats.ddl
+        summary.skipped_as_published += decoder.stats.skipped_as_published
+        summary.truncated.extend(decoder.stats.truncated)
+        for name in decoder.stats.truncated:
+            log.warning("stream %s: its table was truncated; TRUNCATE is not row-logged, so the topic still holds the "
+                        "old rows: re-snapshot the source (liberation follow %s --resnapshot)", name, self.name)
+        summary.position = committed
+
+    def _flush(self, pending: dict[str, list[ChangeEvent]], decoder: BinlogDecoder, summary: CdcSummary) -> BinlogPosition:
+        records: list[OutRecord] = []
+        for name, events in pending.items():
+            out, result = self.writers[name].records(ChangeBatch(events, None))
+            records.extend(out)
+            summary.result(name).add(result)
+        pending.clear()
+        position = decoder.position()
+        self._publish(records, position, summary)
+        return position
+
+
+def drain(spec: Spec, source_name: str, *, resnapshot: bool = False, progress: SnapshotProgress | None = None) -> CdcSummary:
+    """Snapshot if needed, then publish the binlog up to where the server is now; for scheduled runs."""
+    cdc = MySqlCdc(spec, source_name, progress=progress)
+    try:
+        return cdc.run(drain=True, resnapshot=resnapshot)
+    finally:
+        cdc.close()
+
+
+def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False) -> int:
+    """Stream continuously (``liberation follow <source>``) until the duration ends, SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    cdc = MySqlCdc(spec, source_name)
+    try:
+        summary = cdc.run(drain=False, deadline=time.monotonic() + duration if duration else None, stop=stop,
+                          resnapshot=resnapshot)
+    finally:
+        cdc.close()
+    print(f"source {source_name}: {summary.describe()}", flush=True)
+    return 0
+
+
+@dataclass(frozen=True)
+class LogLag:
+    """How far the stored position trails the server's binlog: what the sensor decides on."""
+
+    current: tuple[str, int]
+    stored: BinlogPosition | None
+    bytes_behind: int
+
+    @property
+    def behind(self) -> bool:
+        return self.stored is None or self.bytes_behind > 0 or self.stored.snapshot is not None
+
+
+def log_lag(spec: Spec, source_name: str) -> LogLag:
+    """The server's binlog position against the stored one, without starting a reader."""
+    source = spec.sources[source_name]
+    engine = create_source_engine(source)
+    try:
+        with engine.connect() as connection:
+            logs = binary_logs(connection)
+            current = current_coordinates(connection)
+    finally:
+        engine.dispose()
+    store = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic, spec.kafka.replication_factor)
+    stored = store.get(position_key(source_name))
+    position = BinlogPosition.from_dict(stored) if stored else None
+    if position is None:
+        return LogLag(current, None, bytes_behind(logs, logs[0][0], 0) if logs else 0)
+    sizes = dict(logs)
+    behind = bytes_behind(logs, position.file, position.pos) if position.file in sizes else max(1, sum(sizes.values()))
+    return LogLag(current, position, behind)

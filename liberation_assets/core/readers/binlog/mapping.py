@@ -1,0 +1,155 @@
+"""Rows of one table's log events → one stream's change events, through its projection.
+
+A plan is built once per table layout: which log column feeds which public
+name, and which values need converting.  Applying it is one dict
+comprehension per row image, plus the zone normalization every reader does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeEngine
+
+from liberation_assets.core.contract.serialize import normalize_row
+from liberation_assets.core.errors import SchemaIncompatible
+from liberation_assets.core.events import CREATE, DELETE, UPDATE, ChangeEvent
+from liberation_assets.core.readers.binlog.log import LogTable
+from liberation_assets.core.readers.binlog.values import Converter, column_converter
+from liberation_assets.core.readers.table import ProjectedTable
+from liberation_assets.core.spec import StreamSpec
+
+Hints = Mapping[str, TypeEngine[Any]]
+"""Source column → reflected SQLAlchemy type: tells which result processor SQLAlchemy would apply."""
+Plan = list[tuple[str, str, Converter | None]]
+
+
+@dataclass(frozen=True)
+class StreamShape:
+    """What one stream publishes from its table."""
+
+    name: str
+    columns: dict[str, str] | None
+    """Public name → source column; None publishes every column the log carries, new ones included."""
+    key_columns: tuple[str, ...]
+    key_public: tuple[str, ...]
+    zone: ZoneInfo
+    soft_delete_column: str | None = None
+    deleted_when: str = "not_null"
+
+    @classmethod
+    def of(cls, name: str, stream: StreamSpec, table: ProjectedTable, zone: ZoneInfo) -> "StreamShape":
+        return cls(
+            name=name,
+            columns=None if stream.projection is None else dict(table.columns),
+            key_columns=tuple(table.key_columns),
+            key_public=tuple(table.key_public),
+            zone=zone,
+            soft_delete_column=table.soft_delete_column,
+            deleted_when=stream.soft_delete.deleted_when if stream.soft_delete else "not_null",
+        )
+
+
+def build_plan(shape: StreamShape, layout: LogTable, hints: Hints, dialect: Dialect, flavor: str) -> Plan:
+    """(public name, source column, converter) for every published column of this layout."""
+    by_name = {column.name: column for column in layout.columns}
+    if shape.columns is None:
+        wanted = {name: name for name in layout.names}
+    else:
+        wanted = dict(shape.columns)
+        for key in shape.key_columns:
+            if key not in wanted.values():
+                wanted = {key: key, **wanted}
+    if shape.soft_delete_column:
+        wanted.setdefault(f"\0{shape.soft_delete_column}", shape.soft_delete_column)
+    missing = sorted(source for source in wanted.values() if source not in by_name)
+    if missing:
+        raise SchemaIncompatible(
+            f"stream {shape.name}: column(s) {', '.join(missing)} of {layout.schema}.{layout.table} are gone from the "
+            f"binlog's table map (dropped or renamed?); columns now: {', '.join(layout.names)}. "
+            "Change the stream's projection, then re-snapshot."
+        )
+    return [(public, source, column_converter(by_name[source], hints.get(source), dialect, flavor))
+            for public, source in wanted.items()]
+
+
+class StreamMapper:
+    """Turns one table's rows into one stream's events; plans are cached per layout."""
+
+    def __init__(self, shape: StreamShape, dialect: Dialect, flavor: str, reflect: Callable[[], Hints]):
+        self.shape = shape
+        self.dialect = dialect
+        self.flavor = flavor
+        self._reflect = reflect
+        self._hints: Hints | None = None
+        self._plans: dict[int, tuple[LogTable, Plan]] = {}
+        self._deleted_label = f"\0{shape.soft_delete_column}" if shape.soft_delete_column else None
+
+    def forget_layouts(self) -> None:
+        """After DDL: reflect the table again when the next rows arrive."""
+        self._plans.clear()
+        self._hints = None
+
+    def plan(self, layout: LogTable) -> Plan:
+        cached = self._plans.get(id(layout))
+        if cached is not None and cached[0] is layout:
+            return cached[1]
+        if self._hints is None:
+            self._hints = self._reflect()
+        plan = build_plan(self.shape, layout, self._hints, self.dialect, self.flavor)
+        self._plans[id(layout)] = (layout, plan)
+        return plan
+
+    def image(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
+        row = {public: (value if (value := values[source]) is None or convert is None else convert(value))
+               for public, source, convert in plan}
+        return normalize_row(row, self.shape.zone)
+
+    def _is_deleted(self, row: dict[str, Any]) -> bool:
+        if self._deleted_label is None:
+            return False
+        flag = row.pop(self._deleted_label, None)
+        if self.shape.deleted_when == "true":
+            return flag is True
+        return flag is not None and flag is not False
+
+    def events(self, op: str, layout: LogTable, rows: list[Any], ts_ms: int, source: dict[str, Any]) -> list[ChangeEvent]:
+        """Events for one rows event; ``source`` gets the row's index in the event as ``row``."""
+        plan = self.plan(layout)
+        key_public = self.shape.key_public
+        out: list[ChangeEvent] = []
+        append = out.append
+        for index, values in enumerate(rows):
+            where = {**source, "row": index}
+            if op == UPDATE:
+                before, after = self.image(plan, values[0]), self.image(plan, values[1])
+                was_deleted, is_deleted = self._is_deleted(before), self._is_deleted(after)
+                old_key = {k: before[k] for k in key_public}
+                new_key = {k: after[k] for k in key_public}
+                if is_deleted:
+                    if not was_deleted:
+                        append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where))
+                elif was_deleted:
+                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where))
+                elif old_key != new_key:
+                    # Debezium's convention: a key change is a delete of the old key and a create of the new one.
+                    append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where))
+                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where))
+                else:
+                    append(ChangeEvent(UPDATE, new_key, before, after, ts_ms, where))
+                continue
+            row = self.image(plan, values)
+            deleted = self._is_deleted(row)
+            key = {k: row[k] for k in key_public}
+            if op == DELETE:
+                if not deleted:
+                    append(ChangeEvent(DELETE, key, row, None, ts_ms, where))
+            elif deleted:
+                continue  # inserted already soft-deleted: consumers never saw it
+            else:
+                append(ChangeEvent(CREATE, key, None, row, ts_ms, where))
+        return out
