@@ -1,15 +1,25 @@
-"""Helpers shared by the outbox tests: a spec with one outbox, its YAML form, a test contract."""
+"""Helpers shared by the outbox tests: a spec with one outbox, a test contract, concurrent writers, relay subprocesses."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
-import yaml
 from pydantic import Field
 
-from liberation_assets.core.outbox import DomainEvent, register
+from liberation_assets.core.outbox import DomainEvent, emit, register
 from liberation_assets.core.outbox.table import outbox_table
 from liberation_assets.core.spec import Spec
 
@@ -39,21 +49,136 @@ def topic(spec: Spec, aggregatetype: str) -> str:
     return ROUTE.format(topic_prefix=spec.kafka.topic_prefix, aggregatetype=aggregatetype)
 
 
-def spec_yaml(spec: Spec) -> str:
-    """The spec as a YAML file, for relays run as subprocesses."""
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, timedelta):
-            return f"{value.total_seconds()}s"
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-
-    return yaml.safe_dump(plain(spec.model_dump(mode="python", by_alias=True, exclude_defaults=True)), sort_keys=False)
-
-
 def pending_rows(engine: sa.Engine, table: str = "outbox") -> int:
     with engine.connect() as connection:
         return int(connection.execute(sa.select(sa.func.count()).select_from(outbox_table(table))).scalar_one())
+
+
+class RelayProcess:
+    """``liberation follow <outbox>`` as a real subprocess, so a test can kill -9 it."""
+
+    def __init__(self, spec_file: Path, outbox: str = "ob", *, duration: float | None = None):
+        args = [sys.executable, "-m", "liberation_assets.cli", "follow", outbox]
+        if duration is not None:
+            args += ["--duration", str(duration)]
+        self.process = subprocess.Popen(args, env={**os.environ, "LIBERATION_SPEC": str(spec_file)},
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.lines.append(line.rstrip())
+
+    def wait_relaying(self, timeout: float = 60.0) -> None:
+        """Until it holds the lease (robust on a loaded machine: a generous deadline, no timing assertion)."""
+        deadline = time.monotonic() + timeout
+        while not any("relaying" in line for line in self.lines):
+            assert self.process.poll() is None, "\n".join(self.lines[-20:])
+            assert time.monotonic() < deadline, "relay did not start: " + "\n".join(self.lines[-20:])
+            time.sleep(0.05)
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self._reader.join(timeout=5)
+
+    def recovered(self) -> int:
+        """Rows of a crashed batch this relay cleaned up without publishing (from its log)."""
+        return sum(int(m.group(1)) for line in self.lines if (m := _RECOVERED.search(line)))
+
+
+_RECOVERED = re.compile(r"lease taken; (\d+) rows of the last batch cleaned up")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+        time.sleep(0.2)
+
+
+class _Rollback(Exception):
+    """Raised on purpose inside a writer's transaction."""
+
+
+class CounterWriters:
+    """Concurrent writers: each owns some counters and bumps one per transaction, business row and event together.
+
+    Every ``rollback_every``-th transaction emits and then rolls back: its event
+    must never reach Kafka.  Commit times are recorded to measure latency.
+    """
+
+    def __init__(self, engine: sa.Engine, *, writers: int = 8, counters_per_writer: int = 25, pause: float = 0.01,
+                 rollback_every: int = 10, seed: int = 5):
+        self.engine = engine
+        self.writers = writers
+        self.counters_per_writer = counters_per_writer
+        self.pause = pause
+        self.rollback_every = rollback_every
+        self.seed = seed
+        self.committed: dict[str, float] = {}
+        self.rolled_back: set[str] = set()
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS counters (counter_id text PRIMARY KEY, n int NOT NULL)")
+
+    def start(self) -> None:
+        for writer in range(self.writers):
+            thread = threading.Thread(target=self._run, args=(writer,), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+        assert not self.errors, repr(self.errors[0])
+
+    def _run(self, writer: int) -> None:
+        rng = random.Random(self.seed * 1000 + writer)
+        bump = sa.text("INSERT INTO counters VALUES (:id, 1) ON CONFLICT (counter_id) DO UPDATE "
+                       "SET n = counters.n + 1 RETURNING n")
+        transactions = 0
+        try:
+            while not self._stop.is_set():
+                counter = f"w{writer}-c{rng.randrange(self.counters_per_writer)}"
+                transactions += 1
+                rollback = transactions % self.rollback_every == 0
+                try:
+                    with self.engine.begin() as connection:
+                        n = connection.execute(bump, {"id": counter}).scalar_one()
+                        event = emit(connection, CounterBumped(counter_id=counter, n=n, writer=writer))
+                        if rollback:
+                            raise _Rollback()
+                    self.committed[str(event.event_id)] = time.time()
+                except _Rollback:
+                    self.rolled_back.add(str(event.event_id))
+                time.sleep(self.pause)
+        except BaseException as exc:  # surfaced by stop()
+            self.errors.append(exc)
+
+
+def assert_exactly_once_in_order(messages: list[Any], writers: CounterWriters) -> None:
+    """Every committed event once (by header id), no rolled-back event, and each counter's n = 1, 2, 3, ..."""
+    ids = [m.headers["id"].decode() for m in messages]
+    duplicates = [event_id for event_id, count in Counter(ids).items() if count > 1]
+    assert not duplicates, f"{len(duplicates)} events published twice, e.g. {duplicates[:3]}"
+    missing = set(writers.committed) - set(ids)
+    assert not missing, f"{len(missing)} committed events missing, e.g. {sorted(missing)[:3]}"
+    assert not set(ids) & writers.rolled_back, "a rolled-back event was published"
+    assert len(ids) == len(writers.committed)
+    per_counter: dict[bytes, list[int]] = {}
+    for message in messages:  # consume_all keeps each partition's order, and a key lives in one partition
+        per_counter.setdefault(message.key, []).append(orjson.loads(message.value)["n"])
+    for key, numbers in per_counter.items():
+        assert numbers == list(range(1, len(numbers) + 1)), f"counter {key!r} out of order: {numbers[:20]}"
