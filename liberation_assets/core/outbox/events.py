@@ -88,7 +88,8 @@ class EventRegistry:
         if not _TOPIC_SAFE.match(contract.aggregate_type):
             raise TypeError(f"{contract.__name__}.aggregate_type {contract.aggregate_type!r} cannot name a Kafka topic; "
                             "use letters, digits, '.', '_' or '-'")
-        if contract.aggregate_key not in contract.model_fields:
+        fields: dict[str, Any] = contract.__pydantic_fields__
+        if contract.aggregate_key not in fields:
             raise TypeError(f"{contract.__name__}.aggregate_key {contract.aggregate_key!r} is not one of its fields")
         known = self._contracts.get(contract.event_type)
         if known is not None and known is not contract:

@@ -148,6 +148,7 @@ def cleanup_statement(table: sa.Table, seqs: Sequence[int], mode: str, dialect: 
 def pending_stats_query(table: sa.Table, dialect: str) -> sa.Select[Any]:
     """(pending rows, age of the oldest in seconds by the database clock)."""
     oldest = sa.func.min(table.c.occurred_at)
+    age: Any
     if dialect == "mysql":
         age = sa.func.timestampdiff(sa.literal_column("MICROSECOND"), oldest, sa.literal_column("UTC_TIMESTAMP(6)")) / 1e6
     else:
@@ -226,10 +227,7 @@ class OutboxRelay:
         assert self._positions is not None and self._connection is not None, "acquire() first"
         stored = OutboxPosition.from_dict(self._positions.get(position_key(self.name)))
         seqs = stored.seqs()
-        if not seqs:
-            return 0
-        result = self._connection.execute(cleanup_statement(self.table, seqs, self.outbox.cleanup, _dialect(self._connection)))
-        return int(result.rowcount or 0)
+        return self.cleanup(seqs) if seqs else 0
 
     def close(self) -> None:
         if self._publisher is not None:
@@ -245,18 +243,30 @@ class OutboxRelay:
     # -- work ---------------------------------------------------------------------------------------
     def relay_batch(self) -> int:
         """Relay up to ``batch_size`` rows; return how many."""
-        connection, publisher = self._connection, self._publisher
-        assert connection is not None and publisher is not None and self._positions is not None, "acquire() first"
+        seqs = self.publish_batch()
+        if seqs:
+            self.cleanup(seqs)
+        return len(seqs)
+
+    def publish_batch(self) -> list[int]:
+        """Steps 1 and 2: read pending rows, commit their records and position to Kafka; return their seqs."""
+        connection, publisher, positions = self._connection, self._publisher, self._positions
+        assert connection is not None and publisher is not None and positions is not None, "acquire() first"
         rows = connection.execute(pending_query(self.table, self.outbox.batch_size)).all()
         if not rows:
-            return 0
+            return []
         records = build_records(rows, self.router)
         self._ensure_topics({record[0] for record in records})
         seqs = [row[0] for row in rows]
-        records.append(self._positions.record(Position(position_key(self.name), OutboxPosition.of(seqs).to_dict())))
+        records.append(positions.record(Position(position_key(self.name), OutboxPosition.of(seqs).to_dict())))
         publisher.publish(records)
-        connection.execute(cleanup_statement(self.table, seqs, self.outbox.cleanup, _dialect(connection)))
-        return len(rows)
+        return seqs
+
+    def cleanup(self, seqs: Sequence[int]) -> int:
+        """Step 3, only after the Kafka commit: delete or mark exactly these rows."""
+        assert self._connection is not None, "acquire() first"
+        statement = cleanup_statement(self.table, seqs, self.outbox.cleanup, _dialect(self._connection))
+        return int(self._connection.execute(statement).rowcount or 0)
 
     def wait(self, timeout: float) -> None:
         """Sleep until rows may be pending: NOTIFY on PostgreSQL, else the timeout."""

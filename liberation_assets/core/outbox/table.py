@@ -73,7 +73,7 @@ def outbox_table(name: str = "outbox", schema: str | None = None) -> sa.Table:
     )
     # The relay's only query: unrelayed rows in seq order.  Partial on PostgreSQL, composite elsewhere.
     sa.Index(f"{name}_pending", table.c.seq, postgresql_where=table.c.relayed_at.is_(None)).ddl_if(dialect="postgresql")
-    sa.Index(f"{name}_pending", table.c.relayed_at, table.c.seq).ddl_if(dialect=("mysql", "mariadb"))
+    sa.Index(f"{name}_pending", table.c.relayed_at, table.c.seq).ddl_if(dialect=("mysql", "mariadb"))  # type: ignore[arg-type]
     return table
 
 
