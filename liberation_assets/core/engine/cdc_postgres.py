@@ -278,8 +278,10 @@ class PostgresCdc:
                     while not progress.done:
                         rows = connection.execute(self._chunk_query(stream, progress)).mappings().all()
                         is_last = len(rows) < self.cdc.snapshot_chunk
-                        source = {"snapshot": "last" if is_last else "true", "lsn": consistent_point}
+                        source = {"snapshot": "true", "lsn": consistent_point}
                         events, tuples = events_from_rows(rows, stream.table, stream.zone, READ, source)
+                        if is_last and events:
+                            events[-1].source = {**source, "snapshot": "last"}
                         after = codec.encode_all(tuples[-1][1:]) if tuples else progress.after_key
                         progress = TableProgress(after, progress.rows + len(events), is_last)
                         stream.pending.extend(events)

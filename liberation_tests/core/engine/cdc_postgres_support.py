@@ -1,0 +1,104 @@
+"""Helpers shared by the PostgreSQL CDC tests: specs with a per-test slot, a follow subprocess, topic readers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from liberation_assets.core.engine.cdc_postgres import position_key
+from liberation_assets.core.publish.positions import PositionStore
+from liberation_assets.core.readers.pgoutput.position import CdcPosition
+from liberation_assets.core.spec import Spec
+from liberation_tests.fix_kafka import Message, consume_all
+from liberation_tests.fix_stack import spec_to_yaml
+
+
+def cdc_spec(make_spec: Any, pg_database: str, streams: dict[str, dict[str, Any]], **cdc: Any) -> Spec:
+    """Source ``pg`` with its own slot (slot names are cluster-wide, tests run side by side)."""
+    for stream in streams.values():
+        stream.setdefault("source", "pg")
+        stream.setdefault("patterns", ["cdc"])
+        stream.setdefault("cursor", None)
+    base = make_spec(pg=pg_database, streams=streams)
+    data = base.model_dump(by_alias=True)
+    data["sources"]["pg"]["cdc"] = {"slot": f"lib_{pg_database}", "heartbeat_every": "1s", **cdc}
+    return Spec.model_validate(data)
+
+
+def write_spec(spec: Spec, tmp_path: Path) -> Path:
+    path = tmp_path / "liberation.yaml"
+    path.write_text(spec_to_yaml(spec))
+    return path
+
+
+def stored_position(spec: Spec) -> CdcPosition:
+    store = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic)
+    return CdcPosition.from_dict(store.get(position_key("pg")))
+
+
+def changes(spec: Spec, stream: str) -> list[Message]:
+    """Every record of a stream's topic (read_committed), tombstones included, in order."""
+    return consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream))
+
+
+def envelopes(spec: Spec, stream: str) -> list[dict[str, Any]]:
+    return [m.envelope for m in changes(spec, stream) if m.value is not None]  # type: ignore[misc]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, message: str | Callable[[], str]) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(message() if callable(message) else message)
+        time.sleep(0.25)
+
+
+class FollowProcess:
+    """``liberation follow pg`` as a real subprocess, so a test can kill -9 it and measure its memory."""
+
+    def __init__(self, spec_file: Path, source: str = "pg"):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "liberation_assets.cli", "follow", source],
+            env={**os.environ, "LIBERATION_SPEC": str(spec_file)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+
+    def status(self, field: str) -> int:
+        """A /proc/<pid>/status figure in bytes, e.g. VmRSS or VmHWM (peak)."""
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise KeyError(field)
+
+    def assert_alive(self) -> None:
+        assert self.process.poll() is None, "follow died:\n" + self.tail()
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(line for line in self.lines[-lines:] if not line.startswith("%"))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self._reader.join(timeout=5)
+
+    def stop(self) -> int:
+        """SIGTERM: the engine flushes, prints its summary and exits 0."""
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout=60)
+        self._reader.join(timeout=5)
+        return code
