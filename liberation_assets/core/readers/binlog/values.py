@@ -24,7 +24,6 @@ from liberation_assets.core.readers.binlog.log import ColumnMeta
 Converter = Callable[[Any], Any]
 
 MARIADB, MYSQL = "mariadb", "mysql"
-_STRING_TYPES = (FIELD_TYPE.STRING, FIELD_TYPE.VAR_STRING, FIELD_TYPE.VARCHAR)
 
 
 def float_as_mariadb(value: float) -> float:
@@ -42,9 +41,14 @@ def float_as_mysql(value: float) -> float:
     return value
 
 
+def _as_bytes(value: bytes | str) -> bytes:
+    """The library decodes an empty binary string to '' (Python skips the codec lookup for b'')."""
+    return value.encode() if isinstance(value, str) else value
+
+
 def _padder(length: int) -> Converter:
-    def pad(value: bytes) -> bytes:
-        return value.ljust(length, b"\x00")
+    def pad(value: bytes | str) -> bytes:
+        return _as_bytes(value).ljust(length, b"\x00")
 
     return pad
 
@@ -90,6 +94,8 @@ def dbapi_converter(column: ColumnMeta, flavor: str) -> Converter | None:
         if column.charset == "binary":
             return _padder(column.max_length)
         return _strip_spaces  # the server strips CHAR padding when it reads
+    if column.charset == "binary" and kind in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.BLOB):
+        return _as_bytes
     if kind == FIELD_TYPE.BIT and column.bit_bytes:
         return _bits(column.bit_bytes)
     if kind == FIELD_TYPE.SET and column.set_values is not None:

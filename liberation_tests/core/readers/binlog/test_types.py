@@ -1,0 +1,70 @@
+"""Against real MariaDB: every column type read from the binlog serializes exactly as a SQLAlchemy SELECT of it."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+import sqlalchemy as sa
+
+from liberation_assets.core.contract.serialize import dumps, normalize_row
+from liberation_assets.core.events import ChangeEvent
+from liberation_assets.core.readers.binlog.client import LogReader, connection_settings, current_coordinates, inspect_server
+from liberation_assets.core.readers.binlog.decoder import BinlogDecoder
+from liberation_assets.core.readers.binlog.mapping import StreamMapper, StreamShape
+from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
+from liberation_tests.core.readers.binlog.support import UTC
+
+pytestmark = pytest.mark.integration
+
+TYPES = """
+CREATE TABLE typed (
+  id INT UNSIGNED PRIMARY KEY, flag TINYINT(1), small SMALLINT, medium MEDIUMINT, big BIGINT UNSIGNED,
+  f FLOAT, d DOUBLE, money DECIMAL(20, 6), ch CHAR(5), vc VARCHAR(40), t TEXT, lt LONGTEXT, j JSON,
+  bl BLOB, vb VARBINARY(8), bn BINARY(4), dt DATE, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME(2), y YEAR,
+  e ENUM('red', 'green'), s SET('x', 'y', 'z'), bits BIT(5)
+) CHARACTER SET utf8mb4
+"""
+ROWS = [
+    "(1, 1, -32768, 8388607, 18446744073709551615, 0.3979, 0.1, 12345678901234.123456, 'ab', 'Grüße', 'text ✓', "
+    "'🚀 long', '{\"a\": [1, 2.5, null], \"b\": \"ü\"}', x'00ff10', x'0102', x'01', '2024-02-29', "
+    "'2024-01-02 03:04:05.678901', '2024-01-02 03:04:05.678', '12:34:56.78', 2024, 'green', 'x,z', b'10101')",
+    "(2, 0, NULL, NULL, 0, -1.5e-7, -2.5e300, -0.000001, '', '', '', NULL, NULL, x'', NULL, x'00000000', NULL, NULL, "
+    "NULL, '-838:59:59', NULL, NULL, '', b'0')",
+]
+
+
+def test_binlog_values_serialize_like_a_sqlalchemy_select(mysql_engine, make_spec, mysql_database) -> None:
+    source = make_spec(mysql=mysql_database).sources["mysql"]
+    with mysql_engine.begin() as connection:
+        connection.exec_driver_sql(TYPES)
+        info = inspect_server(connection, "mysql")
+        start = current_coordinates(connection)
+    with mysql_engine.begin() as connection:
+        connection.exec_driver_sql(f"INSERT INTO typed VALUES {', '.join(ROWS)}")
+        connection.exec_driver_sql("UPDATE typed SET vc = 'changed', s = 'y' WHERE id = 2")
+    with mysql_engine.connect() as connection:
+        target = coordinates_key(*current_coordinates(connection))
+
+    table = sa.Table("typed", sa.MetaData(), autoload_with=mysql_engine)
+    shape = StreamShape("typed", None, ("id",), ("id",), UTC)
+    mapper = StreamMapper(shape, mysql_engine.dialect, info.flavor, lambda: {c.name: c.type for c in table.c})
+    decoder = BinlogDecoder(BinlogPosition(*start), {(mysql_database, "typed"): [mapper]})
+    pending: dict[str, list[ChangeEvent]] = {}
+    reader = LogReader(connection_settings(source), 4_000_001, BinlogPosition(*start), schemas=[mysql_database],
+                       tables=["typed"], heartbeat_seconds=0.5, source_name="mysql")
+    try:
+        for item in reader:
+            decoder.feed(item, pending)
+            if not decoder.in_transaction and coordinates_key(decoder.file, decoder.boundary) >= target:
+                break
+    finally:
+        reader.close()
+
+    from_log = {e.key["id"]: orjson.loads(dumps(e.after)) for e in pending["typed"]}
+    with mysql_engine.connect() as connection:
+        rows = connection.execute(sa.select(table)).mappings().all()
+    from_select = {row["id"]: orjson.loads(dumps(normalize_row({str(k): v for k, v in row.items()}, UTC))) for row in rows}
+    assert [e.op for e in pending["typed"]] == ["c", "c", "u"]
+    assert from_log == from_select
+    assert from_log[1]["f"] == 0.3979 and from_log[1]["s"] == ["x", "z"] and from_log[1]["bits"] == 21
+    assert from_log[2]["bn"] == "AAAAAA==" and from_log[2]["s"] == ["y"]
