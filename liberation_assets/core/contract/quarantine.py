@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from liberation_assets.core.contract.serialize import dumps
+from liberation_assets.core.contract.serialize import dumps, revive
 from liberation_assets.core.contract.validate import check_of
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import ChangeEvent
@@ -80,12 +80,20 @@ class QuarantinedRow:
     def checks(self) -> list[str]:
         return [check_of(reason) for reason in self.value.get("failed_checks") or []]
 
-    def event(self, extra_source: dict[str, Any] | None = None) -> ChangeEvent:
-        """The change event as it was before it was quarantined."""
+    def event(self, kinds: dict[str, str], extra_source: dict[str, Any] | None = None) -> ChangeEvent:
+        """The change event as it was before it was quarantined, its contract columns typed again.
+
+        JSON turned decimals, times and bytes into strings; ``kinds`` (column → contract kind) turns them
+        back, except in columns whose type check failed, whose raw value must fail again.
+        """
         v = self.value
         source = dict(v.get("source") or {})
         source.update(extra_source or {})
-        return ChangeEvent(v["op"], v["key"], v.get("before"), v.get("row"), int(v["event_ts_ms"]), source)
+        wrong_type = {r.split(":", 1)[0] for r in v.get("failed_checks") or [] if ": type:" in r}
+        row = v.get("row")
+        if row is not None:
+            row = {k: revive(x, kinds[k]) if k in kinds and k not in wrong_type else x for k, x in row.items()}
+        return ChangeEvent(v["op"], v["key"], v.get("before"), row, int(v["event_ts_ms"]), source)
 
 
 def read_range(bootstrap_servers: str, topic: str, start: dict[int, int] | None = None,

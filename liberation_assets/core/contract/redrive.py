@@ -72,8 +72,9 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
     stored = runtime.positions_for(key) or {}  # builds the writer: fences a concurrent poll, passes the gate
     cursor = {int(p): int(o) for p, o in (stored.get("offsets") or {}).items()}
     before = {k: int(stored.get(k, 0)) for k in ("republished", "superseded", "requarantined")}
-    writer = StreamWriter(runtime.identity, runtime.publisher, runtime.positions.topic,
-                          ContractValidator(runtime.stream.contract, runtime.stream.key), halt_on_violation=False)
+    validator = ContractValidator(runtime.stream.contract, runtime.stream.key)
+    kinds = {name: rule.kind for name, rule in validator.contract.rules.items()} if validator.contract else {}
+    writer = StreamWriter(runtime.identity, runtime.publisher, runtime.positions.topic, validator, halt_on_violation=False)
     q_topic = quarantine_topic(topic)
     keys = {row.key for rows in read_range(bootstrap, q_topic, cursor, batch_size) for row in rows}
     newest = published_event_times(bootstrap, topic, keys) if keys else {}
@@ -87,12 +88,12 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
             else:
                 live.append(row)
         duplicates, candidates = _still_duplicated(live)
-        events = [row.event({"redrive": {"partition": row.partition, "offset": row.offset}}) for row in candidates]
+        events = [row.event(kinds, {"redrive": {"partition": row.partition, "offset": row.offset}}) for row in candidates]
         out, result = writer.records(ChangeBatch(events, None))
         processed = now_ms()
         for row in duplicates:
             reasons = [r for r in row.value.get("failed_checks") or [] if UNIQUE_KEY_CHECK in r]
-            event = row.event({"redrive": {"partition": row.partition, "offset": row.offset}})
+            event = row.event(kinds, {"redrive": {"partition": row.partition, "offset": row.offset}})
             out.append(quarantine_record(q_topic, runtime.identity, event, reasons, None, processed))
         summary.examined += len(rows)
         summary.republished += result.published

@@ -96,3 +96,30 @@ def normalize_row(row: dict[str, Any], zone: Any) -> dict[str, Any]:
 
 def is_tombstone_needed(event: ChangeEvent) -> bool:
     return event.op == DELETE
+
+
+def _revive_datetime(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+_REVIVERS: dict[str, Any] = {
+    "decimal": Decimal,
+    "datetime": _revive_datetime,
+    "date": date.fromisoformat,
+    "time": time_of_day.fromisoformat,
+    "bytes": base64.b64decode,
+}
+
+
+def revive(value: Any, kind: str) -> Any:
+    """The Python value a JSON value stood for, by the column's kind (for re-validating quarantined rows).
+
+    Values that do not parse stay as they are, so they fail their type check again.
+    """
+    reviver = _REVIVERS.get(kind)
+    if reviver is None or not isinstance(value, str):
+        return value
+    try:
+        return reviver(value)
+    except (ValueError, ArithmeticError):
+        return value
