@@ -18,6 +18,20 @@ def _cron_for(seconds: float) -> str:
     return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
 
 
+def _progress_logger(context: dg.AssetExecutionContext, label: str):
+    """Log progress at most every 5%, so long snapshots show how far they are in the run log."""
+    last = [-1]
+
+    def report(done: int, total: int | None) -> None:
+        percent = int(done * 100 / total) if total else -1
+        if total and percent // 5 == last[0] // 5 and done < total:
+            return
+        last[0] = percent
+        context.log.info(f"{label}: {done:,}/{total:,} rows ({percent}%)" if total else f"{label}: {done:,} rows")
+
+    return report
+
+
 def _materialize(summary: RunSummary, context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     r = summary.result
     context.log.info(
@@ -42,7 +56,7 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
         pattern = QueryPattern(liberation.load_spec(), name)
         try:
-            summary = pattern.snapshot(progress=lambda done, total: context.log.debug(f"snapshot {name}: {done}/{total or '?'} rows"))
+            summary = pattern.snapshot(progress=_progress_logger(context, f"snapshot {name}"))
         finally:
             pattern.close()
         return _materialize(summary, context)
