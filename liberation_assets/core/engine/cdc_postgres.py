@@ -500,7 +500,8 @@ class PostgresCdc:
             if not stream.pending:
                 continue
             events = self._reread(stream) if stream.unchanged else stream.pending
-            records, result = stream.writer.records(ChangeBatch(events, None))
+            snapshot_only = all(e.op == READ for e in events)  # a table's rows: each key once (contract)
+            records, result = stream.writer.records(ChangeBatch(events, None), unique_key=snapshot_only)
             out.extend(records)
             results.append((stream.name, result))
         out.append(position_record(self._positions.topic, Position(self.key, self.position.to_dict())))
