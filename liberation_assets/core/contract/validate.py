@@ -90,7 +90,8 @@ class ContractValidator:
         if not checked:
             return Verdict(valid=events)
         names = self._names
-        columns = {n: [events[i].after.get(n) for i in checked] for n in names}  # type: ignore[union-attr]
+        afters = [events[i].after for i in checked]
+        columns = {n: [a.get(n) for a in afters] for n in names}  # type: ignore[union-attr]
         reasons: dict[int, list[str]] = {}
         for name, kind in zip(names, self._kinds):
             values = columns[name]
