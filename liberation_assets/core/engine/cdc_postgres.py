@@ -380,40 +380,40 @@ class PostgresCdc:
 
     def _handle(self, payload: bytes, data_start: int) -> None:
         message = decode_message(payload)
-        kind = message.__class__
-        if kind is Insert or kind is Update or kind is Delete or kind is Truncate:
+        if isinstance(message, (Insert, Update, Delete, Truncate)):
             tx = self._tx
             if tx is None:
                 raise ConnectivityError("pgoutput: a change outside a transaction")
             tx.index += 1
             if self._stored.skips(tx.final_lsn, tx.index):
-                return
-            if kind is Truncate:
-                self._truncate(message, tx, data_start)  # type: ignore[arg-type]
+                return  # committed to Kafka before a restart
+            if isinstance(message, Truncate):
+                self._truncate(message, tx, data_start)
             else:
-                for stream in self._by_relid.get(message.relid, ()):  # type: ignore[union-attr]
-                    self._change(stream, message, tx, data_start)  # type: ignore[arg-type]
+                for stream in self._by_relid.get(message.relid, ()):
+                    self._change(stream, message, tx, data_start)
             self.position = self.position.at(tx.final_lsn, tx.index, False)
-            self._confirm = tx.final_lsn
-        elif kind is Begin:
-            self._tx = _Transaction(message.final_lsn, pg_time_to_epoch_ms(message.commit_ts), message.xid)  # type: ignore[union-attr]
-        elif kind is Commit:
+            self._confirm = tx.final_lsn  # resent whole on restart; the index skips what is done
+        elif isinstance(message, Begin):
+            self._tx = _Transaction(message.final_lsn, pg_time_to_epoch_ms(message.commit_ts), message.xid)
+        elif isinstance(message, Commit):
             tx = self._tx
-            assert tx is not None
+            if tx is None:
+                raise ConnectivityError("pgoutput: a commit outside a transaction")
             self._tx = None
             self.summary.db_transactions += 1
             self.summary.last_commit_ms = tx.commit_ms
             if not self._stored.skips(tx.final_lsn, tx.index + 1):
                 self.position = self.position.at(tx.final_lsn, tx.index, True)
-                self._confirm = message.end_lsn  # type: ignore[union-attr]
-        elif kind is Relation:
-            streams = self._by_table.get((message.namespace, message.name))  # type: ignore[union-attr]
+                self._confirm = message.end_lsn  # never sent again
+        elif isinstance(message, Relation):
+            streams = self._by_table.get((message.namespace, message.name))
             if streams:
                 for stream in streams:
-                    stream.build_plan(message)  # type: ignore[arg-type]
-                self._by_relid[message.relid] = streams  # type: ignore[union-attr]
-        elif kind is LogicalMessage:
-            self._message(message)  # type: ignore[arg-type]
+                    stream.build_plan(message)
+                self._by_relid[message.relid] = streams
+        elif isinstance(message, LogicalMessage):
+            self._message(message)
 
     def _message(self, message: LogicalMessage) -> None:
         if message.prefix == WATERMARK_PREFIX:
@@ -423,10 +423,13 @@ class PostgresCdc:
             self._drained = self._flush_now = True
         elif message.prefix != HEARTBEAT_PREFIX:
             return
-        if self._tx is None and message.lsn > self.position.lsn:
-            # Between transactions: everything before this message has been handled.
-            self.position = self.position.at(message.lsn, -1, True)
-            self._confirm = message.lsn
+        # Between transactions everything before this message has been handled.  Its LSN is where its record
+        # ends, which is exactly where the next commit record may start: stay one byte below, or that
+        # transaction would count as published.
+        boundary = message.lsn - 1
+        if self._tx is None and boundary > self.position.lsn:
+            self.position = self.position.at(boundary, -1, True)
+            self._confirm = boundary
 
     def _change(self, stream: _Stream, message: Insert | Update | Delete, tx: _Transaction, lsn: int) -> None:
         plan = stream.plan
@@ -434,18 +437,19 @@ class PostgresCdc:
         source = {"snapshot": "false", "lsn": lsn, "txId": tx.xid, "sequence": [tx.final_lsn, tx.index]}
         ts = tx.commit_ms
         zone, key_public = stream.zone, stream.table.key_public
-        if message.__class__ is Insert:
-            after = normalize_row(plan.row(message.new), zone)  # type: ignore[union-attr]
+        events: list[ChangeEvent]
+        if isinstance(message, Insert):
+            after = normalize_row(plan.row(message.new), zone)
             events = [ChangeEvent(CREATE, {k: after[k] for k in key_public}, None, after, ts, source)]
-        elif message.__class__ is Update:
-            full_old = message.old if message.old_kind == "O" else None  # type: ignore[union-attr]
-            new = fill_unchanged(message.new, full_old)  # type: ignore[union-attr]
+        elif isinstance(message, Update):
+            full_old = message.old if message.old_kind == "O" else None
+            new = fill_unchanged(message.new, full_old)
             if UNCHANGED in new:
                 stream.unchanged = True
             after = normalize_row(plan.row(new), zone)
             before = normalize_row(plan.row(full_old), zone) if full_old is not None else None
             key = {k: after[k] for k in key_public}
-            old_key = normalize_row(plan.key_of(message.old), zone) if message.old is not None else key  # type: ignore[union-attr]
+            old_key = normalize_row(plan.key_of(message.old), zone) if message.old is not None else key
             if old_key != key:
                 # A primary-key change: a delete of the old key, then a create of the new one.
                 events = [ChangeEvent(DELETE, old_key, before or dict(old_key), None, ts, source),
@@ -453,9 +457,8 @@ class PostgresCdc:
             else:
                 events = [ChangeEvent(UPDATE, key, before, after, ts, source)]
         else:
-            old = message.old  # type: ignore[union-attr]
-            key = normalize_row(plan.key_of(old), zone)
-            before = normalize_row(plan.row(old), zone) if message.old_kind == "O" else dict(key)  # type: ignore[union-attr]
+            key = normalize_row(plan.key_of(message.old), zone)
+            before = normalize_row(plan.row(message.old), zone) if message.old_kind == "O" else dict(key)
             events = [ChangeEvent(DELETE, key, before, None, ts, source)]
         window = self._window
         if window is not None and window.stream == stream.name:
@@ -545,12 +548,14 @@ class PostgresCdc:
 
     # -- teardown -------------------------------------------------------------------------------------------
     def close(self) -> None:
-        for closer in (lambda: self._replication and self._replication.close(),
-                       lambda: self._admin and self._admin.close(),
-                       lambda: self._engine and self._engine.dispose(),
-                       lambda: self._publisher and self._publisher.close()):
+        closers = [self._replication.close if self._replication is not None else None,
+                   self._admin.close if self._admin is not None else None,
+                   self._engine.dispose if self._engine is not None else None,
+                   self._publisher.close if self._publisher is not None else None]
+        for closer in closers:
             try:
-                closer()
+                if closer is not None:
+                    closer()
             except Exception:  # closing is best effort; the error that got us here matters more
                 pass
 

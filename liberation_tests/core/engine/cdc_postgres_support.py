@@ -12,7 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from liberation_assets.core.engine.cdc_postgres import position_key
+from liberation_assets.core.engine import cdc_postgres
+from liberation_assets.core.engine.cdc_postgres import CdcSummary, position_key
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.readers.pgoutput.position import CdcPosition
 from liberation_assets.core.spec import Spec
@@ -21,15 +22,29 @@ from liberation_tests.fix_stack import spec_to_yaml
 
 
 def cdc_spec(make_spec: Any, pg_database: str, streams: dict[str, dict[str, Any]], **cdc: Any) -> Spec:
-    """Source ``pg`` with its own slot (slot names are cluster-wide, tests run side by side)."""
+    """One source named after the test database, with its own slot.
+
+    Slot names and transactional ids (``liberation.<source>.cdc``) are
+    cluster-wide, and tests run side by side: a shared name would fence them.
+    """
+    name = f"pg_{pg_database}"
     for stream in streams.values():
-        stream.setdefault("source", "pg")
         stream.setdefault("patterns", ["cdc"])
         stream.setdefault("cursor", None)
-    base = make_spec(pg=pg_database, streams=streams)
-    data = base.model_dump(by_alias=True)
-    data["sources"]["pg"]["cdc"] = {"slot": f"lib_{pg_database}", "heartbeat_every": "1s", **cdc}
+        stream["source"] = "pg"
+    data = make_spec(pg=pg_database, streams=streams).model_dump(by_alias=True)
+    data["sources"] = {name: {**data["sources"]["pg"], "cdc": {"slot": f"lib_{pg_database}", "heartbeat_every": "1s", **cdc}}}
+    for stream in data["streams"].values():
+        stream["source"] = name
     return Spec.model_validate(data)
+
+
+def source_name(spec: Spec) -> str:
+    return next(iter(spec.sources))
+
+
+def drain(spec: Spec) -> CdcSummary:
+    return cdc_postgres.drain(spec, source_name(spec))
 
 
 def write_spec(spec: Spec, tmp_path: Path) -> Path:
@@ -40,7 +55,7 @@ def write_spec(spec: Spec, tmp_path: Path) -> Path:
 
 def stored_position(spec: Spec) -> CdcPosition:
     store = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic)
-    return CdcPosition.from_dict(store.get(position_key("pg")))
+    return CdcPosition.from_dict(store.get(position_key(source_name(spec))))
 
 
 def changes(spec: Spec, stream: str) -> list[Message]:
@@ -63,7 +78,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, message: str | Cal
 class FollowProcess:
     """``liberation follow pg`` as a real subprocess, so a test can kill -9 it and measure its memory."""
 
-    def __init__(self, spec_file: Path, source: str = "pg"):
+    def __init__(self, spec_file: Path, source: str):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "liberation_assets.cli", "follow", source],
             env={**os.environ, "LIBERATION_SPEC": str(spec_file)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

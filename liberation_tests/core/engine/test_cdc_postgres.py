@@ -16,7 +16,7 @@ from liberation_assets.core.errors import PositionLost
 from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.readers.table import reflect_stream_table
 from liberation_assets.core.verify.compare import compare, source_state, topic_state
-from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, changes, envelopes, stored_position
+from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, changes, drain, envelopes, source_name, stored_position
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +46,7 @@ def _replica_matches(spec, engine: sa.Engine, stream: str) -> None:
 
 def test_snapshot_then_stream_with_commit_time_lsn_and_txid(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS, snapshot_chunk=10)
-    summary = cdc_postgres.drain(spec, "pg")
+    summary = drain(spec)
     snapshot = envelopes(spec, "items")
     assert [e["op"] for e in snapshot] == ["r"] * 25
     assert [e["source"]["snapshot"] for e in snapshot][-6:] == ["true"] * 5 + ["last"]
@@ -57,7 +57,7 @@ def test_snapshot_then_stream_with_commit_time_lsn_and_txid(make_spec, pg_databa
          "UPDATE items SET name = 'renamed' WHERE id = 1",
          "DELETE FROM items WHERE id = 2")
     finished_ms = time.time_ns() // 1_000_000
-    summary = cdc_postgres.drain(spec, "pg")
+    summary = drain(spec)
     messages = changes(spec, "items")[25:]
     ops = [(m.envelope or {}).get("op") for m in messages]
     assert ops == ["c", "u", "d", None], "a delete is followed by its tombstone"
@@ -78,7 +78,7 @@ def test_snapshot_then_stream_with_commit_time_lsn_and_txid(make_spec, pg_databa
     assert metadata["lsn"] == stored_position(spec).lsn > 0
 
     with items.connect() as connection:
-        info = pg_slot.slot_info(connection, spec.sources["pg"].cdc.slot or "")
+        info = pg_slot.slot_info(connection, spec.sources[source_name(spec)].cdc.slot or "")
     assert info is not None and info.confirmed_flush_lsn is not None
     assert info.confirmed_flush_lsn >= stored_position(spec).lsn, "the slot is confirmed up to the stored position"
     _replica_matches(spec, items, "items")
@@ -86,11 +86,11 @@ def test_snapshot_then_stream_with_commit_time_lsn_and_txid(make_spec, pg_databa
 
 def test_primary_key_change_and_truncate(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     _sql(items, "UPDATE items SET id = 1000 WHERE id = 3")
     _sql(items, "BEGIN", "TRUNCATE items", "INSERT INTO items (id, name) VALUES (7, 'after truncate')", "COMMIT")
     _sql(items, "INSERT INTO items (id, name) VALUES (8, 'later')")
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     tail = changes(spec, "items")[25:]
     first = [(m.key_object, (m.envelope or {}).get("op")) for m in tail[:3]]
     assert first == [({"id": 3}, "d"), ({"id": 3}, None), ({"id": 1000}, "c")], "a key change is a delete and a create"
@@ -110,10 +110,10 @@ def test_unchanged_toast_value_is_published_whole(make_spec, pg_database, pg_eng
     with pg_engine.begin() as connection:
         connection.execute(sa.text("INSERT INTO docs VALUES (1, 'v1', :b), (2, 'v1', :b)"), {"b": body})
     spec = cdc_spec(make_spec, pg_database, {"docs": {"table": "docs", "key": ["id"], "toast": toast}})
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     _sql(pg_engine, "UPDATE docs SET title = 'v2' WHERE id = 1", "UPDATE docs SET title = 'v2' WHERE id = 2",
          "DELETE FROM docs WHERE id = 2")
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     updates = [e for e in envelopes(spec, "docs") if e["op"] == "u"]
     identity = pg_engine.connect().exec_driver_sql("SELECT relreplident FROM pg_class WHERE relname = 'docs'").scalar()
     if toast == "replica_identity_full":
@@ -129,12 +129,12 @@ def test_unchanged_toast_value_is_published_whole(make_spec, pg_database, pg_eng
 
 def test_added_column_appears_in_the_events_that_follow(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     _sql(items, "INSERT INTO items (id, name) VALUES (200, 'before')",
          "ALTER TABLE items ADD COLUMN colour text DEFAULT 'red'",
          "INSERT INTO items (id, name, colour) VALUES (201, 'after', 'blue')",
          "UPDATE items SET name = 'touched' WHERE id = 1")
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     tail = envelopes(spec, "items")[25:]
     assert "colour" not in tail[0]["after"]
     assert tail[1]["after"]["colour"] == "blue" and tail[2]["after"]["colour"] == "red"
@@ -142,7 +142,7 @@ def test_added_column_appears_in_the_events_that_follow(make_spec, pg_database, 
 
 def test_table_added_later_is_snapshotted_with_watermarks_while_streaming(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     _sql(items, "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL)",
          "INSERT INTO stock SELECT g, 0 FROM generate_series(1, 400) g")
     both = cdc_spec(make_spec, pg_database, {**ITEMS, "stock": {"table": "stock", "key": ["id"]}}, snapshot_chunk=25)
@@ -160,11 +160,11 @@ def test_table_added_later_is_snapshotted_with_watermarks_while_streaming(make_s
     writer = threading.Thread(target=write)
     writer.start()
     try:
-        summary = cdc_postgres.drain(both, "pg")
+        summary = drain(both)
     finally:
         stop.set()
         writer.join()
-    cdc_postgres.drain(both, "pg")
+    drain(both)
     stock = envelopes(both, "stock")
     reads = [e for e in stock if e["op"] == "r"]
     assert reads and all(e["source"]["snapshot"] == "incremental" for e in reads)
@@ -178,9 +178,9 @@ def test_table_added_later_is_snapshotted_with_watermarks_while_streaming(make_s
 
 def test_mid_transaction_stop_resumes_without_loss_or_duplicates(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS, batch_size=10)
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     _sql(items, "INSERT INTO items (id, name) SELECT g, 'bulk' FROM generate_series(1000, 1094) g")
-    cdc = PostgresCdc(spec, "pg")
+    cdc = PostgresCdc(spec, source_name(spec))
     flushes = []
     try:
         cdc.open()
@@ -189,25 +189,25 @@ def test_mid_transaction_stop_resumes_without_loss_or_duplicates(make_spec, pg_d
         cdc.close()  # no final flush: as if the process died here
     partial = stored_position(spec)
     assert not partial.complete and partial.index >= 0
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     inserted = [e["after"]["id"] for e in envelopes(spec, "items") if e["op"] == "c"]
     assert sorted(inserted) == list(range(1000, 1095)) and len(inserted) == 95
 
 
 def test_heartbeats_advance_an_idle_slot(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
     before = stored_position(spec).lsn
-    cdc_postgres.follow(spec, "pg", duration=3.5, on_summary=lambda s: None)
+    cdc_postgres.follow(spec, source_name(spec), duration=3.5, on_summary=lambda s: None)
     assert stored_position(spec).lsn > before, "heartbeats move the position without any change"
 
 
 def test_a_lost_slot_is_never_recreated(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
-    cdc_postgres.drain(spec, "pg")
-    slot = spec.sources["pg"].cdc.slot
+    drain(spec)
+    slot = spec.sources[source_name(spec)].cdc.slot
     _sql(items, f"SELECT pg_drop_replication_slot('{slot}')", "INSERT INTO items (id, name) VALUES (500, 'lost')")
     with pytest.raises(PositionLost, match="not recreated silently"):
-        cdc_postgres.drain(spec, "pg")
+        drain(spec)
     with items.connect() as connection:
         assert pg_slot.slot_info(connection, slot or "") is None

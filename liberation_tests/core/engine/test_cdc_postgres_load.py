@@ -9,12 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 
-from liberation_assets.core.engine import cdc_postgres
 from liberation_assets.core.readers.table import reflect_stream_table
 from liberation_assets.core.verify.compare import compare, source_state, topic_state
 from liberation_assets.demo.generator import WriteLoad, seed
 from liberation_assets.demo.schema import INTERNAL_COLUMNS, create_schema, inventory, orders, payments
-from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, envelopes
+from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, drain, envelopes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -44,7 +43,7 @@ def test_replica_equals_source_under_demo_load_with_truncates(make_spec, pg_data
         "orders": {"table": "orders", "key": ["id"], "projection": _public(orders)},
         "payments": {"table": "payments", "key": ["id"], "projection": _public(payments)},
     }, batch_size=500, snapshot_chunk=200)
-    cdc_postgres.drain(spec, "pg")
+    drain(spec)
 
     load = WriteLoad(pg_engine, threads=2, pause=0.005, long_transaction_seconds=1.0)
     stop, truncates = threading.Event(), []
@@ -54,13 +53,13 @@ def test_replica_equals_source_under_demo_load_with_truncates(make_spec, pg_data
     drains, deadline = 0, time.monotonic() + 12
     try:
         while time.monotonic() < deadline:  # Dagster-style runs while the load goes on
-            cdc_postgres.drain(spec, "pg")
+            drain(spec)
             drains += 1
     finally:
         stop.set()
         truncator.join()
         load.stop()
-    summary = cdc_postgres.drain(spec, "pg")
+    summary = drain(spec)
     print(f"\nload {load.report.counts}, truncates {len(truncates)}, drains {drains + 1}, last drain {summary.describe()}")
     assert truncates and load.report.counts.get("delete_stock", 0) + load.report.counts.get("delete_product", 0) > 0
 
