@@ -134,7 +134,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from liberation_assets.core.verify.run import verify_stream
 
     spec = _spec(args)
-    comparison = verify_stream(spec, args.stream)
+    comparison = verify_stream(spec, args.stream, replica=args.replica, rebuild=args.rebuild)
     print(comparison.describe())
     return 0 if comparison.matches else 1
 
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="rebuild a stream's replica from its topic and compare it with the source")
     p.add_argument("stream")
+    p.add_argument("--replica", default=None, help="replica database URL (default: $LIBERATION_REPLICA_URL or .stack/replicas/<topic>.sqlite)")
+    p.add_argument("--rebuild", action="store_true", help="rebuild the replica from the topic's beginning")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("seed", help="create and seed the demo shop databases")
