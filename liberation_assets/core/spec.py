@@ -166,6 +166,44 @@ class SoftDeleteSpec(_Model):
     deleted_when: Literal["not_null", "true"] = "not_null"
 
 
+class SnapshotPartitionsSpec(_Model):
+    """Key ranges of the first key column (an integer), so a snapshot backfill runs as parallel partitions.
+
+    Either ``size`` with ``upto`` (and ``start``, default 0), or explicit split points in ``bounds``.
+    The first range is open below and the last open above, so every key is in exactly one partition.
+    """
+
+    size: int | None = Field(default=None, ge=1)
+    upto: int | None = None
+    start: int = 0
+    bounds: list[int] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "SnapshotPartitionsSpec":
+        if (self.bounds is None) == (self.size is None):
+            raise ValueError("give either size (with upto) or bounds")
+        if self.size is not None and (self.upto is None or self.upto <= self.start + self.size):
+            raise ValueError("size needs upto, at least one size above start")
+        points = self.split_points()
+        if any(a >= b for a, b in zip(points, points[1:])):
+            raise ValueError("bounds must increase")
+        if len(points) >= 10_000:
+            raise ValueError(f"{len(points) + 1} partitions; use a larger size (at most 10000 partitions)")
+        return self
+
+    def split_points(self) -> list[int]:
+        if self.bounds is not None:
+            return list(self.bounds)
+        assert self.size is not None and self.upto is not None
+        return list(range(self.start + self.size, self.upto, self.size))
+
+    def ranges(self) -> dict[str, tuple[int | None, int | None]]:
+        """Partition name → half-open key range [low, high); None is unbounded."""
+        edges: list[int | None] = [None, *self.split_points(), None]
+        return {f"{'min' if low is None else low}..{'max' if high is None else high}": (low, high)
+                for low, high in zip(edges, edges[1:])}
+
+
 Pattern = Literal["snapshot", "query", "cdc"]
 
 
@@ -184,6 +222,8 @@ class StreamSpec(_Model):
     reconcile_every: Duration = timedelta(hours=1)
     batch_size: int = Field(default=5000, ge=1)
     snapshot_chunk: int = Field(default=10000, ge=1)
+    snapshot_partitions: SnapshotPartitionsSpec | None = None
+    """Split the snapshot into key ranges: in Dagster, one partition each, backfilled in parallel."""
     partitions: int | None = Field(default=None, ge=1)
     timezone: str | None = None
     safety_lag: Duration | None = None

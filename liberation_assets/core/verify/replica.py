@@ -81,7 +81,7 @@ class _Batch:
         self.max_lag_ms: int | None = None
 
     def add(self, message: Message) -> None:
-        partition, offset, key, value = message.partition(), message.offset(), message.key(), message.value()
+        partition, offset, key, value = message.partition() or 0, message.offset() or 0, message.key(), message.value()
         self.records += 1
         self.offsets[partition] = offset + 1
         if value is None:
