@@ -104,7 +104,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
         return cdc_postgres.follow(spec, args.name, duration=args.duration) or 0
     from liberation_assets.core.engine import cdc_mysql
 
-    return cdc_mysql.follow(spec, args.name, duration=args.duration) or 0
+    return cdc_mysql.follow(spec, args.name, duration=args.duration, resnapshot=args.resnapshot) or 0
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -176,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("follow", help="stream a source's change log or relay an outbox continuously")
     p.add_argument("name", help="a source (CDC) or an outbox name")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--resnapshot", action="store_true",
+                   help="MySQL/MariaDB: discard the stored binlog position and snapshot again (after PositionLost)")
     p.set_defaults(func=cmd_follow)
 
     p = sub.add_parser("outbox", help="create an outbox table (its migration), or print the DDL with --sql")

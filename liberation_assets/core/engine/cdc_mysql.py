@@ -160,14 +160,21 @@ class MySqlCdc:
                             ContractValidator(runtime.stream.contract, runtime.stream.key),
                             halt_on_violation=runtime.stream.on_violation == "halt")
 
-    def _refresh_schemas(self) -> None:
-        """After DDL: rebuild the writers, so a compatible table change registers the next schema version
-        before the following events are published, and an incompatible one stops the stream."""
+    def _refresh_schemas(self, position: BinlogPosition) -> list[str]:
+        """After DDL: rebuild the writers, so a compatible table change registers the next schema version before
+        the following events are published (an incompatible one stops the stream).  Returns the streams that
+        publish every column and whose columns changed: rows the log will not touch must be read again."""
         for name in self.names:
             self.runtimes[name].close()
             self.runtimes[name] = StreamRuntime(self.spec, name, "cdc")
             self.writers[name] = self._writer(self.runtimes[name])
         self._tables.clear()
+        return [name for name, columns in self._all_columns().items() if position.columns.get(name) != columns]
+
+    def _all_columns(self) -> dict[str, tuple[str, ...]]:
+        """The current source columns of the streams that publish every column."""
+        return {name: tuple(self.table(name).columns.values())
+                for name in self.names if self.spec.streams[name].projection is None}
 
     def close(self) -> None:
         self.publisher.close()
@@ -187,10 +194,13 @@ class MySqlCdc:
         position = BinlogPosition.from_dict(stored) if stored else None
         if position is not None:
             ensure_resumable(logs, position, self.name)
-        missing = [name for name in self.names if position is None or name not in position.streams]
-        if missing or (position is not None and position.snapshot):
-            position = self._snapshot(position, missing, summary)
-        self._stream(position, summary, drain=drain, deadline=deadline, stop=stop)
+        while True:
+            missing = [name for name in self.names if position is None or name not in position.streams]
+            if missing or (position is not None and position.snapshot):
+                position = self._snapshot(position, missing, summary)
+            position = self._stream(position, summary, drain=drain, deadline=deadline, stop=stop)
+            if set(self.names) <= set(position.streams):
+                break  # otherwise a table change asked for some streams to be snapshotted again
         with self.engine.connect() as connection:
             final = summary.position or position
             summary.bytes_behind = bytes_behind(binary_logs(connection), final.file, final.pos)
@@ -226,7 +236,8 @@ class MySqlCdc:
             for name in missing:
                 if name not in todo:
                     todo[name] = StreamSnapshot(start_offsets=end_offsets(self.bootstrap, self.runtimes[name].topic))
-            position = replace(position, snapshot=todo)
+            columns = {n: c for n, c in self._all_columns().items() if n in todo}
+            position = replace(position, snapshot=todo, columns={**position.columns, **columns})
             source = {"file": point.file, "pos": point.pos, "gtid": point.gtid, "server_id": self.info.server_id}
             log.info("source %s: snapshot of %s at %s:%s", self.name, ", ".join(todo), point.file, point.pos)
             for name, progress in todo.items():
@@ -292,12 +303,13 @@ class MySqlCdc:
         return routes
 
     def _stream(self, position: BinlogPosition, summary: CdcSummary, *, drain: bool, deadline: float | None,
-                stop: threading.Event | None) -> None:
+                stop: threading.Event | None) -> BinlogPosition:
+        """Publish the binlog from ``position``; returns the last committed position."""
         with self.engine.connect() as connection:
             target = coordinates_key(*current_coordinates(connection)) if drain else None
         if target is not None and position.event == 0 and position.coordinates >= target:
             summary.position = summary.position or position
-            return
+            return position
         routes = self._routes()
         decoder = BinlogDecoder(position, routes)
         cdc = self.source.cdc
@@ -307,7 +319,7 @@ class MySqlCdc:
         log.info("source %s: streaming the binlog from %s", self.name, position.describe())
         pending: dict[str, list[ChangeEvent]] = {}
         count, first_pending, last_commit, committed = 0, 0.0, time.monotonic(), position
-        ddl_seen = 0
+        ddl_seen = truncated_seen = 0
         try:
             for item in reader:
                 added = decoder.feed(item, pending)
@@ -315,7 +327,13 @@ class MySqlCdc:
                     ddl_seen = decoder.stats.ddl
                     if count:  # events before the DDL go out under the schema they were written with
                         committed, count = self._flush(pending, decoder, summary), 0
-                    self._refresh_schemas()
+                    reread = self._refresh_schemas(position) + decoder.stats.truncated[truncated_seen:]
+                    truncated_seen = len(decoder.stats.truncated)
+                    if reread:
+                        committed = replace(decoder.position(), streams=tuple(n for n in position.streams if n not in reread))
+                        self._publish([], committed, summary)
+                        log.info("source %s: %s changed (columns or truncated); snapshotting again", self.name, ", ".join(reread))
+                        break
                 now = time.monotonic()
                 if added and not count:
                     first_pending = now
@@ -335,10 +353,8 @@ class MySqlCdc:
         summary.ddl += decoder.stats.ddl
         summary.skipped_as_published += decoder.stats.skipped_as_published
         summary.truncated.extend(decoder.stats.truncated)
-        for name in decoder.stats.truncated:
-            log.warning("stream %s: its table was truncated; TRUNCATE is not row-logged, so the topic still holds the "
-                        "old rows: re-snapshot the source (liberation follow %s --resnapshot)", name, self.name)
         summary.position = committed
+        return committed
 
     def _flush(self, pending: dict[str, list[ChangeEvent]], decoder: BinlogDecoder, summary: CdcSummary) -> BinlogPosition:
         records: list[OutRecord] = []

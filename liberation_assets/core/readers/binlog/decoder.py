@@ -11,7 +11,7 @@ so an added column appears in the following events.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from liberation_assets.core.events import ChangeEvent
 from liberation_assets.core.readers.binlog.log import Begin, Commit, LogItem, Rotate, Rows, Statement
@@ -35,7 +35,7 @@ class DecoderStats:
     skipped_as_published: int = 0
     ddl: int = 0
     truncated: list[str] = field(default_factory=list)
-    """Streams whose table was truncated: TRUNCATE is not row-logged, so those deletes are not in the log."""
+    """Streams whose table was truncated: TRUNCATE is not row-logged, so they must be snapshotted again."""
 
 
 class BinlogDecoder:
@@ -43,15 +43,16 @@ class BinlogDecoder:
 
     def __init__(self, start: BinlogPosition, routes: Routes):
         self.routes = routes
+        self.start = start
         self.file, self.boundary, self.event = start.file, start.pos, 0
         self.gtid, self.server_id, self.ts_ms = start.gtid, start.server_id, start.ts_ms
-        self.streams = start.streams
         self.in_transaction = False
         self._skip_through = start.event
         self.stats = DecoderStats()
 
     def position(self) -> BinlogPosition:
-        return BinlogPosition(self.file, self.boundary, self.event, self.gtid, self.server_id, self.ts_ms, self.streams)
+        return replace(self.start, file=self.file, pos=self.boundary, event=self.event, gtid=self.gtid,
+                       server_id=self.server_id, ts_ms=self.ts_ms)
 
     def feed(self, item: LogItem, pending: dict[str, list[ChangeEvent]]) -> int:
         """Apply one item; append its events to ``pending`` by stream; return how many were added."""

@@ -76,6 +76,8 @@ class BinlogPosition:
     """Streams whose snapshot is complete and whose changes are streamed from here."""
     snapshot: dict[str, StreamSnapshot] | None = None
     """Streams still being snapshotted, or None."""
+    columns: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Source columns each stream without a projection was snapshotted with: DDL that changes them re-reads it."""
 
     @property
     def coordinates(self) -> tuple[int, int]:
@@ -102,6 +104,7 @@ class BinlogPosition:
             "ts_ms": self.ts_ms,
             "streams": list(self.streams),
             "snapshot": {n: s.to_dict() for n, s in self.snapshot.items()} if self.snapshot is not None else None,
+            "columns": {n: list(c) for n, c in self.columns.items()},
         }
 
     @classmethod
@@ -116,4 +119,5 @@ class BinlogPosition:
             ts_ms=data.get("ts_ms"),
             streams=tuple(data.get("streams") or ()),
             snapshot={n: StreamSnapshot.from_dict(s) for n, s in snapshot.items()} if snapshot is not None else None,
+            columns={n: tuple(c) for n, c in (data.get("columns") or {}).items()},
         )
