@@ -35,7 +35,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if found is None:
         return 2
     summary = summarize(found[0], found[1], list_rows=args.list)
-    rows = [{"partition": r.partition, "offset": r.offset, "key": r.value.get("key"), "op": r.value.get("op"),
+    rows: list[dict[str, Any]] = [{"partition": r.partition, "offset": r.offset, "key": r.value.get("key"), "op": r.value.get("op"),
              "failed_checks": r.value.get("failed_checks"), "row": r.value.get("row")} for r in summary.rows]
     if args.json:
         _print_json({**summary.metadata(), "topic": summary.topic, "by_check": dict(summary.by_check), "rows": rows})
