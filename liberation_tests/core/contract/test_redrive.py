@@ -24,7 +24,8 @@ def _poll(spec) -> None:
         pattern.close()
 
 
-def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(make_spec, pg_database, pg_engine, kafka_bootstrap) -> None:
+def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(make_spec, pg_database, pg_engine, kafka_bootstrap,
+                                                                     tmp_path, capsys) -> None:
     with pg_engine.begin() as c:
         c.execute(sa.text(PG_DDL))
     insert_items(pg_engine, [("A", 1, "1.00", "new"), ("B", 1, "1.00", "paid"), ("S1", 1, "1.00", "shipped"),
@@ -57,3 +58,18 @@ def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(make_spec
     assert summary.open == 1 and [r.value["key"] for r in summary.rows] == [{"sku": "L"}]
     assert list(summary.by_check) == ["status: isin(['new', 'paid', 'shipped'])"]
     assert (summary.republished, summary.superseded, summary.requarantined) == (2, 1, 2)
+
+    # The same, as an operator sees it.
+    from liberation_assets.cli import main
+    from liberation_tests.fix_stack import spec_to_yaml
+
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec_to_yaml(fixed))
+    capsys.readouterr()
+    assert main(["--spec", str(path), "quarantine", "items", "--list", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert "1 open" in printed and "status: isin(['new', 'paid', 'shipped'])" in printed and 'key={"sku":"L"}' in printed
+    assert main(["--spec", str(path), "redrive", "items"]) == 0
+    assert "examined=1 republished=0 superseded=0 requarantined=1" in capsys.readouterr().out
+    assert main(["--spec", str(path), "schema", "items"]) == 0
+    assert "schema unchanged (version 2)" in capsys.readouterr().out
