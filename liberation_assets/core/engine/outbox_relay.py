@@ -7,11 +7,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psycopg2
 import sqlalchemy as sa
 
 from liberation_assets.core.connect import cached_engine
-from liberation_assets.core.errors import ConnectivityError, PublishError
+from liberation_assets.core.errors import ConnectivityError, PublishError, SlotInUse
+from liberation_assets.core.outbox.log_relay import OutboxLogRelay, slot_name
 from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
+from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.spec import Spec
 
 DEFAULT_BUDGET_SECONDS = 60.0
@@ -63,28 +66,47 @@ def _drain(relay: OutboxRelay, summary: RelaySummary, deadline: float) -> None:
             return
 
 
+def _relay(spec: Spec, outbox_name: str) -> OutboxRelay | OutboxLogRelay:
+    return OutboxLogRelay(spec, outbox_name) if spec.outboxes[outbox_name].via == "cdc" else OutboxRelay(spec, outbox_name)
+
+
 def relay_once(spec: Spec, outbox_name: str, *, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> RelaySummary:
     """Relay what is pending now, within a time budget.  If another relay holds the lease, only report."""
     started = time.monotonic()
     summary = RelaySummary()
-    relay = OutboxRelay(spec, outbox_name)
+    relay = _relay(spec, outbox_name)
     try:
         if relay.acquire():
             summary.recovered = relay.recover()
-            _drain(relay, summary, started + budget_seconds)
+            if isinstance(relay, OutboxLogRelay):
+                relay.drain()
+                summary.relayed, summary.transactions = relay.relayed, relay.transactions
+            else:
+                _drain(relay, summary, started + budget_seconds)
         else:
             summary.lease_acquired = False
-        summary.pending, summary.oldest_pending_age_seconds = pending_stats(relay.engine, relay.outbox)
     finally:
         relay.close()
+    summary.pending, summary.oldest_pending_age_seconds = outbox_pending(spec, outbox_name)
     summary.seconds = time.monotonic() - started
     return summary
 
 
 def outbox_pending(spec: Spec, outbox_name: str) -> tuple[int, float]:
-    """(pending rows, oldest pending age in seconds): the cheap check a sensor runs on every tick."""
+    """(pending rows, oldest pending age in seconds): the cheap check a sensor runs on every tick.
+
+    With ``via: cdc`` the log is what is pending: 1 if the slot holds an
+    unread change of the outbox table (or does not exist yet), else 0.
+    """
     outbox = spec.outboxes[outbox_name]
-    return pending_stats(cached_engine(spec.sources[outbox.source]), outbox)
+    engine = cached_engine(spec.sources[outbox.source])
+    if outbox.via != "cdc":
+        return pending_stats(engine, outbox)
+    slot = slot_name(outbox_name)
+    with engine.connect() as connection:
+        if pg_slot.slot_info(connection, slot) is None:
+            return 1, 0.0
+        return int(bool(pg_slot.has_pending_changes(connection, slot, slot))), 0.0
 
 
 def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr) -> int:
@@ -101,7 +123,7 @@ def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: 
     waiting_logged = False
     backoff = 1.0
     while time.monotonic() < deadline:
-        relay = OutboxRelay(spec, outbox_name)
+        relay = _relay(spec, outbox_name)
         try:
             if not relay.acquire():
                 if not waiting_logged:
@@ -113,9 +135,13 @@ def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: 
             recovered = relay.recover()
             total.recovered += recovered
             log(f"outbox {outbox_name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)")
-            _follow_leased(relay, total, deadline, idle_wait, log)
+            if isinstance(relay, OutboxLogRelay):
+                relay.run(until=lambda: time.monotonic() >= deadline)
+                total.relayed, total.transactions = total.relayed + relay.relayed, total.transactions + relay.transactions
+            else:
+                _follow_leased(relay, total, deadline, idle_wait, log)
             backoff = 1.0
-        except (sa.exc.DBAPIError, PublishError, ConnectivityError) as exc:
+        except (sa.exc.DBAPIError, psycopg2.Error, PublishError, ConnectivityError, SlotInUse) as exc:
             log(f"outbox {outbox_name}: {type(exc).__name__}: {str(exc).splitlines()[0]}; reconnecting in {backoff:.0f}s")
             time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
             backoff = min(backoff * 2, 30.0)

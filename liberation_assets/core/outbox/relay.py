@@ -177,12 +177,29 @@ def try_lease(connection: Connection, outbox: OutboxSpec) -> bool:
 def pending_stats(engine: Engine, outbox: OutboxSpec) -> tuple[int, float]:
     """(pending rows, oldest pending age in seconds) on a short connection of its own."""
     with engine.connect() as connection:
-        count, age = connection.execute(pending_stats_query(table_for(outbox), _dialect(connection))).one()
+        count, age = connection.execute(pending_stats_query(table_for(outbox), dialect_of(connection))).one()
     return int(count), max(0.0, float(age or 0.0))
 
 
-def _dialect(connection: Connection) -> str:
+def dialect_of(connection: Connection) -> str:
     return "mysql" if connection.dialect.name in ("mysql", "mariadb") else connection.dialect.name
+
+
+class TopicCreator:
+    """Creates each route's topic the first time a record goes to it (delete policy: events, not state)."""
+
+    def __init__(self, spec: Spec):
+        self.kafka = spec.kafka
+        self.bootstrap = spec.kafka.resolved_bootstrap_servers()
+        self._known: set[str] = set()
+
+    def __call__(self, topics: set[str]) -> None:
+        new = topics - self._known
+        if new:
+            kafka = self.kafka
+            config = {"cleanup.policy": "delete", "min.insync.replicas": str(kafka.min_insync_replicas)}
+            ensure_topics(self.bootstrap, [TopicSpec(t, kafka.partitions, kafka.replication_factor, config) for t in sorted(new)])
+            self._known |= new
 
 
 class OutboxRelay:
@@ -200,7 +217,7 @@ class OutboxRelay:
         self._connection: Connection | None = None
         self._publisher: TransactionalPublisher | None = None
         self._positions: PositionStore | None = None
-        self._known_topics: set[str] = set()
+        self.ensure_topics = TopicCreator(spec)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -256,7 +273,7 @@ class OutboxRelay:
         if not rows:
             return []
         records = build_records(rows, self.router)
-        self._ensure_topics({record[0] for record in records})
+        self.ensure_topics({record[0] for record in records})
         seqs = [row[0] for row in rows]
         records.append(positions.record(Position(position_key(self.name), OutboxPosition.of(seqs).to_dict())))
         publisher.publish(records)
@@ -265,7 +282,7 @@ class OutboxRelay:
     def cleanup(self, seqs: Sequence[int]) -> int:
         """Step 3, only after the Kafka commit: delete or mark exactly these rows."""
         assert self._connection is not None, "acquire() first"
-        statement = cleanup_statement(self.table, seqs, self.outbox.cleanup, _dialect(self._connection))
+        statement = cleanup_statement(self.table, seqs, self.outbox.cleanup, dialect_of(self._connection))
         return int(self._connection.execute(statement).rowcount or 0)
 
     def wait(self, timeout: float) -> None:
@@ -278,12 +295,3 @@ class OutboxRelay:
         driver = connection.connection.driver_connection
         for _ in driver.notifies(timeout=timeout, stop_after=1):  # type: ignore[union-attr]
             break
-
-    def _ensure_topics(self, topics: set[str]) -> None:
-        new = topics - self._known_topics
-        if not new:
-            return
-        kafka = self.spec.kafka
-        config = {"cleanup.policy": "delete", "min.insync.replicas": str(kafka.min_insync_replicas)}
-        ensure_topics(self.bootstrap, [TopicSpec(topic, kafka.partitions, kafka.replication_factor, config) for topic in sorted(new)])
-        self._known_topics |= new

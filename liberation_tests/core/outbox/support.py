@@ -114,16 +114,19 @@ class CounterWriters:
 
     Every ``rollback_every``-th transaction emits and then rolls back: its event
     must never reach Kafka.  Commit times are recorded to measure latency.
+    ``delete_in_transaction`` deletes each outbox row in its own transaction, as
+    Debezium's event router expects (``via: cdc``).
     """
 
     def __init__(self, engine: sa.Engine, *, writers: int = 8, counters_per_writer: int = 25, pause: float = 0.01,
-                 rollback_every: int = 10, seed: int = 5):
+                 rollback_every: int = 10, seed: int = 5, delete_in_transaction: bool = False):
         self.engine = engine
         self.writers = writers
         self.counters_per_writer = counters_per_writer
         self.pause = pause
         self.rollback_every = rollback_every
         self.seed = seed
+        self.delete_in_transaction = delete_in_transaction
         self.committed: dict[str, float] = {}
         self.rolled_back: set[str] = set()
         self.errors: list[BaseException] = []
@@ -149,6 +152,7 @@ class CounterWriters:
         bump = sa.text("INSERT INTO counters VALUES (:id, 1) ON CONFLICT (counter_id) DO UPDATE "
                        "SET n = counters.n + 1 RETURNING n")
         transactions = 0
+        outbox = outbox_table()
         try:
             while not self._stop.is_set():
                 counter = f"w{writer}-c{rng.randrange(self.counters_per_writer)}"
@@ -158,6 +162,8 @@ class CounterWriters:
                     with self.engine.begin() as connection:
                         n = connection.execute(bump, {"id": counter}).scalar_one()
                         event = emit(connection, CounterBumped(counter_id=counter, n=n, writer=writer))
+                        if self.delete_in_transaction:  # Debezium style: only the log keeps the row
+                            connection.execute(outbox.delete().where(outbox.c.id == str(event.event_id)))
                         if rollback:
                             raise _Rollback()
                     self.committed[str(event.event_id)] = time.time()
