@@ -382,6 +382,8 @@ def follow(spec: Spec, source_name: str, duration: float | None = None, *, resna
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     cdc = MySqlCdc(spec, source_name)
     try:
         summary = cdc.run(drain=False, deadline=time.monotonic() + duration if duration else None, stop=stop,

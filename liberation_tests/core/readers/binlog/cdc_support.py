@@ -167,6 +167,17 @@ class FollowProcess:
             stdout=self._out, stderr=subprocess.STDOUT,
         )
 
+    def wait_for(self, text: str, timeout: float = 120) -> bool:
+        """Wait until the output shows ``text``; False if the process ended or the time ran out first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.log_file.read_text(errors="replace"):
+                return True
+            if self.process.poll() is not None:
+                return False
+            time.sleep(0.02)
+        return False
+
     def kill(self) -> int | None:
         """kill -9; returns the exit code if it had already ended by itself."""
         ended = self.process.poll()
