@@ -50,9 +50,10 @@ class _Arrivals(threading.Thread):
             self.consumer.close()
 
 
-def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(make_spec, pg_engine, pg_database,
+@pytest.mark.parametrize("via", ["poll", "cdc"])
+def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(via, make_spec, pg_engine, pg_database,
                                                                           kafka_bootstrap, tmp_path) -> None:
-    spec = outbox_spec(make_spec, pg=pg_database, partitions=3)
+    spec = outbox_spec(make_spec, pg=pg_database, partitions=3, via=via)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     ensure_topics(kafka_bootstrap, [TopicSpec(topic(spec, "counter"), 3, 1, {"cleanup.policy": "delete"})])
     spec_file = tmp_path / "liberation.yaml"
@@ -62,7 +63,7 @@ def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(make_spe
     try:
         relay.wait_relaying()
         arrivals.start()
-        writers = CounterWriters(pg_engine, writers=4, pause=0.02)
+        writers = CounterWriters(pg_engine, writers=4, pause=0.02, delete_in_transaction=via == "cdc")
         writers.start()
         time.sleep(10)
         writers.stop()
@@ -72,7 +73,8 @@ def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(make_spe
         relay.kill()
     latencies = sorted((arrivals.seen[i] - committed) * 1000 for i, committed in writers.committed.items())
     p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
-    print(f"\noutbox commit→Kafka (read_committed consumer), continuous mode on PostgreSQL with NOTIFY: "
+    how = "pgoutput slot" if via == "cdc" else "polling woken by NOTIFY"
+    print(f"\noutbox commit→Kafka (read_committed consumer), `liberation follow` via {via} ({how}): "
           f"{len(latencies)} events, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms")
     assert_exactly_once_in_order(consume_all(kafka_bootstrap, topic(spec, "counter")), writers)
     assert pending_rows(pg_engine) == 0
