@@ -1,11 +1,119 @@
-"""Dagster definitions for the cdc pattern (filled in by its issue)."""
+"""CDC pattern (PostgreSQL): per source, one multi-asset with a ``<stream>/cdc`` asset per stream,
+a sensor that requests a run when the slot holds changes, and a check on the slot's lag and retained WAL.
 
-from __future__ import annotations
+All streams of a source share one slot, so one run drains them all: the
+multi-asset is the unit of work, and each asset reports its own event count.
+For latency below the sensor's interval, run ``liberation follow <source>``
+instead; the sensor then skips, because the slot is in use.
+"""
+
+import time
+from collections.abc import Iterator
 
 import dagster as dg
 
+from liberation_assets.core.engine.cdc_postgres import CdcSummary, cdc_streams, drain, slot_status
+from liberation_assets.core.readers.pg_slot import SlotInfo, SlotNames
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.resources import LiberationResource
+
+RETAINED_WAL_WARN_BYTES = 1024**3
+"""A slot holding more WAL than this is reported (WARN): the disk of the source is at stake."""
+SENSOR_INTERVAL_SECONDS = 30
+CDC_TAG = "liberation/cdc"
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+
+
+def postgres_sources(spec: Spec) -> list[str]:
+    return [name for name, source in spec.sources.items()
+            if source.dialect == "postgresql" and cdc_streams(spec, name)]
+
+
+def slot_check(info: SlotInfo | None, summary: CdcSummary | None = None) -> dg.AssetCheckResult:
+    """Fails when the slot lost WAL; warns when it retains more than ``RETAINED_WAL_WARN_BYTES``."""
+    if info is None:
+        return dg.AssetCheckResult(passed=False, description="the replication slot does not exist")
+    metadata: dict[str, float | int] = {**info.metadata()}
+    if summary is not None and summary.last_commit_ms is not None:
+        metadata["lag_seconds"] = summary.metadata()["lag_seconds"]
+    if info.wal_status in ("lost", "unreserved"):
+        return dg.AssetCheckResult(passed=False, metadata=metadata,
+                                   description=f"slot WAL status is {info.wal_status}: changes are or will be lost")
+    if info.retained_wal_bytes > RETAINED_WAL_WARN_BYTES:
+        return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
+                                   description=f"slot retains {info.retained_wal_bytes / 1024**2:.0f} MB of WAL")
+    return dg.AssetCheckResult(passed=True, metadata=metadata)
+
+
+def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
+    names = cdc_streams(spec, source)
+    slot = SlotNames.for_source(source, spec.sources[source])
+    specs = [
+        dg.AssetSpec(
+            key=asset_key(name, "cdc"),
+            group_name=group_name(source),
+            kinds=kinds_for("postgresql", "cdc"),
+            description=(f"Changes of {spec.streams[name].table} from replication slot {slot.slot} (pgoutput) into "
+                         f"{spec.topic_for(name)}: snapshot first, then every insert, update, delete and truncate."),
+            freshness_policy=freshness_policy(spec.streams[name].freshness),
+            metadata={"topic": spec.topic_for(name), "table": spec.streams[name].table, "pattern": "cdc",
+                      "slot": slot.slot, "publication": slot.publication},
+        )
+        for name in names
+    ]
+    check = dg.AssetCheckSpec("slot_health", asset=asset_key(names[0], "cdc"),
+                              description="The slot's lag and retained WAL (warn above 1 GiB, fail when WAL was lost).")
+
+    @dg.multi_asset(name=f"{source}_cdc", specs=specs, check_specs=[check], can_subset=False,
+                    pool=f"liberation-{source}-cdc",
+                    description=f"Drains replication slot {slot.slot} of source {source} up to the current LSN.")
+    def cdc(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[dg.MaterializeResult]:
+        summary = drain(liberation.load_spec(), source)
+        context.log.info(f"source {source}: {summary.describe()}")
+        for index, name in enumerate(names):
+            checks = [slot_check(summary.slot, summary)] if index == 0 else None
+            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=summary.metadata(name),
+                                       check_results=checks)
+
+    return cdc
+
+
+def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.SensorDefinition:
+    names = cdc_streams(spec, source)
+    tags = {CDC_TAG: source}
+    # Quiet sources still run this often, so the assets stay fresh and heartbeats move the slot on.
+    heartbeat = min((spec.streams[n].freshness.warn_after or spec.streams[n].freshness.fail_after).total_seconds()
+                    for n in names) / 2
+
+    @dg.sensor(
+        name=f"{source}_cdc_pending",
+        asset_selection=list(assets.keys),
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a {source} CDC run when its replication slot holds unread changes.",
+    )
+    def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
+        if context.instance.get_run_records(filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1):
+            return dg.SkipReason("a CDC run of this source is already queued or running")
+        status = slot_status(liberation.load_spec(), source)
+        if status.pending is None:
+            return dg.SkipReason("the slot is in use by another reader (liberation follow)")
+        if status.pending:
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/reason": "pending"})])
+        last = context.instance.get_latest_materialization_event(asset_key(names[0], "cdc"))
+        if last is None or time.time() - last.timestamp > heartbeat:
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/reason": "heartbeat"})])
+        return dg.SkipReason("no unread changes in the slot")
+
+    return pending
 
 
 def definitions(spec: Spec) -> dg.Definitions:
-    return dg.Definitions()
+    assets, sensors = [], []
+    for source in postgres_sources(spec):
+        source_assets = _source_assets(spec, source)
+        assets.append(source_assets)
+        sensors.append(_pending_sensor(spec, source, source_assets))
+    return dg.Definitions(assets=assets, sensors=sensors)

@@ -596,6 +596,31 @@ def drain(spec: Spec, source_name: str) -> CdcSummary:
         cdc.close()
 
 
+@dataclass(frozen=True)
+class SlotStatus:
+    """What a sensor and a health check need: the slot's WAL figures and whether changes await a run."""
+
+    info: pg_slot.SlotInfo | None
+    pending: bool | None
+    """Unread changes of a published table; None while a reader (``liberation follow``) holds the slot."""
+
+
+def slot_status(spec: Spec, source_name: str) -> SlotStatus:
+    source = spec.sources[source_name]
+    names = pg_slot.SlotNames.for_source(source_name, source)
+    engine = create_source_engine(source)
+    try:
+        with engine.connect() as connection:
+            info = pg_slot.slot_info(connection, names.slot)
+            if info is None:
+                return SlotStatus(None, True)  # the first run creates the slot and takes the snapshot
+            if info.active_pid is not None:
+                return SlotStatus(info, None)
+            return SlotStatus(info, pg_slot.has_pending_changes(connection, names.slot, names.publication))
+    finally:
+        engine.dispose()
+
+
 def follow(spec: Spec, source_name: str, duration: float | None = None,
            on_summary: Callable[[CdcSummary], None] | None = None) -> int:
     """``liberation follow <source>``: stream continuously (or for ``duration`` seconds), stop on SIGTERM."""
