@@ -1,11 +1,110 @@
-"""Dagster definitions for the binlog pattern (filled in by its issue)."""
+"""MySQL/MariaDB binlog pattern: per source, one multi-asset with a ``<stream>/cdc`` asset per stream, and a sensor.
 
-from __future__ import annotations
+A run drains the source's binlog up to where the server is now (snapshotting
+first when needed), exactly once into Kafka.  The sensor requests a run when
+the binlog has moved past the stored position, and now and then even when it
+has not, so an idle source stays fresh.  PostgreSQL sources are ``cdc.py``'s.
+"""
+
+import time
 
 import dagster as dg
 
+from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.resources import LiberationResource
+
+ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
+                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+BINLOG_TAG = "liberation/binlog"
+SOURCE_FIGURES = ("transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
+                  "reconciled_deletes", "ddl_events")
+
+
+class BinlogRunConfig(dg.Config):
+    """Run config of a source's binlog assets."""
+
+    resnapshot: bool = False
+    """Discard the stored binlog position and snapshot again: the way out of PositionLost after a purge."""
+
+
+def binlog_sources(spec: Spec) -> list[str]:
+    """MySQL/MariaDB sources that have CDC streams."""
+    return [name for name, source in spec.sources.items() if source.dialect == "mysql" and cdc_streams(spec, name)]
+
+
+def _stream_metadata(summary: CdcSummary, stream: str) -> dict[str, float | int]:
+    source = summary.metadata()
+    return {**summary.stream_metadata(stream), **{f"source_{k}": source[k] for k in SOURCE_FIGURES if k in source}}
+
+
+def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
+    names = cdc_streams(spec, source)
+    specs = [
+        dg.AssetSpec(
+            key=asset_key(name, "cdc"),
+            group_name=group_name(source),
+            kinds=kinds_for("mysql", "cdc"),
+            description=(f"Changes of {spec.streams[name].table} read from the binlog of {source} "
+                         f"into {spec.topic_for(name)}, after a consistent snapshot (op r)."),
+            freshness_policy=freshness_policy(spec.streams[name].freshness),
+            metadata={"topic": spec.topic_for(name), "table": spec.streams[name].table, "pattern": "cdc"},
+        )
+        for name in names
+    ]
+
+    @dg.multi_asset(
+        name=f"{source}_binlog",
+        specs=specs,
+        description=f"Drains the binlog of {source} for {', '.join(names)}: one Kafka transaction per micro-batch.",
+        pool=f"liberation-{source}-cdc",
+    )
+    def binlog(context: dg.AssetExecutionContext, config: BinlogRunConfig, liberation: LiberationResource):
+        summary = drain(liberation.load_spec(), source, resnapshot=config.resnapshot,
+                        progress=lambda stream, rows: context.log.debug(f"snapshot {stream}: {rows} rows"))
+        context.log.info(f"source {source}: {summary.describe()}")
+        for name in names:
+            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=_stream_metadata(summary, name))
+
+    return binlog
+
+
+def _heartbeat_seconds(spec: Spec, source: str) -> float:
+    """An idle binlog is still drained this often, so the assets stay fresh while nothing changes."""
+    windows = [(s.freshness.warn_after or s.freshness.fail_after).total_seconds()
+               for s in (spec.streams[n] for n in cdc_streams(spec, source))]
+    return min(windows) / 2
+
+
+def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
+    keys = [asset_key(name, "cdc") for name in cdc_streams(spec, source)]
+    tags = {BINLOG_TAG: source}
+    heartbeat = _heartbeat_seconds(spec, source)
+
+    @dg.sensor(
+        name=f"{source}_binlog_sensor",
+        asset_selection=keys,
+        minimum_interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",
+    )
+    def binlog_sensor(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
+        if context.instance.get_run_records(filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1):
+            return dg.SkipReason("a binlog run is already queued or running")
+        lag = log_lag(liberation.load_spec(), source)
+        if lag.behind:
+            behind = "no position yet" if lag.stored is None else f"{lag.bytes_behind} bytes"
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/behind": behind})])
+        last = context.instance.get_latest_materialization_event(keys[0])
+        if last is None or time.time() - last.timestamp > heartbeat:
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/behind": "0 bytes"})])
+        return dg.SkipReason(f"the binlog of {source} is at the stored position {lag.current[0]}:{lag.current[1]}")
+
+    return binlog_sensor
 
 
 def definitions(spec: Spec) -> dg.Definitions:
-    return dg.Definitions()
+    sources = binlog_sources(spec)
+    return dg.Definitions(assets=[_binlog_assets(spec, source) for source in sources],
+                          sensors=[_binlog_sensor(spec, source) for source in sources])

@@ -196,7 +196,7 @@ class MySqlCdc:
             ensure_resumable(logs, position, self.name)
         while True:
             missing = [name for name in self.names if position is None or name not in position.streams]
-            if missing or (position is not None and position.snapshot):
+            if position is None or missing or position.snapshot:
                 position = self._snapshot(position, missing, summary)
             position = self._stream(position, summary, drain=drain, deadline=deadline, stop=stop)
             if set(self.names) <= set(position.streams):

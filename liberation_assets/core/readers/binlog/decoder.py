@@ -56,22 +56,20 @@ class BinlogDecoder:
 
     def feed(self, item: LogItem, pending: dict[str, list[ChangeEvent]]) -> int:
         """Apply one item; append its events to ``pending`` by stream; return how many were added."""
-        kind = type(item)
-        if kind is Rows:
-            return self._rows(item, pending)  # type: ignore[arg-type]
-        if kind is Commit:
-            self._end_unit(item.end_pos)  # type: ignore[union-attr]
-        elif kind is Begin:
+        if isinstance(item, Rows):
+            return self._rows(item, pending)
+        if isinstance(item, Commit):
+            self._end_unit(item.end_pos)
+        elif isinstance(item, Begin):
             self.in_transaction = True
-            self.gtid = item.gtid or self.gtid  # type: ignore[union-attr]
-            self.server_id = item.server_id  # type: ignore[union-attr]
-        elif kind is Statement:
-            self._statement(item)  # type: ignore[arg-type]
-        elif kind is Rotate:
-            if item.file != self.file or item.pos != self.boundary:  # type: ignore[union-attr]
-                self.file, self.boundary, self.event = item.file, item.pos, 0  # type: ignore[union-attr]
-                self._skip_through = 0
-                self.in_transaction = False
+            self.gtid = item.gtid or self.gtid
+            self.server_id = item.server_id
+        elif isinstance(item, Statement):
+            self._statement(item)
+        elif isinstance(item, Rotate) and (item.file != self.file or item.pos != self.boundary):
+            self.file, self.boundary, self.event = item.file, item.pos, 0
+            self._skip_through = 0
+            self.in_transaction = False
         return 0
 
     def _concerns_us(self, schema: str, text: str) -> bool:

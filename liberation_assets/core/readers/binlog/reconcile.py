@@ -59,7 +59,7 @@ def unseen_live_keys(bootstrap_servers: str, topic: str, before: dict[int, int])
                     raise ConnectivityError(f"reading {topic}: {error.str()}")
                 value = message.value()
                 live = value is not None and orjson.loads(value).get("op") != "d"
-                latest[message.key() or b""] = (message.partition(), message.offset(), live)
+                latest[message.key() or b""] = (message.partition() or 0, message.offset() or 0, live)
     finally:
         consumer.close()
     return [key for key, (partition, offset, live) in latest.items() if live and offset < before.get(partition, 0)]
