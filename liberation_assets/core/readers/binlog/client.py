@@ -65,16 +65,23 @@ class ServerInfo:
     server_id: int
 
 
+def binlog_problems(settings: dict[str, str]) -> list[str]:
+    """What in the server's global variables keeps its binlog from being captured row by row."""
+    problems = [f"{name}={settings.get(name, 'unsupported')} (needs {wanted})"
+                for name, wanted in _REQUIRED.items() if settings.get(name, "").upper() != wanted]
+    if "PARTIAL_JSON" in settings.get("binlog_row_value_options", "").upper():
+        problems.append("binlog_row_value_options=PARTIAL_JSON (needs it empty: partial JSON updates carry no full image)")
+    return problems
+
+
 def inspect_server(connection: Connection, source_name: str) -> ServerInfo:
     """The server's flavor and id; a clear error when its binlog settings do not allow row capture."""
     version = str(connection.exec_driver_sql("SELECT VERSION()").scalar_one())
     server_id = int(connection.exec_driver_sql("SELECT @@server_id").scalar_one())
-    names = ", ".join(f"'{name}'" for name in _REQUIRED)
+    names = ", ".join(f"'{name}'" for name in (*_REQUIRED, "binlog_row_value_options"))
     settings = {str(k).lower(): str(v) for k, v in connection.exec_driver_sql(
         f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})").all()}
-    problems = [f"{name}={settings.get(name, 'unsupported')} (needs {wanted})"
-                for name, wanted in _REQUIRED.items() if settings.get(name, "").upper() != wanted]
-    if problems:
+    if problems := binlog_problems(settings):
         raise SourceMisconfigured(
             f"source {source_name}: the binlog cannot be captured: {', '.join(problems)}. Start the server with "
             "--log-bin --binlog-format=ROW --binlog-row-image=FULL --binlog-row-metadata=FULL "

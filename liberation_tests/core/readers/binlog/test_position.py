@@ -19,3 +19,4 @@ def test_log_order_follows_the_file_sequence_then_the_offset() -> None:
     assert file_index("mariadb-bin.000010") == 10
     assert coordinates_key("mariadb-bin.000009", 999_999) < coordinates_key("mariadb-bin.000010", 4)
     assert BinlogPosition("mysql-bin.000002", 4).coordinates == (2, 4)
+
