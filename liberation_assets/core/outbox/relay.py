@@ -205,13 +205,12 @@ class TopicCreator:
 class OutboxRelay:
     """One outbox's relay: a leased connection, a transactional producer and the position store."""
 
-    def __init__(self, spec: Spec, name: str, *, engine: Engine | None = None):
+    def __init__(self, spec: Spec, name: str):
         self.spec = spec
         self.name = name
         self.outbox = spec.outboxes[name]
         self.table = table_for(self.outbox)
-        self.engine = engine or create_source_engine(spec.sources[self.outbox.source], pool_size=1, max_overflow=2)
-        self._owns_engine = engine is None
+        self.engine = create_source_engine(spec.sources[self.outbox.source], pool_size=1, max_overflow=2)
         self.router = Router(self.outbox.route, topic_prefix=spec.kafka.topic_prefix, outbox=name)
         self.bootstrap = spec.kafka.resolved_bootstrap_servers()
         self._connection: Connection | None = None
@@ -221,7 +220,7 @@ class OutboxRelay:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def acquire(self) -> bool:
-        """Connect and take the lease; then fence zombies and clean up the last batch.  False: another relay has it."""
+        """Connect and take the lease, then start the producer, which fences a zombie.  False: another relay has it."""
         connection = self.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             check_outbox_table(connection, self.outbox)
@@ -254,8 +253,7 @@ class OutboxRelay:
             self._connection.invalidate()  # end the session, so the database drops its lease and LISTEN
             self._connection.close()
             self._connection = None
-        if self._owns_engine:
-            self.engine.dispose()
+        self.engine.dispose()
 
     # -- work ---------------------------------------------------------------------------------------
     def relay_batch(self) -> int:
