@@ -1,11 +1,109 @@
-"""Dagster definitions for the replica pattern (filled in by its issue)."""
+"""Proof of liberation in Dagster: a ``<stream>/replica`` asset per stream, checked against the source.
 
-from __future__ import annotations
+- ``<stream>/replica`` catches the stream's replica up from its topic
+  (read_committed, upserts and tombstones) and reports the two lags as numbers:
+  source event time to publish time, and last event to now.
+- ``matches_source`` (blocking) compares the replica with the source
+  projection: row counts and a hash per row, the differing keys in metadata.
+  It fails the step, so nothing downstream of a wrong replica runs.
+- ``quarantine`` (warning) counts the stream's open quarantine, whatever
+  pattern publishes it.
+
+The asset sits downstream of every asset that publishes the stream, as the
+pattern modules define them, so a run of the main job verifies what it just
+published.  The ``verify_all`` schedule starts stopped, like every schedule here.
+"""
+
+from typing import Any
 
 import dagster as dg
 
+from liberation_assets.core.contract.quarantine import summarize
 from liberation_assets.core.spec import Spec
+from liberation_assets.core.verify.compare import Comparison
+from liberation_assets.core.verify.run import verify
+from liberation_assets.orchestration import binlog, cdc, query
+from liberation_assets.orchestration.policy import asset_key, group_name
+from liberation_assets.orchestration.resources import LiberationResource
+
+VERIFY_JOB = "verify_all"
+KEYS_SHOWN = 20
+
+
+class ReplicaResource(dg.ConfigurableResource):
+    """Where replicas live: a SQLAlchemy URL (``{stream}``/``{topic}`` allowed); empty means
+    ``$LIBERATION_REPLICA_URL`` or a SQLite file per stream under ``.stack/replicas``."""
+
+    url: str = ""
+
+
+def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
+    """Each stream's publishing assets: keys under ``<stream>/``, and for CDC streams their source's assets."""
+    keys: list[dg.AssetKey] = []
+    for module in (query, cdc, binlog):
+        for item in module.definitions(spec).assets or []:
+            keys.extend(item.keys if isinstance(item, dg.AssetsDefinition) else [item.key])  # type: ignore[union-attr]
+    return {
+        name: [k for k in keys if k.path[0] == name or ("cdc" in stream.patterns and k.path[0] == stream.source)]
+        for name, stream in spec.streams.items()
+    }
+
+
+def matches_source_result(comparison: Comparison) -> dg.AssetCheckResult:
+    """Pass only when every row matches; counts are numbers (plotted), the first differing keys a list."""
+    metadata: dict[str, Any] = dict(comparison.metadata())
+    metadata["differing_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
+    return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata=metadata, description=comparison.describe())
+
+
+def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
+    stream = spec.streams[name]
+    key = asset_key(name, "replica")
+
+    @dg.asset(
+        key=key,
+        deps=deps,
+        group_name=group_name(stream.source),
+        kinds={"kafka", "replica"},
+        description=(f"{stream.table} rebuilt from {spec.topic_for(name)} (read_committed, upserts and tombstones), "
+                     "incrementally, and compared with the source row by row."),
+        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "replica"},
+        check_specs=[dg.AssetCheckSpec("matches_source", asset=key, blocking=True,
+                                       description="Same rows as the source projection: row count and a hash per row.")],
+        pool=f"liberation-{name}-replica",
+    )
+    def replica(context: dg.AssetExecutionContext, liberation: LiberationResource, replicas: ReplicaResource) -> dg.MaterializeResult:
+        verification = verify(liberation.load_spec(), name, replica=replicas.url or None)
+        applied = verification.applied
+        context.log.info(f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "
+                         f"to {verification.replica_url}; {verification.comparison.describe()}")
+        return dg.MaterializeResult(metadata={**applied.metadata(), "replica": dg.MetadataValue.text(verification.replica_url)},
+                                    check_results=[matches_source_result(verification.comparison)])
+
+    return replica
+
+
+def _quarantine_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=asset_key(name, "replica"), name="quarantine", blocking=False,
+                    description=f"Rows of {name} held back by the contract (`liberation quarantine {name}`).")
+    def quarantine(liberation: LiberationResource) -> dg.AssetCheckResult:
+        summary = summarize(liberation.load_spec(), name)
+        return dg.AssetCheckResult(passed=summary.open == 0, severity=dg.AssetCheckSeverity.WARN, metadata=summary.metadata(),
+                                   description=f"{summary.open} open of {summary.total} quarantined records in {summary.topic}")
+
+    return quarantine
 
 
 def definitions(spec: Spec) -> dg.Definitions:
-    return dg.Definitions()
+    upstream = publishing_assets(spec)
+    assets = [_replica_asset(spec, name, upstream[name]) for name in spec.streams]
+    checks = [_quarantine_check(spec, name) for name in spec.streams]
+    if not assets:
+        return dg.Definitions(resources={"replicas": ReplicaResource()})
+    job = dg.define_asset_job(VERIFY_JOB, selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
+                              description="Catch every replica up from its topic and compare it with the source.")
+    schedule = dg.ScheduleDefinition(name=f"{VERIFY_JOB}_schedule", job=job, cron_schedule="30 * * * *",
+                                     default_status=dg.DefaultScheduleStatus.STOPPED)
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], schedules=[schedule],
+                          resources={"replicas": ReplicaResource()})

@@ -1,0 +1,90 @@
+"""``<stream>/replica`` assets: downstream of every publishing asset, blocking ``matches_source`` that names the key."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import dagster as dg
+import orjson
+import pytest
+import sqlalchemy as sa
+from confluent_kafka import Producer
+
+from liberation_assets.core.spec import load_spec
+from liberation_assets.core.verify.store import replica_table_name
+from liberation_assets.orchestration.build import build_definitions
+from liberation_assets.orchestration.replica import VERIFY_JOB
+from liberation_tests.fix_stack import spec_to_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+LEAVES = {"snapshot": "snapshot", "query": "incremental"}
+
+
+def test_every_demo_stream_has_a_replica_checked_against_its_source() -> None:
+    spec = load_spec(REPO / "liberation.yaml")
+    defs = build_definitions(spec)
+    graph = defs.resolve_asset_graph()
+    for name, stream in spec.streams.items():
+        node = graph.get(dg.AssetKey([name, "replica"]))
+        parents = {key.to_user_string() for key in node.parent_keys}
+        assert {f"{name}/{LEAVES[p]}" for p in stream.patterns if p in LEAVES} <= parents, (name, parents)
+        assert dg.AssetCheckKey(dg.AssetKey([name, "replica"]), "matches_source") in graph.asset_check_keys
+        assert dg.AssetCheckKey(dg.AssetKey([name, "replica"]), "quarantine") in graph.asset_check_keys
+    replica_def = defs.resolve_assets_def(dg.AssetKey(["products", "replica"]))
+    [check_spec] = list(replica_def.check_specs)
+    assert check_spec.name == "matches_source" and check_spec.blocking
+    schedule = {s.name: s for s in defs.schedules}[f"{VERIFY_JOB}_schedule"]
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+
+
+def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "matches_source"]
+    return evaluation
+
+
+@pytest.mark.integration
+def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_database, pg_engine, tmp_path, monkeypatch) -> None:
+    replica_file = tmp_path / "items.sqlite"
+    monkeypatch.setenv("LIBERATION_REPLICA_URL", f"sqlite:///{replica_file}")
+    with pg_engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 500) i"))
+    spec = make_spec(pg=pg_database, kafka={"partitions": 2},
+                     streams={"items": {"source": "pg", "table": "items", "key": ["id"]}})
+    path = tmp_path / "spec.yaml"
+    path.write_text(spec_to_yaml(spec))
+    defs = build_definitions(spec, str(path))
+    assets = [defs.resolve_assets_def(dg.AssetKey(["items", leaf])) for leaf in ("snapshot", "incremental", "replica")]
+    instance = dg.DagsterInstance.ephemeral()
+    assert dg.materialize(assets[:1], instance=instance).success
+    with pg_engine.begin() as c:
+        c.execute(sa.text("UPDATE items SET name = 'renamed', updated_at = now() WHERE id <= 20"))
+    result = dg.materialize(assets, instance=instance, selection=[dg.AssetKey(["items", "incremental"]), dg.AssetKey(["items", "replica"])])
+    assert result.success
+    evaluation = _check(result)
+    assert evaluation.passed and evaluation.metadata["source_rows"].value == 500
+    metadata = result.asset_materializations_for_node("items__replica")[0].metadata
+    assert isinstance(metadata["event_to_publish_lag_seconds"], dg.FloatMetadataValue)
+    assert isinstance(metadata["last_event_age_seconds"], dg.FloatMetadataValue)
+    assert metadata["records_applied"].value == 520
+
+    replica_only = [defs.resolve_assets_def(dg.AssetKey(["items", "replica"]))]
+    with sqlite3.connect(replica_file) as db:
+        db.execute(f"UPDATE {replica_table_name('items')} SET document = json_set(document, '$.name', 'tampered') WHERE key = ?",
+                   ('{"id":42}',))
+    failed = dg.materialize(replica_only, instance=instance, raise_on_error=False)
+    assert not failed.success  # the blocking check fails the step
+    evaluation = _check(failed)
+    assert not evaluation.passed and evaluation.metadata["differing_keys"].value == ['{"id":42}']
+    assert evaluation.metadata["different_keys"].value == 1 and '{"id":42}' in (evaluation.description or "")
+
+    for leftover in tmp_path.glob("items.sqlite*"):
+        leftover.unlink()  # the next run rebuilds the replica from the topic: the tampering is gone; now drop an event
+    producer = Producer({"bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
+    producer.produce(spec.topic_for("items"), key=orjson.dumps({"id": 7}), value=None)
+    assert producer.flush(30) == 0
+    dropped = dg.materialize(replica_only, instance=instance, raise_on_error=False)
+    evaluation = _check(dropped)
+    assert not dropped.success and not evaluation.passed
+    assert evaluation.metadata["differing_keys"].value == ['{"id":7}'] and evaluation.metadata["missing_keys"].value == 1
