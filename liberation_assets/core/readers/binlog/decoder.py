@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field, replace
 
 from liberation_assets.core.events import ChangeEvent
-from liberation_assets.core.readers.binlog.log import Begin, Commit, LogItem, Rotate, Rows, Statement
+from liberation_assets.core.readers.binlog.log import Begin, Commit, Heartbeat, LogItem, Rotate, Rows, Statement
 from liberation_assets.core.readers.binlog.mapping import StreamMapper
-from liberation_assets.core.readers.binlog.position import BinlogPosition
+from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
 
 Routes = dict[tuple[str, str], list[StreamMapper]]
 """(schema, table) → the mappers of the streams liberating that table."""
@@ -66,10 +66,19 @@ class BinlogDecoder:
             self.server_id = item.server_id
         elif isinstance(item, Statement):
             self._statement(item)
-        elif isinstance(item, Rotate) and (item.file != self.file or item.pos != self.boundary):
+        elif isinstance(item, Rotate) and item.file != self.file:
+            # The log goes on in the next file; a rotate naming the same file only restates where a
+            # (re)connected dump starts, possibly inside the current transaction.
             self.file, self.boundary, self.event = item.file, item.pos, 0
             self._skip_through = 0
             self.in_transaction = False
+        elif isinstance(item, Heartbeat) and not self.in_transaction \
+                and coordinates_key(item.file, item.pos) > coordinates_key(self.file, self.boundary):
+            # Idle: everything up to here was sent, and the events we skip (checkpoints, other tables'
+            # housekeeping) ended no transaction of ours.  Without this, a drain would wait forever for
+            # a target just past such events.
+            self.file, self.boundary, self.event = item.file, item.pos, 0
+            self._skip_through = 0
         return 0
 
     def _concerns_us(self, schema: str, text: str) -> bool:

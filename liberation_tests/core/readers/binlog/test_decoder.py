@@ -90,3 +90,20 @@ def test_rotation_moves_to_the_next_file() -> None:
     decoder = _decoder(BinlogPosition(FILE, 1000))
     _feed(decoder, [Rotate(FILE, 1000), *_transaction(1000, [[1]]), Rotate("mariadb-bin.000008", 4)])
     assert decoder.position().file == "mariadb-bin.000008" and decoder.position().pos == 4
+
+
+def test_a_reconnect_inside_a_transaction_keeps_the_boundary() -> None:
+    decoder = _decoder(BinlogPosition(FILE, 1000))
+    transaction = _transaction(1000, [[1], [2]])
+    _feed(decoder, transaction[:2])
+    _feed(decoder, [Rotate(FILE, 1140)])  # the library reconnected and resumed after the first rows event
+    events, positions = _feed(decoder, transaction[2:])
+    assert [e.key["id"] for e in events] == [2] and positions[0].pos == 1000 and positions[-1].pos == 1270
+
+
+def test_heartbeats_move_an_idle_reader_past_events_it_does_not_see() -> None:
+    decoder = _decoder(BinlogPosition(FILE, 1000))
+    _feed(decoder, [Rotate(FILE, 1000), Rotate("mariadb-bin.000008", 4), Heartbeat("mariadb-bin.000008", 385)])
+    assert (decoder.position().file, decoder.position().pos) == ("mariadb-bin.000008", 385)
+    _feed(decoder, [Begin("0-1-5", 1), Heartbeat("mariadb-bin.000008", 900)])
+    assert decoder.position().pos == 385  # never inside a transaction
