@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import zlib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,8 @@ def binlog_changes(stack: Any, database: str, tables: set[str], start: tuple[str
     """(table, file, rows event end, row index) of every row change in the binlog, read straight with the library."""
     reader = BinLogStreamReader(
         {"host": stack.mysql_host, "port": stack.mysql_port, "user": stack.mysql_user, "passwd": stack.mysql_password},
-        server_id=3_999_999, log_file=start[0], log_pos=start[1], resume_stream=True, blocking=False,
+        server_id=3_000_000 + zlib.crc32(database.encode()) % 1_000_000, log_file=start[0], log_pos=start[1],
+        resume_stream=True, blocking=False,
         only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[database],
         only_tables=sorted(tables), enable_logging=False,
     )

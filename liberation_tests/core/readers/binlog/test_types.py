@@ -8,7 +8,8 @@ import sqlalchemy as sa
 
 from liberation_assets.core.contract.serialize import dumps, normalize_row
 from liberation_assets.core.events import ChangeEvent
-from liberation_assets.core.readers.binlog.client import LogReader, connection_settings, current_coordinates, inspect_server
+from liberation_assets.core.readers.binlog.client import (LogReader, connection_settings, current_coordinates, inspect_server,
+                                                          replica_server_id)
 from liberation_assets.core.readers.binlog.decoder import BinlogDecoder
 from liberation_assets.core.readers.binlog.mapping import StreamMapper, StreamShape
 from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
@@ -50,8 +51,8 @@ def test_binlog_values_serialize_like_a_sqlalchemy_select(mysql_engine, make_spe
     mapper = StreamMapper(shape, mysql_engine.dialect, info.flavor, lambda: {c.name: c.type for c in table.c})
     decoder = BinlogDecoder(BinlogPosition(*start), {(mysql_database, "typed"): [mapper]})
     pending: dict[str, list[ChangeEvent]] = {}
-    reader = LogReader(connection_settings(source), 4_000_001, BinlogPosition(*start), schemas=[mysql_database],
-                       tables=["typed"], heartbeat_seconds=0.5, source_name="mysql")
+    reader = LogReader(connection_settings(source), replica_server_id("types", source), BinlogPosition(*start),
+                       schemas=[mysql_database], tables=["typed"], heartbeat_seconds=0.5, source_name="mysql")
     try:
         for item in reader:
             decoder.feed(item, pending)
