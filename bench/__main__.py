@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
 import time
 import traceback
 import uuid
@@ -37,6 +39,28 @@ def parse() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def run_steps(ctx: RunContext, config: BenchConfig, samples: Samples) -> None:
+    for name, group, step in STEPS:
+        if group != "core" and not config.wants(group):
+            continue
+        step_started = time.monotonic()
+        try:
+            figures = step(ctx)
+        except Skip as skip:
+            samples.skipped.setdefault(name, str(skip))
+            print(f"  {name}: skipped ({skip})", flush=True)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one failed step must not lose the other figures
+            samples.skipped[name] = f"failed: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
+            print(f"  {name}: FAILED\n{traceback.format_exc()}", flush=True)
+            if name == "prepare":
+                raise
+            continue
+        samples.add(figures)
+        shown = ", ".join(f"{k}={v:,.1f}" for k, v in figures.items())
+        print(f"  {name} ({time.monotonic() - step_started:.1f}s) {shown}", flush=True)
+
+
 def main() -> None:
     args = parse()
     latest = RESULTS / "latest.json"
@@ -46,8 +70,8 @@ def main() -> None:
         return
     only = frozenset(g for g in GROUPS if g not in args.skip)
     config = BenchConfig(rows=args.rows, runs=args.runs, outbox_rows=args.outbox_rows or max(1, args.rows // 4),
-                         rates=tuple(int(r) for r in args.rates.split(",")), latency_seconds=args.latency_seconds,
-                         debezium="debezium" not in args.skip, only=only)
+                         rates=tuple(int(r) for r in args.rates.split(",")), latency_seconds=args.latency_seconds, only=only)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks that stop Kafka Connect
     started = time.monotonic()
     stack = ensure_stack()
     print(f"loading {config.rows:,} orders into {dataset.DATABASE} ...", flush=True)
@@ -58,25 +82,12 @@ def main() -> None:
     for run in range(config.runs):
         print(f"run {run + 1} of {config.runs}", flush=True)
         ctx = RunContext(config, stack, run, token)
-        for name, group, step in STEPS:
-            if group != "core" and not config.wants(group):
-                continue
-            step_started = time.monotonic()
-            try:
-                figures = step(ctx)
-            except Skip as skip:
-                samples.skipped.setdefault(name, str(skip))
-                print(f"  {name}: skipped ({skip})", flush=True)
-                continue
-            except Exception as exc:  # noqa: BLE001 - one failed step must not lose the other figures
-                samples.skipped[name] = f"failed: {str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__}"
-                print(f"  {name}: FAILED\n{traceback.format_exc()}", flush=True)
-                if name == "prepare":
-                    raise
-                continue
-            samples.add(figures)
-            shown = ", ".join(f"{k}={v:,.1f}" for k, v in figures.items())
-            print(f"  {name} ({time.monotonic() - step_started:.1f}s) {shown}", flush=True)
+        try:
+            run_steps(ctx, config, samples)
+        finally:
+            connect = ctx.state.get("connect")
+            if connect is not None:
+                connect.stop()  # never leave a Kafka Connect worker behind, even on Ctrl-C
     meta = machine.describe(config, load_seconds, time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)
     saved = json.dumps({"meta": meta, "samples": samples.to_dict()}, indent=1)

@@ -26,7 +26,6 @@ class BenchConfig:
     outbox_rows: int = 250_000
     rates: tuple[int, ...] = (2_000, 10_000)
     latency_seconds: float = 8.0
-    debezium: bool = True
     only: frozenset[str] | None = None
     """Measurement groups to run (ceilings, snapshot, cdc, query, outbox, latency); None means all."""
 

@@ -84,6 +84,8 @@ def recreate(stack: StackSettings, rows: int) -> float:
         db.execute(_CREATE_ORDERS)
         for low in range(1, rows + 1, 200_000):
             db.execute(_LOAD_ORDERS, (low, min(rows, low + 199_999)))
+        # What our CDC's default (toast: replica_identity_full) sets; set here so every reader sees the same WAL.
+        db.execute(f"ALTER TABLE {ORDERS} REPLICA IDENTITY FULL")
         _create_outbox(stack)
         db.execute(f"CREATE PUBLICATION {CEILING_PUBLICATION} FOR TABLE {ORDERS}, {OUTBOX}")
         db.execute(f"VACUUM ANALYZE {ORDERS}")

@@ -88,12 +88,15 @@ def _connector(ctx: RunContext, name: str) -> dict[str, object]:
         "max.queue.size": 32768,
         "poll.interval.ms": 50,
         "snapshot.fetch.size": 10240,
+        # Our CDC writes heartbeats and watermarks to the same WAL with pg_logical_emit_message: not Debezium's data.
+        "message.prefix.exclude.list": "liberation.*",
     }
     if name == "orders":
         return {**common, "name": f"dbz-{ctx.prefix}-orders", "slot.name": ctx.slot("dbz_orders"),
                 "publication.name": ctx.slot("dbz_orders_pub"), "table.include.list": f"public.{ORDERS}",
                 "snapshot.mode": "initial"}
-    return {**common, "name": f"dbz-{ctx.prefix}-outbox", "slot.name": ctx.slot("dbz_outbox"),
+    # A topic prefix of its own: Debezium names its JMX metrics after it, and two alike collide.
+    return {**common, "topic.prefix": f"dbz{ctx.prefix}ob", "name": f"dbz-{ctx.prefix}-outbox", "slot.name": ctx.slot("dbz_outbox"),
             "publication.name": ctx.slot("dbz_outbox_pub"), "table.include.list": f"public.{OUTBOX}",
             "snapshot.mode": "no_data", "tombstones.on.delete": "false", "skipped.operations": "u,d,t",
             "transforms": "outbox", "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
