@@ -31,7 +31,6 @@ _TRUNCATE = re.compile(r"^TRUNCATE\s+(?:TABLE\s+)?(?:`?([^`\s.]+)`?\.)?`?([^`\s;
 class DecoderStats:
     """What the decoder saw, for metadata."""
 
-    rows_events: int = 0
     skipped_as_published: int = 0
     ddl: int = 0
     truncated: list[str] = field(default_factory=list)
@@ -93,7 +92,6 @@ class BinlogDecoder:
 
     def _rows(self, item: Rows, pending: dict[str, list[ChangeEvent]]) -> int:
         self.event = item.end_pos
-        self.stats.rows_events += 1
         if self._skip_through and item.end_pos <= self._skip_through:
             self.stats.skipped_as_published += 1
             return 0
