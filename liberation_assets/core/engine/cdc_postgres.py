@@ -186,6 +186,8 @@ class PostgresCdc:
         self._by_relid: dict[int, list[_Stream]] = {}
         self._by_table: dict[tuple[str, str], list[_Stream]] = {}
         self.position = CdcPosition()
+        """Snapshot progress and slot; the log position lives in ``_at`` (a tuple per change is cheap)."""
+        self._at: tuple[int, int, bool] = (0, -1, False)
         self._stored = CdcPosition()
         self._confirm = 0
         self._tx: _Transaction | None = None
@@ -209,6 +211,7 @@ class PostgresCdc:
         self._positions = PositionStore(bootstrap, kafka.positions_topic, kafka.replication_factor)
         stored = self._positions.get(self.key)
         self.position = self._stored = replace(CdcPosition.from_dict(stored), slot=self.slot_names.slot)
+        self._at = (self.position.lsn, self.position.index, self.position.complete)
         self._engine = create_source_engine(self.source)
         for name in self.names:
             self._add_stream(name)
@@ -227,6 +230,7 @@ class PostgresCdc:
         if info is None:
             created = pg_slot.create_slot(self._cursor, self.slot_names.slot)
             self.position = CdcPosition(lsn=created.consistent_point, slot=self.slot_names.slot)
+            self._at = (created.consistent_point, -1, False)
             self._snapshot_exported(created.snapshot_name, created.consistent_point)
         self._snapshot_queue = [n for n in self.names if not self.position.tables.get(n, TableProgress()).done]
         pg_slot.start_streaming(self._cursor, self.slot_names.slot, self.slot_names.publication)
@@ -392,7 +396,7 @@ class PostgresCdc:
             else:
                 for stream in self._by_relid.get(message.relid, ()):
                     self._change(stream, message, tx, data_start)
-            self.position = self.position.at(tx.final_lsn, tx.index, False)
+            self._at = (tx.final_lsn, tx.index, False)
             self._confirm = tx.final_lsn  # resent whole on restart; the index skips what is done
         elif isinstance(message, Begin):
             self._tx = _Transaction(message.final_lsn, pg_time_to_epoch_ms(message.commit_ts), message.xid)
@@ -404,7 +408,7 @@ class PostgresCdc:
             self.summary.db_transactions += 1
             self.summary.last_commit_ms = tx.commit_ms
             if not self._stored.skips(tx.final_lsn, tx.index + 1):
-                self.position = self.position.at(tx.final_lsn, tx.index, True)
+                self._at = (tx.final_lsn, tx.index, True)
                 self._confirm = message.end_lsn  # never sent again
         elif isinstance(message, Relation):
             streams = self._by_table.get((message.namespace, message.name))
@@ -427,8 +431,8 @@ class PostgresCdc:
         # ends, which is exactly where the next commit record may start: stay one byte below, or that
         # transaction would count as published.
         boundary = message.lsn - 1
-        if self._tx is None and boundary > self.position.lsn:
-            self.position = self.position.at(boundary, -1, True)
+        if self._tx is None and boundary > self._at[0]:
+            self._at = (boundary, -1, True)
             self._confirm = boundary
 
     def _change(self, stream: _Stream, message: Insert | Update | Delete, tx: _Transaction, lsn: int) -> None:
@@ -484,14 +488,15 @@ class PostgresCdc:
                 key = orjson.loads(raw)
                 stream.pending.append(ChangeEvent(DELETE, key, dict(key), None, tx.commit_ms, deleted))
             self._pending += len(stream.pending)
-        self.position = self.position.at(tx.final_lsn, tx.index, False)
+        self._at = (tx.final_lsn, tx.index, False)
         self._confirm = tx.final_lsn
         self._flush(force=True)
 
     # -- publish --------------------------------------------------------------------------------------------
     def _flush(self, *, force: bool = False) -> None:
         """Publish pending events of every stream and the position in one Kafka transaction, then confirm."""
-        moved = self.position != self._stored
+        position = self.position.at(*self._at)
+        moved = position != self._stored
         if not self._pending and not moved:
             return
         if not self._pending and not force and time.monotonic() - self._last_store < POSITION_EVERY_SECONDS:
@@ -507,7 +512,7 @@ class PostgresCdc:
             records, result = stream.writer.records(ChangeBatch(events, None), unique_key=snapshot_only)
             out.extend(records)
             results.append((stream.name, result))
-        out.append(position_record(self._positions.topic, Position(self.key, self.position.to_dict())))
+        out.append(position_record(self._positions.topic, Position(self.key, position.to_dict())))
         self._publisher.publish(out)
         for name, result in results:
             self.summary.add(name, result)
@@ -516,7 +521,7 @@ class PostgresCdc:
             stream.pending = []
             stream.unchanged = False
         self._pending = 0
-        self._stored = self.position
+        self.position = self._stored = position
         self._last_store = time.monotonic()
         if self._confirm:
             # Only now, after the Kafka commit: the slot may release WAL up to here.
