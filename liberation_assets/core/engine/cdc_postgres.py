@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import select
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -58,6 +59,7 @@ from liberation_assets.core.readers.pgoutput import (
     decode_message,
     pg_time_to_epoch_ms,
 )
+from liberation_assets.core.readers.pgoutput.lsn import lsn_to_str
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
 from liberation_assets.core.readers.pgoutput.rows import RowPlan, fill_unchanged, unchanged_columns
 from liberation_assets.core.readers.pgoutput.watermark import (
@@ -640,6 +642,8 @@ def follow(spec: Spec, source_name: str, duration: float | None = None,
     cdc = PostgresCdc(spec, source_name)
     try:
         cdc.open()
+        print(f"liberation: following {source_name} from slot {cdc.slot_names.slot} "
+              f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}", file=sys.stderr, flush=True)
         cdc.run(until=lambda: stop["now"] or (deadline is not None and time.monotonic() >= deadline))
         summary = cdc.finish()
     finally:
