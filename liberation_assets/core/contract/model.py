@@ -11,7 +11,6 @@ failing the whole column.
 
 from __future__ import annotations
 
-import copy
 import importlib
 from dataclasses import dataclass
 from typing import Any
@@ -45,15 +44,6 @@ class Contract:
     rules: dict[str, FieldRule]
     origin: str
     """``spec`` or the ``package.module:Model`` reference."""
-
-    def with_unique(self, key: list[str]) -> pa.DataFrameSchema:
-        """The schema plus uniqueness of the stream key (for batches where a key may appear once)."""
-        columns = [k for k in key if k in self.rules]
-        if not columns:
-            return self.schema
-        schema = copy.deepcopy(self.schema)
-        schema.unique = list(dict.fromkeys([*(schema.unique or []), *columns]))
-        return schema
 
 
 def load_contract(stream: StreamSpec) -> Contract | None:

@@ -16,6 +16,8 @@ failure with its reasons, formatted ``<column>: <check> (value <v>)``.
 
 from __future__ import annotations
 
+import copy
+
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
@@ -45,6 +47,7 @@ _EXACT: dict[str, frozenset[type]] = {
 }
 _NUMERIC = ("int", "float", "decimal")
 UNIQUE_KEY_CHECK = "unique_key"
+KEY_COLUMN_PREFIX = "key."
 _CHECK_NAMES = {"multiple_fields_uniqueness": UNIQUE_KEY_CHECK, "field_uniqueness": "unique"}
 
 
@@ -77,10 +80,19 @@ class ContractValidator:
     def __init__(self, contract: Contract | dict[str, ColumnContract] | str | None, key: list[str]):
         self.contract = as_contract(contract)
         self.key = key
+        self._unique_schemas: dict[tuple[str, ...], pa.DataFrameSchema] = {}
         if self.contract is not None:
             self._names = list(self.contract.rules)
             self._kinds = [self.contract.rules[n].kind for n in self._names]
-            self._schemas = {False: self.contract.schema, True: self.contract.with_unique(key)}
+            self._schemas = {False: self.contract.schema}
+
+    def _unique_schema(self, key_names: tuple[str, ...]) -> pa.DataFrameSchema:
+        assert self.contract is not None
+        if key_names not in self._unique_schemas:
+            schema = copy.deepcopy(self.contract.schema)
+            schema.unique = [f"{KEY_COLUMN_PREFIX}{name}" for name in key_names]
+            self._unique_schemas[key_names] = schema
+        return self._unique_schemas[key_names]
 
     def validate(self, events: list[ChangeEvent], *, unique_key: bool = False) -> Verdict:
         """Split events into valid and rejected.  Deletes and truncates always pass: they carry no new data."""
@@ -97,11 +109,19 @@ class ContractValidator:
             values = columns[name]
             for position in type_failures(values, kind):
                 reasons.setdefault(position, []).append(f"{name}: type:{kind} (value {_show(values[position])})")
+        if unique_key:
+            # The whole key, in public names, whether or not the contract names its columns.
+            key_names = list(events[checked[0]].key)
+            for j, key_name in enumerate(key_names):
+                columns[f"{KEY_COLUMN_PREFIX}{key_name}"] = [events[i].key.get(key_name) for i in checked]
+            schema = self._unique_schema(tuple(key_names))
+        else:
+            schema = self._schemas[False]
         frame = pd.DataFrame(columns, dtype=object)
         if reasons:
             frame = frame.drop(index=list(reasons))
         if len(frame):
-            for position, why in _failures(self._schemas[unique_key], frame).items():
+            for position, why in _failures(schema, frame).items():
                 reasons.setdefault(position, []).extend(why)
         if not reasons:
             return Verdict(valid=events)
@@ -122,6 +142,8 @@ def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[int, list
     whole_frame: list[str] = []
     for column, check, case, index in zip(cases["column"], cases["check"], cases["failure_case"], cases["index"]):
         check = _CHECK_NAMES.get(str(check), str(check))
+        if isinstance(column, str) and column.startswith(KEY_COLUMN_PREFIX):
+            column = column[len(KEY_COLUMN_PREFIX):]
         text = f"{column}: {check} (value {_show(case)})" if column is not None else check
         if index is None or (isinstance(index, float) and pd.isna(index)):
             whole_frame.append(text)
