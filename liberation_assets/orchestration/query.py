@@ -2,9 +2,11 @@
 
 
 import dagster as dg
+import sqlalchemy as sa
 
-from liberation_assets.core.engine.query_pattern import QueryPattern, RunSummary
-from liberation_assets.core.spec import Spec
+from liberation_assets.core.engine.query_pattern import ProgressCallback, QueryPattern, RunSummary
+from liberation_assets.core.errors import SpecError
+from liberation_assets.core.spec import Spec, StreamSpec
 from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
 from liberation_assets.orchestration.resources import LiberationResource
 
@@ -40,6 +42,29 @@ def _materialize(summary: RunSummary, context: dg.AssetExecutionContext) -> dg.M
     return dg.MaterializeResult(metadata=summary.metadata())
 
 
+def snapshot_partitions(stream: StreamSpec) -> dg.StaticPartitionsDefinition | None:
+    """One partition per key range of ``snapshot_partitions``: a backfill snapshots the ranges in parallel."""
+    if stream.snapshot_partitions is None:
+        return None
+    return dg.StaticPartitionsDefinition(list(stream.snapshot_partitions.ranges()))
+
+
+def _snapshot_ranges(pattern: QueryPattern, partition: str | None, progress: ProgressCallback) -> RunSummary:
+    """Snapshot one key range (its own position and transactional id), or every range in turn when run unpartitioned."""
+    ranges = pattern.stream.snapshot_partitions.ranges() if pattern.stream.snapshot_partitions else {}
+    if not ranges:
+        return pattern.snapshot(progress=progress)
+    if not isinstance(pattern.table.key_exprs[0].type, sa.Integer):
+        raise SpecError(f"stream {pattern.name}: snapshot_partitions needs an integer first key column, "
+                        f"{pattern.table.key_columns[0]} is {pattern.table.key_exprs[0].type}")
+    total = RunSummary(rows_total=0)
+    for part in [partition] if partition else list(ranges):
+        summary = pattern.snapshot(key_range=ranges[part], part=part, progress=progress)
+        total.result.add(summary.result)
+        total.rows_total += summary.rows_total
+    return total
+
+
 def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     stream = spec.streams[name]
     dialect = spec.sources[stream.source].dialect
@@ -52,11 +77,13 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         freshness_policy=None,
         metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "snapshot"},
         pool=f"liberation-{name}-snapshot",
+        partitions_def=snapshot_partitions(stream),
     )
     def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
         pattern = QueryPattern(liberation.load_spec(), name)
+        partition = context.partition_key if context.has_partition_key else None
         try:
-            summary = pattern.snapshot(progress=_progress_logger(context, f"snapshot {name}"))
+            summary = _snapshot_ranges(pattern, partition, _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip()))
         finally:
             pattern.close()
         return _materialize(summary, context)
@@ -118,6 +145,12 @@ def definitions(spec: Spec) -> dg.Definitions:
     for name, stream in spec.streams.items():
         if "snapshot" in stream.patterns:
             assets.append(_snapshot_asset(spec, name))
+            if stream.snapshot_partitions is not None:
+                jobs.append(dg.define_asset_job(
+                    f"{name}_snapshot_backfill", selection=dg.AssetSelection.assets(asset_key(name, "snapshot")),
+                    partitions_def=snapshot_partitions(stream),
+                    description=f"Snapshot {stream.table} by key range: backfill the partitions to run them in parallel.",
+                ))
         if "query" in stream.patterns:
             assets.append(_incremental_asset(spec, name))
             poll_job = dg.define_asset_job(f"{name}_poll", selection=dg.AssetSelection.assets(asset_key(name, "incremental")))

@@ -38,15 +38,12 @@ class ReplicaResource(dg.ConfigurableResource):
 
 
 def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
-    """Each stream's publishing assets: keys under ``<stream>/``, and for CDC streams their source's assets."""
+    """Each stream's publishing assets (``<stream>/snapshot``, ``/incremental``, ``/cdc``), as the pattern modules define them."""
     keys: list[dg.AssetKey] = []
     for module in (query, cdc, binlog):
         for item in module.definitions(spec).assets or []:
             keys.extend(item.keys if isinstance(item, dg.AssetsDefinition) else [item.key])  # type: ignore[union-attr]
-    return {
-        name: [k for k in keys if k.path[0] == name or ("cdc" in stream.patterns and k.path[0] == stream.source)]
-        for name, stream in spec.streams.items()
-    }
+    return {name: [key for key in keys if key.path[0] == name] for name in spec.streams}
 
 
 def matches_source_result(comparison: Comparison) -> dg.AssetCheckResult:

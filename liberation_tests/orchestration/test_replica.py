@@ -18,7 +18,7 @@ from liberation_assets.orchestration.replica import VERIFY_JOB
 from liberation_tests.fix_stack import spec_to_yaml
 
 REPO = Path(__file__).resolve().parents[2]
-LEAVES = {"snapshot": "snapshot", "query": "incremental"}
+LEAVES = {"snapshot": "snapshot", "query": "incremental", "cdc": "cdc"}
 
 
 def test_every_demo_stream_has_a_replica_checked_against_its_source() -> None:
