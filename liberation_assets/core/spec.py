@@ -292,6 +292,10 @@ class Spec(_Model):
                 raise ValueError(f"outboxes.{name}.source: unknown source {outbox.source!r}; defined: {sorted(self.sources)}")
         return self
 
+    def transactional_id(self, *parts: str) -> str:
+        """A producer's stable transactional.id, scoped by the topic prefix so separate deployments never fence each other."""
+        return ".".join((self.kafka.topic_prefix, *parts))
+
     def topic_for(self, stream_name: str) -> str:
         stream = self.streams[stream_name]
         if stream.topic:

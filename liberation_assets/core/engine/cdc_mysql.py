@@ -148,7 +148,7 @@ class MySqlCdc:
         for runtime in self.runtimes.values():
             runtime.ensure_topics()
         # init_transactions fences a crashed run of this source before its position is read.
-        self.publisher = TransactionalPublisher(self.bootstrap, f"liberation.{source_name}.cdc", spec.kafka.producer)
+        self.publisher = TransactionalPublisher(self.bootstrap, spec.transactional_id(source_name, "cdc"), spec.kafka.producer)
         self.store = PositionStore(self.bootstrap, spec.kafka.positions_topic, spec.kafka.replication_factor)
         self.writers = {name: self._writer(runtime) for name, runtime in self.runtimes.items()}
         self._tables: dict[str, ProjectedTable] = {}

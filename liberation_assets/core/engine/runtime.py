@@ -83,7 +83,7 @@ class StreamRuntime:
 
     @cached_property
     def publisher(self) -> TransactionalPublisher:
-        tid = f"liberation.{self.name}.{self.pattern}{self.transactional_suffix}"
+        tid = self.spec.transactional_id(self.name, self.pattern) + self.transactional_suffix
         return TransactionalPublisher(self.bootstrap, tid, self.spec.kafka.producer)
 
     @cached_property

@@ -146,7 +146,7 @@ class OutboxLogRelay:
         return self._cleanup(self._last_batch)
 
     def _start_producer(self) -> None:
-        self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.name), self.spec.kafka.producer)
+        self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer)
         self._positions = PositionStore(self.bootstrap, self.spec.kafka.positions_topic, self.spec.kafka.replication_factor)
 
     def _publish_snapshot(self, created: pg_slot.CreatedSlot) -> None:

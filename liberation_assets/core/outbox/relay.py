@@ -58,8 +58,8 @@ def position_key(outbox: str) -> str:
     return f"outbox/{outbox}"
 
 
-def transactional_id(outbox: str) -> str:
-    return f"liberation.outbox.{outbox}"
+def transactional_id(spec: Spec, outbox: str) -> str:
+    return spec.transactional_id("outbox", outbox)
 
 
 def seq_ranges(seqs: Iterable[int]) -> tuple[tuple[int, int], ...]:
@@ -234,7 +234,7 @@ class OutboxRelay:
             # Listen before the first read: every commit after this point wakes ``wait``.
             connection.exec_driver_sql(f'LISTEN "{notify_channel(self.outbox)}"')
         self._connection = connection
-        self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.name), self.spec.kafka.producer)
+        self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer)
         self._positions = PositionStore(self.bootstrap, self.spec.kafka.positions_topic, self.spec.kafka.replication_factor)
         return True
 

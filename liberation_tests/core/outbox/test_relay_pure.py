@@ -13,7 +13,7 @@ from liberation_assets.core.outbox.relay import (
     transactional_id,
 )
 from liberation_assets.core.outbox.table import migration_sql, notify_channel, outbox_table
-from liberation_assets.core.spec import OutboxSpec
+from liberation_assets.core.spec import OutboxSpec, Spec
 
 ROUTE = "outbox.event.{aggregatetype}"
 
@@ -30,7 +30,8 @@ def test_ranges_keep_gaps_so_a_late_row_is_never_inside_one() -> None:
 
 def test_names_follow_the_conventions() -> None:
     assert position_key("shop_outbox") == "outbox/shop_outbox"
-    assert transactional_id("shop_outbox") == "liberation.outbox.shop_outbox"
+    spec = Spec.model_validate({"kafka": {"topic_prefix": "shop"}, "sources": {"db": {"url": "sqlite:///x.db"}}})
+    assert transactional_id(spec, "shop_outbox") == "shop.outbox.shop_outbox"
     assert lease_name(OutboxSpec(source="a", table="outbox")) == lease_name(OutboxSpec(source="b", table="outbox"))
 
 
