@@ -209,7 +209,7 @@ class PostgresCdc:
         self._started = time.monotonic()
         spec, kafka = self.spec, self.spec.kafka
         bootstrap = kafka.resolved_bootstrap_servers()
-        self._publisher = TransactionalPublisher(bootstrap, f"liberation.{self.source_name}.cdc", kafka.producer)
+        self._publisher = TransactionalPublisher(bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer)
         self._positions = PositionStore(bootstrap, kafka.positions_topic, kafka.replication_factor)
         stored = self._positions.get(self.key)
         self.position = self._stored = replace(CdcPosition.from_dict(stored), slot=self.slot_names.slot)
