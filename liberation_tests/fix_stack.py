@@ -123,4 +123,4 @@ def spec_to_yaml(spec: Spec) -> str:
             return value.total_seconds()
         return value
 
-    return yaml.safe_dump(plain(spec.model_dump(mode="python", by_alias=True, exclude_none=True)), sort_keys=False)
+    return yaml.safe_dump(plain(spec.model_dump(mode="python", by_alias=True)), sort_keys=False)

@@ -234,6 +234,14 @@ class StreamSpec(_Model):
     on_violation: Literal["quarantine", "halt"] = "quarantine"
     toast: Literal["replica_identity_full", "reread"] = "replica_identity_full"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _cursor_only_where_polled(cls, data: Any) -> Any:
+        """The cursor defaults to updated_at for polled streams; log-based streams need none."""
+        if isinstance(data, dict) and "cursor" not in data and "query" not in data.get("patterns", ["query"]):
+            return {**data, "cursor": None}
+        return data
+
     @model_validator(mode="after")
     def _query_needs_cursor(self) -> "StreamSpec":
         if "query" in self.patterns and not self.cursor:

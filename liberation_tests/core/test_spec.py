@@ -107,3 +107,9 @@ def test_missing_file_is_clear(tmp_path) -> None:
 def test_demo_spec_is_valid() -> None:
     spec = load_spec("liberation.yaml")
     assert spec.streams
+
+
+def test_log_based_streams_need_no_cursor() -> None:
+    spec = parse_spec(VALID.replace("    key: [id]\n", "    key: [id]\n    patterns: [cdc]\n"))
+    assert spec.streams["products"].cursor is None
+    assert parse_spec(VALID).streams["products"].cursor == "updated_at"
