@@ -75,6 +75,9 @@ def _dagster_home() -> Path:
     return home
 
 
+MAIN_JOB_NAME = "liberate_all"
+
+
 def run_main_job() -> bool:
     """Run the main job in-process on the persistent instance, so the UI shows the run."""
     import dagster as dg
@@ -89,7 +92,35 @@ def run_main_job() -> bool:
     return result.success
 
 
+def _write_loads(spec: Spec, *, pause: float) -> list[generator.WriteLoad]:
+    """A write load per source; PostgreSQL orders also emit OrderPlaced through the outbox."""
+    from liberation_assets.core.connect import create_source_engine
+    from liberation_assets.demo.orders_service import on_order
+
+    loads = []
+    for name, source in spec.sources.items():
+        has_outbox = any(o.source == name and o.table == "outbox" for o in spec.outboxes.values())
+        loads.append(generator.WriteLoad(create_source_engine(source), threads=1, pause=pause,
+                                         long_transaction_seconds=0.5, on_order=on_order if has_outbox else None))
+    return loads
+
+
+def _verify_all(spec: Spec) -> bool:
+    """``liberation verify`` for every table stream: the replica rebuilt from the topic equals the source."""
+    from liberation_assets.core.verify.run import verify_stream
+
+    ok = True
+    for name in spec.streams:
+        comparison = verify_stream(spec, name)
+        ok &= comparison.matches
+        print(f"  verify {name}: {comparison.describe(limit=3)}")
+    return ok
+
+
 def run_demo(args: argparse.Namespace) -> int:
+    """Stack up, seed, a burst of writes, the main job, verification, then the UI with a gentle load."""
+    import time
+
     from liberation_assets import stack
 
     stack.up(stack.default_settings())
@@ -98,12 +129,27 @@ def run_demo(args: argparse.Namespace) -> int:
     spec = load_spec(spec_path)
     seed_spec_sources(spec, args.products)
     home = _dagster_home()
-    print(f"running the main job (every stream, every pattern); Dagster home {home}")
+
+    print("demo write load for 5 s: inserts, updates, hard deletes, long transactions, outbox events")
+    burst = _write_loads(spec, pause=0.01)
+    for load in burst:
+        load.start()
+    time.sleep(5)
+    for load in burst:
+        load.stop()
+    time.sleep(1.5)  # let the last writes fall below every stream's polling ceiling
+
+    print(f"running the main job {MAIN_JOB_NAME} (every stream, every pattern); Dagster home {home}")
     ok = run_main_job()
     print("main job " + ("succeeded" if ok else "FAILED: see the run in the UI"))
+    ok &= _verify_all(spec)
     if args.no_ui:
         return 0 if ok else 1
-    print(f"serving the Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C to stop)")
+
+    print(f"serving the Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C to stop); a gentle write load keeps running")
+    gentle = _write_loads(spec, pause=0.5)
+    for load in gentle:
+        load.start()
     command = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
                "-h", "127.0.0.1", "-p", str(args.port)]
     process = subprocess.Popen(command, cwd=REPO)
@@ -112,3 +158,6 @@ def run_demo(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         return process.wait()
+    finally:
+        for load in gentle:
+            load.stop()
