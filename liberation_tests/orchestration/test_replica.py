@@ -50,28 +50,29 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     with pg_engine.begin() as c:
         c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
         c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 500) i"))
+    name = "items_" + pg_database.rsplit("_", 1)[-1]  # transactional ids are cluster-wide: no sharing with other tests
     spec = make_spec(pg=pg_database, kafka={"partitions": 2},
-                     streams={"items": {"source": "pg", "table": "items", "key": ["id"]}})
+                     streams={name: {"source": "pg", "table": "items", "key": ["id"]}})
     path = tmp_path / "spec.yaml"
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
-    assets = [defs.resolve_assets_def(dg.AssetKey(["items", leaf])) for leaf in ("snapshot", "incremental", "replica")]
+    assets = [defs.resolve_assets_def(dg.AssetKey([name, leaf])) for leaf in ("snapshot", "incremental", "replica")]
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize(assets[:1], instance=instance).success
     with pg_engine.begin() as c:
         c.execute(sa.text("UPDATE items SET name = 'renamed', updated_at = now() WHERE id <= 20"))
-    result = dg.materialize(assets, instance=instance, selection=[dg.AssetKey(["items", "incremental"]), dg.AssetKey(["items", "replica"])])
+    result = dg.materialize(assets, instance=instance, selection=[dg.AssetKey([name, "incremental"]), dg.AssetKey([name, "replica"])])
     assert result.success
     evaluation = _check(result)
     assert evaluation.passed and evaluation.metadata["source_rows"].value == 500
-    metadata = result.asset_materializations_for_node("items__replica")[0].metadata
+    metadata = result.asset_materializations_for_node(f"{name}__replica")[0].metadata
     assert isinstance(metadata["event_to_publish_lag_seconds"], dg.FloatMetadataValue)
     assert isinstance(metadata["last_event_age_seconds"], dg.FloatMetadataValue)
     assert metadata["records_applied"].value == 520
 
-    replica_only = [defs.resolve_assets_def(dg.AssetKey(["items", "replica"]))]
+    replica_only = [defs.resolve_assets_def(dg.AssetKey([name, "replica"]))]
     with sqlite3.connect(replica_file) as db:
-        db.execute(f"UPDATE {replica_table_name('items')} SET document = json_set(document, '$.name', 'tampered') WHERE key = ?",
+        db.execute(f"UPDATE {replica_table_name(name)} SET document = json_set(document, '$.name', 'tampered') WHERE key = ?",
                    ('{"id":42}',))
     failed = dg.materialize(replica_only, instance=instance, raise_on_error=False)
     assert not failed.success  # the blocking check fails the step
@@ -82,7 +83,7 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     for leftover in tmp_path.glob("items.sqlite*"):
         leftover.unlink()  # the next run rebuilds the replica from the topic: the tampering is gone; now drop an event
     producer = Producer({"bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
-    producer.produce(spec.topic_for("items"), key=orjson.dumps({"id": 7}), value=None)
+    producer.produce(spec.topic_for(name), key=orjson.dumps({"id": 7}), value=None)
     assert producer.flush(30) == 0
     dropped = dg.materialize(replica_only, instance=instance, raise_on_error=False)
     evaluation = _check(dropped)

@@ -26,9 +26,10 @@ def items(make_spec, pg_database, pg_engine):
                           "internal text, updated_at timestamptz NOT NULL DEFAULT now())"))
         c.execute(sa.text(f"INSERT INTO items (id, name, price, tags, internal) SELECT i, 'item ' || i, i / 7.0, "
                           f"jsonb_build_object('n', i), 'secret' FROM generate_series(1, {ROWS}) i"))
-    spec = make_spec(pg=pg_database, kafka={"partitions": 3}, streams={"items": {
+    name = "items_" + pg_database.rsplit("_", 1)[-1]  # transactional ids are cluster-wide: no sharing with other tests
+    spec = make_spec(pg=pg_database, kafka={"partitions": 3}, streams={name: {
         "source": "pg", "table": "items", "key": ["id"], "projection": ["id", "name", "price", "tags", "updated_at"]}})
-    pattern = QueryPattern(spec, "items")
+    pattern = QueryPattern(spec, name)
     yield spec, pattern
     pattern.close()
 
@@ -37,7 +38,7 @@ def test_replica_catches_up_incrementally_and_matches(items, pg_engine, tmp_path
     spec, pattern = items
     url = f"sqlite:///{tmp_path}/replica.sqlite"
     pattern.snapshot()
-    first = verify(spec, "items", replica=url)
+    first = verify(spec, pattern.name, replica=url)
     assert first.comparison.matches, first.comparison.describe()
     assert first.applied.records == ROWS and first.applied.rows == ROWS and not first.applied.rebuilt
     print(f"\nreplica of {ROWS} rows built at {first.applied.metadata()['records_per_second']} records/s")
@@ -47,14 +48,14 @@ def test_replica_catches_up_incrementally_and_matches(items, pg_engine, tmp_path
         c.execute(sa.text("DELETE FROM items WHERE id BETWEEN 11 AND 15"))
     pattern.incremental()
     pattern.reconcile()
-    second = verify(spec, "items", replica=url)
+    second = verify(spec, pattern.name, replica=url)
     assert second.comparison.matches, second.comparison.describe()
     assert second.applied.records == 10 + 2 * 5  # 10 updates, 5 deletes with their tombstones: only new records
     assert (second.applied.upserts, second.applied.deletes, second.applied.rows) == (10, 5, ROWS - 5)
     assert second.applied.max_publish_lag_ms is not None
     assert {"event_to_publish_lag_seconds", "last_event_age_seconds", "source_rows", "different_keys"} <= set(second.metadata())
 
-    third = verify(spec, "items", replica=url)
+    third = verify(spec, pattern.name, replica=url)
     assert third.applied.records == 0 and third.comparison.matches
 
 
@@ -62,19 +63,19 @@ def test_a_corrupted_replica_row_fails_and_names_the_key(items, tmp_path, capsys
     spec, pattern = items
     path = tmp_path / "replica.sqlite"
     pattern.snapshot()
-    assert verify(spec, "items", replica=f"sqlite:///{path}").comparison.matches
+    assert verify(spec, pattern.name, replica=f"sqlite:///{path}").comparison.matches
     with sqlite3.connect(path) as db:
-        db.execute(f"UPDATE {replica_table_name('items')} SET document = json_set(document, '$.name', 'tampered') "
+        db.execute(f"UPDATE {replica_table_name(pattern.name)} SET document = json_set(document, '$.name', 'tampered') "
                    "WHERE key = '{\"id\":42}'")
-    result = verify(spec, "items", replica=f"sqlite:///{path}").comparison
+    result = verify(spec, pattern.name, replica=f"sqlite:///{path}").comparison
     assert not result.matches and result.different == [b'{"id":42}'] and not result.missing and not result.extra
 
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec_to_yaml(spec))
-    code = main(["--spec", str(spec_file), "verify", "items", "--replica", f"sqlite:///{path}"])
+    code = main(["--spec", str(spec_file), "verify", pattern.name, "--replica", f"sqlite:///{path}"])
     out = capsys.readouterr().out
     assert code == 1 and '{"id":42}' in out and "1 different" in out
-    assert main(["--spec", str(spec_file), "verify", "items", "--replica", f"sqlite:///{path}", "--rebuild"]) == 0
+    assert main(["--spec", str(spec_file), "verify", pattern.name, "--replica", f"sqlite:///{path}", "--rebuild"]) == 0
 
 
 def test_a_dropped_event_fails_and_names_the_key(items, tmp_path) -> None:
@@ -82,9 +83,9 @@ def test_a_dropped_event_fails_and_names_the_key(items, tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/replica.sqlite"
     pattern.snapshot()
     producer = Producer({"bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
-    producer.produce(spec.topic_for("items"), key=orjson.dumps({"id": 7}), value=None)  # the row's event is gone
+    producer.produce(spec.topic_for(pattern.name), key=orjson.dumps({"id": 7}), value=None)  # the row's event is gone
     assert producer.flush(30) == 0
-    result = verify(spec, "items", replica=url).comparison
+    result = verify(spec, pattern.name, replica=url).comparison
     assert not result.matches and result.missing == [b'{"id":7}'] and result.replica_rows == ROWS - 1
     assert '{"id":7}' in result.describe()
 
@@ -93,16 +94,16 @@ def test_postgresql_replica_and_rebuild_when_the_topic_changes(items, stack, pg_
     spec, pattern = items
     url = stack.pg_url(pg_database)
     pattern.snapshot()
-    first = verify(spec, "items", replica=url)
+    first = verify(spec, pattern.name, replica=url)
     assert first.comparison.matches and first.applied.records == ROWS
-    again = verify(spec, "items", replica=url)
+    again = verify(spec, pattern.name, replica=url)
     assert again.applied.records == 0 and again.comparison.matches
-    other = make_spec(pg=pg_database, kafka={"topic_prefix": f"{spec.kafka.topic_prefix}b", "positions_topic": f"{spec.kafka.positions_topic}b"}, streams={"items": {"source": "pg", "table": "items", "key": ["id"],
-                                                         "projection": ["id", "name", "price", "tags", "updated_at"]}})
-    pattern_b = QueryPattern(other, "items")
+    other = make_spec(pg=pg_database, kafka={"topic_prefix": f"{spec.kafka.topic_prefix}b", "positions_topic": f"{spec.kafka.positions_topic}b"},
+                      streams={pattern.name: spec.streams[pattern.name].model_dump(by_alias=True)})
+    pattern_b = QueryPattern(other, pattern.name)
     try:
         pattern_b.snapshot()
     finally:
         pattern_b.close()
-    moved = verify(other, "items", replica=url)  # same replica table, another topic: rebuilt from that topic
+    moved = verify(other, pattern.name, replica=url)  # same replica table, another topic: rebuilt from that topic
     assert moved.applied.rebuilt and moved.applied.records == ROWS and moved.comparison.matches
