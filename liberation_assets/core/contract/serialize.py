@@ -55,11 +55,9 @@ def key_bytes(key: dict[str, Any]) -> bytes:
 
 def envelope_bytes(event: ChangeEvent, source_base: dict[str, Any], processed_ms: int) -> bytes:
     """The Debezium envelope: before, after, op, source (with ts_ms), ts_ms."""
-    source = dict(source_base)
-    source["ts_ms"] = event.ts_ms
-    if event.source:
-        source.update(event.source)
-    source.setdefault("snapshot", SNAPSHOT_FALSE)
+    source = {**source_base, "ts_ms": event.ts_ms, **event.source} if event.source else {**source_base, "ts_ms": event.ts_ms}
+    if "snapshot" not in source:
+        source["snapshot"] = SNAPSHOT_FALSE
     return dumps({"before": event.before, "after": event.after, "op": event.op, "source": source, "ts_ms": processed_ms})
 
 
@@ -82,10 +80,15 @@ def to_epoch_ms(value: datetime | date | int | float | None, zone: timezone | An
     raise SerializationError(f"cannot use {value!r} as an event time")
 
 
+_UTC = timezone.utc
+
+
 def normalize_row(row: dict[str, Any], zone: Any) -> dict[str, Any]:
     """Give naive datetimes the configured zone and convert aware ones to UTC, in place."""
     for name, value in row.items():
         if isinstance(value, datetime):
+            if value.tzinfo is _UTC:
+                continue  # already UTC, as drivers return timestamptz on a UTC session: the common case
             if value.tzinfo is None:
                 value = value.replace(tzinfo=zone)
             row[name] = value.astimezone(timezone.utc)

@@ -106,10 +106,12 @@ def poll_batches(
     while True:
         query = incremental_query(table, after=page_after, since=since, ceiling=bound, limit=batch_size)
         with engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
+            result = connection.execute(query)
+            keys, rows = list(result.keys()), result.all()
         if not rows:
             return
-        events, tuples = events_from_rows(rows, table, zone, UPDATE, {"snapshot": "false"}, deleted_when=deleted_when)
+        events, tuples = events_from_rows(rows, table, zone, UPDATE, {"snapshot": "false"}, deleted_when=deleted_when,
+                                          keys=keys)
         page_after = tuples[-1]
         if reread_window:
             fresh = [(e, t) for e, t in zip(events, tuples) if row_fingerprint(t) not in recent]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,22 +20,27 @@ def events_from_rows(
     source: dict[str, Any],
     *,
     deleted_when: str = "not_null",
+    keys: Sequence[str] | None = None,
 ) -> tuple[list[ChangeEvent], list[tuple[Any, ...]]]:
-    """Events plus each row's ``(cursor, key...)`` tuple, in the source's own types."""
+    """Events plus each row's ``(cursor, key...)`` tuple, in the source's own types.
+
+    ``rows`` are mappings, or, cheaper, plain tuples (SQLAlchemy ``Row``) with their column ``keys``.
+    """
     events: list[ChangeEvent] = []
     tuples: list[tuple[Any, ...]] = []
     key_public = table.key_public
     has_cursor = table.cursor_column is not None
     soft = table.soft_delete_column is not None
     naive_zone = zone if zone is not None else timezone.utc
-    for mapping in rows:
-        row = dict(mapping)
+    single = key_public[0] if len(key_public) == 1 else None
+    for values in rows:
+        row = dict(zip(keys, values)) if keys is not None else dict(values)
         cursor = row.pop(CURSOR_LABEL, None) if has_cursor else None
         deleted = row.pop(DELETED_LABEL, None) if soft else None
-        key_values = tuple(row[k] for k in key_public)
+        key_values = (row[single],) if single is not None else tuple([row[k] for k in key_public])
         tuples.append((cursor, *key_values))
         normalize_row(row, naive_zone)
-        key = {k: row[k] for k in key_public}
+        key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
         ts = to_epoch_ms(cursor, naive_zone) if cursor is not None else now_ms()
         is_deleted = soft and (deleted is True if deleted_when == "true" else deleted is not None and deleted is not False)
         if is_deleted:

@@ -68,9 +68,10 @@ def snapshot_batches(
     while True:
         query = snapshot_chunk_query(table, after_key=after_key, limit=chunk_size, key_range=key_range)
         with engine.connect() as connection:
-            rows = connection.execute(query).mappings().all()
+            result = connection.execute(query)
+            keys, rows = list(result.keys()), result.all()
         is_last = len(rows) < chunk_size
-        events, tuples = events_from_rows(rows, table, zone, READ, {"snapshot": "last" if is_last else "true"})
+        events, tuples = events_from_rows(rows, table, zone, READ, {"snapshot": "last" if is_last else "true"}, keys=keys)
         if tuples:
             after_key = tuples[-1][1:]
         rows_done += len(events)
