@@ -18,7 +18,7 @@ from pathlib import Path
 
 from liberation_assets.stack.kafka import _find_java
 
-from bench import topics
+from bench import dataset, topics
 from bench.ceilings import KAFKA_LIBS
 from bench.context import BENCH_DIR, WORK, RunContext, Skip
 from bench.dataset import DATABASE, ORDERS, OUTBOX
@@ -182,6 +182,18 @@ class Connect:
                 self.process.kill()
                 self.process.wait(10)
         self.process = None
+        self._wait_slots_released()
+
+    def _wait_slots_released(self, timeout: float = 60) -> None:
+        """A stopped reader's walsender lingers; a restart before it exits would find the slot busy."""
+        deadline = time.monotonic() + timeout
+        with dataset.connect(self.ctx.stack) as db:
+            while time.monotonic() < deadline:
+                busy = db.execute("SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name LIKE %s",
+                                  (self.ctx.slot("dbz") + "%",)).fetchone()
+                if not busy or not busy[0]:
+                    return
+                time.sleep(0.2)
 
     def wait_for(self, watch: topics.Watch, target: int, *, above: int, timeout: float) -> tuple[float, float]:
         """Like Watch.until, but fails fast if the worker dies, and samples its RSS on the way."""

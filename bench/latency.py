@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from bench.context import RunContext
 from bench.dataset import ORDERS, OUTBOX, connect
@@ -107,7 +107,9 @@ def measure(ctx: RunContext, *, kind: str, topic: str, rate: int, ready_timeout:
     })
     base = SEQ_BASE * (1 + ctx.run) + rate * 1000 + int(time.time()) % 1000 * 10**6
     try:
-        consumer.assign([TopicPartition(topic, 0, OFFSET_END)])
+        # An explicit offset: OFFSET_END resolves lazily, after the canary may already be in.
+        _low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        consumer.assign([TopicPartition(topic, 0, high)])
         _wait_ready(ctx, consumer, kind, extract, base - 1, ready_timeout)
         load = _Load(ctx, kind, rate, ctx.config.latency_seconds, base)
         thread = threading.Thread(target=load.run, name="bench-load", daemon=True)
