@@ -81,6 +81,8 @@ SLOT_WAIT_SECONDS = 60.0
 """How long to wait for a killed reader's walsender to release the slot."""
 POSITION_EVERY_SECONDS = 1.0
 """At most this often, a position-only transaction records progress made without events."""
+STABLE_WAIT_SECONDS = 180.0
+"""Longer than the publisher's transaction.timeout.ms (120 s): the broker aborts a crashed writer's transaction by then."""
 
 
 def position_key(source_name: str) -> str:
@@ -567,8 +569,39 @@ class PostgresCdc:
                 pass
 
 
+def wait_for_stable_topic(bootstrap_servers: str, topic: str, timeout: float = STABLE_WAIT_SECONDS) -> None:
+    """Wait until no open transaction holds back read_committed readers of the topic.
+
+    Our own producer has none open when this is called, so an open one is a
+    killed writer's.  Its successor's ``init_transactions`` normally aborts it
+    at once; Kafka 4.1 was seen to leave one open until ``transaction.timeout.ms``.
+    Reading the topic's state before then would miss committed records behind it.
+    """
+    def consumer(isolation: str) -> Consumer:
+        return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-lso-{uuid.uuid4()}",
+                         "isolation.level": isolation, "enable.auto.commit": False})
+
+    committed, uncommitted = consumer("read_committed"), consumer("read_uncommitted")
+    deadline = time.monotonic() + timeout
+    try:
+        partitions = [TopicPartition(topic, p) for p in committed.list_topics(topic, timeout=10).topics[topic].partitions]
+        while True:
+            stable = [committed.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
+            written = [uncommitted.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
+            if stable == written:
+                return
+            if time.monotonic() > deadline:
+                raise ConnectivityError(f"{topic}: an open transaction of a crashed writer still hides records from "
+                                        f"read_committed readers after {timeout:.0f}s")
+            time.sleep(0.5)
+    finally:
+        committed.close()
+        uncommitted.close()
+
+
 def live_keys(bootstrap_servers: str, topic: str) -> Iterator[bytes]:
     """Keys whose latest record in the topic is a live row (read_committed); keeps keys only, not values."""
+    wait_for_stable_topic(bootstrap_servers, topic)
     consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-keys-{uuid.uuid4()}",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
                          "enable.partition.eof": True})

@@ -59,8 +59,13 @@ def stored_position(spec: Spec) -> CdcPosition:
 
 
 def changes(spec: Spec, stream: str) -> list[Message]:
-    """Every record of a stream's topic (read_committed), tombstones included, in order."""
-    return consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream))
+    """Every record of a stream's topic (read_committed), tombstones included, in order.
+
+    After a kill -9 it first waits until no crashed writer's open transaction hides committed records.
+    """
+    bootstrap = spec.kafka.resolved_bootstrap_servers()
+    cdc_postgres.wait_for_stable_topic(bootstrap, spec.topic_for(stream))
+    return consume_all(bootstrap, spec.topic_for(stream))
 
 
 def envelopes(spec: Spec, stream: str) -> list[dict[str, Any]]:

@@ -13,7 +13,16 @@ import sqlalchemy as sa
 
 from liberation_assets.core.readers.table import reflect_stream_table
 from liberation_assets.core.verify.compare import compare, source_state, topic_state
-from liberation_tests.core.engine.cdc_postgres_support import FollowProcess, cdc_spec, changes, drain, source_name, stored_position, write_spec
+from liberation_tests.core.engine.cdc_postgres_support import (
+    FollowProcess,
+    cdc_spec,
+    changes,
+    drain,
+    source_name,
+    stored_position,
+    wait_until,
+    write_spec,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -119,6 +128,37 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_spec, pg_data
 
     messages = changes(spec, "ledger")
     assert_every_change_exactly_once(messages, pg_engine)
+    table = reflect_stream_table(pg_engine, spec.streams["ledger"], "ledger")
+    result = compare(source_state(pg_engine, table, ZoneInfo("UTC")),
+                     topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger")))
+    assert result.matches, result.describe()
+
+
+def test_killed_initial_snapshot_resumes_without_loss_or_duplicates(make_spec, pg_database, pg_engine, tmp_path) -> None:
+    """The exported snapshot dies with the killed reader; the remaining chunks are read with watermarks."""
+    rows = 20_000
+    with pg_engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, version int NOT NULL, payload text)")
+        connection.exec_driver_sql(f"INSERT INTO ledger (version, payload) SELECT 0, 'seed' FROM generate_series(1, {rows})")
+    spec = cdc_spec(make_spec, pg_database, {"ledger": {"table": "ledger", "key": ["id"]}}, snapshot_chunk=50)
+    follower = FollowProcess(write_spec(spec, tmp_path), source_name(spec))
+    try:
+        wait_until(lambda: follower.assert_alive() or stored_position(spec).tables.get("ledger", None) is not None
+                   and stored_position(spec).tables["ledger"].rows >= 1000, 120, lambda: "no chunk: " + follower.tail())
+    finally:
+        follower.kill()
+    interrupted = stored_position(spec).tables["ledger"]
+    with pg_engine.begin() as connection:  # changes after the kill, to rows both read and not yet read
+        connection.exec_driver_sql("UPDATE ledger SET version = 1 WHERE id IN (1, 19999)")
+    drain(spec)
+    messages = changes(spec, "ledger")
+    reads = [m.key_object["id"] for m in messages if m.envelope and m.envelope["op"] == "r"]
+    print(f"\nkilled after {interrupted.rows} of {rows} rows (done={interrupted.done}); {len(reads)} snapshot reads in all")
+    assert not interrupted.done
+    assert sorted(reads) == list(range(1, rows + 1)), "every row snapshotted exactly once"
+    assert stored_position(spec).tables["ledger"].done
+    updates = [(m.key_object["id"], m.envelope["after"]["version"]) for m in messages if m.envelope and m.envelope["op"] == "u"]
+    assert sorted(updates) == [(1, 1), (19999, 1)]
     table = reflect_stream_table(pg_engine, spec.streams["ledger"], "ledger")
     result = compare(source_state(pg_engine, table, ZoneInfo("UTC")),
                      topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger")))
