@@ -1,7 +1,7 @@
 """Log-based liberation from PostgreSQL: a snapshot consistent with the slot, then pgoutput streaming.
 
 The coordinator of one source.  Every CDC stream of the source shares one slot,
-one publication and one transactional producer (``liberation.<source>.cdc``).
+one publication and one transactional producer (``<topic_prefix>.<source>.cdc``).
 A micro-batch holds the events of all streams plus ONE position record, and is
 one Kafka transaction; the slot is confirmed only after that commit.
 

@@ -24,8 +24,7 @@ from liberation_tests.fix_stack import spec_to_yaml
 def cdc_spec(make_spec: Any, pg_database: str, streams: dict[str, dict[str, Any]], **cdc: Any) -> Spec:
     """One source named after the test database, with its own slot.
 
-    Slot names and transactional ids (``liberation.<source>.cdc``) are
-    cluster-wide, and tests run side by side: a shared name would fence them.
+    Slot names are cluster-wide and tests run side by side: a shared slot name would collide.
     """
     name = f"pg_{pg_database}"
     for stream in streams.values():
