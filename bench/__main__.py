@@ -32,7 +32,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported (default 3)")
     parser.add_argument("--outbox-rows", type=int, help="outbox events relayed (default rows/4)")
     parser.add_argument("--rates", default="2000,10000", help="latency load rates, events/s (default 2000,10000)")
-    parser.add_argument("--latency-seconds", type=float, default=8.0, help="seconds of load per latency point")
+    parser.add_argument("--latency-seconds", type=float, default=6.0, help="seconds of load per latency point")
     parser.add_argument("--skip", action="append", default=[], choices=GROUPS, help="skip a group of steps")
     parser.add_argument("--report-only", action="store_true", help="only rewrite the report from the last results")
     parser.add_argument("--no-report", action="store_true", help="print figures, leave BENCHMARKS.md alone")

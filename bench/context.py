@@ -25,7 +25,7 @@ class BenchConfig:
     runs: int = 3
     outbox_rows: int = 250_000
     rates: tuple[int, ...] = (2_000, 10_000)
-    latency_seconds: float = 8.0
+    latency_seconds: float = 6.0
     only: frozenset[str] | None = None
     """Measurement groups to run (ceilings, snapshot, cdc, query, outbox, latency); None means all."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import time
 from typing import Any
@@ -35,7 +36,8 @@ def _memory_gb() -> float:
 def _postgres_version() -> str:
     try:
         out = subprocess.run(["psql", "--version"], capture_output=True, text=True).stdout
-        return out.split()[-1]
+        found = re.search(r"\d+\.\d+", out)
+        return found.group(0) if found else "?"
     except OSError:
         return "?"
 
