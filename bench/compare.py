@@ -1,0 +1,78 @@
+"""Before/after of a change to the core: the same workers, run against two versions of liberation_assets.
+
+    .venv/bin/python -m bench.compare 6cd66d9^ --rows 200000 --rounds 3
+
+The older version is exported with ``git archive`` into a temporary folder and
+put first on the workers' PYTHONPATH, so the working tree is never touched.
+Versions alternate within each round, so load on the machine hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+from liberation_assets.stack import ensure_stack
+
+from bench import dataset, topics
+from bench.context import REPO
+
+
+def _export(revision: str, into: Path) -> None:
+    archive = subprocess.run(["git", "archive", revision, "liberation_assets"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+
+
+def _worker(what: str, prefix: str, package_root: Path) -> float:
+    env = {**os.environ, "PYTHONPATH": f"{package_root}{os.pathsep}{REPO}",
+           "LIBERATION_STACK_DIR": str(REPO / ".stack")}
+    payload = json.dumps({"what": what, "prefix": prefix, "slot": f"{prefix}_ours"})
+    done = subprocess.run([sys.executable, "-m", "bench.worker", payload], cwd=tempfile.gettempdir(), env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{done.stderr[-2000:]}")
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    return report["events"] / report["seconds"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.compare")
+    parser.add_argument("before", help="git revision of the 'before' version (the working tree is 'after')")
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    stack = ensure_stack(log=lambda *_: None)
+    dataset.recreate(stack, args.rows)
+    results: dict[tuple[str, str], list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-before-") as folder:
+        _export(args.before, Path(folder))
+        versions = {"before": Path(folder), "after": REPO}
+        for round_index in range(args.rounds):
+            for name, root in versions.items():
+                prefix = f"cmp{uuid.uuid4().hex[:6]}"
+                try:
+                    figures = {"snapshot": _worker("snapshot", prefix, root),
+                               "cdc_snapshot": _worker("cdc_drain", prefix, root)}
+                    dataset.update_all(stack, args.rows, tag=round_index)
+                    figures["cdc"] = _worker("cdc_drain", prefix, root)
+                    figures["query"] = _worker("query", prefix, root)
+                finally:
+                    dataset.drop_slots(stack, like=f"{prefix}%")
+                    topics.delete_prefix(stack.kafka_bootstrap, prefix)
+                print(name, {k: round(v) for k, v in figures.items()}, flush=True)
+                for key, value in figures.items():
+                    results.setdefault((key, name), []).append(value)
+    for (key, name), values in sorted(results.items()):
+        print(f"{key:14s} {name:7s} median {statistics.median(values):9,.0f}/s  "
+              f"min {min(values):9,.0f}  max {max(values):9,.0f}")
+
+
+if __name__ == "__main__":
+    main()
