@@ -282,10 +282,18 @@ class OutboxSpec(_Model):
         return value
 
 
+class AutomationSpec(_Model):
+    """Whether Dagster schedules and sensors start running when the code location loads (Dagster's default: stopped)."""
+
+    schedules: Literal["stopped", "running"] = "stopped"
+    sensors: Literal["stopped", "running"] = "stopped"
+
+
 class Spec(_Model):
     """The whole spec file."""
 
     kafka: KafkaSpec = Field(default_factory=KafkaSpec)
+    automation: AutomationSpec = Field(default_factory=AutomationSpec)
     sources: dict[str, SourceSpec] = Field(min_length=1)
     streams: dict[str, StreamSpec] = Field(default_factory=dict)
     outboxes: dict[str, OutboxSpec] = Field(default_factory=dict)

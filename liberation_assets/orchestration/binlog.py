@@ -12,7 +12,7 @@ import dagster as dg
 
 from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
@@ -86,7 +86,7 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
         name=f"{source}_binlog_sensor",
         asset_selection=keys,
         minimum_interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_status(spec),
         description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",
     )
     def binlog_sensor(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:

@@ -15,7 +15,7 @@ import dagster as dg
 from liberation_assets.core.engine.cdc_postgres import CdcSummary, cdc_streams, drain, slot_status
 from liberation_assets.core.readers.pg_slot import SlotInfo, SlotNames
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 RETAINED_WAL_WARN_BYTES = 1024**3
@@ -91,7 +91,7 @@ def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.
         name=f"{source}_cdc_pending",
         asset_selection=list(assets.keys),
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_status(spec),
         description=f"Requests a {source} CDC run when its replication slot holds unread changes.",
     )
     def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:

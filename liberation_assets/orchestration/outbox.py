@@ -6,7 +6,7 @@ import dagster as dg
 
 from liberation_assets.core.engine.outbox_relay import outbox_pending, relay_once
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
@@ -58,7 +58,7 @@ def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
         name=f"{name}_pending",
         asset_selection=[key],
         minimum_interval_seconds=max(1, int(outbox.poll_every.total_seconds())),
-        default_status=dg.DefaultSensorStatus.RUNNING,
+        default_status=sensor_status(spec),
         description=f"Requests {name}/relay when {outbox.table} has pending rows (checked every {outbox.poll_every}).",
     )
     def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from liberation_assets.core.engine.query_pattern import ProgressCallback, QueryPattern, RunSummary
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.spec import Spec, StreamSpec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 
@@ -155,9 +155,11 @@ def definitions(spec: Spec) -> dg.Definitions:
             assets.append(_incremental_asset(spec, name))
             poll_job = dg.define_asset_job(f"{name}_poll", selection=dg.AssetSelection.assets(asset_key(name, "incremental")))
             schedules.append(dg.ScheduleDefinition(name=f"{name}_poll_schedule", job=poll_job,
-                                                   cron_schedule=_cron_for(stream.poll_every.total_seconds())))
+                                                   cron_schedule=_cron_for(stream.poll_every.total_seconds()),
+                                                   default_status=schedule_status(spec)))
             reconcile_job = _reconcile_job(spec, name)
             jobs.append(reconcile_job)
             schedules.append(dg.ScheduleDefinition(name=f"{name}_reconcile_schedule", job=reconcile_job,
-                                                   cron_schedule=_cron_for(stream.reconcile_every.total_seconds())))
+                                                   cron_schedule=_cron_for(stream.reconcile_every.total_seconds()),
+                                                   default_status=schedule_status(spec)))
     return dg.Definitions(assets=assets, schedules=schedules, jobs=jobs)

@@ -23,7 +23,7 @@ from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison
 from liberation_assets.core.verify.run import verify
 from liberation_assets.orchestration import binlog, cdc, query
-from liberation_assets.orchestration.policy import asset_key, group_name
+from liberation_assets.orchestration.policy import asset_key, group_name, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 VERIFY_JOB = "verify_all"
@@ -101,6 +101,6 @@ def definitions(spec: Spec) -> dg.Definitions:
     job = dg.define_asset_job(VERIFY_JOB, selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
                               description="Catch every replica up from its topic and compare it with the source.")
     schedule = dg.ScheduleDefinition(name=f"{VERIFY_JOB}_schedule", job=job, cron_schedule="30 * * * *",
-                                     default_status=dg.DefaultScheduleStatus.STOPPED)
+                                     default_status=schedule_status(spec))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], schedules=[schedule],
                           resources={"replicas": ReplicaResource()})

@@ -46,7 +46,18 @@ def test_query_assets_carry_freshness_kinds_and_one_group_per_source() -> None:
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["products_poll_schedule"].cron_schedule == "* * * * *"
     assert schedules["payments_poll_schedule"].cron_schedule == "*/2 * * * *"
-    assert schedules["products_poll_schedule"].default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedules["products_poll_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING  # demo: automation on
+
+
+def test_schedules_and_sensors_start_stopped_unless_the_spec_says_otherwise() -> None:
+    spec = load_spec(REPO / "liberation.yaml")
+    quiet = spec.model_copy(update={"automation": type(spec.automation)()})
+    defs = build_definitions(quiet)
+    assert {s.default_status for s in defs.schedules} == {dg.DefaultScheduleStatus.STOPPED}
+    assert {s.default_status for s in defs.sensors} == {dg.DefaultSensorStatus.STOPPED}
+    demo = build_definitions(spec)
+    assert {s.default_status for s in demo.schedules} == {dg.DefaultScheduleStatus.RUNNING}
+    assert {s.default_status for s in demo.sensors} == {dg.DefaultSensorStatus.RUNNING}
 
 
 @pytest.mark.integration

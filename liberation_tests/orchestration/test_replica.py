@@ -35,7 +35,7 @@ def test_every_demo_stream_has_a_replica_checked_against_its_source() -> None:
     [check_spec] = list(replica_def.check_specs)
     assert check_spec.name == "matches_source" and check_spec.blocking
     schedule = {s.name: s for s in defs.schedules}[f"{VERIFY_JOB}_schedule"]
-    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING  # the demo spec turns automation on
 
 
 def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
