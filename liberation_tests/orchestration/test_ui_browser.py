@@ -38,8 +38,9 @@ def test_a_headless_browser_finds_the_asset_graph_freshness_and_checks(make_spec
                             cwd=REPO, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     print(result.stdout[result.stdout.find("asset-graph.png"):])
+    assert "main job FAILED" not in result.stdout
+    assert "asset-graph.png:" in result.stdout and f"shows products_{token} / replica" in result.stdout
     assert "freshness.png:" in result.stdout and "shows Freshness policy" in result.stdout
-    assert f"products_{token} / replica" in result.stdout or "catalog.png:" in result.stdout
     for name in ("asset-graph.png", "catalog.png", "freshness.png", "checks.png", "lag-plots.png"):
         image = (out / name).read_bytes()
         assert image.startswith(PNG) and len(image) > 20_000, name
