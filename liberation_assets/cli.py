@@ -199,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--products", type=int, default=int(os.environ.get("LIBERATION_DEMO_PRODUCTS", "20000")))
     p.add_argument("--port", type=int, default=int(os.environ.get("LIBERATION_UI_PORT", "3000")))
     p.add_argument("--no-ui", action="store_true", help="run the main job and exit instead of serving the UI")
+    p.add_argument("--reset", action="store_true", help="drop the demo databases, topics and positions first")
     p.set_defaults(func=cmd_demo)
 
     from liberation_assets.core.contract.commands import register as register_contract_commands

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -60,6 +61,36 @@ def seed_spec_sources(spec: Spec, products: int, log=print) -> None:
 
                 create_outbox_table(engine, outbox)
         engine.dispose()
+
+
+def reset_demo(spec: Spec, log=print) -> None:
+    """Drop the demo databases (and their slots), the spec's topics and its positions: a clean slate."""
+    from confluent_kafka.admin import AdminClient
+
+    for name, source in spec.sources.items():
+        url = source.resolved_url()
+        engine = sa.create_engine(_server_url(url), isolation_level="AUTOCOMMIT")
+        with engine.connect() as connection:
+            if url.get_backend_name() == "postgresql":
+                connection.execute(sa.text(
+                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = :d AND active_pid IS NOT NULL"),
+                    {"d": url.database})
+                connection.execute(sa.text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = :d"),
+                                   {"d": url.database})
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+            else:
+                connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{url.database}`"))
+        engine.dispose()
+        log(f"dropped database {url.database} of {name}")
+    admin = AdminClient({"bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
+    prefix = spec.kafka.topic_prefix + "."
+    topics = [t for t in admin.list_topics(timeout=10).topics
+              if t.startswith(prefix) or t == spec.kafka.positions_topic or t.startswith("outbox.event.")]
+    if topics:
+        for future in admin.delete_topics(topics, operation_timeout=30).values():
+            future.result()
+        log(f"deleted {len(topics)} topics")
+    time.sleep(2)  # topic deletion completes asynchronously
 
 
 def seed_demo(args: argparse.Namespace) -> int:
@@ -119,14 +150,14 @@ def _verify_all(spec: Spec) -> bool:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Stack up, seed, a burst of writes, the main job, verification, then the UI with a gentle load."""
-    import time
-
     from liberation_assets import stack
 
     stack.up(stack.default_settings())
     spec_path = args.spec or os.environ.get("LIBERATION_SPEC") or str(REPO / "liberation.yaml")
     os.environ["LIBERATION_SPEC"] = spec_path
     spec = load_spec(spec_path)
+    if args.reset:
+        reset_demo(spec)
     seed_spec_sources(spec, args.products)
     home = _dagster_home()
 

@@ -119,23 +119,28 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     return incremental
 
 
-def _reconcile_job(spec: Spec, name: str) -> dg.JobDefinition:
-    @dg.op(name=f"reconcile_{name}", description="Publish deletes and tombstones for keys gone from the source.")
-    def reconcile(context: dg.OpExecutionContext, liberation: LiberationResource) -> None:
+def _reconcile_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
+    stream = spec.streams[name]
+
+    @dg.asset(
+        key=asset_key(name, "reconcile"),
+        group_name=group_name(stream.source),
+        kinds=kinds_for(spec.sources[stream.source].dialect, "reconcile"),
+        description=(f"Hard deletes of {stream.table}: a delete and a tombstone for every key live in "
+                     f"{spec.topic_for(name)} but gone from the source (every {stream.reconcile_every})."),
+        deps=[asset_key(name, "incremental")],
+        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
+        pool=f"liberation-{name}-query",
+    )
+    def reconcile(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
         pattern = QueryPattern(liberation.load_spec(), name)
         try:
             summary = pattern.reconcile()
         finally:
             pattern.close()
-        context.log.info(f"reconciliation of {name}: {summary.result.deletes} vanished keys deleted")
-        context.log_event(dg.AssetObservation(asset_key=asset_key(name, "incremental"),
-                                              metadata={"reconciled_deletes": summary.result.deletes}))
+        return _materialize(summary, context)
 
-    @dg.job(name=f"{name}_reconcile", description=f"Find hard deletes in {spec.streams[name].table}.")
-    def reconcile_job() -> None:
-        reconcile()
-
-    return reconcile_job
+    return reconcile
 
 
 def definitions(spec: Spec) -> dg.Definitions:
@@ -157,8 +162,9 @@ def definitions(spec: Spec) -> dg.Definitions:
             schedules.append(dg.ScheduleDefinition(name=f"{name}_poll_schedule", job=poll_job,
                                                    cron_schedule=_cron_for(stream.poll_every.total_seconds()),
                                                    default_status=schedule_status(spec)))
-            reconcile_job = _reconcile_job(spec, name)
-            jobs.append(reconcile_job)
+            assets.append(_reconcile_asset(spec, name))
+            reconcile_job = dg.define_asset_job(f"{name}_reconcile", selection=dg.AssetSelection.assets(asset_key(name, "reconcile")),
+                                                description=f"Find hard deletes in {stream.table}.")
             schedules.append(dg.ScheduleDefinition(name=f"{name}_reconcile_schedule", job=reconcile_job,
                                                    cron_schedule=_cron_for(stream.reconcile_every.total_seconds()),
                                                    default_status=schedule_status(spec)))
