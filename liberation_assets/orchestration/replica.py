@@ -8,10 +8,15 @@
   It fails the step, so nothing downstream of a wrong replica runs.
 - ``quarantine`` (warning) counts the stream's open quarantine, whatever
   pattern publishes it.
+- ``backlog`` on each ``<outbox>/relay`` completes the operations view: rows
+  waiting in the outbox table and the oldest one's age, failing past the
+  outbox's freshness windows.  (Slot lag and retained WAL are ``cdc.py``'s
+  ``slot_health``.)
 
 The asset sits downstream of every asset that publishes the stream, as the
 pattern modules define them, so a run of the main job verifies what it just
-published.  The ``verify_all`` schedule starts stopped, like every schedule here.
+published.  The ``verify_all`` schedule starts stopped unless the spec's
+``automation.schedules`` says running.
 """
 
 from typing import Any
@@ -19,6 +24,7 @@ from typing import Any
 import dagster as dg
 
 from liberation_assets.core.contract.quarantine import summarize
+from liberation_assets.core.engine.outbox_relay import outbox_pending
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison
 from liberation_assets.core.verify.run import verify
@@ -92,12 +98,34 @@ def _quarantine_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
     return quarantine
 
 
+def backlog_result(pending: int, oldest_age_seconds: float, warn_after: float, fail_after: float) -> dg.AssetCheckResult:
+    """Pass while the oldest waiting row is younger than the warn window; past the fail window it is an error."""
+    severity = dg.AssetCheckSeverity.ERROR if oldest_age_seconds > fail_after else dg.AssetCheckSeverity.WARN
+    return dg.AssetCheckResult(passed=oldest_age_seconds <= warn_after, severity=severity,
+                               metadata={"pending": pending, "oldest_pending_age_seconds": round(oldest_age_seconds, 3)},
+                               description=f"{pending} rows waiting, the oldest for {oldest_age_seconds:.1f}s")
+
+
+def _backlog_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
+    freshness = spec.outboxes[name].freshness
+    fail_after = freshness.fail_after.total_seconds()
+    warn_after = freshness.warn_after.total_seconds() if freshness.warn_after else fail_after
+
+    @dg.asset_check(asset=asset_key(name, "relay"), name="backlog", blocking=False,
+                    description=f"Rows waiting in {spec.outboxes[name].table}: warn after {warn_after:.0f}s, fail after {fail_after:.0f}s.")
+    def backlog(liberation: LiberationResource) -> dg.AssetCheckResult:
+        pending, age = outbox_pending(liberation.load_spec(), name)
+        return backlog_result(pending, age, warn_after, fail_after)
+
+    return backlog
+
+
 def definitions(spec: Spec) -> dg.Definitions:
     upstream = publishing_assets(spec)
     assets = [_replica_asset(spec, name, upstream[name]) for name in spec.streams]
-    checks = [_quarantine_check(spec, name) for name in spec.streams]
+    checks = [_quarantine_check(spec, name) for name in spec.streams] + [_backlog_check(spec, name) for name in spec.outboxes]
     if not assets:
-        return dg.Definitions(resources={"replicas": ReplicaResource()})
+        return dg.Definitions(asset_checks=checks, resources={"replicas": ReplicaResource()})
     job = dg.define_asset_job(VERIFY_JOB, selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
                               description="Catch every replica up from its topic and compare it with the source.")
     schedule = dg.ScheduleDefinition(name=f"{VERIFY_JOB}_schedule", job=job, cron_schedule="30 * * * *",

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 from liberation_assets.core.spec import load_spec
 from liberation_assets.core.verify.store import replica_table_name
 from liberation_assets.orchestration.build import build_definitions
-from liberation_assets.orchestration.replica import VERIFY_JOB
+from liberation_assets.orchestration.replica import VERIFY_JOB, backlog_result
 from liberation_tests.fix_stack import spec_to_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,3 +89,33 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     evaluation = _check(dropped)
     assert not dropped.success and not evaluation.passed
     assert evaluation.metadata["differing_keys"].value == ['{"id":7}'] and evaluation.metadata["missing_keys"].value == 1
+
+
+def test_backlog_passes_while_young_warns_then_fails_with_age() -> None:
+    young, old, ancient = (backlog_result(3, age, warn_after=60, fail_after=600) for age in (5.0, 120.0, 900.0))
+    assert young.passed and young.metadata["pending"].value == 3
+    assert not old.passed and old.severity == dg.AssetCheckSeverity.WARN
+    assert not ancient.passed and ancient.severity == dg.AssetCheckSeverity.ERROR
+    assert isinstance(ancient.metadata["oldest_pending_age_seconds"], dg.FloatMetadataValue)
+
+
+@pytest.mark.integration
+def test_outbox_backlog_check_reports_waiting_rows(make_spec, pg_database, pg_engine, tmp_path) -> None:
+    from liberation_assets.core.outbox import create_outbox_table, emit
+    from liberation_tests.core.outbox.support import CounterBumped, outbox_spec
+
+    spec = outbox_spec(make_spec, pg=pg_database, freshness={"fail_after": "10m", "warn_after": "1m"})
+    create_outbox_table(pg_engine, spec.outboxes["ob"])
+    with pg_engine.begin() as connection:
+        for n in (1, 2, 3):
+            emit(connection, CounterBumped(counter_id="c", n=n, writer=0))
+        connection.execute(sa.text("UPDATE outbox SET occurred_at = occurred_at - interval '5 minutes'"))
+    spec_file = tmp_path / "liberation.yaml"
+    spec_file.write_text(spec_to_yaml(spec))
+    key = dg.AssetCheckKey(dg.AssetKey(["ob", "relay"]), "backlog")
+    job = dg.define_asset_job("backlog_only", selection=dg.AssetSelection.checks(key))
+    defs = dg.Definitions.merge(build_definitions(spec, str(spec_file)), dg.Definitions(jobs=[job]))
+    result = defs.resolve_job_def("backlog_only").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    [evaluation] = result.get_asset_check_evaluations()
+    assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
+    assert evaluation.metadata["pending"].value == 3 and evaluation.metadata["oldest_pending_age_seconds"].value >= 299
