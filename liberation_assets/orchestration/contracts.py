@@ -27,7 +27,7 @@ from liberation_assets.orchestration.resources import LiberationResource
 
 SAMPLE_SIZE = 5
 CHECKS_SHOWN = 10
-_PATTERN_ASSETS = {"snapshot": "snapshot", "query": "incremental"}
+_PATTERN_ASSETS = {"snapshot": "snapshot", "query": "incremental", "cdc": "cdc"}
 
 
 def pattern_asset_keys(spec: Spec, name: str) -> list[dg.AssetKey]:
@@ -39,7 +39,7 @@ def pattern_asset_keys(spec: Spec, name: str) -> list[dg.AssetKey]:
 def contract_result(run: Mapping[str, Any], summary: QuarantineSummary) -> dg.AssetCheckResult:
     """Pass when the last run quarantined nothing; counts and a failure sample either way."""
     quarantined = int(run.get("quarantined", 0))
-    published = int(run.get("rows_published", 0))
+    published = int(run.get("rows_published", run.get("events", 0)))  # CDC assets count "events"
     rows_in = published + quarantined
     metadata: dict[str, Any] = {
         "rows_in": rows_in,
@@ -111,6 +111,7 @@ def definitions(spec: Spec) -> dg.Definitions:
         for key in keys:
             checks.extend(_checks_for(spec, name, key))
         if keys:
-            jobs.append(dg.define_asset_job(f"{name}_contract_checks", selection=dg.AssetSelection.checks_for_assets(*keys),
+            jobs.append(dg.define_asset_job(f"{name}_contract_checks", selection=dg.AssetSelection.checks(
+                *[dg.AssetCheckKey(key, check) for key in keys for check in ("contract", "schema_compatible")]),
                                             description=f"Evaluate {name}'s contract and schema checks without publishing."))
     return dg.Definitions(asset_checks=checks, jobs=jobs)
