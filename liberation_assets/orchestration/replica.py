@@ -44,7 +44,7 @@ class ReplicaResource(dg.ConfigurableResource):
 
 
 def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
-    """Each stream's publishing assets (``<stream>/snapshot``, ``/incremental``, ``/cdc``), as the pattern modules define them."""
+    """Each stream's publishing assets (``/snapshot``, ``/incremental``, ``/reconcile``, ``/cdc``), as the pattern modules define them."""
     keys: list[dg.AssetKey] = []
     for module in (query, cdc, binlog):
         for item in module.definitions(spec).assets or []:
