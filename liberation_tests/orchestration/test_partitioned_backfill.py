@@ -115,3 +115,27 @@ def test_partitioned_snapshot_backfill_runs_in_parallel_and_stays_exact(make_spe
     assert all(p["done"] for p in positions.values()) and sum(p["rows"] for p in positions.values()) == ROWS
     result = verify(spec, name, replica=f"sqlite:///{tmp_path}/replica.sqlite").comparison
     assert result.matches and result.source_rows == ROWS, result.describe()
+
+
+def test_an_unpartitioned_run_walks_every_range(make_spec, pg_database, pg_engine, tmp_path, monkeypatch) -> None:
+    """The main job runs the partitioned snapshot without a partition key: every range, one after the other."""
+    from liberation_assets.orchestration.build import MAIN_JOB, build_definitions
+
+    name = "items_" + pg_database.rsplit("_", 1)[-1]
+    with pg_engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 3000) i"))
+    spec = make_spec(pg=pg_database, streams={name: {"source": "pg", "table": "items", "key": ["id"], "patterns": ["snapshot"],
+                                                     "snapshot_partitions": {"size": 1000, "upto": 3000}}})
+    spec_file = tmp_path / "liberation.yaml"
+    spec_file.write_text(spec_to_yaml(spec))
+    monkeypatch.setenv("LIBERATION_REPLICA_URL", f"sqlite:///{tmp_path}/replica.sqlite")
+    result = build_definitions(spec, str(spec_file)).resolve_job_def(MAIN_JOB).execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success
+    [snapshot] = result.asset_materializations_for_node(f"{name}__snapshot")
+    assert snapshot.metadata["rows_published"].value == 3000
+    [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "matches_source"]
+    assert check.passed and check.metadata["source_rows"].value == 3000
+    positions = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic).load(f"stream/{name}/snapshot/")
+    assert sorted(positions) == sorted(f"stream/{name}/snapshot/{p}" for p in ("min..1000", "1000..2000", "2000..max"))
