@@ -121,9 +121,10 @@ def measure(ctx: RunContext, *, kind: str, topic: str, rate: int, ready_timeout:
         while time.monotonic() < deadline:
             for message in consumer.consume(1000, timeout=0.05):
                 now = time.time_ns()
-                if message.error() or message.value() is None:
+                value = message.value()
+                if message.error() or value is None:
                     continue
-                seq = extract(orjson.loads(message.value()))
+                seq = extract(orjson.loads(value))
                 if isinstance(seq, int) and base <= seq < base + expected_tx:
                     arrivals.setdefault(seq, []).append(now)
                     received += 1
@@ -152,8 +153,9 @@ def _wait_ready(ctx: RunContext, consumer: Consumer, kind: str, extract: Callabl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for message in consumer.consume(1000, timeout=0.2):
-            if message.error() or message.value() is None:
+            value = message.value()
+            if message.error() or value is None:
                 continue
-            if extract(orjson.loads(message.value())) == canary:
+            if extract(orjson.loads(value)) == canary:
                 return
     raise TimeoutError(f"the follower did not publish a canary change within {timeout:.0f}s")

@@ -40,8 +40,8 @@ def run_worker(ctx: RunContext, what: str, *, timeout: float = 1800, **args: Any
 
 def start_worker(ctx: RunContext, what: str, log: Path, **args: Any) -> subprocess.Popen[bytes]:
     """Start a long-running worker (a follower); stop it with ``stop``."""
-    handle = log.open("wb")
-    return subprocess.Popen(_command(ctx, what, args), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(_command(ctx, what, args), cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
 
 
 def stop(process: subprocess.Popen[Any], *, grace: float = 30) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -46,12 +48,12 @@ class Samples:
         found = self.summary(key)
         return found.median if found else None
 
-    def to_dict(self) -> dict[str, object]:
+    def to_dict(self) -> dict[str, Any]:
         return {"values": self.values, "skipped": self.skipped}
 
     @classmethod
-    def from_dict(cls, data: dict[str, object]) -> "Samples":
-        return cls(dict(data.get("values") or {}), dict(data.get("skipped") or {}))  # type: ignore[arg-type]
+    def from_dict(cls, data: dict[str, Any]) -> "Samples":
+        return cls(dict(data.get("values") or {}), dict(data.get("skipped") or {}))
 
 
 def ratio(numerator: float | None, denominator: float | None) -> float | None:
@@ -64,5 +66,5 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
     """Nearest-rank percentile of already sorted values."""
     if not sorted_values:
         raise ValueError("no values")
-    rank = max(0, min(len(sorted_values) - 1, int(round(fraction * len(sorted_values) + 0.5)) - 1))
+    rank = max(0, min(len(sorted_values) - 1, math.ceil(fraction * len(sorted_values)) - 1))
     return sorted_values[rank]

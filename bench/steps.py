@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 from bench import ceilings, dataset, latency, topics
 from bench.context import WORK, RunContext, Skip
 from bench.debezium import Connect, orders_topic as dbz_orders_topic, outbox_topic as dbz_outbox_topic
-from bench.procs import run_worker, start_worker, stop
+from bench.procs import peak_rss_mb, run_worker, start_worker, stop
 from bench.specs import cdc_topic, outbox_topic, query_topic
 
 Figures = dict[str, float]
@@ -60,7 +60,7 @@ def _average_value_size(ctx: RunContext, topic: str, sample: int = 2000) -> int:
         sizes: list[int] = []
         deadline = time.monotonic() + 30
         while len(sizes) < sample and time.monotonic() < deadline:
-            sizes.extend(len(m.value()) for m in consumer.consume(500, timeout=1) if not m.error() and m.value())
+            sizes.extend(len(m.value() or b"") for m in consumer.consume(500, timeout=1) if not m.error() and m.value())
         return int(sum(sizes) / len(sizes)) if sizes else 400
     finally:
         consumer.close()
@@ -237,8 +237,6 @@ def ours_outbox_latency(ctx: RunContext) -> Figures:
 
 
 def _ours_follow(ctx: RunContext, what: str, kind: str, topic: str, rss_key: str) -> Figures:
-    from bench.procs import peak_rss_mb
-
     log = WORK / "logs" / f"{ctx.prefix}.{what}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     process = start_worker(ctx, what, log, duration=3600)
