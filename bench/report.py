@@ -239,13 +239,15 @@ def _latency_plot(plt: Any, samples: Samples, meta: dict[str, Any], path: Path) 
 
 
 def _memory_plot(plt: Any, samples: Samples, path: Path) -> None:
-    present = [(key, label) for key, label in MEMORY if samples.summary(key)]
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for index, (key, label) in enumerate(present):
-        _bar(ax, index, samples, key, 0.6, "_", "#d9822b" if key == "rss.dbz" else "#2a7ab9")
-    ax.set_xticks(range(len(present)), [label.split(" (")[0].replace(": ", ":\n") for _, label in present], fontsize=8)
-    ax.set_ylabel("peak RSS, MB")
-    ax.set_title("Peak memory")
+    present = [(key, label, found) for key, label in MEMORY if (found := samples.summary(key)) is not None]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(present) + 1.2))
+    for index, (key, _label, found) in enumerate(present):
+        ax.barh(index, found.median, 0.6, color="#d9822b" if key == "rss.dbz" else "#2a7ab9",
+                xerr=[[found.median - found.low], [found.high - found.median]], capsize=3)
+    ax.set_yticks(range(len(present)), [label for _, label, _ in present], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("peak RSS, MB")
+    ax.set_title("Peak memory (median, bars: min–max)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
