@@ -180,7 +180,7 @@ def summarize(spec: "Spec", stream: str, *, list_rows: int = 0) -> QuarantineSum
 
     bootstrap = spec.kafka.resolved_bootstrap_servers()
     topic = quarantine_topic(spec.topic_for(stream))
-    stored = PositionStore(bootstrap, spec.kafka.positions_topic, spec.kafka.replication_factor).get(redrive_position_key(stream)) or {}
+    stored = PositionStore.for_spec(spec.kafka).get(redrive_position_key(stream)) or {}
     cursor = {int(p): int(o) for p, o in (stored.get("offsets") or {}).items()}
     summary = QuarantineSummary(stream, topic, republished=int(stored.get("republished", 0)),
                                 superseded=int(stored.get("superseded", 0)),

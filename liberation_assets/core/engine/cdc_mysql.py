@@ -96,9 +96,7 @@ class CdcSummary:
             "snapshot_rows": self.snapshot_rows.get(name, 0),
             "truncates_seen": self.truncated.count(name),
         }
-        if r.last_event_ms is not None:
-            data["event_to_publish_lag_seconds"] = round(r.max_publish_lag_ms / 1000, 3)
-            data["last_event_age_seconds"] = round(max(0, now_ms() - r.last_event_ms) / 1000, 3)
+        data.update(r.lag_metadata())
         return data
 
     def metadata(self) -> dict[str, int | float]:
@@ -149,7 +147,7 @@ class MySqlCdc:
             runtime.ensure_topics()
         # init_transactions fences a crashed run of this source before its position is read.
         self.publisher = TransactionalPublisher(self.bootstrap, spec.transactional_id(source_name, "cdc"), spec.kafka.producer)
-        self.store = PositionStore(self.bootstrap, spec.kafka.positions_topic, spec.kafka.replication_factor)
+        self.store = PositionStore.for_spec(spec.kafka)
         self.writers = {name: self._writer(runtime) for name, runtime in self.runtimes.items()}
         self._tables: dict[str, ProjectedTable] = {}
         self.info: ServerInfo | None = None
@@ -417,7 +415,7 @@ def log_lag(spec: Spec, source_name: str) -> LogLag:
             current = current_coordinates(connection)
     finally:
         engine.dispose()
-    store = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic, spec.kafka.replication_factor)
+    store = PositionStore.for_spec(spec.kafka)
     stored = store.get(position_key(source_name))
     position = BinlogPosition.from_dict(stored) if stored else None
     if position is None:

@@ -128,6 +128,7 @@ class CdcSummary:
             data["retained_wal_bytes"] = self.slot.retained_wal_bytes
         if self.last_commit_ms is not None:
             data["lag_seconds"] = round(max(0, now_ms() - self.last_commit_ms) / 1000, 3)
+        data.update(r.lag_metadata())
         return data
 
     def describe(self) -> str:
@@ -212,7 +213,7 @@ class PostgresCdc:
         spec, kafka = self.spec, self.spec.kafka
         bootstrap = kafka.resolved_bootstrap_servers()
         self._publisher = TransactionalPublisher(bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer)
-        self._positions = PositionStore(bootstrap, kafka.positions_topic, kafka.replication_factor)
+        self._positions = PositionStore.for_spec(kafka)
         stored = self._positions.get(self.key)
         self.position = self._stored = replace(CdcPosition.from_dict(stored), slot=self.slot_names.slot)
         self._at = (self.position.lsn, self.position.index, self.position.complete)

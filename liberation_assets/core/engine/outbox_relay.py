@@ -11,6 +11,8 @@ import psycopg2
 import sqlalchemy as sa
 
 from liberation_assets.core.connect import cached_engine
+from liberation_assets.core.contract.serialize import now_ms
+from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError, PublishError, SlotInUse
 from liberation_assets.core.outbox.log_relay import OutboxLogRelay, slot_name
 from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
@@ -39,9 +41,16 @@ class RelaySummary:
     lease_acquired: bool = True
     seconds: float = 0.0
 
-    def add_batch(self, events: int) -> None:
+    last_event_ms: int | None = None
+    max_publish_lag_ms: int | None = None
+
+    def add_batch(self, events: int, newest_ms: int | None = None, oldest_ms: int | None = None) -> None:
         self.relayed += events
         self.transactions += 1
+        if newest_ms is not None:
+            self.last_event_ms = max(self.last_event_ms or 0, newest_ms)
+        if oldest_ms is not None:
+            self.max_publish_lag_ms = max(self.max_publish_lag_ms or 0, now_ms() - oldest_ms)
 
     def metadata(self) -> dict[str, int | float]:
         return {
@@ -52,6 +61,7 @@ class RelaySummary:
             "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
             "lease_held_elsewhere": int(not self.lease_acquired),
             "events_per_second": round(self.relayed / self.seconds, 1) if self.seconds > 0 else 0.0,
+            **lag_metadata(self.last_event_ms, self.max_publish_lag_ms),
         }
 
 
@@ -61,7 +71,7 @@ def _drain(relay: OutboxRelay, summary: RelaySummary, deadline: float) -> None:
     while time.monotonic() < deadline:
         events = relay.relay_batch()
         if events:
-            summary.add_batch(events)
+            summary.add_batch(events, getattr(relay, "last_event_ms", None), getattr(relay, "oldest_event_ms", None))
         if events < batch_size:
             return
 

@@ -51,9 +51,7 @@ class RunSummary:
         }
         if self.watermark_ms is not None:
             data["watermark_epoch_ms"] = self.watermark_ms
-        if r.last_event_ms is not None:
-            data["event_to_publish_lag_seconds"] = round(r.max_publish_lag_ms / 1000, 3)
-            data["last_event_age_seconds"] = round(max(0, now_ms() - r.last_event_ms) / 1000, 3)
+        data.update(r.lag_metadata())
         return data
 
 
@@ -144,8 +142,7 @@ class QueryPattern:
         stored = self._committed_watermark or runtime.positions_for(position_key(self.name, "query"))
         start = QueryPosition.from_dict(stored)
         if stored is None:
-            snap = SnapshotPosition.from_dict(runtime.positions_for(position_key(self.name, "snapshot")))
-            start = QueryPosition(since=snap.incremental_from)
+            start = QueryPosition(since=self._snapshot_start())
         stats = PollStats()
         summary = RunSummary(rows_total=start.rows)
         deleted_when = self.stream.soft_delete.deleted_when if self.stream.soft_delete else "not_null"
@@ -168,6 +165,16 @@ class QueryPattern:
         if last_after is not None and last_after[0] is not None:
             summary.watermark_ms = to_epoch_ms(last_after[0], runtime.identity.zone)
         return summary
+
+    def _snapshot_start(self) -> Any:
+        """Where the first poll starts: the earliest ceiling recorded by the snapshot or any of its partitions."""
+        _ = self.runtime.writer  # fence first, so the positions read are committed ones
+        prefix = position_key(self.name, "snapshot")
+        starts = [SnapshotPosition.from_dict(value).incremental_from
+                  for key, value in self.runtime.positions.load(prefix).items()
+                  if key == prefix or key.startswith(prefix + "/")]
+        starts = [s for s in starts if s is not None]
+        return min(starts) if starts else None
 
     # -- reconciliation ---------------------------------------------------------------------------------
     def reconcile(self) -> RunSummary:

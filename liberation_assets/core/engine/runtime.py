@@ -88,7 +88,7 @@ class StreamRuntime:
 
     @cached_property
     def positions(self) -> PositionStore:
-        return PositionStore(self.bootstrap, self.spec.kafka.positions_topic, self.spec.kafka.replication_factor)
+        return PositionStore.for_spec(self.spec.kafka)
 
     @cached_property
     def writer(self) -> StreamWriter:

@@ -17,6 +17,17 @@ from liberation_assets.core.publish.positions import position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 
 
+def lag_metadata(last_event_ms: int | None, max_publish_lag_ms: int | None) -> dict[str, float]:
+    """The two freshness lags every publishing asset reports (numbers, so the UI plots them):
+    source event time to publish time, and last event to now."""
+    data: dict[str, float] = {}
+    if max_publish_lag_ms is not None:
+        data["event_to_publish_lag_seconds"] = round(max_publish_lag_ms / 1000, 3)
+    if last_event_ms is not None:
+        data["last_event_age_seconds"] = round(max(0, now_ms() - last_event_ms) / 1000, 3)
+    return data
+
+
 @dataclass
 class WriteResult:
     """What one or more batches did; numbers only, so Dagster can plot them."""
@@ -28,6 +39,9 @@ class WriteResult:
     last_event_ms: int | None = None
     max_publish_lag_ms: int = 0
     quarantine_samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def lag_metadata(self) -> dict[str, float]:
+        return lag_metadata(self.last_event_ms, self.max_publish_lag_ms if self.last_event_ms is not None else None)
 
     def add(self, other: "WriteResult") -> None:
         self.published += other.published

@@ -147,7 +147,7 @@ class OutboxLogRelay:
 
     def _start_producer(self) -> None:
         self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer)
-        self._positions = PositionStore(self.bootstrap, self.spec.kafka.positions_topic, self.spec.kafka.replication_factor)
+        self._positions = PositionStore.for_spec(self.spec.kafka)
 
     def _publish_snapshot(self, created: pg_slot.CreatedSlot) -> None:
         """Rows committed before the slot's consistent point, read in its exported snapshot, with the first position."""

@@ -217,6 +217,9 @@ class OutboxRelay:
         self._publisher: TransactionalPublisher | None = None
         self._positions: PositionStore | None = None
         self.ensure_topics = TopicCreator(spec)
+        self.last_event_ms: int | None = None
+        self.oldest_event_ms: int | None = None
+        """occurred_at of the newest and oldest event of the last batch, for the freshness lags."""
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -235,7 +238,7 @@ class OutboxRelay:
             connection.exec_driver_sql(f'LISTEN "{notify_channel(self.outbox)}"')
         self._connection = connection
         self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer)
-        self._positions = PositionStore(self.bootstrap, self.spec.kafka.positions_topic, self.spec.kafka.replication_factor)
+        self._positions = PositionStore.for_spec(self.spec.kafka)
         return True
 
     def recover(self) -> int:
@@ -271,6 +274,9 @@ class OutboxRelay:
         if not rows:
             return []
         records = build_records(rows, self.router)
+        times = [record[3] for record in records if record[3]]
+        if times:
+            self.last_event_ms, self.oldest_event_ms = max(times), min(times)
         self.ensure_topics({record[0] for record in records})
         seqs = [row[0] for row in rows]
         records.append(positions.record(Position(position_key(self.name), OutboxPosition.of(seqs).to_dict())))

@@ -8,7 +8,7 @@ behind, what consumers can see.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
@@ -18,6 +18,9 @@ from liberation_assets.core.events import Position
 from liberation_assets.core.publish.publisher import OutRecord
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
 
+if TYPE_CHECKING:
+    from liberation_assets.core.spec import KafkaSpec
+
 
 def position_record(topic: str, position: Position) -> OutRecord:
     return (topic, position.key.encode(), orjson.dumps(position.value), None, None)
@@ -26,10 +29,16 @@ def position_record(topic: str, position: Position) -> OutRecord:
 class PositionStore:
     """Reads positions; writes happen through the publisher's transaction."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, replication_factor: int = 1):
+    def __init__(self, bootstrap_servers: str, topic: str, replication_factor: int = 1, min_insync_replicas: int = 1):
         self.bootstrap_servers = bootstrap_servers
         self.topic = topic
-        ensure_topics(bootstrap_servers, [TopicSpec(topic, 1, replication_factor)])
+        config = {"cleanup.policy": "compact", "min.insync.replicas": str(min_insync_replicas)}
+        ensure_topics(bootstrap_servers, [TopicSpec(topic, 1, replication_factor, config)])
+
+    @classmethod
+    def for_spec(cls, kafka: "KafkaSpec") -> "PositionStore":
+        """The spec's positions topic, created with its replication settings."""
+        return cls(kafka.resolved_bootstrap_servers(), kafka.positions_topic, kafka.replication_factor, kafka.min_insync_replicas)
 
     def record(self, position: Position) -> OutRecord:
         return position_record(self.topic, position)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from liberation_assets.core.contract.serialize import now_ms
+from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import READ, TRUNCATE
 from liberation_assets.core.verify.compare import canonical
@@ -60,10 +60,7 @@ class ApplyStats:
             "apply_seconds": round(self.seconds, 3),
             "records_per_second": round(self.records / self.seconds, 1) if self.seconds > 0 else 0.0,
         }
-        if self.max_publish_lag_ms is not None:
-            data["event_to_publish_lag_seconds"] = round(self.max_publish_lag_ms / 1000, 3)
-        if self.last_event_ms is not None:
-            data["last_event_age_seconds"] = round(max(0, now_ms() - self.last_event_ms) / 1000, 3)
+        data.update(lag_metadata(self.last_event_ms, self.max_publish_lag_ms))
         return data
 
 
