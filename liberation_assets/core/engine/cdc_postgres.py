@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
@@ -45,6 +45,7 @@ from liberation_assets.core.errors import ConnectivityError, SlotInUse, SpecErro
 from liberation_assets.core.events import CREATE, DELETE, READ, TRUNCATE, UPDATE, ChangeBatch, ChangeEvent, Position
 from liberation_assets.core.publish.positions import PositionStore, position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
+from liberation_assets.core.publish.reading import committed_batches
 from liberation_assets.core.readers import codec, pg_slot
 from liberation_assets.core.readers.pgoutput import (
     UNCHANGED,
@@ -603,26 +604,11 @@ def wait_for_stable_topic(bootstrap_servers: str, topic: str, timeout: float = S
 def live_keys(bootstrap_servers: str, topic: str) -> Iterator[bytes]:
     """Keys whose latest record in the topic is a live row (read_committed); keeps keys only, not values."""
     wait_for_stable_topic(bootstrap_servers, topic)
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-keys-{uuid.uuid4()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
     live: dict[bytes, bool] = {}
-    try:
-        partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        remaining = {p for p in partitions if consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0}
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        while remaining:
-            for msg in consumer.consume(5000, timeout=1.0):
-                error = msg.error()
-                if error:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                        continue
-                    raise ConnectivityError(f"reading {topic}: {error.str()}")
-                value = msg.value()
-                live[msg.key() or b""] = value is not None and orjson.loads(value).get("after") is not None
-    finally:
-        consumer.close()
+    for batch in committed_batches(bootstrap_servers, topic):
+        for msg in batch:
+            value = msg.value()
+            live[msg.key() or b""] = value is not None and orjson.loads(value).get("after") is not None
     return (key for key, is_live in live.items() if is_live)
 
 

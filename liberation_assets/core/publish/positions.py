@@ -7,15 +7,13 @@ behind, what consumers can see.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import Position
 from liberation_assets.core.publish.publisher import OutRecord
+from liberation_assets.core.publish.reading import committed_batches
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
 
 if TYPE_CHECKING:
@@ -58,49 +56,15 @@ class PositionStore:
 
 def read_latest(bootstrap_servers: str, topic: str, key_prefix: bytes = b"") -> dict[bytes, bytes]:
     """Read a compacted topic to its end (read_committed): the last value per key; tombstones remove keys."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"liberation-reader-{uuid.uuid4()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.wait.max.ms": 10,  # we read to the end once: do not let the broker hold fetches
-        }
-    )
     state: dict[bytes, bytes] = {}
-    try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=10)
-        except KafkaException as exc:
-            raise ConnectivityError(f"cannot read {topic}: {exc}") from None
-        if metadata.topics[topic].error is not None:
-            raise ConnectivityError(f"cannot read {topic}: {metadata.topics[topic].error.str()}")
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions]
-        remaining = set()
-        for tp in partitions:
-            _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            if high > 0:
-                remaining.add(tp.partition)
-        if not remaining:
-            return state
-        consumer.assign(partitions)
-        while remaining:
-            for msg in consumer.consume(5000, timeout=0.1):
-                error = msg.error()
-                if error:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                        continue
-                    raise ConnectivityError(f"reading {topic}: {error.str()}")
-                key = msg.key() or b""
-                if not key.startswith(key_prefix):
-                    continue
-                value = msg.value()
-                if value is None:
-                    state.pop(key, None)
-                else:
-                    state[key] = value
-    finally:
-        consumer.close()
+    for batch in committed_batches(bootstrap_servers, topic):
+        for msg in batch:
+            key = msg.key() or b""
+            if not key.startswith(key_prefix):
+                continue
+            value = msg.value()
+            if value is None:
+                state.pop(key, None)
+            else:
+                state[key] = value
     return state
