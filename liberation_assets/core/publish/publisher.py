@@ -31,8 +31,8 @@ def relax_gc_for_batches() -> None:
     records).  At Python's default threshold the collector runs a dozen times
     per batch and walks every survivor each time: a quarter of a snapshot's
     time (bench/, BENCHMARKS.md).  None of these objects form cycles, so
-    collecting less often costs no memory.  A threshold the application set
-    itself (above the interpreter defaults of 700 or 2000) is left alone.
+    collecting less often costs no memory.  An application that raised the
+    threshold itself, or turned collection off (0), keeps its setting.
     """
     first, *rest = gc.get_threshold()
     if 0 < first <= 2000:
