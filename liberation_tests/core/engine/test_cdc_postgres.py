@@ -206,6 +206,12 @@ def test_a_lost_slot_is_never_recreated(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
     drain(spec)
     slot = spec.sources[source_name(spec)].cdc.slot
+    deadline = time.monotonic() + 60  # the server's walsender lets go of the slot a moment after the client leaves
+    while time.monotonic() < deadline:
+        with items.connect() as connection:
+            if not connection.exec_driver_sql(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'").scalar():
+                break
+        time.sleep(0.2)
     _sql(items, f"SELECT pg_drop_replication_slot('{slot}')", "INSERT INTO items (id, name) VALUES (500, 'lost')")
     with pytest.raises(PositionLost, match="not recreated silently"):
         drain(spec)
