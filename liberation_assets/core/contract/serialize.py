@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 
 from liberation_assets.core.errors import SerializationError
-from liberation_assets.core.events import DELETE, ChangeEvent
+from liberation_assets.core.events import ChangeEvent
 
 CONNECTOR = "liberation"
 SNAPSHOT_FALSE = "false"
@@ -95,10 +95,6 @@ def normalize_row(row: dict[str, Any], zone: Any) -> dict[str, Any]:
         elif isinstance(value, time_of_day) and value.tzinfo is not None:
             row[name] = value.replace(tzinfo=None)
     return row
-
-
-def is_tombstone_needed(event: ChangeEvent) -> bool:
-    return event.op == DELETE
 
 
 def _revive_datetime(text: str) -> datetime:

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
 from liberation_assets.core.contract.quarantine import quarantine_record, quarantine_topic
 from liberation_assets.core.contract.serialize import dumps, envelope_bytes, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
@@ -151,7 +149,3 @@ class StreamWriter:
             self.publisher.publish(out)
             result.transactions = 1
         return result
-
-
-def position_bytes(value: dict[str, Any]) -> bytes:
-    return orjson.dumps(value)
