@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+source scripts/stack-env.sh
 exec .venv/bin/liberation demo "$@"
