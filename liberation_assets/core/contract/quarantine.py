@@ -25,6 +25,7 @@ from liberation_assets.core.contract.serialize import dumps, revive
 from liberation_assets.core.contract.validate import check_of
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import ChangeEvent
+from liberation_assets.core.publish.reading import settled_watermarks
 
 if TYPE_CHECKING:
     from liberation_assets.core.engine.writer import StreamIdentity
@@ -111,9 +112,8 @@ def read_range(bootstrap_servers: str, topic: str, start: dict[int, int] | None 
             return
         stop: dict[int, int] = {}
         assignment = []
-        for partition in metadata.topics[topic].partitions:
+        for partition, (_low, high) in settled_watermarks(bootstrap_servers, topic, metadata.topics[topic].partitions).items():
             first = (start or {}).get(partition, 0)
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             if high > first:
                 stop[partition] = high
                 assignment.append(TopicPartition(topic, partition, max(first, _low)))

@@ -40,6 +40,7 @@ from liberation_assets.core.contract.validate import UNIQUE_KEY_CHECK, ContractV
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.events import ChangeBatch, Position
+from liberation_assets.core.publish.reading import settled_watermarks
 from liberation_assets.core.spec import Spec
 
 
@@ -129,11 +130,7 @@ def published_event_times(bootstrap_servers: str, topic: str, keys: set[bytes]) 
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = list(metadata.topics[topic].partitions)
-        remaining = set()
-        for partition in partitions:
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            if high > 0:
-                remaining.add(partition)
+        remaining = {p for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items() if end > 0}
         consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
         while remaining:
             for msg in consumer.consume(10_000, timeout=1.0):

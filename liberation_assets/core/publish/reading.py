@@ -2,12 +2,49 @@
 
 from __future__ import annotations
 
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from liberation_assets.core.errors import ConnectivityError
+
+
+SETTLE_SECONDS = 5.0
+
+
+def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[int],
+                       settle_seconds: float = SETTLE_SECONDS) -> dict[int, tuple[int, int]]:
+    """Partition → (low, end) for a read_committed reader, counting every transaction committed before the call.
+
+    A producer's commit returns once the coordinator has logged it; the commit
+    markers reach the partitions a moment later, and until then the last stable
+    offset still stops short of those records.  So a reader that starts right
+    after a commit, such as a verify after a snapshot, would miss them.  We wait
+    until the stable end reaches the log end as of the call.  A transaction that
+    is really still open is waited for at most ``settle_seconds``: its records
+    were not committed when the read began, so leaving them out is right.
+    """
+    def consumer(isolation: str) -> Consumer:
+        return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-ends-{uuid.uuid4()}",
+                         "isolation.level": isolation, "enable.auto.commit": False})
+
+    committed, uncommitted = consumer("read_committed"), consumer("read_uncommitted")
+    try:
+        wanted = [TopicPartition(topic, p) for p in partitions]
+        written = {tp.partition: uncommitted.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in wanted}
+        deadline = time.monotonic() + settle_seconds
+        while True:
+            stable = {tp.partition: committed.get_watermark_offsets(tp, timeout=10, cached=False) for tp in wanted}
+            if all(stable[p][1] >= end for p, end in written.items()) or time.monotonic() > deadline:
+                return stable
+            time.sleep(0.05)
+    except KafkaException as exc:
+        raise ConnectivityError(f"cannot read {topic}: {exc}") from None
+    finally:
+        committed.close()
+        uncommitted.close()
 
 
 def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5000) -> Iterator[list[Message]]:
@@ -33,7 +70,8 @@ def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5
         if metadata.topics[topic].error is not None:
             raise ConnectivityError(f"cannot read {topic}: {metadata.topics[topic].error.str()}")
         partitions = list(metadata.topics[topic].partitions)
-        remaining = {p for p in partitions if consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0}
+        ends = settled_watermarks(bootstrap_servers, topic, partitions)
+        remaining = {p for p, (_low, end) in ends.items() if end > 0}
         if not remaining:
             return
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])

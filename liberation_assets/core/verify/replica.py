@@ -25,6 +25,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import READ, TRUNCATE
+from liberation_assets.core.publish.reading import settled_watermarks
 from liberation_assets.core.verify.compare import canonical
 from liberation_assets.core.verify.store import Change, ReplicaStore
 
@@ -119,7 +120,7 @@ def materialize(store: ReplicaStore, name: str, bootstrap_servers: str, topic: s
         "fetch.wait.max.ms": 10,
     })
     try:
-        watermarks = _watermarks(consumer, topic)
+        watermarks = _watermarks(consumer, bootstrap_servers, topic)
         state = store.state(name)
         if rebuild or state.topic != topic or _lost(state.offsets, watermarks):
             stats.rebuilt = state.topic is not None
@@ -155,13 +156,13 @@ def materialize(store: ReplicaStore, name: str, bootstrap_servers: str, topic: s
     return stats
 
 
-def _watermarks(consumer: Consumer, topic: str) -> dict[int, tuple[int, int]]:
+def _watermarks(consumer: Consumer, bootstrap_servers: str, topic: str) -> dict[int, tuple[int, int]]:
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         described = metadata.topics[topic]
         if described.error is not None:
             raise ConnectivityError(f"cannot read {topic}: {described.error.str()}")
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in described.partitions}
+        return settled_watermarks(bootstrap_servers, topic, described.partitions)
     except KafkaException as exc:
         raise ConnectivityError(f"cannot read {topic}: {exc}") from None
 

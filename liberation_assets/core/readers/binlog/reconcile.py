@@ -16,6 +16,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from liberation_assets.core.errors import ConnectivityError
+from liberation_assets.core.publish.reading import settled_watermarks
 
 
 def _consumer(bootstrap_servers: str) -> Consumer:
@@ -33,8 +34,8 @@ def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
     consumer = _consumer(bootstrap_servers)
     try:
         metadata = consumer.list_topics(topic, timeout=10)
-        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in metadata.topics[topic].partitions}
+        partitions = metadata.topics[topic].partitions
+        return {p: end for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items()}
     finally:
         consumer.close()
 
@@ -47,7 +48,7 @@ def unseen_live_keys(bootstrap_servers: str, topic: str, before: dict[int, int])
     consumer = _consumer(bootstrap_servers)
     try:
         partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        remaining = {p for p in partitions if consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] > 0}
+        remaining = {p for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items() if end > 0}
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while remaining:
             for message in consumer.consume(5000, timeout=1.0):
