@@ -6,7 +6,9 @@ commit much later.  Each poll therefore reads only rows strictly below
 ceiling is read *before* the data snapshot is taken, in its own transaction:
 a transaction open at that moment is counted, and one that starts later writes
 timestamps above the ceiling.  A long-open transaction holds the ceiling back,
-so liberation lags but never skips; that lag is reported.
+so liberation lags but never skips; that lag is reported.  On PostgreSQL only
+transactions in the stream's own database count: no other session can write
+to its tables (dblink and foreign tables connect to it as sessions of their own).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _PG_CEILING = sa.text(
            (SELECT min(xact_start) FROM pg_stat_activity
              WHERE backend_type = 'client backend'
                AND xact_start IS NOT NULL
+               AND datname = current_database()
                AND pid <> pg_backend_pid()) AS oldest_open,
            (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
              OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS sees_all
