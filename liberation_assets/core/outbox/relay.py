@@ -136,9 +136,23 @@ def pending_query(table: sa.Table, limit: int) -> sa.Select[Any]:
     return sa.select(*(table.c[name] for name in _COLUMNS)).where(table.c.relayed_at.is_(None)).order_by(table.c.seq).limit(limit)
 
 
+MAX_CLEANUP_RANGES = 16
+
+
 def cleanup_statement(table: sa.Table, seqs: Sequence[int], mode: str, dialect: str) -> sa.Delete | sa.Update:
-    """Delete, or mark as relayed, exactly the given rows."""
-    chosen = table.c.seq.in_(seqs)
+    """Delete, or mark as relayed, exactly the given rows.
+
+    A batch is nearly always one run of consecutive seqs, so a few ``BETWEEN``
+    ranges name it with a handful of parameters instead of one per row.  A range
+    holds only seqs of the batch (``seq_ranges`` keeps gaps as gaps), so a row
+    that committed late inside a gap is never touched.
+    """
+    ranges = seq_ranges(seqs)
+    chosen: sa.ColumnElement[bool]
+    if len(ranges) <= MAX_CLEANUP_RANGES:
+        chosen = sa.or_(*(table.c.seq.between(low, high) if low < high else table.c.seq == low for low, high in ranges))
+    else:
+        chosen = table.c.seq.in_(seqs)
     if mode == "delete":
         return table.delete().where(chosen)
     now = sa.literal_column("NOW(6)") if dialect == "mysql" else sa.func.now()
