@@ -85,6 +85,24 @@ def _widget_spec(make_spec, pg_database, **extra):
         "batch_size": 1000, **extra}})
 
 
+def test_an_open_transaction_in_another_database_does_not_hold_the_poll_back(
+        make_spec, pg_database, pg_engine, widgets, stack, kafka_bootstrap) -> None:
+    elsewhere = sa.create_engine(stack.pg_url("liberation"))  # another database of the same cluster
+    try:
+        with elsewhere.connect() as idle_in_transaction:
+            idle_in_transaction.execute(sa.text("SELECT 1"))  # its transaction is open from here on
+            time.sleep(0.2)
+            with pg_engine.begin() as c:
+                c.execute(widgets.insert(), [{"id": 1, "label": "a"}, {"id": 2, "label": "b"}])
+            pattern = QueryPattern(_widget_spec(make_spec, pg_database), "widgets")
+            polled = pattern.incremental()
+            pattern.close()
+            idle_in_transaction.rollback()
+    finally:
+        elsewhere.dispose()
+    assert polled.result.published == 2, "a transaction elsewhere in the cluster cannot write to this table"
+
+
 def test_late_commit_is_published_after_the_transaction_commits(make_spec, pg_database, pg_engine, widgets, kafka_bootstrap) -> None:
     spec = _widget_spec(make_spec, pg_database)
     pattern = QueryPattern(spec, "widgets")
