@@ -1,6 +1,7 @@
 """Before/after of a change to the core: the same workers, run against two versions of liberation_assets.
 
     .venv/bin/python -m bench.compare 6cd66d9^ --rows 200000 --rounds 3
+    .venv/bin/python -m bench.compare 3c715b8^ --patterns outbox
 
 The older version is exported with ``git archive`` into a temporary folder and
 put first on the workers' PYTHONPATH, so the working tree is never touched.
@@ -19,7 +20,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from liberation_assets.stack import ensure_stack
+from liberation_assets.stack import StackSettings, ensure_stack
 
 from bench import dataset, topics
 from bench.context import REPO
@@ -32,7 +33,7 @@ def _export(revision: str, into: Path) -> None:
 
 def _worker(what: str, prefix: str, package_root: Path) -> float:
     env = {**os.environ, "PYTHONPATH": f"{package_root}{os.pathsep}{REPO}",
-           "LIBERATION_STACK_DIR": str(REPO / ".stack")}
+           "LIBERATION_STACK_DIR": os.environ.get("LIBERATION_STACK_DIR", str(REPO / ".stack"))}
     payload = json.dumps({"what": what, "prefix": prefix, "slot": f"{prefix}_ours"})
     done = subprocess.run([sys.executable, "-m", "bench.worker", payload], cwd=tempfile.gettempdir(), env=env,
                           capture_output=True, text=True)
@@ -42,12 +43,36 @@ def _worker(what: str, prefix: str, package_root: Path) -> float:
     return report["events"] / report["seconds"]
 
 
+def _round(stack: StackSettings, patterns: set[str], rows: int, round_index: int, prefix: str, root: Path) -> dict[str, float]:
+    """One version's figures for one round; the CDC figures need the slot its snapshot created."""
+    figures: dict[str, float] = {}
+    if "snapshot" in patterns:
+        figures["snapshot"] = _worker("snapshot", prefix, root)
+    if "snapshot" in patterns or "cdc" in patterns:
+        figures["cdc_snapshot"] = _worker("cdc_drain", prefix, root)
+    if "cdc" in patterns or "query" in patterns:
+        dataset.update_all(stack, rows, tag=round_index)
+    if "cdc" in patterns:
+        figures["cdc"] = _worker("cdc_drain", prefix, root)
+    if "query" in patterns:
+        figures["query"] = _worker("query", prefix, root)
+    if "outbox" in patterns:
+        dataset.insert_outbox(stack, rows)
+        figures["outbox"] = _worker("outbox_relay", prefix, root)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.compare")
     parser.add_argument("before", help="git revision of the 'before' version (the working tree is 'after')")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--patterns", default="snapshot,cdc,query",
+                        help="comma-separated, of snapshot (also the CDC snapshot), cdc, query, outbox")
     args = parser.parse_args()
+    patterns = set(args.patterns.split(","))
+    if unknown := patterns - {"snapshot", "cdc", "query", "outbox"}:
+        parser.error(f"unknown patterns: {', '.join(sorted(unknown))}")
     stack = ensure_stack(log=lambda *_: None)
     dataset.recreate(stack, args.rows)
     results: dict[tuple[str, str], list[float]] = {}
@@ -58,11 +83,7 @@ def main() -> None:
             for name, root in versions.items():
                 prefix = f"cmp{uuid.uuid4().hex[:6]}"
                 try:
-                    figures = {"snapshot": _worker("snapshot", prefix, root),
-                               "cdc_snapshot": _worker("cdc_drain", prefix, root)}
-                    dataset.update_all(stack, args.rows, tag=round_index)
-                    figures["cdc"] = _worker("cdc_drain", prefix, root)
-                    figures["query"] = _worker("query", prefix, root)
+                    figures = _round(stack, patterns, args.rows, round_index, prefix, root)
                 finally:
                     dataset.drop_slots(stack, like=f"{prefix}%")
                     topics.delete_prefix(stack.kafka_bootstrap, prefix)
