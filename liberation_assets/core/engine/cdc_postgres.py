@@ -20,6 +20,7 @@ one Kafka transaction; the slot is confirmed only after that commit.
 
 from __future__ import annotations
 
+import logging
 import select
 import signal
 import sys
@@ -41,7 +42,7 @@ from liberation_assets.core.contract.serialize import dumps, normalize_row, now_
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
-from liberation_assets.core.errors import ConnectivityError, SlotInUse, SpecError
+from liberation_assets.core.errors import ConnectivityError, SchemaIncompatible, SlotInUse, SpecError
 from liberation_assets.core.events import CREATE, DELETE, READ, TRUNCATE, UPDATE, ChangeBatch, ChangeEvent, Position
 from liberation_assets.core.publish.positions import PositionStore, position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
@@ -75,6 +76,8 @@ from liberation_assets.core.readers.rows import events_from_rows
 from liberation_assets.core.readers.sql import snapshot_chunk_query
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
+
+log = logging.getLogger("liberation.cdc_postgres")
 
 HEARTBEAT_PREFIX = "liberation.heartbeat"
 DRAIN_PREFIX = "liberation.drain"
@@ -235,7 +238,8 @@ class PostgresCdc:
         self._cursor = self._replication.cursor()
         if info is None:
             created = pg_slot.create_slot(self._cursor, self.slot_names.slot)
-            self.position = CdcPosition(lsn=created.consistent_point, slot=self.slot_names.slot)
+            self.position = CdcPosition(lsn=created.consistent_point, slot=self.slot_names.slot,
+                                        columns=self.position.columns)  # every table is read whole next
             self._at = (created.consistent_point, -1, False)
             self._snapshot_exported(created.snapshot_name, created.consistent_point)
         self._snapshot_queue = [n for n in self.names if not self.position.tables.get(n, TableProgress()).done]
@@ -260,6 +264,26 @@ class PostgresCdc:
                          stream_spec.toast == "reread", identity.zone)
         self.streams[name] = stream
         self._by_table.setdefault((schema, stream_spec.table), []).append(stream)
+        if stream.projection is None:
+            self._track_columns(stream)
+
+    def _track_columns(self, stream: _Stream) -> None:
+        """Remember a publish-every-column stream's columns; if they changed since its snapshot, snapshot it again.
+
+        The log carries a new column's value only for rows changed after the
+        column was added; the other rows hold it too, so they are read again.
+        """
+        columns = list(stream.table.columns.values())
+        known = self.position.columns.get(stream.name)
+        if known is not None and known != columns and stream.name in self.position.tables:
+            log.info("stream %s: its columns changed (%s → %s); snapshotting again with watermarks",
+                     stream.name, ", ".join(known), ", ".join(columns))
+            if self._window is not None and self._window.stream == stream.name:
+                self._window = None  # its rows were read with the old columns
+            self.position = self.position.with_table(stream.name, TableProgress())
+            if self._cursor is not None and stream.name not in self._snapshot_queue:
+                self._snapshot_queue.append(stream.name)
+        self.position = self.position.with_columns(stream.name, columns)
 
     def _wait_for_slot(self) -> pg_slot.SlotInfo | None:
         """The slot, once no other walsender holds it (a killed reader's lingers for a moment)."""
@@ -420,10 +444,39 @@ class PostgresCdc:
             streams = self._by_table.get((message.namespace, message.name))
             if streams:
                 for stream in streams:
-                    stream.build_plan(message)
+                    previous = stream.plan
+                    try:
+                        stream.build_plan(message)
+                    except SchemaIncompatible:
+                        self._flush(force=True)  # what came before the change still goes out
+                        raise
+                    assert stream.plan is not None
+                    if previous is not None and previous.shape != stream.plan.shape:
+                        self._schema_changed(stream, previous)
                 self._by_relid[message.relid] = streams
         elif isinstance(message, LogicalMessage):
             self._message(message)
+
+    def _schema_changed(self, stream: _Stream, previous: RowPlan) -> None:
+        """A table change seen in the log: gate it and version it before any event that follows is published.
+
+        Events read so far go out first, under the version they were read with.
+        The compatibility gate then checks the table as the catalog has it now; an
+        incompatible change stops the stream here with a clear error.  A stream that
+        publishes every column and gained one is snapshotted again with watermarks
+        (``_track_columns``).
+        """
+        assert self._engine is not None and stream.plan is not None
+        self._flush(force=True)
+        stream_spec = self.spec.streams[stream.name]
+        table = reflect_stream_table(self._engine, stream_spec.model_copy(update={"cursor": None}), stream.name)
+        version = ensure_schema(self.spec, stream.name, self._engine, table=table).version
+        stream.writer.use_schema_version(version)
+        stream.table = table
+        log.info("stream %s: the table changed (%s → %s); publishing schema version %d", stream.name,
+                 ", ".join(name for name, *_ in previous.shape), ", ".join(name for name, *_ in stream.plan.shape), version)
+        if stream.projection is None:
+            self._track_columns(stream)
 
     def _message(self, message: LogicalMessage) -> None:
         if message.prefix == WATERMARK_PREFIX:

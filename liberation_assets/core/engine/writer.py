@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -106,6 +106,11 @@ class StreamWriter:
         self.halt_on_violation = halt_on_violation
         self._source_base = identity.source_base()
         self._headers = identity.headers()
+
+    def use_schema_version(self, version: int) -> None:
+        """A schema change while streaming: the events that follow carry the new version in their header."""
+        self.identity = replace(self.identity, schema_version=version)
+        self._headers = self.identity.headers()
 
     def records(self, batch: ChangeBatch, *, unique_key: bool = False) -> tuple[list[OutRecord], WriteResult]:
         verdict = self.validator.validate(batch.events, unique_key=unique_key)

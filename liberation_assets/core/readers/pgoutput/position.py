@@ -40,6 +40,9 @@ class CdcPosition:
     """The whole transaction at ``lsn`` was published (or ``lsn`` is a heartbeat between transactions)."""
     tables: dict[str, TableProgress] = field(default_factory=dict)
     slot: str = ""
+    columns: dict[str, list[str]] = field(default_factory=dict)
+    """Source columns of each stream that publishes every column, as last snapshotted: a column added while
+    liberation was stopped shows up as a difference on the next start."""
 
     def skips(self, final_lsn: int, index: int) -> bool:
         """Whether the change ``index`` of the transaction committing at ``final_lsn`` was already published."""
@@ -53,6 +56,9 @@ class CdcPosition:
     def with_table(self, stream: str, progress: TableProgress) -> "CdcPosition":
         return replace(self, tables={**self.tables, stream: progress})
 
+    def with_columns(self, stream: str, columns: list[str]) -> "CdcPosition":
+        return replace(self, columns={**self.columns, stream: list(columns)})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "slot": self.slot,
@@ -61,6 +67,7 @@ class CdcPosition:
             "index": self.index,
             "complete": self.complete,
             "tables": {name: progress.to_dict() for name, progress in sorted(self.tables.items())},
+            "columns": dict(sorted(self.columns.items())),
         }
 
     @classmethod
@@ -73,4 +80,5 @@ class CdcPosition:
             complete=bool(data.get("complete", False)),
             tables={name: TableProgress.from_dict(p) for name, p in (data.get("tables") or {}).items()},
             slot=str(data.get("slot", "")),
+            columns={name: [str(c) for c in columns] for name, columns in (data.get("columns") or {}).items()},
         )

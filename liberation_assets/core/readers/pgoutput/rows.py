@@ -39,6 +39,12 @@ class RowPlan:
         key = tuple((position[source], public, parsers[position[source]]) for source, public in zip(key_columns, key_public))
         return cls(relation, columns, key)
 
+    @property
+    def shape(self) -> tuple[tuple[str, int, int], ...]:
+        """(public name, type oid, typmod) of each published column: what a consumer's schema depends on."""
+        columns = self.relation.columns
+        return tuple((name, columns[index].type_oid, columns[index].typmod) for index, name, _ in self.columns)
+
     def row(self, values: TupleData) -> dict[str, Any]:
         """The published columns; an unchanged TOAST value stays ``UNCHANGED`` for the caller to fill."""
         row: dict[str, Any] = {}
