@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from liberation_assets.core.publish.reading import committed_batches
 from liberation_assets.stack import StackSettings
@@ -34,6 +36,34 @@ def consume_all(bootstrap: str, topic: str) -> list[Message]:
     """Every message of a topic, from the beginning to its end, as a read_committed consumer sees them."""
     return [Message(msg.key(), msg.value(), msg.timestamp()[1], dict(msg.headers() or []), msg.partition(), msg.offset())
             for batch in committed_batches(bootstrap, topic) for msg in batch]
+
+
+class TopicGrowth:
+    """How far a topic's log reaches now, open transactions included: a cheap, fast poll for "the writer got on".
+
+    Crash tests kill a writer once it has made some progress.  Polling the
+    committed positions instead is slower than a fast writer, which could then
+    finish before the kill.
+    """
+
+    def __init__(self, bootstrap: str, topic: str):
+        self.topic = topic
+        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-growth-{uuid.uuid4()}",
+                                   "isolation.level": "read_uncommitted", "enable.auto.commit": False})
+
+    def offsets(self) -> int:
+        """The sum of the partitions' log ends (records and transaction markers); 0 while the topic is absent."""
+        try:
+            described = self._consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+            if described is None or described.error is not None:
+                return 0
+            return sum(self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)[1]
+                       for p in described.partitions)
+        except KafkaException:
+            return 0
+
+    def close(self) -> None:
+        self._consumer.close()
 
 
 @pytest.fixture

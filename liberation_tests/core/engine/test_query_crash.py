@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from liberation_tests.fix_kafka import consume_all
+from liberation_tests.fix_kafka import TopicGrowth, consume_all
 from liberation_tests.fix_stack import spec_to_yaml
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -22,17 +22,23 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROWS = 20_000
 
 
-def _run_until_done_with_kills(spec_file: Path, args: list[str], kills: int, rng: random.Random) -> int:
-    """Run the CLI, SIGKILL it at random moments ``kills`` times, then let it finish.  Returns kills made."""
+def _run_until_done_with_kills(spec_file: Path, args: list[str], kills: int, rng: random.Random, growth: TopicGrowth) -> int:
+    """Run the CLI and SIGKILL it ``kills`` times, each once it has written a random amount more; then let it finish.
+
+    Returns the kills made.  Progress, not time, decides the kill, so a fast run
+    on an idle machine is still killed in the middle of its work.
+    """
     env = {**os.environ, "LIBERATION_SPEC": str(spec_file)}
     made = 0
     while True:
+        start = growth.offsets()
         process = subprocess.Popen([sys.executable, "-m", "liberation_assets.cli", *args], env=env,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if made < kills:
-            try:
-                process.wait(timeout=rng.uniform(1.0, 2.5))
-            except subprocess.TimeoutExpired:
+            step = rng.randint(80, 400)  # records and markers: 2 to 10 transactions of 40 rows
+            while process.poll() is None and growth.offsets() < start + step:
+                time.sleep(0.01)
+            if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 process.wait()
                 made += 1
@@ -69,7 +75,11 @@ def _spec_file(make_spec, pg_database, tmp_path):
 
 def test_killed_snapshot_resumes_without_loss_or_duplicates(make_spec, pg_database, crash_table, tmp_path, kafka_bootstrap) -> None:
     spec, path = _spec_file(make_spec, pg_database, tmp_path)
-    kills = _run_until_done_with_kills(path, ["run", "ledger", "--snapshot"], kills=5, rng=random.Random(1))
+    growth = TopicGrowth(kafka_bootstrap, spec.topic_for("ledger"))
+    try:
+        kills = _run_until_done_with_kills(path, ["run", "ledger", "--snapshot"], kills=5, rng=random.Random(1), growth=growth)
+    finally:
+        growth.close()
     messages = consume_all(kafka_bootstrap, spec.topic_for("ledger"))
     reads = Counter(m.key_object["id"] for m in messages if m.envelope["op"] == "r")
     print(f"snapshot survived {kills} kill -9; {len(messages)} events")
@@ -80,10 +90,14 @@ def test_killed_snapshot_resumes_without_loss_or_duplicates(make_spec, pg_databa
 def test_killed_poll_resumes_without_loss_or_duplicates(make_spec, pg_database, pg_engine, crash_table, tmp_path, kafka_bootstrap) -> None:
     spec, path = _spec_file(make_spec, pg_database, tmp_path)
     rng = random.Random(2)
-    kills = _run_until_done_with_kills(path, ["run", "ledger", "--incremental"], kills=3, rng=rng)
-    with pg_engine.begin() as c:  # a second version of every other row
-        c.execute(sa.text("UPDATE ledger SET amount = amount + 1, updated_at = now() WHERE id % 2 = 0"))
-    kills += _run_until_done_with_kills(path, ["run", "ledger", "--incremental"], kills=3, rng=rng)
+    growth = TopicGrowth(kafka_bootstrap, spec.topic_for("ledger"))
+    try:
+        kills = _run_until_done_with_kills(path, ["run", "ledger", "--incremental"], kills=3, rng=rng, growth=growth)
+        with pg_engine.begin() as c:  # a second version of every other row
+            c.execute(sa.text("UPDATE ledger SET amount = amount + 1, updated_at = now() WHERE id % 2 = 0"))
+        kills += _run_until_done_with_kills(path, ["run", "ledger", "--incremental"], kills=3, rng=rng, growth=growth)
+    finally:
+        growth.close()
     versions = Counter(m.key_object["id"] for m in consume_all(kafka_bootstrap, spec.topic_for("ledger")))
     print(f"polling survived {kills} kill -9")
     assert kills >= 3
