@@ -32,10 +32,13 @@ class Message:
         return orjson.loads(self.key) if self.key is not None else None
 
 
-def consume_all(bootstrap: str, topic: str) -> list[Message]:
-    """Every message of a topic, from the beginning to its end, as a read_committed consumer sees them."""
+def consume_all(bootstrap: str, topic: str, **settle: Any) -> list[Message]:
+    """Every message of a topic, from the beginning to its end, as a read_committed consumer sees them.
+
+    ``settle`` goes to ``committed_batches`` (``settle_seconds``, ``must_settle``).
+    """
     return [Message(msg.key(), msg.value(), msg.timestamp()[1], dict(msg.headers() or []), msg.partition(), msg.offset())
-            for batch in committed_batches(bootstrap, topic) for msg in batch]
+            for batch in committed_batches(bootstrap, topic, **settle) for msg in batch]
 
 
 class TopicGrowth:

@@ -33,7 +33,6 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from confluent_kafka import Consumer, TopicPartition
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
@@ -624,41 +623,14 @@ class PostgresCdc:
                 pass
 
 
-def wait_for_stable_topic(bootstrap_servers: str, topic: str, timeout: float = STABLE_WAIT_SECONDS) -> None:
-    """Wait until no open transaction holds back read_committed readers of the topic.
-
-    Our own producer has none open when this is called, so an open one is a
-    killed writer's.  Its successor's ``init_transactions`` normally aborts it
-    at once; Kafka 4.1 was seen to leave one open until ``transaction.timeout.ms``.
-    Reading the topic's state before then would miss committed records behind it.
-    """
-    def consumer(isolation: str) -> Consumer:
-        return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-lso-{uuid.uuid4()}",
-                         "isolation.level": isolation, "enable.auto.commit": False})
-
-    committed, uncommitted = consumer("read_committed"), consumer("read_uncommitted")
-    deadline = time.monotonic() + timeout
-    try:
-        partitions = [TopicPartition(topic, p) for p in committed.list_topics(topic, timeout=10).topics[topic].partitions]
-        while True:
-            stable = [committed.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
-            written = [uncommitted.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in partitions]
-            if stable == written:
-                return
-            if time.monotonic() > deadline:
-                raise ConnectivityError(f"{topic}: an open transaction of a crashed writer still hides records from "
-                                        f"read_committed readers after {timeout:.0f}s")
-            time.sleep(0.5)
-    finally:
-        committed.close()
-        uncommitted.close()
-
-
 def live_keys(bootstrap_servers: str, topic: str) -> Iterator[bytes]:
-    """Keys whose latest record in the topic is a live row (read_committed); keeps keys only, not values."""
-    wait_for_stable_topic(bootstrap_servers, topic)
+    """Keys whose latest record in the topic is a live row (read_committed); keeps keys only, not values.
+
+    Our own producer has no transaction open here, so one that holds the topic
+    back is a killed writer's: wait for it to end rather than miss keys behind it.
+    """
     live: dict[bytes, bool] = {}
-    for batch in committed_batches(bootstrap_servers, topic):
+    for batch in committed_batches(bootstrap_servers, topic, settle_seconds=STABLE_WAIT_SECONDS, must_settle=True):
         for msg in batch:
             value = msg.value()
             live[msg.key() or b""] = value is not None and orjson.loads(value).get("after") is not None

@@ -15,7 +15,7 @@ SETTLE_SECONDS = 5.0
 
 
 def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[int],
-                       settle_seconds: float = SETTLE_SECONDS) -> dict[int, tuple[int, int]]:
+                       settle_seconds: float = SETTLE_SECONDS, *, must_settle: bool = False) -> dict[int, tuple[int, int]]:
     """Partition → (low, end) for a read_committed reader, counting every transaction committed before the call.
 
     A producer's commit returns once the coordinator has logged it; the commit
@@ -25,6 +25,12 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
     until the stable end reaches the log end as of the call.  A transaction that
     is really still open is waited for at most ``settle_seconds``: its records
     were not committed when the read began, so leaving them out is right.
+
+    ``must_settle`` is for a caller that knows no writer of its own is open, so
+    an open transaction can only be a killed writer's: Kafka normally aborts it
+    when the writer's successor starts, but 4.1 was seen to keep one open until
+    ``transaction.timeout.ms``.  Records committed behind it must not be missed,
+    so the wait then ends with an error rather than a short read.
     """
     def consumer(isolation: str) -> Consumer:
         return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-ends-{uuid.uuid4()}",
@@ -37,7 +43,12 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
         deadline = time.monotonic() + settle_seconds
         while True:
             stable = {tp.partition: committed.get_watermark_offsets(tp, timeout=10, cached=False) for tp in wanted}
-            if all(stable[p][1] >= end for p, end in written.items()) or time.monotonic() > deadline:
+            if all(stable[p][1] >= end for p, end in written.items()):
+                return stable
+            if time.monotonic() > deadline:
+                if must_settle:
+                    raise ConnectivityError(f"{topic}: an open transaction still hides records from read_committed "
+                                            f"readers after {settle_seconds:.0f}s")
                 return stable
             time.sleep(0.05)
     except KafkaException as exc:
@@ -47,12 +58,14 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
         uncommitted.close()
 
 
-def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5000) -> Iterator[list[Message]]:
+def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5000,
+                      settle_seconds: float = SETTLE_SECONDS, must_settle: bool = False) -> Iterator[list[Message]]:
     """Batches of every committed record, from the beginning to the end (the last stable offset) as of the read.
 
     Each partition ends at its end-of-partition event, which a read_committed
     consumer gets at the last stable offset, so transaction markers and aborted
-    records never leave the loop waiting.
+    records never leave the loop waiting.  ``settle_seconds`` and ``must_settle``
+    are passed to ``settled_watermarks``, which decides where the end is.
     """
     consumer = Consumer({
         "bootstrap.servers": bootstrap_servers,
@@ -70,7 +83,7 @@ def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5
         if metadata.topics[topic].error is not None:
             raise ConnectivityError(f"cannot read {topic}: {metadata.topics[topic].error.str()}")
         partitions = list(metadata.topics[topic].partitions)
-        ends = settled_watermarks(bootstrap_servers, topic, partitions)
+        ends = settled_watermarks(bootstrap_servers, topic, partitions, settle_seconds, must_settle=must_settle)
         remaining = {p for p, (_low, end) in ends.items() if end > 0}
         if not remaining:
             return

@@ -62,9 +62,8 @@ def changes(spec: Spec, stream: str) -> list[Message]:
 
     After a kill -9 it first waits until no crashed writer's open transaction hides committed records.
     """
-    bootstrap = spec.kafka.resolved_bootstrap_servers()
-    cdc_postgres.wait_for_stable_topic(bootstrap, spec.topic_for(stream))
-    return consume_all(bootstrap, spec.topic_for(stream))
+    return consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream),
+                       settle_seconds=cdc_postgres.STABLE_WAIT_SECONDS, must_settle=True)
 
 
 def envelopes(spec: Spec, stream: str) -> list[dict[str, Any]]:
