@@ -248,12 +248,11 @@ class PostgresCdc:
         assert self._engine is not None and self._publisher is not None and self._positions is not None
         spec, stream_spec = self.spec, self.spec.streams[name]
         StreamRuntime(spec, name, "cdc").ensure_topics()
-        # The log needs no cursor column; reflect without one so tables without updated_at work too.
-        table = reflect_stream_table(self._engine, stream_spec.model_copy(update={"cursor": None}), name)
+        table, schema_version = self._gated_table(name)
         identity = StreamIdentity(
             name=name, topic=spec.topic_for(name), pattern="cdc", db=self.source.resolved_url().database or "",
             db_schema=stream_spec.db_schema, table=stream_spec.table, timezone=spec.timezone_for(name),
-            schema_version=ensure_schema(spec, name, self._engine, table=table).version,  # the compatibility gate
+            schema_version=schema_version,
         )
         writer = StreamWriter(identity, self._publisher, self._positions.topic,
                               ContractValidator(stream_spec.contract, stream_spec.key),
@@ -265,6 +264,16 @@ class PostgresCdc:
         self._by_table.setdefault((schema, stream_spec.table), []).append(stream)
         if stream.projection is None:
             self._track_columns(stream)
+
+    def _gated_table(self, name: str) -> tuple[ProjectedTable, int]:
+        """The stream's table as the catalog has it now, and the schema version to publish it under.
+
+        The compatibility gate runs here and raises ``SchemaIncompatible`` before anything is published.
+        The log needs no cursor column; the table is reflected without one so tables without updated_at work too.
+        """
+        assert self._engine is not None
+        table = reflect_stream_table(self._engine, self.spec.streams[name].model_copy(update={"cursor": None}), name)
+        return table, ensure_schema(self.spec, name, self._engine, table=table).version
 
     def _track_columns(self, stream: _Stream) -> None:
         """Remember a publish-every-column stream's columns; if they changed since its snapshot, snapshot it again.
@@ -465,13 +474,10 @@ class PostgresCdc:
         publishes every column and gained one is snapshotted again with watermarks
         (``_track_columns``).
         """
-        assert self._engine is not None and stream.plan is not None
+        assert stream.plan is not None
         self._flush(force=True)
-        stream_spec = self.spec.streams[stream.name]
-        table = reflect_stream_table(self._engine, stream_spec.model_copy(update={"cursor": None}), stream.name)
-        version = ensure_schema(self.spec, stream.name, self._engine, table=table).version
+        stream.table, version = self._gated_table(stream.name)
         stream.writer.use_schema_version(version)
-        stream.table = table
         log.info("stream %s: the table changed (%s → %s); publishing schema version %d", stream.name,
                  ", ".join(name for name, *_ in previous.shape), ", ".join(name for name, *_ in stream.plan.shape), version)
         if stream.projection is None:
