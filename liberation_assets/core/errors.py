@@ -23,6 +23,19 @@ class SerializationError(LiberationError):
     """A value cannot be represented in the event envelope."""
 
 
+class UnconvertibleValue(ValueError):
+    """One source value that the type mapping cannot carry exactly (a poison value).
+
+    Raised by a column converter with the reason only; the row builder that catches it
+    names the column and marks the event (``ChangeEvent.problems``), and the writer sends
+    that row to the quarantine while the rest of the batch is published.
+    """
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ContractViolation(LiberationError):
     """Rows failed the stream's contract and the stream is configured to halt."""
 

@@ -29,6 +29,9 @@ class ChangeEvent:
     """When the change happened at the source (updated_at or commit time), in epoch ms."""
     source: dict[str, Any] = field(default_factory=dict)
     """Pattern-specific source fields: snapshot flag, lsn, txId, binlog file/pos."""
+    problems: list[str] | None = None
+    """``"column <name>: <reason>"`` for each value that cannot be carried; the writer quarantines the row.
+    The row holds the value's source text (or None) in that column, so the quarantine shows it."""
 
     @property
     def row(self) -> Row | None:

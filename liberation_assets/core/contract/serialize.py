@@ -38,7 +38,9 @@ def _default(value: Any) -> Any:
     raise SerializationError(f"cannot serialize {type(value).__name__} value {value!r}")
 
 
-_OPTIONS = orjson.OPT_NAIVE_UTC  # readers already give datetimes a zone; this is a safety net
+_OPTIONS = orjson.OPT_NAIVE_UTC | orjson.OPT_UTC_Z
+"""Readers give datetimes a zone (naive is a safety net); UTC is written with a literal ``Z``, as Debezium's
+ZonedTimestamp and Flink's ISO-8601 TIMESTAMP_LTZ parser expect."""
 
 
 def dumps(value: Any) -> bytes:

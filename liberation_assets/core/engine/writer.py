@@ -10,7 +10,7 @@ from liberation_assets.core.contract.quarantine import quarantine_record, quaran
 from liberation_assets.core.contract.serialize import dumps, envelope_bytes, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.errors import ContractViolation
-from liberation_assets.core.events import DELETE, ChangeBatch
+from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent
 from liberation_assets.core.publish.positions import position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 
@@ -113,7 +113,14 @@ class StreamWriter:
         self._headers = self.identity.headers()
 
     def records(self, batch: ChangeBatch, *, unique_key: bool = False) -> tuple[list[OutRecord], WriteResult]:
-        verdict = self.validator.validate(batch.events, unique_key=unique_key)
+        events = batch.events
+        poisoned: list[tuple[ChangeEvent, list[str]]] = []
+        if any(event.problems for event in events):
+            poisoned = [(event, event.problems) for event in events if event.problems]
+            events = [event for event in events if not event.problems]
+        verdict = self.validator.validate(events, unique_key=unique_key)
+        if poisoned:
+            verdict.rejected[:0] = poisoned
         result = WriteResult()
         position = batch.position.value if batch.position else None
         if verdict.rejected and self.halt_on_violation:
