@@ -16,6 +16,7 @@ import psycopg
 import pytest
 import sqlalchemy as sa
 
+from liberation_assets.core.readers.pg_types import SESSION_OPTIONS
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import StackSettings, ensure_stack
 
@@ -54,7 +55,8 @@ def pg_database(stack: StackSettings) -> Iterator[str]:
 
 @pytest.fixture
 def pg_engine(stack: StackSettings, pg_database: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(stack.pg_url(pg_database))
+    # The session settings liberation's own engines use (connect.create_source_engine): CAST(col AS TEXT) agrees.
+    engine = sa.create_engine(stack.pg_url(pg_database), connect_args={"options": SESSION_OPTIONS})
     yield engine
     engine.dispose()
 

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from liberation_assets.core.errors import ConnectivityError
+from liberation_assets.core.readers.pg_types import SESSION_OPTIONS
 from liberation_assets.core.spec import SourceSpec
 
 
@@ -16,7 +17,8 @@ def create_source_engine(source: SourceSpec, **kwargs: object) -> Engine:
     connect_args: dict[str, object] = {}
     backend = url.get_backend_name()
     if backend == "postgresql":
-        connect_args["connect_timeout"] = 10
+        # The text forms pg_types parses, the same as the walsender's (pg_slot.replication_dsn).
+        connect_args.update(connect_timeout=10, options=SESSION_OPTIONS)
     elif backend in ("mysql", "mariadb"):
         # UTC sessions: NOW() and innodb_trx times are then comparable with the ceiling.
         connect_args.update(connect_timeout=10, init_command="SET time_zone = '+00:00'")

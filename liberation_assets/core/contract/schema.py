@@ -201,7 +201,7 @@ def field_from_column(name: str, column: sa.Column[Any]) -> FieldSchema:
     if isinstance(column_type, sa.Time):
         return FieldSchema(name, "time", nullable)
     if isinstance(column_type, sa.Interval):
-        return FieldSchema(name, "float", nullable)
+        return FieldSchema(name, "str", nullable)  # ISO 8601 duration (pg_types)
     if isinstance(column_type, sa.Uuid):
         return FieldSchema(name, "uuid", nullable)
     if isinstance(column_type, sa.LargeBinary) or type_name in ("BINARY", "VARBINARY", "BYTEA", "BLOB"):

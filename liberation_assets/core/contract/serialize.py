@@ -103,8 +103,15 @@ def _revive_datetime(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+def _revive_float(text: str) -> float:
+    if text not in ("NaN", "Infinity", "-Infinity"):
+        raise ValueError(f"not a float: {text!r}")
+    return float(text)
+
+
 _REVIVERS: dict[str, Any] = {
     "decimal": Decimal,
+    "float": _revive_float,
     "datetime": _revive_datetime,
     "date": date.fromisoformat,
     "time": time_of_day.fromisoformat,

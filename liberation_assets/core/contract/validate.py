@@ -28,6 +28,7 @@ import pandas as pd
 import pandera.pandas as pa
 
 from liberation_assets.core.contract.model import Contract, as_contract
+from liberation_assets.core.contract.serialize import revive
 from liberation_assets.core.events import ChangeEvent
 from liberation_assets.core.spec import ColumnContract
 
@@ -46,6 +47,7 @@ _EXACT: dict[str, frozenset[type]] = {
     "bytes": frozenset({bytes, bytearray, memoryview, _NONE}),
 }
 _NUMERIC = ("int", "float", "decimal")
+_PUBLISHED_AS_TEXT = frozenset({"decimal", "datetime", "date", "time", "bytes", "float"})
 UNIQUE_KEY_CHECK = "unique_key"
 KEY_COLUMN_PREFIX = "key."
 _CHECK_NAMES = {"multiple_fields_uniqueness": UNIQUE_KEY_CHECK, "field_uniqueness": "unique"}
@@ -107,6 +109,9 @@ class ContractValidator:
         reasons: dict[int, list[str]] = {}
         for name, kind in zip(names, self._kinds):
             values = columns[name]
+            if kind in _PUBLISHED_AS_TEXT:
+                # Readers give such values in their JSON form (a string); the checks see the value it stands for.
+                values = columns[name] = [revive(v, kind) if v.__class__ is str else v for v in values]
             for position in type_failures(values, kind):
                 reasons.setdefault(position, []).append(f"{name}: type:{kind} (value {_show(values[position])})")
         if unique_key:

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.gate import ensure_schema
-from liberation_assets.core.contract.serialize import dumps, normalize_row, now_ms
+from liberation_assets.core.contract.serialize import dumps, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
@@ -62,6 +62,7 @@ from liberation_assets.core.readers.pgoutput import (
 )
 from liberation_assets.core.readers.pgoutput.lsn import lsn_to_str
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
+from liberation_assets.core.readers.pg_types import PgType, SqlTypeName, TypeCatalog, Unconvertible
 from liberation_assets.core.readers.pgoutput.rows import RowPlan, fill_unchanged, unchanged_columns
 from liberation_assets.core.readers.pgoutput.watermark import (
     HIGH,
@@ -153,9 +154,14 @@ class _Stream:
     unchanged: bool = False
     """Some pending event still lacks an unchanged TOAST value."""
     plan: RowPlan | None = None
+    types: Callable[[int], PgType] | None = None
+    """Resolves a type OID of the log (a domain's to its base type), from the catalog."""
+    unchanged_keys: dict[bytes, tuple[Any, ...]] = field(default_factory=dict)
+    """Key JSON → the key's source text, of pending events that lack an unchanged TOAST value (for the re-read)."""
 
     def build_plan(self, relation: Relation) -> None:
-        self.plan = RowPlan.build(relation, self.projection, self.table.key_columns, self.table.key_public, self.name)
+        self.plan = RowPlan.build(relation, self.projection, self.table.key_columns, self.table.key_public, self.name,
+                                  types=self.types, zone=self.zone)
 
 
 @dataclass
@@ -208,6 +214,7 @@ class PostgresCdc:
         self._drained = False
         self._flush_now = False
         self._started = 0.0
+        self._types = TypeCatalog()
 
     # -- setup ----------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -259,11 +266,16 @@ class PostgresCdc:
                               halt_on_violation=stream_spec.on_violation == "halt")
         schema = stream_spec.db_schema or "public"
         stream = _Stream(name, table, writer, schema, stream_spec.columns() if stream_spec.projection is not None else None,
-                         stream_spec.toast == "reread", identity.zone)
+                         stream_spec.toast == "reread", identity.zone, types=self._resolve_type)
         self.streams[name] = stream
         self._by_table.setdefault((schema, stream_spec.table), []).append(stream)
         if stream.projection is None:
             self._track_columns(stream)
+
+    def _resolve_type(self, oid: int) -> PgType:
+        assert self._engine is not None
+        with self._engine.connect() as connection:
+            return self._types.resolve_one(connection, oid)
 
     def _gated_table(self, name: str) -> tuple[ProjectedTable, int]:
         """The stream's table as the catalog has it now, and the schema version to publish it under.
@@ -272,7 +284,8 @@ class PostgresCdc:
         The log needs no cursor column; the table is reflected without one so tables without updated_at work too.
         """
         assert self._engine is not None
-        table = reflect_stream_table(self._engine, self.spec.streams[name].model_copy(update={"cursor": None}), name)
+        table = reflect_stream_table(self._engine, self.spec.streams[name].model_copy(update={"cursor": None}), name,
+                                     self.spec.timezone_for(name))
         return table, ensure_schema(self.spec, name, self._engine, table=table).version
 
     def _track_columns(self, stream: _Stream) -> None:
@@ -504,20 +517,22 @@ class PostgresCdc:
         assert plan is not None
         source = {"snapshot": "false", "lsn": lsn, "txId": tx.xid, "sequence": [tx.final_lsn, tx.index]}
         ts = tx.commit_ms
-        zone, key_public = stream.zone, stream.table.key_public
+        key_public = stream.table.key_public
         events: list[ChangeEvent]
+        problems: list[str] = []  # values that cannot be carried: the row goes to the quarantine
         if isinstance(message, Insert):
-            after = normalize_row(plan.row(message.new), zone)
+            after = plan.row(message.new, problems)
             events = [ChangeEvent(CREATE, {k: after[k] for k in key_public}, None, after, ts, source)]
         elif isinstance(message, Update):
             full_old = message.old if message.old_kind == "O" else None
             new = fill_unchanged(message.new, full_old)
+            after = plan.row(new, problems)
+            before = plan.row(full_old, problems) if full_old is not None else None
+            key = {k: after[k] for k in key_public}
             if UNCHANGED in new:
                 stream.unchanged = True
-            after = normalize_row(plan.row(new), zone)
-            before = normalize_row(plan.row(full_old), zone) if full_old is not None else None
-            key = {k: after[k] for k in key_public}
-            old_key = normalize_row(plan.key_of(message.old), zone) if message.old is not None else key
+                stream.unchanged_keys[dumps(key)] = plan.key_text(new)
+            old_key = plan.key_of(message.old, problems) if message.old is not None else key
             if old_key != key:
                 # A primary-key change: a delete of the old key, then a create of the new one.
                 events = [ChangeEvent(DELETE, old_key, before or dict(old_key), None, ts, source),
@@ -525,9 +540,12 @@ class PostgresCdc:
             else:
                 events = [ChangeEvent(UPDATE, key, before, after, ts, source)]
         else:
-            key = normalize_row(plan.key_of(message.old), zone)
-            before = normalize_row(plan.row(message.old), zone) if message.old_kind == "O" else dict(key)
+            key = plan.key_of(message.old, problems)
+            before = plan.row(message.old, problems) if message.old_kind == "O" else dict(key)
             events = [ChangeEvent(DELETE, key, before, None, ts, source)]
+        if problems:
+            for event in events:
+                event.problems = list(dict.fromkeys(problems))
         window = self._window
         if window is not None and window.stream == stream.name:
             for event in events:
@@ -598,12 +616,14 @@ class PostgresCdc:
         if not todo:
             return stream.pending
         table = stream.table
-        keys = {tuple(e.key[k] for k in table.key_public) for e in todo}
-        query = sa.select(*table.select_list(with_cursor=False)).where(
-            sa.tuple_(*table.key_exprs).in_(list(keys)))
+        types = table.pg_types or {}
+        wanted = {stream.unchanged_keys[dumps(e.key)] for e in todo}
+        # Found again by their source text cast back to the key's type: the index serves, whatever the type.
+        keys = [tuple(sa.cast(sa.literal(text, sa.Text), SqlTypeName(types[c].sql_name))
+                      for c, text in zip(table.key_columns, texts)) for texts in wanted]
+        query = sa.select(*table.select_list(with_cursor=False)).where(sa.tuple_(*table.key_exprs).in_(keys))
         with self._engine.connect() as connection:
-            current = {dumps({k: r[k] for k in table.key_public}): r
-                       for r in (normalize_row(dict(m), stream.zone) for m in connection.execute(query).mappings())}
+            current = {dumps({k: r[k] for k in table.key_public}): r for r in connection.execute(query).mappings()}
         kept = []
         for event in stream.pending:
             if event.after is not None and UNCHANGED in event.after.values():
@@ -611,8 +631,13 @@ class PostgresCdc:
                 if row is None:
                     continue
                 for name in unchanged_columns(event.after):
-                    event.after[name] = row[name]
+                    value = row[name]
+                    if isinstance(value, Unconvertible):
+                        value = value.text
+                        event.problems = [*(event.problems or []), f"column {name}: {row[name].reason}"]
+                    event.after[name] = value
             kept.append(event)
+        stream.unchanged_keys.clear()
         return kept
 
     # -- teardown -------------------------------------------------------------------------------------------

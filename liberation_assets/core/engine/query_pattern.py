@@ -79,7 +79,7 @@ class QueryPattern:
     @property
     def table(self) -> ProjectedTable:
         if self._table is None:
-            self._table = reflect_stream_table(self.runtime.engine, self.stream, self.name)
+            self._table = reflect_stream_table(self.runtime.engine, self.stream, self.name, self.runtime.identity.zone)
         return self._table
 
     def close(self) -> None:

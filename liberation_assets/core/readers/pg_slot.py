@@ -19,11 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from liberation_assets.core.errors import ConnectivityError, PermissionProblem, PositionLost, SlotInUse, SpecError
+from liberation_assets.core.readers.pg_types import SESSION_OPTIONS
 from liberation_assets.core.readers.pgoutput.lsn import lsn_to_int
 from liberation_assets.core.spec import SourceSpec
-
-# The text forms that ``pgoutput.values`` parses; set for the walsender's session.
-SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex"
+# SESSION_OPTIONS: the text forms that ``pg_types`` parses, set for the walsender's session as for SELECTs.
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
 

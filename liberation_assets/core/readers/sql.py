@@ -61,5 +61,6 @@ def incremental_query(
 
 
 def key_set_query(table: ProjectedTable) -> sa.Select[Any]:
-    """All keys of the source, for reconciliation of hard deletes."""
-    return sa.select(*[c.label(p) for c, p in zip(table.key_exprs, table.key_public)]).order_by(*table.key_exprs)
+    """All keys of the source in their published form, for reconciliation of hard deletes."""
+    published = [table.published_expr(c).label(p) for c, p in zip(table.key_columns, table.key_public)]
+    return sa.select(*published).order_by(*table.key_exprs)

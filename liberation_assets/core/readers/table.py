@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from liberation_assets.core.errors import SpecError
+from liberation_assets.core.readers import pg_types
+from liberation_assets.core.readers.pg_types import Converter, PgType, PublishedText
 from liberation_assets.core.spec import StreamSpec
 
 CURSOR_LABEL = "__liberation_cursor"
 DELETED_LABEL = "__liberation_deleted"
+KEY_LABEL = "__liberation_key_"
+"""Prefix of a key column selected a second time in its source type, for the watermark (PostgreSQL)."""
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,11 @@ class ProjectedTable:
     key_public: list[str]
     cursor_column: str | None
     soft_delete_column: str | None = None
+    pg_types: dict[str, PgType] | None = None
+    """PostgreSQL only: source column → its resolved type; those not read natively are selected as text and
+    converted by ``pg_types`` (the same converters as the log reader)."""
+    converters: dict[str, Converter] = field(default_factory=dict)
+    """Source column → converter of its text, for the columns selected as text."""
 
     @property
     def key_exprs(self) -> list[sa.ColumnElement[Any]]:
@@ -37,10 +47,32 @@ class ProjectedTable:
         assert self.cursor_column is not None
         return self.table.c[self.cursor_column]
 
+    def published_expr(self, column: str) -> sa.ColumnElement[Any]:
+        """The column as published: as is when psycopg reads it exactly, else its text through its converter."""
+        convert = self.converters.get(column)
+        if convert is None:
+            return self.table.c[column]
+        return sa.type_coerce(sa.cast(self.table.c[column], sa.Text), PublishedText(convert))
+
+    @property
+    def converted_public(self) -> list[str]:
+        """Public names whose values went through a converter (and may come back ``Unconvertible``)."""
+        return [public for public, col in self.columns.items() if col in self.converters]
+
+    @property
+    def tuple_labels(self) -> list[str]:
+        """Result labels holding the key values in their source types (``select_list(with_cursor=True)``)."""
+        return [f"{KEY_LABEL}{i}" if col in self.converters else public
+                for i, (col, public) in enumerate(zip(self.key_columns, self.key_public))]
+
     def select_list(self, *, with_cursor: bool) -> list[sa.ColumnElement[Any]]:
-        items: list[sa.ColumnElement[Any]] = [self.table.c[col].label(public) for public, col in self.columns.items()]
+        """The published columns; ``with_cursor`` adds the cursor and the key in source types, for watermarks."""
+        items: list[sa.ColumnElement[Any]] = [self.published_expr(col).label(public) for public, col in self.columns.items()]
         if with_cursor and self.cursor_column:
             items.append(self.table.c[self.cursor_column].label(CURSOR_LABEL))
+        if with_cursor:
+            items.extend(self.table.c[col].label(f"{KEY_LABEL}{i}")
+                         for i, col in enumerate(self.key_columns) if col in self.converters)
         if self.soft_delete_column:
             items.append(self.table.c[self.soft_delete_column].label(DELETED_LABEL))
         return items
@@ -51,8 +83,12 @@ class ProjectedTable:
         return isinstance(column_type, sa.DateTime) and not getattr(column_type, "timezone", False)
 
 
-def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = "") -> ProjectedTable:
-    """Reflect the table and resolve the projection; unknown columns are spec errors."""
+def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = "",
+                         zone: ZoneInfo | str | None = None) -> ProjectedTable:
+    """Reflect the table and resolve the projection; unknown columns are spec errors.
+
+    ``zone`` is the source's ``timezone``, in which naive PostgreSQL timestamps are read (default: the stream's, or UTC).
+    """
     metadata = sa.MetaData()
     try:
         table = sa.Table(stream.table, metadata, schema=stream.db_schema, autoload_with=engine)
@@ -69,6 +105,14 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
         if key not in by_source:
             columns = {key: key, **columns}  # the key is always published
             by_source[key] = key
+    types: dict[str, PgType] | None = None
+    converters: dict[str, Converter] = {}
+    if engine.dialect.name == "postgresql":
+        if not isinstance(zone, ZoneInfo):
+            zone = ZoneInfo(zone or stream.timezone or "UTC")
+        with engine.connect() as connection:
+            types = pg_types.column_types(connection, stream.db_schema, stream.table)
+        converters = {col: pg_types.guarded(pg_types.converter(t, zone)) for col, t in types.items() if not t.native}
     return ProjectedTable(
         table=table,
         columns=columns,
@@ -76,4 +120,6 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
         key_public=[by_source[k] for k in stream.key],
         cursor_column=stream.cursor,
         soft_delete_column=soft_delete,
+        pg_types=types,
+        converters=converters,
     )

@@ -1,0 +1,397 @@
+"""PostgreSQL values into their published JSON form: one converter per type, fed the server's own text output.
+
+Both paths see the same text: pgoutput sends every value as text, and the
+polling SELECTs read every column whose type needs it as ``CAST(col AS TEXT)``
+(see ``table.ProjectedTable.select_list``), in sessions with the same fixed
+settings (``SESSION_SETTINGS``).  The same function then turns that text into
+the published value, so a value looks the same whichever path carried it.
+Only types that psycopg loads to exactly what the converter would give (integers,
+text, boolean) are read natively, so they cost no Python work per value.
+
+The JSON forms are documented in docs/architecture.md ("PostgreSQL types").  A
+value that has no exact form raises ``UnconvertibleValue``; the row builder puts
+the row in the quarantine with the column named.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from liberation_assets.core.errors import UnconvertibleValue
+
+Converter = Callable[[str], Any]
+
+SESSION_SETTINGS: dict[str, str] = {
+    "TimeZone": "UTC",
+    "DateStyle": "ISO",
+    "IntervalStyle": "iso_8601",
+    "extra_float_digits": "1",
+    "lc_monetary": "C",
+    "bytea_output": "hex",
+}
+"""The text forms the converters parse: set on every session that reads values (SELECT and walsender)."""
+SESSION_OPTIONS = " ".join(f"-c {name}={value}" for name, value in SESSION_SETTINGS.items())
+
+BOOL, BYTEA, CHAR, NAME, INT8, INT2, INT4, TEXT, OID, XID = 16, 17, 18, 19, 20, 21, 23, 25, 26, 28
+FLOAT4, FLOAT8, MONEY, BPCHAR, VARCHAR, DATE, TIME = 700, 701, 790, 1042, 1043, 1082, 1083
+TIMESTAMP, TIMESTAMPTZ, INTERVAL, TIMETZ, NUMERIC = 1114, 1184, 1186, 1266, 1700
+
+NATIVE = frozenset({BOOL, INT2, INT4, INT8, OID, TEXT, VARCHAR, BPCHAR, NAME})
+"""Types psycopg loads (in C) to exactly the converter's value: read without a cast, no Python work per value."""
+
+
+@dataclass(frozen=True)
+class PgType:
+    """A column's type with domains resolved: the base type, and for an array its element type."""
+
+    oid: int
+    element: "PgType | None" = None
+    delimiter: str = ","
+    """The element type's array delimiter (``;`` for box)."""
+    sql_name: str = ""
+    """``format_type`` of the column's declared type (a domain's own name), for casts back to it."""
+
+    @property
+    def native(self) -> bool:
+        return self.oid in NATIVE and self.element is None
+
+
+# -- scalar converters ---------------------------------------------------------------------------------------
+def _bool(text: str) -> bool:
+    return text == "t"
+
+
+_FLOAT_SPECIALS = {"NaN": "NaN", "Infinity": "Infinity", "-Infinity": "-Infinity"}
+
+
+def _float(text: str) -> float | str:
+    """PostgreSQL prints the shortest text that reads back to the same float; NaN and ±Infinity stay strings."""
+    special = _FLOAT_SPECIALS.get(text)
+    return special if special is not None else float(text)
+
+
+def _money(text: str) -> str:
+    """``$1,234.56`` / ``-$1,234.56`` (lc_monetary C) → ``1234.56`` / ``-1234.56``."""
+    negative = text.startswith("-") or text.startswith("(")
+    amount = text.translate(_MONEY_NOISE)
+    return "-" + amount if negative else amount
+
+
+_MONEY_NOISE = str.maketrans("", "", "$,-() ")
+
+
+def _bytea(text: str) -> str:
+    if not text.startswith("\\x"):
+        raise UnconvertibleValue("bytea not in hex output (bytea_output must be hex)")
+    return base64.b64encode(bytes.fromhex(text[2:])).decode("ascii")
+
+
+def _expanded_year(text: str) -> str:
+    """A date part ``YYYY-MM-DD`` with PostgreSQL's year (possibly 5+ digits, possibly `` BC``) → ISO 8601."""
+    bc = text.endswith(" BC")
+    if bc:
+        text = text[:-3]
+    year, rest = text.split("-", 1)
+    number = 1 - int(year) if bc else int(year)
+    if 0 <= number <= 9999:
+        return f"{number:04d}-{rest}"
+    return f"{'+' if number > 0 else '-'}{abs(number):04d}-{rest}"
+
+
+def _date(text: str) -> str:
+    if len(text) == 10 or text in ("infinity", "-infinity"):
+        return text
+    return _expanded_year(text)
+
+
+def _fraction6(clock: str) -> str:
+    """``HH:MM:SS[.f]`` with the fraction padded to six digits (PostgreSQL drops trailing zeros)."""
+    dot = clock.find(".")
+    if dot < 0 or len(clock) - dot == 7:
+        return clock
+    return clock + "0" * (7 - (len(clock) - dot))
+
+
+def _time(text: str) -> str:
+    return _fraction6(text)
+
+
+def _timetz(text: str) -> str:
+    """``12:00:00.5+05:30`` → ``12:00:00.500000+05:30``; ``12:00:00-08`` → ``12:00:00-08:00``."""
+    sign = max(text.rfind("+"), text.rfind("-"))
+    clock, offset = text[:sign], text[sign:]
+    if len(offset) == 3:
+        offset += ":00"
+    return _fraction6(clock) + offset
+
+
+def _utc_timestamp(text: str) -> str:
+    """``YYYY-MM-DD HH:MM:SS[.f][+00][ BC]`` (a UTC session) → ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``."""
+    if text == "infinity" or text == "-infinity":
+        return text
+    bc = text.endswith(" BC")
+    if bc:
+        text = text[:-3]
+    if text.endswith("+00"):
+        text = text[:-3]
+    day, clock = text.split(" ", 1)
+    if bc or len(day) != 10:
+        day = _expanded_year(day + (" BC" if bc else ""))
+    return f"{day}T{_fraction6(clock)}Z"
+
+
+def _timestamptz(text: str) -> str:
+    if not (text.endswith("+00") or text.endswith("+00 BC") or text.endswith("infinity")):
+        raise UnconvertibleValue(f"timestamptz {text!r} not printed in UTC (the session TimeZone must be UTC)")
+    return _utc_timestamp(text)
+
+
+_UTC_NAMES = frozenset({"UTC", "Etc/UTC", "Etc/UCT", "UCT", "Etc/Universal", "Universal", "Zulu", "Etc/Zulu"})
+
+
+def naive_timestamp(zone: ZoneInfo | None) -> Converter:
+    """A naive timestamp read in ``zone`` the way ``ts AT TIME ZONE zone`` does it, published in UTC."""
+    if zone is None or str(getattr(zone, "key", "UTC")) in _UTC_NAMES:
+        return _utc_timestamp
+
+    def in_zone(text: str) -> str:
+        if text == "infinity" or text == "-infinity":
+            return text
+        if text.endswith(" BC") or text.index("-") != 4:
+            raise UnconvertibleValue(f"naive timestamp {text!r} is outside years 1..9999: it cannot be placed in {zone.key}")
+        local = datetime.fromisoformat(text)
+        try:
+            earlier = local.replace(tzinfo=zone)
+            later = local.replace(tzinfo=zone, fold=1)
+            # PostgreSQL: a time in a spring-forward gap takes the offset before the jump, an ambiguous time
+            # the offset after the jump back: in both cases the smaller of the two offsets.
+            offset_early, offset_late = earlier.utcoffset(), later.utcoffset()
+            chosen = later if offset_early is not None and offset_late is not None and offset_late < offset_early else earlier
+            instant = chosen.astimezone(timezone.utc)
+        except (OverflowError, ValueError):
+            raise UnconvertibleValue(f"naive timestamp {text!r} in {zone.key} falls outside years 1..9999 in UTC") from None
+        return _iso_utc(instant)
+
+    return in_zone
+
+
+def _iso_utc(instant: datetime) -> str:
+    body = instant.replace(tzinfo=None).isoformat()
+    return body + "Z"
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+_SCALARS: dict[int, Converter] = {
+    BOOL: _bool,
+    BYTEA: _bytea,
+    INT2: int, INT4: int, INT8: int, OID: int, XID: int,
+    FLOAT4: _float, FLOAT8: _float,
+    MONEY: _money,
+    DATE: _date,
+    TIME: _time,
+    TIMETZ: _timetz,
+    TIMESTAMPTZ: _timestamptz,
+}
+
+
+def converter(pg_type: PgType, zone: ZoneInfo | None) -> Converter:
+    """Text output of this type → its JSON value.  Everything not listed is published as the text itself."""
+    if pg_type.element is not None:
+        item = converter(pg_type.element, zone)
+        delimiter = pg_type.delimiter
+        return lambda text: parse_array(text, item, delimiter)
+    if pg_type.oid == TIMESTAMP:
+        return naive_timestamp(zone)
+    return _SCALARS.get(pg_type.oid, _identity)
+
+
+def guarded(convert: Converter) -> Converter:
+    """Any failure of a converter is an ``UnconvertibleValue`` (a row problem), never a crash of the stream."""
+
+    def safe(text: str) -> Any:
+        try:
+            return convert(text)
+        except UnconvertibleValue:
+            raise
+        except (ValueError, OverflowError, IndexError, ArithmeticError) as exc:
+            raise UnconvertibleValue(f"cannot convert {text[:80]!r}: {exc}") from None
+
+    return safe
+
+
+BUILTIN_ARRAYS: dict[int, int] = {
+    1000: BOOL, 1001: BYTEA, 1002: CHAR, 1003: NAME, 1016: INT8, 1005: INT2, 1007: INT4, 1009: TEXT, 1028: OID,
+    1011: XID, 1021: FLOAT4, 1022: FLOAT8, 791: MONEY, 1014: BPCHAR, 1015: VARCHAR, 1182: DATE, 1183: TIME,
+    1115: TIMESTAMP, 1185: TIMESTAMPTZ, 1187: INTERVAL, 1270: TIMETZ, 1231: NUMERIC, 199: 114, 3807: 3802, 2951: 2950,
+}
+"""Array type OID → element OID of built-in types, for plans built without the catalog (unit tests)."""
+
+
+# -- arrays --------------------------------------------------------------------------------------------------
+def parse_array(text: str, item: Converter, delimiter: str = ",") -> list[Any]:
+    """A (possibly nested) array literal such as ``{1,2,NULL}`` or ``{{"a b",c},{d,e}}``, elements converted."""
+    if text.startswith("["):
+        raise UnconvertibleValue(f"array with non-default lower bounds ({text[:text.find('=')]}) has no JSON form")
+    value, end = _array(text, 0, item, delimiter)
+    if end != len(text):
+        raise UnconvertibleValue(f"trailing characters in array {text[:80]!r}")
+    return value
+
+
+def _array(text: str, i: int, item: Converter, delimiter: str) -> tuple[list[Any], int]:
+    if text[i] != "{":
+        raise ValueError(f"expected '{{' at {i} in {text!r}")
+    i += 1
+    out: list[Any] = []
+    if text[i] == "}":
+        return out, i + 1
+    stops = delimiter + "}"
+    while True:
+        char = text[i]
+        if char == "{":
+            nested, i = _array(text, i, item, delimiter)
+            out.append(nested)
+        elif char == '"':
+            i += 1
+            chars = []
+            while text[i] != '"':
+                if text[i] == "\\":
+                    i += 1
+                chars.append(text[i])
+                i += 1
+            i += 1
+            out.append(item("".join(chars)))
+        else:
+            end = i
+            while text[end] not in stops:
+                end += 1
+            raw = text[i:end]
+            out.append(None if raw == "NULL" else item(raw))
+            i = end
+        if text[i] == delimiter:
+            i += 1
+            continue
+        if text[i] == "}":
+            return out, i + 1
+        raise ValueError(f"unexpected {text[i]!r} at {i} in {text!r}")
+
+
+# -- the catalog ---------------------------------------------------------------------------------------------
+_TYPE_ROWS = sa.text(
+    "SELECT t.oid, t.typtype, t.typbasetype, t.typelem, t.typcategory, e.typdelim "
+    "FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid = ANY(:oids)"
+)
+_COLUMNS = sa.text(
+    "SELECT a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod) "
+    "FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = COALESCE(:schema, current_schema()) AND c.relname = :table AND a.attnum > 0 "
+    "AND NOT a.attisdropped"
+)
+
+
+class TypeCatalog:
+    """Resolves type OIDs (domains to their base type, arrays to their element) from ``pg_type``, cached."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[str, int, int, str, str]] = {}
+        self._resolved: dict[int, PgType] = {}
+
+    def resolve(self, connection: Connection, oids: list[int]) -> dict[int, PgType]:
+        self._load(connection, oids)
+        return {oid: self._build(oid, "") for oid in oids}
+
+    def resolve_one(self, connection: Connection, oid: int, sql_name: str = "") -> PgType:
+        self._load(connection, [oid])
+        return self._build(oid, sql_name)
+
+    def _load(self, connection: Connection, oids: list[int]) -> None:
+        wanted = {o for o in oids if o not in self._rows}
+        while wanted:
+            rows = connection.execute(_TYPE_ROWS, {"oids": sorted(wanted)}).all()
+            found = {int(r[0]): (str(r[1]), int(r[2]), int(r[3]), str(r[4]), str(r[5] or ",")) for r in rows}
+            for oid in wanted - set(found):
+                found[oid] = ("b", 0, 0, "U", ",")  # gone from the catalog: published as text
+            self._rows.update(found)
+            wanted = set()
+            for typtype, base, element, category, _ in found.values():
+                for nested in (base if typtype == "d" else 0, element if category == "A" else 0):
+                    if nested and nested not in self._rows:
+                        wanted.add(nested)
+
+    def _build(self, oid: int, sql_name: str) -> PgType:
+        typtype, base, element, category, delimiter = self._rows[oid]
+        if typtype == "d" and base:
+            resolved = self._build(base, "")
+        elif category == "A" and element:
+            resolved = PgType(oid, self._build(element, ""), delimiter)
+        else:
+            resolved = PgType(oid)
+        return PgType(resolved.oid, resolved.element, resolved.delimiter, sql_name) if sql_name else resolved
+
+
+def column_types(connection: Connection, schema: str | None, table: str) -> dict[str, PgType]:
+    """Column name → resolved type of one table, straight from the catalog (names bound, never quoted by hand)."""
+    rows = connection.execute(_COLUMNS, {"schema": schema, "table": table}).all()
+    catalog = TypeCatalog()
+    catalog.resolve(connection, [int(r[1]) for r in rows])
+    return {str(name): catalog.resolve_one(connection, int(oid), str(sql_name)) for name, oid, sql_name in rows}
+
+
+class PublishedText(sa.types.UserDefinedType[Any]):
+    """The type of a ``CAST(col AS TEXT)`` select item: its result processor is the column's converter.
+
+    A value the converter refuses comes back as ``Unconvertible`` for the row builder to quarantine.
+    """
+
+    cache_ok = True
+
+    def __init__(self, convert: Converter):
+        self.convert = convert
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return "TEXT"
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Callable[[Any], Any]:
+        convert = self.convert
+
+        def process(value: Any) -> Any:
+            if value is None:
+                return None
+            try:
+                return convert(value)
+            except UnconvertibleValue as exc:
+                return Unconvertible(value, exc.reason)
+
+        return process
+
+
+class SqlTypeName(sa.types.UserDefinedType[Any]):
+    """A type rendered by its catalog name, to cast a text literal back to a column's exact type."""
+
+    cache_ok = True
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def get_col_spec(self, **kw: Any) -> str:
+        return self.name
+
+
+@dataclass(frozen=True, slots=True)
+class Unconvertible:
+    """A value the type mapping refused, with the source text it had and why."""
+
+    text: str
+    reason: str
+
