@@ -619,9 +619,10 @@ class PostgresCdc:
         types = table.pg_types or {}
         wanted = {stream.unchanged_keys[dumps(e.key)] for e in todo}
         # Found again by their source text cast back to the key's type: the index serves, whatever the type.
-        keys = [tuple(sa.cast(sa.literal(text, sa.Text), SqlTypeName(types[c].sql_name))
-                      for c, text in zip(table.key_columns, texts)) for texts in wanted]
-        query = sa.select(*table.select_list(with_cursor=False)).where(sa.tuple_(*table.key_exprs).in_(keys))
+        found_again = [sa.and_(*[expr == sa.cast(sa.literal(text, sa.Text), SqlTypeName(types[c].sql_name))
+                                 for expr, c, text in zip(table.key_exprs, table.key_columns, texts)])
+                       for texts in wanted]
+        query = sa.select(*table.select_list(with_cursor=False)).where(sa.or_(*found_again))
         with self._engine.connect() as connection:
             current = {dumps({k: r[k] for k in table.key_public}): r for r in connection.execute(query).mappings()}
         kept = []

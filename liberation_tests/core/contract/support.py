@@ -1,8 +1,8 @@
 """The items table and its contract, shared by the contract tests of every pattern.
 
 ``sku`` is the stream key but not the table's primary key, so the source can
-hold a duplicate key; ``qty`` is JSON in the source, so it can hold a value of
-the wrong type.  Each violation kind is one row that breaks one rule.
+hold a duplicate key; ``qty`` is text in the source (JSON columns are published as
+their JSON text), so any value in it breaks ``type: int``: valid rows leave it empty.  Each violation kind is one row that breaks one rule.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ VIOLATIONS: dict[str, tuple[tuple[Any, ...], str]] = {
     "duplicate": (("A", 5, "1.00", "new"), "sku: unique_key"),
 }
 
-PG_DDL = """CREATE TABLE items (id serial PRIMARY KEY, sku text NOT NULL, qty jsonb, price numeric(10, 2),
+PG_DDL = """CREATE TABLE items (id serial PRIMARY KEY, sku text NOT NULL, qty text, price numeric(10, 2),
             status text, updated_at timestamptz NOT NULL DEFAULT now() - interval '1 minute')"""
 
 
@@ -41,12 +41,10 @@ def items_stream(patterns: list[str], contract: Any = None, **extra: Any) -> dic
 
 
 def insert_items(engine: sa.Engine, rows: list[tuple[Any, ...]]) -> None:
-    import orjson
-
     with engine.begin() as c:
-        for sku, qty, price, status in rows:
-            c.execute(sa.text("INSERT INTO items (sku, qty, price, status) VALUES (:s, CAST(:q AS jsonb), :p, :st)"),
-                      {"s": sku, "q": orjson.dumps(qty).decode(), "p": price, "st": status})
+        for sku, qty, price, status in mysql_rows(rows):
+            c.execute(sa.text("INSERT INTO items (sku, qty, price, status) VALUES (:s, :q, :p, :st)"),
+                      {"s": sku, "q": qty, "p": price, "st": status})
 
 
 @dataclass
@@ -88,7 +86,7 @@ MYSQL_DDL = """CREATE TABLE items (id int AUTO_INCREMENT PRIMARY KEY, sku varcha
 
 
 def mysql_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """The same rows for MariaDB: valid rows leave ``qty`` empty, the type violation keeps its text."""
+    """The rows as stored (both servers): valid rows leave ``qty`` empty, the type violation keeps its text."""
     return [(sku, qty if isinstance(qty, str) else None, price, status) for sku, qty, price, status in rows]
 
 

@@ -1,8 +1,9 @@
-"""Text-format values by type OID, into the Python types psycopg returns.
+"""Text-format values by type OID, into the Python types psycopg returns (for the outbox relay).
 
-The replication session runs with ``DateStyle=ISO``, ``TimeZone=UTC`` and
-``IntervalStyle=postgres`` (see ``pg_slot.replication_dsn``), so every text form
-parsed here is the ISO one.  A type without a parser stays ``str``: enums,
+Published column values are converted by ``readers.pg_types`` instead (JSON forms shared with the
+SELECTs).  The replication session runs with ``DateStyle=ISO`` and ``TimeZone=UTC`` (see
+``pg_slot.replication_dsn``), so every text form parsed here is the ISO one; intervals arrive in
+ISO 8601 (``IntervalStyle=iso_8601``), which the postgres-style parser below does not read: they stay text.  A type without a parser stays ``str``: enums,
 network types, ranges, user types.  Values that Python cannot represent
 (``infinity`` timestamps, BC dates) also stay ``str`` rather than failing the
 stream.

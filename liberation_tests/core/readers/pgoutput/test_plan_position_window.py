@@ -17,7 +17,7 @@ RELATION = Relation(1, "public", "t", "d", (Column("id", 20, -1, True), Column("
 
 def test_plan_projects_renames_and_parses() -> None:
     plan = RowPlan.build(RELATION, {"id": "id", "text": "body", "price": "price"}, ["id"], ["id"])
-    assert plan.row(("7", "hidden", "hello", "1.50")) == {"id": 7, "text": "hello", "price": __import__("decimal").Decimal("1.50")}
+    assert plan.row(("7", "hidden", "hello", "1.50")) == {"id": 7, "text": "hello", "price": "1.50"}
     assert plan.key_of(("7", None, None, None)) == {"id": 7}
 
 
