@@ -317,11 +317,15 @@ class Spec(_Model):
         if stream.topic:
             return stream.topic
         middle = stream.db_schema or stream.source
-        return f"{self.kafka.topic_prefix}.{middle}.{stream.table}"
+        # Kafka allows only ASCII letters, digits, '.', '_' and '-': other characters of a quoted identifier fold to '_'.
+        return f"{self.kafka.topic_prefix}.{_TOPIC_UNSAFE.sub('_', middle)}.{_TOPIC_UNSAFE.sub('_', stream.table)}"
 
     def timezone_for(self, stream_name: str) -> str:
         stream = self.streams[stream_name]
         return stream.timezone or self.sources[stream.source].timezone
+
+
+_TOPIC_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 
 def default_spec_path() -> Path:

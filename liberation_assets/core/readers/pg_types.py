@@ -1,8 +1,8 @@
 """PostgreSQL values into their published JSON form: one converter per type, fed the server's own text output.
 
-Both paths see the same text: pgoutput sends every value as text, and the
-polling SELECTs read every column whose type needs it as ``CAST(col AS TEXT)``
-(see ``table.ProjectedTable.select_list``), in sessions with the same fixed
+Both paths see the same text: pgoutput sends every value as its type's output
+function prints it, and the polling SELECTs read every column whose type needs it
+as that same text (``table.output_text``), in sessions with the same fixed
 settings (``SESSION_SETTINGS``).  The same function then turns that text into
 the published value, so a value looks the same whichever path carried it.
 Only types that psycopg loads to exactly what the converter would give (integers,
@@ -349,7 +349,7 @@ def column_types(connection: Connection, schema: str | None, table: str) -> dict
 
 
 class PublishedText(sa.types.UserDefinedType[Any]):
-    """The type of a ``CAST(col AS TEXT)`` select item: its result processor is the column's converter.
+    """The type of a select item holding a column's output text: its result processor is the column's converter.
 
     A value the converter refuses comes back as ``Unconvertible`` for the row builder to quarantine.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -52,7 +53,7 @@ class ProjectedTable:
         convert = self.converters.get(column)
         if convert is None:
             return self.table.c[column]
-        return sa.type_coerce(sa.cast(self.table.c[column], sa.Text), PublishedText(convert))
+        return sa.type_coerce(output_text(self.table.c[column]), PublishedText(convert))
 
     @property
     def converted_public(self) -> list[str]:
@@ -83,6 +84,15 @@ class ProjectedTable:
         return isinstance(column_type, sa.DateTime) and not getattr(column_type, "timezone", False)
 
 
+def output_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The column as its type's output function prints it: what pgoutput sends.
+
+    Not ``CAST(col AS TEXT)``: some types have their own cast to text that prints differently (inet and
+    cidr add the mask, xml keeps its declaration).  ``format('%s', …)`` calls the output function; NULL stays NULL.
+    """
+    return sa.case((column.is_(None), sa.null()), else_=sa.func.format("%s", column))
+
+
 def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = "",
                          zone: ZoneInfo | str | None = None) -> ProjectedTable:
     """Reflect the table and resolve the projection; unknown columns are spec errors.
@@ -91,7 +101,10 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
     """
     metadata = sa.MetaData()
     try:
-        table = sa.Table(stream.table, metadata, schema=stream.db_schema, autoload_with=engine)
+        with warnings.catch_warnings():
+            # Types SQLAlchemy does not know (xid, pg_lsn, extension types) are read by the catalog (pg_types).
+            warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+            table = sa.Table(stream.table, metadata, schema=stream.db_schema, autoload_with=engine)
     except sa.exc.NoSuchTableError:
         raise SpecError(f"stream {stream_name}: table {stream.db_schema + '.' if stream.db_schema else ''}{stream.table} does not exist") from None
     available = {str(name) for name in table.c.keys()}  # plain str: orjson refuses str subclasses as keys
