@@ -1,10 +1,11 @@
 """Serialize change events into Debezium-compatible JSON envelopes.
 
-JSON representation of values (documented in docs/architecture.md):
-integers and floats are numbers; NUMERIC/DECIMAL is a string that keeps its
-exact digits; timestamps are ISO 8601 in UTC with an explicit offset; dates and
-times are ISO 8601; UUIDs are strings; bytes are base64; JSON columns are
-nested JSON.  orjson does the work, so serialization costs microseconds.
+JSON representation of values (documented in docs/architecture.md): the
+readers hand over most values already in their JSON form (PostgreSQL values go
+through ``readers.pg_types``); for Python values, integers and floats are
+numbers, Decimal is a string that keeps its exact digits, timestamps are
+ISO 8601 in UTC, UUIDs are strings and bytes are base64.  orjson does the work,
+so serialization costs microseconds.
 """
 
 from __future__ import annotations
