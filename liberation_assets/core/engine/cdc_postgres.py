@@ -273,6 +273,9 @@ class PostgresCdc:
             self._track_columns(stream)
 
     def _resolve_type(self, oid: int) -> PgType:
+        known = self._types.known(oid)
+        if known is not None:
+            return known
         assert self._engine is not None
         with self._engine.connect() as connection:
             return self._types.resolve_one(connection, oid)

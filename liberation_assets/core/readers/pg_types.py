@@ -305,11 +305,14 @@ class TypeCatalog:
 
     def __init__(self) -> None:
         self._rows: dict[int, tuple[str, int, int, str, str]] = {}
-        self._resolved: dict[int, PgType] = {}
 
     def resolve(self, connection: Connection, oids: list[int]) -> dict[int, PgType]:
         self._load(connection, oids)
         return {oid: self._build(oid, "") for oid in oids}
+
+    def known(self, oid: int) -> PgType | None:
+        """The type if it was read before (with everything it depends on), without asking the server."""
+        return self._build(oid, "") if oid in self._rows else None
 
     def resolve_one(self, connection: Connection, oid: int, sql_name: str = "") -> PgType:
         self._load(connection, [oid])
