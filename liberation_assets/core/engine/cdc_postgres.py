@@ -523,6 +523,7 @@ class PostgresCdc:
         key_public = stream.table.key_public
         events: list[ChangeEvent]
         problems: list[str] = []  # values that cannot be carried: the row goes to the quarantine
+        past: list[str] = []  # ... unless only the before-image has them: the new state is publishable, it keeps their text
         if isinstance(message, Insert):
             after = plan.row(message.new, problems)
             events = [ChangeEvent(CREATE, {k: after[k] for k in key_public}, None, after, ts, source)]
@@ -530,7 +531,7 @@ class PostgresCdc:
             full_old = message.old if message.old_kind == "O" else None
             new = fill_unchanged(message.new, full_old)
             after = plan.row(new, problems)
-            before = plan.row(full_old, problems) if full_old is not None else None
+            before = plan.row(full_old, past) if full_old is not None else None
             key = {k: after[k] for k in key_public}
             if UNCHANGED in new:
                 stream.unchanged = True
@@ -544,7 +545,7 @@ class PostgresCdc:
                 events = [ChangeEvent(UPDATE, key, before, after, ts, source)]
         else:
             key = plan.key_of(message.old, problems)
-            before = plan.row(message.old, problems) if message.old_kind == "O" else dict(key)
+            before = plan.row(message.old, past) if message.old_kind == "O" else dict(key)
             events = [ChangeEvent(DELETE, key, before, None, ts, source)]
         if problems:
             for event in events:
