@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 from liberation_assets.core.contract.serialize import normalize_row, now_ms, to_epoch_ms
 from liberation_assets.core.events import DELETE, ChangeEvent
+from liberation_assets.core.readers.mysql_types import RowConverter
 from liberation_assets.core.readers.table import CURSOR_LABEL, DELETED_LABEL, ProjectedTable
 
 
@@ -33,18 +34,24 @@ def events_from_rows(
     soft = table.soft_delete_column is not None
     naive_zone = zone if zone is not None else timezone.utc
     single = key_public[0] if len(key_public) == 1 else None
+    converter = RowConverter.for_columns(table.columns, table.source_types, naive_zone) \
+        if table.source_types is not None else None
     for values in rows:
         row = dict(zip(keys, values)) if keys is not None else dict(values)
         cursor = row.pop(CURSOR_LABEL, None) if has_cursor else None
         deleted = row.pop(DELETED_LABEL, None) if soft else None
         key_values = (row[single],) if single is not None else tuple([row[k] for k in key_public])
         tuples.append((cursor, *key_values))
-        normalize_row(row, naive_zone)
+        if converter is not None:
+            problems = converter.apply(row)
+        else:
+            normalize_row(row, naive_zone)
+            problems = None
         key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
         ts = to_epoch_ms(cursor, naive_zone) if cursor is not None else now_ms()
         is_deleted = soft and (bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False)
         if is_deleted:
-            events.append(ChangeEvent(DELETE, key, row, None, ts, source))
+            events.append(ChangeEvent(DELETE, key, row, None, ts, source, problems))
         else:
-            events.append(ChangeEvent(op, key, None, row, ts, source))
+            events.append(ChangeEvent(op, key, None, row, ts, source, problems))
     return events, tuples

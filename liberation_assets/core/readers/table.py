@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from liberation_assets.core.errors import SpecError
+from liberation_assets.core.readers.mysql_types import SourceType, raw_column, source_types
 from liberation_assets.core.spec import StreamSpec
 
 CURSOR_LABEL = "__liberation_cursor"
@@ -27,6 +29,9 @@ class ProjectedTable:
     key_public: list[str]
     cursor_column: str | None
     soft_delete_column: str | None = None
+    source_types: dict[str, SourceType] | None = None
+    """MariaDB/MySQL: source column → its server type; the published columns are then read raw and converted by
+    ``mysql_types`` (the same converters the binlog reader uses)."""
 
     @property
     def key_exprs(self) -> list[sa.ColumnElement[Any]]:
@@ -38,7 +43,11 @@ class ProjectedTable:
         return self.table.c[self.cursor_column]
 
     def select_list(self, *, with_cursor: bool) -> list[sa.ColumnElement[Any]]:
-        items: list[sa.ColumnElement[Any]] = [self.table.c[col].label(public) for public, col in self.columns.items()]
+        items: list[sa.ColumnElement[Any]]
+        if self.source_types is not None:
+            items = [raw_column(self.table.c[col]).label(public) for public, col in self.columns.items()]
+        else:
+            items = [self.table.c[col].label(public) for public, col in self.columns.items()]
         if with_cursor and self.cursor_column:
             items.append(self.table.c[self.cursor_column].label(CURSOR_LABEL))
         if self.soft_delete_column:
@@ -53,11 +62,14 @@ class ProjectedTable:
 
 def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = "") -> ProjectedTable:
     """Reflect the table and resolve the projection; unknown columns are spec errors."""
-    metadata = sa.MetaData()
     try:
-        table = sa.Table(stream.table, metadata, schema=stream.db_schema, autoload_with=engine)
+        table = reflect_table(engine, stream.table, stream.db_schema)
     except sa.exc.NoSuchTableError:
         raise SpecError(f"stream {stream_name}: table {stream.db_schema + '.' if stream.db_schema else ''}{stream.table} does not exist") from None
+    types = None
+    if is_mysql(engine):
+        with engine.connect() as connection:
+            types = source_types(connection, stream.db_schema, stream.table)
     available = {str(name) for name in table.c.keys()}  # plain str: orjson refuses str subclasses as keys
     columns = stream.columns() or {str(name): str(name) for name in table.c.keys()}
     soft_delete = stream.soft_delete.column if stream.soft_delete else None
@@ -76,4 +88,25 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
         key_public=[by_source[k] for k in stream.key],
         cursor_column=stream.cursor,
         soft_delete_column=soft_delete,
+        source_types=types,
     )
+
+
+def is_mysql(engine: Engine) -> bool:
+    return engine.dialect.name in ("mysql", "mariadb")
+
+
+def _unescape_mysql_name(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -> None:
+    """SQLAlchemy's MySQL reflection keeps a backtick in a column name doubled, as SHOW CREATE TABLE quotes it."""
+    column_info["name"] = column_info["name"].replace("``", "`")
+
+
+def reflect_table(engine: Engine, name: str, schema: str | None) -> sa.Table:
+    """The reflected table, with MySQL column names as the server spells them."""
+    if not is_mysql(engine):
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
+    with warnings.catch_warnings():
+        # INET6, UUID, GEOMETRY...: SQLAlchemy does not know them, the converters do (``mysql_types``).
+        warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine,
+                        listeners=[("column_reflect", _unescape_mysql_name)])
