@@ -6,13 +6,14 @@ import base64
 import uuid
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from collections.abc import Callable
 from typing import Any
 
 def _timedelta(micros: int) -> timedelta:
     return timedelta(microseconds=micros)
 
 
-_TAGS = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "time": time.fromisoformat, "decimal": Decimal,
+_TAGS: dict[str, Callable[[Any], Any]] = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "time": time.fromisoformat, "decimal": Decimal,
          "uuid": uuid.UUID, "timedelta": _timedelta, "bytes": base64.b64decode}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -34,6 +34,7 @@ def events_from_rows(
     soft = table.soft_delete_column is not None
     naive_zone = zone if zone is not None else timezone.utc
     single = key_public[0] if len(key_public) == 1 else None
+    cursor_zone = naive_zone if not has_cursor or table.cursor_is_naive else timezone.utc
     converter = RowConverter.for_columns(table.columns, table.source_types, naive_zone) \
         if table.source_types is not None else None
     for values in rows:
@@ -48,10 +49,23 @@ def events_from_rows(
             normalize_row(row, naive_zone)
             problems = None
         key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
-        ts = to_epoch_ms(cursor, naive_zone) if cursor is not None else now_ms()
+        ts = to_epoch_ms(cursor, cursor_zone) if cursor is not None else now_ms()
         is_deleted = soft and (bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False)
         if is_deleted:
             events.append(ChangeEvent(DELETE, key, row, None, ts, source, problems))
         else:
             events.append(ChangeEvent(op, key, None, row, ts, source, problems))
     return events, tuples
+
+
+def key_converter(table: ProjectedTable, zone: ZoneInfo) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Turns a row of ``key_set_query`` into the key the stream publishes for it, in place."""
+    if table.source_types is None:
+        return lambda row: normalize_row(row, zone)
+    converter = RowConverter.for_columns(dict(zip(table.key_public, table.key_columns)), table.source_types, zone)
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        converter.apply(row)
+        return row
+
+    return convert

@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from liberation_assets.core.readers.mysql_types import raw_column
 from liberation_assets.core.readers.table import ProjectedTable
 
 
@@ -62,4 +63,6 @@ def incremental_query(
 
 def key_set_query(table: ProjectedTable) -> sa.Select[Any]:
     """All keys of the source, for reconciliation of hard deletes."""
-    return sa.select(*[c.label(p) for c, p in zip(table.key_exprs, table.key_public)]).order_by(*table.key_exprs)
+    raw = table.source_types is not None  # MariaDB/MySQL: converted by readers.rows.key_converter
+    return sa.select(*[(raw_column(c) if raw else c).label(p) for c, p in zip(table.key_exprs, table.key_public)]) \
+        .order_by(*table.key_exprs)

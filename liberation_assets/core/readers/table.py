@@ -56,6 +56,8 @@ class ProjectedTable:
 
     @property
     def cursor_is_naive(self) -> bool:
+        if self.source_types is not None and self.cursor_column in self.source_types:
+            return self.source_types[self.cursor_column].data_type == "datetime"  # a TIMESTAMP is an instant
         column_type = self.cursor_expr.type
         return isinstance(column_type, sa.DateTime) and not getattr(column_type, "timezone", False)
 
