@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import uuid
+from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from collections.abc import Callable
 from typing import Any
+
 
 def _timedelta(micros: int) -> timedelta:
     return timedelta(microseconds=micros)

@@ -80,16 +80,18 @@ def naive_to_utc(value: datetime, zone: Any) -> datetime:
         before = value.replace(tzinfo=zone, fold=0).astimezone(UTC)
         if before.astimezone(zone).replace(tzinfo=None) == value:
             return before
-        # In a gap: fold=1 gives a UTC instant before the transition, fold=0 one after; find the transition.
-        low, high = value.replace(tzinfo=zone, fold=1).astimezone(UTC), before
+        # In a gap: fold=1 gives a UTC second before the transition, fold=0 one after; find the transition's
+        # second, which keeps the value's fraction (as the server does: 02:30:00.5 → 07:00:00.5 in New York).
+        whole = value.replace(microsecond=0)
+        low, high = whole.replace(tzinfo=zone, fold=1).astimezone(UTC), whole.replace(tzinfo=zone, fold=0).astimezone(UTC)
         after_offset = high.astimezone(zone).utcoffset()
         while high - low > timedelta(seconds=1):
-            middle = low + (high - low) / 2
+            middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
             if middle.astimezone(zone).utcoffset() == after_offset:
                 high = middle
             else:
                 low = middle
-        return high.replace(microsecond=0)
+        return high.replace(microsecond=value.microsecond)
     except (OverflowError, ValueError):
         raise UnconvertibleValue(f"DATETIME {value.isoformat(' ')} in {zone} is outside years 1..9999 in UTC") from None
 
