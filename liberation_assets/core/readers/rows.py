@@ -34,7 +34,8 @@ def events_from_rows(
     soft = table.soft_delete_column is not None
     naive_zone = zone if zone is not None else timezone.utc
     single = key_public[0] if len(key_public) == 1 else None
-    cursor_zone = naive_zone if not has_cursor or table.cursor_is_naive else timezone.utc
+    cursor_type = table.source_types.get(table.cursor_column or "") if table.source_types is not None else None
+    cursor_zone = timezone.utc if cursor_type is not None and cursor_type.data_type == "timestamp" else naive_zone
     converter = RowConverter.for_columns(table.columns, table.source_types, naive_zone) \
         if table.source_types is not None else None
     for values in rows:
