@@ -1,8 +1,9 @@
 """Rows of one table's log events → one stream's change events, through its projection.
 
 A plan is built once per table layout: which log column feeds which public
-name, and which values need converting.  Applying it is one dict
-comprehension per row image, plus the zone normalization every reader does.
+name, and which converter (the column type's, shared with the SELECT readers)
+its values take.  Applying it is one dict comprehension per row image; a value
+that cannot be carried is named in the event's ``problems``.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Any
 from pymysqlreplication.constants import FIELD_TYPE
 
 from liberation_assets.core.readers.binlog.log import ColumnMeta
-from liberation_assets.core.readers.mysql_types import SourceType, time_value, value_converter
+from liberation_assets.core.readers.mysql_types import SourceType, naive_to_utc, time_value, value_converter
 
 Converter = Callable[[Any], Any]
 
@@ -122,11 +122,10 @@ def log_converter(column: ColumnMeta, source: SourceType | None, flavor: str, zo
 
 def _fallback(zone: Any) -> Converter:
     """A column the reflected types do not know yet (added since): by its Python value."""
-    to_utc = value_converter(SourceType("datetime"), zone)
 
     def convert(value: Any) -> Any:
         if isinstance(value, datetime):
-            return to_utc(value) if to_utc is not None else value
+            return naive_to_utc(value, zone)
         if isinstance(value, timedelta):
             return time_value(value)
         return value
