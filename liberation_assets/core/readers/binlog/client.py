@@ -38,6 +38,8 @@ _EVENTS = [RotateEvent, GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent, Write
            DeleteRowsEvent, HeartbeatLogEvent]
 
 
+# The library has no hook for its column decoding, so its (name-mangled) reader is wrapped once, here, in the only
+# module that knows the library: temporal columns are read by ``temporal``, every other type by the library.
 _library_read_value = RowsEvent._RowsEvent__read_values_name  # type: ignore[attr-defined]
 
 
