@@ -44,6 +44,7 @@ from liberation_assets.core.readers.binlog.mapping import Hints, StreamMapper, S
 from liberation_assets.core.readers.binlog.position import BinlogPosition, StreamSnapshot, coordinates_key
 from liberation_assets.core.readers.binlog.reconcile import end_offsets, unseen_live_keys
 from liberation_assets.core.readers.binlog.snapshot import consistent_snapshot, snapshot_chunks
+from liberation_assets.core.readers.mysql_types import source_types
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
 
@@ -284,8 +285,8 @@ class MySqlCdc:
         stream = self.spec.streams[name]
 
         def reflect() -> Hints:
-            table = sa.Table(stream.table, sa.MetaData(), schema=stream.db_schema, autoload_with=self.engine)
-            return {str(column.name): column.type for column in table.c}
+            with self.engine.connect() as connection:
+                return source_types(connection, stream.db_schema, stream.table)
 
         return reflect
 
@@ -296,7 +297,7 @@ class MySqlCdc:
         for name in self.names:
             stream = self.spec.streams[name]
             shape = StreamShape.of(name, stream, self.table(name), self.writers[name].identity.zone)
-            mapper = StreamMapper(shape, self.engine.dialect, self.info.flavor, self._hints(name))
+            mapper = StreamMapper(shape, self.info.flavor, self._hints(name))
             routes.setdefault((stream.db_schema or database, stream.table), []).append(mapper)
         return routes
 

@@ -10,13 +10,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from liberation_assets.core.contract.serialize import dumps, normalize_row, now_ms, to_epoch_ms
+from liberation_assets.core.contract.serialize import dumps, now_ms, to_epoch_ms
 from liberation_assets.core.engine.runtime import StreamRuntime, position_key
 from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent
 from liberation_assets.core.publish.positions import read_latest
 from liberation_assets.core.readers.ceiling import read_ceiling
 from liberation_assets.core.readers.query import PollStats, QueryPosition, poll_batches
+from liberation_assets.core.readers.rows import key_converter
 from liberation_assets.core.readers.snapshot import SnapshotPosition, snapshot_batches
 from liberation_assets.core.readers.pg_types import Unconvertible
 from liberation_assets.core.readers.sql import key_set_query
@@ -192,7 +193,8 @@ class QueryPattern:
         with runtime.engine.connect() as connection:
             rows = connection.execute(key_set_query(self.table)).mappings()
             # A key the type mapping refuses was never published (its row is in the quarantine): nothing to match.
-            source_keys = {dumps(normalize_row(dict(row), zone)) for row in rows
+            published_key = key_converter(self.table, zone)
+            source_keys = {dumps(published_key(dict(row))) for row in rows
                            if not any(isinstance(value, Unconvertible) for value in row.values())}
         vanished = [k for k in live if k not in source_keys]
         summary = RunSummary()

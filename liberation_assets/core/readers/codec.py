@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
-from datetime import date, datetime, time
+from collections.abc import Callable
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-_TAGS = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "time": time.fromisoformat, "decimal": Decimal, "uuid": uuid.UUID}
+
+def _timedelta(micros: int) -> timedelta:
+    return timedelta(microseconds=micros)
+
+
+_TAGS: dict[str, Callable[[Any], Any]] = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "time": time.fromisoformat, "decimal": Decimal,
+         "uuid": uuid.UUID, "timedelta": _timedelta, "bytes": base64.b64decode}
 
 
 def encode(value: Any) -> Any:
@@ -17,6 +25,10 @@ def encode(value: Any) -> Any:
         return ["date", value.isoformat()]
     if isinstance(value, time):
         return ["time", value.isoformat()]
+    if isinstance(value, timedelta):  # a MySQL TIME key, as PyMySQL reads it
+        return ["timedelta", (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds]
+    if isinstance(value, (bytes, bytearray)):  # a BINARY key
+        return ["bytes", base64.b64encode(bytes(value)).decode("ascii")]
     if isinstance(value, Decimal):
         return ["decimal", str(value)]
     if isinstance(value, uuid.UUID):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from liberation_assets.core.contract.serialize import normalize_row, now_ms, to_epoch_ms
 from liberation_assets.core.events import DELETE, ChangeEvent
+from liberation_assets.core.readers.mysql_types import RowConverter
 from liberation_assets.core.readers.pg_types import Unconvertible
 from liberation_assets.core.readers.table import CURSOR_LABEL, DELETED_LABEL, KEY_LABEL, ProjectedTable
 
@@ -39,6 +40,10 @@ def events_from_rows(
     labels = table.tuple_labels
     hidden = [label for label in labels if label.startswith(KEY_LABEL)]
     single_label = labels[0] if len(labels) == 1 else None
+    cursor_type = table.source_types.get(table.cursor_column or "") if table.source_types is not None else None
+    cursor_zone = timezone.utc if cursor_type is not None and cursor_type.data_type == "timestamp" else naive_zone
+    converter = RowConverter.for_columns(table.columns, table.source_types, naive_zone) \
+        if table.source_types is not None else None
     for values in rows:
         row = dict(zip(keys, values)) if keys is not None else dict(values)
         cursor = row.pop(CURSOR_LABEL, None) if has_cursor else None
@@ -54,13 +59,28 @@ def events_from_rows(
                 if value.__class__ is Unconvertible:
                     row[name] = value.text
                     problems = (problems or []) + [f"column {name}: {value.reason}"]
+        elif converter is not None:
+            problems = converter.apply(row)
         else:
             normalize_row(row, naive_zone)
         key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
-        ts = to_epoch_ms(cursor, naive_zone) if cursor is not None else now_ms()
+        ts = to_epoch_ms(cursor, cursor_zone) if cursor is not None else now_ms()
         is_deleted = soft and (bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False)
         if is_deleted:
             events.append(ChangeEvent(DELETE, key, row, None, ts, source, problems))
         else:
             events.append(ChangeEvent(op, key, None, row, ts, source, problems))
     return events, tuples
+
+
+def key_converter(table: ProjectedTable, zone: ZoneInfo) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Turns a row of ``key_set_query`` into the key the stream publishes for it, in place."""
+    if table.source_types is None:
+        return lambda row: normalize_row(row, zone)
+    converter = RowConverter.for_columns(dict(zip(table.key_public, table.key_columns)), table.source_types, zone)
+
+    def convert(row: dict[str, Any]) -> dict[str, Any]:
+        converter.apply(row)
+        return row
+
+    return convert

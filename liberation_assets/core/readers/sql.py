@@ -12,6 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from liberation_assets.core.readers.mysql_types import raw_column
 from liberation_assets.core.readers.table import ProjectedTable
 
 
@@ -61,6 +62,10 @@ def incremental_query(
 
 
 def key_set_query(table: ProjectedTable) -> sa.Select[Any]:
-    """All keys of the source in their published form, for reconciliation of hard deletes."""
+    """All keys of the source, for reconciliation of hard deletes: PostgreSQL's in their published form,
+    MariaDB's raw, converted by ``readers.rows.key_converter``."""
+    if table.source_types is not None:
+        return sa.select(*[raw_column(c).label(p) for c, p in zip(table.key_exprs, table.key_public)]) \
+            .order_by(*table.key_exprs)
     published = [table.published_expr(c).label(p) for c, p in zip(table.key_columns, table.key_public)]
     return sa.select(*published).order_by(*table.key_exprs)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.readers import pg_types
+from liberation_assets.core.readers.mysql_types import SourceType, raw_column, source_types
 from liberation_assets.core.readers.pg_types import Converter, PgType, PublishedText
 from liberation_assets.core.spec import StreamSpec
 
@@ -38,6 +39,9 @@ class ProjectedTable:
     converted by ``pg_types`` (the same converters as the log reader)."""
     converters: dict[str, Converter] = field(default_factory=dict)
     """Source column → converter of its text, for the columns selected as text."""
+    source_types: dict[str, SourceType] | None = None
+    """MariaDB/MySQL only: source column → its server type; the published columns are then read raw and converted
+    by ``mysql_types`` (the same converters the binlog reader uses)."""
 
     @property
     def key_exprs(self) -> list[sa.ColumnElement[Any]]:
@@ -68,7 +72,11 @@ class ProjectedTable:
 
     def select_list(self, *, with_cursor: bool) -> list[sa.ColumnElement[Any]]:
         """The published columns; ``with_cursor`` adds the cursor and the key in source types, for watermarks."""
-        items: list[sa.ColumnElement[Any]] = [self.published_expr(col).label(public) for public, col in self.columns.items()]
+        items: list[sa.ColumnElement[Any]]
+        if self.source_types is not None:
+            items = [raw_column(self.table.c[col]).label(public) for public, col in self.columns.items()]
+        else:
+            items = [self.published_expr(col).label(public) for public, col in self.columns.items()]
         if with_cursor and self.cursor_column:
             items.append(self.table.c[self.cursor_column].label(CURSOR_LABEL))
         if with_cursor:
@@ -80,6 +88,8 @@ class ProjectedTable:
 
     @property
     def cursor_is_naive(self) -> bool:
+        if self.source_types is not None and self.cursor_column in self.source_types:
+            return self.source_types[self.cursor_column].data_type == "datetime"  # a TIMESTAMP is an instant
         column_type = self.cursor_expr.type
         return isinstance(column_type, sa.DateTime) and not getattr(column_type, "timezone", False)
 
@@ -99,12 +109,8 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
 
     ``zone`` is the source's ``timezone``, in which naive PostgreSQL timestamps are read (default: the stream's, or UTC).
     """
-    metadata = sa.MetaData()
     try:
-        with warnings.catch_warnings():
-            # Types SQLAlchemy does not know (xid, pg_lsn, extension types) are read by the catalog (pg_types).
-            warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
-            table = sa.Table(stream.table, metadata, schema=stream.db_schema, autoload_with=engine)
+        table = reflect_table(engine, stream.table, stream.db_schema)
     except sa.exc.NoSuchTableError:
         raise SpecError(f"stream {stream_name}: table {stream.db_schema + '.' if stream.db_schema else ''}{stream.table} does not exist") from None
     available = {str(name) for name in table.c.keys()}  # plain str: orjson refuses str subclasses as keys
@@ -118,6 +124,10 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
         if key not in by_source:
             columns = {key: key, **columns}  # the key is always published
             by_source[key] = key
+    mysql_types: dict[str, SourceType] | None = None
+    if is_mysql(engine):
+        with engine.connect() as connection:
+            mysql_types = source_types(connection, stream.db_schema, stream.table)
     types: dict[str, PgType] | None = None
     converters: dict[str, Converter] = {}
     if engine.dialect.name == "postgresql":
@@ -135,4 +145,28 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
         soft_delete_column=soft_delete,
         pg_types=types,
         converters=converters,
+        source_types=mysql_types,
     )
+
+
+def is_mysql(engine: Engine) -> bool:
+    return engine.dialect.name in ("mysql", "mariadb")
+
+
+def _unescape_mysql_name(inspector: Any, table: sa.Table, column_info: dict[str, Any]) -> None:
+    """SQLAlchemy's MySQL reflection keeps a backtick in a column name doubled, as SHOW CREATE TABLE quotes it."""
+    column_info["name"] = column_info["name"].replace("``", "`")
+
+
+def reflect_table(engine: Engine, name: str, schema: str | None) -> sa.Table:
+    """The reflected table, with MySQL column names as the server spells them.
+
+    Types SQLAlchemy does not know (PostgreSQL xid, pg_lsn, extension types; MariaDB INET6, UUID, GEOMETRY) are
+    read from the catalog by ``pg_types`` and ``mysql_types``: its warning about them is noise.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+        if not is_mysql(engine):
+            return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
+        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine,
+                        listeners=[("column_reflect", _unescape_mysql_name)])

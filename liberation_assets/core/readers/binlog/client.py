@@ -16,9 +16,10 @@ from typing import Any
 import pymysql
 import sqlalchemy as sa
 from pymysqlreplication import BinLogStreamReader
+from pymysqlreplication.bitmap import BitGet
 from pymysqlreplication.constants import FIELD_TYPE
 from pymysqlreplication.event import GtidEvent, HeartbeatLogEvent, MariadbGtidEvent, QueryEvent, RotateEvent, XidEvent
-from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+from pymysqlreplication.row_event import DeleteRowsEvent, RowsEvent, UpdateRowsEvent, WriteRowsEvent
 from sqlalchemy.engine import Connection
 
 from liberation_assets.core.errors import PermissionProblem, PositionLost, SourceMisconfigured
@@ -26,6 +27,7 @@ from liberation_assets.core.events import CREATE, DELETE, UPDATE
 from liberation_assets.core.readers.binlog.log import (Begin, ColumnMeta, Commit, Heartbeat, LogItem, LogTable, Rotate, Rows,
                                                        Statement)
 from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
+from liberation_assets.core.readers.binlog.temporal import TEMPORAL, read_temporal
 from liberation_assets.core.readers.binlog.values import MARIADB, MYSQL
 from liberation_assets.core.spec import SourceSpec
 
@@ -34,6 +36,22 @@ ER_ACCESS_DENIED = (1045, 1227, 1142, 1044)
 _REQUIRED = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL", "binlog_row_metadata": "FULL"}
 _EVENTS = [RotateEvent, GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
            DeleteRowsEvent, HeartbeatLogEvent]
+
+
+# The library has no hook for its column decoding, so its (name-mangled) reader is wrapped once, here, in the only
+# module that knows the library: temporal columns are read by ``temporal``, every other type by the library.
+_library_read_value = RowsEvent._RowsEvent__read_values_name  # type: ignore[attr-defined]
+
+
+def _read_value(self: Any, column: Any, null_bitmap: Any, null_bitmap_index: int, is_partial: bool, cols_bitmap: Any,
+                unsigned: bool, i: int) -> Any:
+    """The library's column reader, with temporal values decoded by ``temporal`` (see there why)."""
+    if column.type in TEMPORAL and BitGet(cols_bitmap, i) and not self._is_null(null_bitmap, null_bitmap_index):
+        return read_temporal(self.packet.read, column)
+    return _library_read_value(self, column, null_bitmap, null_bitmap_index, is_partial, cols_bitmap, unsigned, i)
+
+
+RowsEvent._RowsEvent__read_values_name = _read_value  # type: ignore[attr-defined]
 
 
 def connection_settings(source: SourceSpec) -> dict[str, Any]:

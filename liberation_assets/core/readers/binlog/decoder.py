@@ -24,7 +24,15 @@ Routes = dict[tuple[str, str], list[StreamMapper]]
 _LEADING_COMMENTS = re.compile(r"^\s*(?:/\*.*?\*/\s*|#[^\n]*\n\s*|--[^\n]*\n\s*)*", re.S)
 _IN_TRANSACTION = ("BEGIN", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO", "XA ")
 _ENDS_TRANSACTION = ("COMMIT", "ROLLBACK")
-_TRUNCATE = re.compile(r"^TRUNCATE\s+(?:TABLE\s+)?(?:`?([^`\s.]+)`?\.)?`?([^`\s;]+)`?", re.I)
+_NAME = r"(`(?:``|[^`])+`|[^`\s.;]+)"
+_TRUNCATE = re.compile(rf"^TRUNCATE\s+(?:TABLE\s+)?(?:{_NAME}\s*\.\s*)?{_NAME}", re.I)
+
+
+def _unquote(name: str | None) -> str | None:
+    """An identifier as the server spells it: backticks off, a doubled backtick one."""
+    if name is not None and name.startswith("`"):
+        return name[1:-1].replace("``", "`")
+    return name
 
 
 @dataclass
@@ -84,7 +92,8 @@ class BinlogDecoder:
         """Whether a statement may change one of our tables (erring towards yes): it runs in one of our
         schemas or names one of our tables."""
         lowered = text.lower()
-        return any(schema == ours or table.lower() in lowered for ours, table in self.routes)
+        return any(schema == ours or table.lower() in lowered or table.replace("`", "``").lower() in lowered
+                   for ours, table in self.routes)
 
     def _end_unit(self, end_pos: int) -> None:
         self.boundary, self.event, self._skip_through = end_pos, 0, 0
@@ -129,5 +138,5 @@ class BinlogDecoder:
             for mapper in mappers:
                 mapper.forget_layouts()
         if (truncate := _TRUNCATE.match(text)) is not None:
-            key = (truncate.group(1) or item.schema, truncate.group(2))
+            key = (_unquote(truncate.group(1)) or item.schema, str(_unquote(truncate.group(2))))
             self.stats.truncated.extend(m.shape.name for m in self.routes.get(key, []))

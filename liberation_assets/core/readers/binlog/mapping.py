@@ -1,8 +1,9 @@
 """Rows of one table's log events → one stream's change events, through its projection.
 
 A plan is built once per table layout: which log column feeds which public
-name, and which values need converting.  Applying it is one dict
-comprehension per row image, plus the zone normalization every reader does.
+name, and which converter (the column type's, shared with the SELECT readers)
+its values take.  Applying it is one dict comprehension per row image; a value
+that cannot be carried is named in the event's ``problems``.
 """
 
 from __future__ import annotations
@@ -12,19 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeEngine
-
-from liberation_assets.core.contract.serialize import normalize_row
-from liberation_assets.core.errors import SchemaIncompatible
+from liberation_assets.core.errors import SchemaIncompatible, UnconvertibleValue
 from liberation_assets.core.events import CREATE, DELETE, UPDATE, ChangeEvent
 from liberation_assets.core.readers.binlog.log import LogTable
-from liberation_assets.core.readers.binlog.values import Converter, column_converter
+from liberation_assets.core.readers.binlog.values import Converter, log_converter
+from liberation_assets.core.readers.mysql_types import SourceType, source_text
 from liberation_assets.core.readers.table import ProjectedTable
 from liberation_assets.core.spec import StreamSpec
 
-Hints = Mapping[str, TypeEngine[Any]]
-"""Source column → reflected SQLAlchemy type: tells which result processor SQLAlchemy would apply."""
+Hints = Mapping[str, SourceType]
+"""Source column → its server type: picks the column's shared converter (``readers.mysql_types``)."""
 Plan = list[tuple[str, str, Converter | None]]
 
 
@@ -54,7 +52,7 @@ class StreamShape:
         )
 
 
-def build_plan(shape: StreamShape, layout: LogTable, hints: Hints, dialect: Dialect, flavor: str) -> Plan:
+def build_plan(shape: StreamShape, layout: LogTable, hints: Hints, flavor: str) -> Plan:
     """(public name, source column, converter) for every published column of this layout."""
     by_name = {column.name: column for column in layout.columns}
     if shape.columns is None:
@@ -73,16 +71,15 @@ def build_plan(shape: StreamShape, layout: LogTable, hints: Hints, dialect: Dial
             f"binlog's table map (dropped or renamed?); columns now: {', '.join(layout.names)}. "
             "Change the stream's projection, then re-snapshot."
         )
-    return [(public, source, column_converter(by_name[source], hints.get(source), dialect, flavor))
+    return [(public, source, log_converter(by_name[source], hints.get(source), flavor, shape.zone))
             for public, source in wanted.items()]
 
 
 class StreamMapper:
     """Turns one table's rows into one stream's events; plans are cached per layout."""
 
-    def __init__(self, shape: StreamShape, dialect: Dialect, flavor: str, reflect: Callable[[], Hints]):
+    def __init__(self, shape: StreamShape, flavor: str, reflect: Callable[[], Hints]):
         self.shape = shape
-        self.dialect = dialect
         self.flavor = flavor
         self._reflect = reflect
         self._hints: Hints | None = None
@@ -100,14 +97,26 @@ class StreamMapper:
             return cached[1]
         if self._hints is None:
             self._hints = self._reflect()
-        plan = build_plan(self.shape, layout, self._hints, self.dialect, self.flavor)
+        plan = build_plan(self.shape, layout, self._hints, self.flavor)
         self._plans[id(layout)] = (layout, plan)
         return plan
 
-    def image(self, plan: Plan, values: dict[str, Any]) -> dict[str, Any]:
-        row = {public: (value if (value := values[source]) is None or convert is None else convert(value))
-               for public, source, convert in plan}
-        return normalize_row(row, self.shape.zone)
+    def image(self, plan: Plan, values: dict[str, Any], problems: list[str]) -> dict[str, Any]:
+        """The published row; a value that cannot be converted keeps its source text and is named in ``problems``."""
+        try:
+            return {public: (value if (value := values[source]) is None or convert is None else convert(value))
+                    for public, source, convert in plan}
+        except UnconvertibleValue:
+            pass
+        row: dict[str, Any] = {}
+        for public, source, convert in plan:
+            value = values[source]
+            try:
+                row[public] = value if value is None or convert is None else convert(value)
+            except UnconvertibleValue as exc:
+                row[public] = source_text(value)
+                problems.append(f"column {public}: {exc.reason}")
+        return row
 
     def _is_deleted(self, row: dict[str, Any]) -> bool:
         if self._deleted_label is None:
@@ -126,30 +135,33 @@ class StreamMapper:
         for index, values in enumerate(rows):
             where = {**source, "row": index}
             if op == UPDATE:
-                before, after = self.image(plan, values[0]), self.image(plan, values[1])
+                old_problems: list[str] = []
+                new_problems: list[str] = []
+                before, after = self.image(plan, values[0], old_problems), self.image(plan, values[1], new_problems)
                 was_deleted, is_deleted = self._is_deleted(before), self._is_deleted(after)
                 old_key = {k: before[k] for k in key_public}
                 new_key = {k: after[k] for k in key_public}
                 if is_deleted:
                     if not was_deleted:
-                        append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where))
+                        append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, old_problems or None))
                 elif was_deleted:
-                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where))
+                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, new_problems or None))
                 elif old_key != new_key:
                     # Debezium's convention: a key change is a delete of the old key and a create of the new one.
-                    append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where))
-                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where))
+                    append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, old_problems or None))
+                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, new_problems or None))
                 else:
-                    append(ChangeEvent(UPDATE, new_key, before, after, ts_ms, where))
+                    append(ChangeEvent(UPDATE, new_key, before, after, ts_ms, where, new_problems or None))
                 continue
-            row = self.image(plan, values)
+            problems: list[str] = []
+            row = self.image(plan, values, problems)
             deleted = self._is_deleted(row)
             key = {k: row[k] for k in key_public}
             if op == DELETE:
                 if not deleted:
-                    append(ChangeEvent(DELETE, key, row, None, ts_ms, where))
+                    append(ChangeEvent(DELETE, key, row, None, ts_ms, where, problems or None))
             elif deleted:
                 continue  # inserted already soft-deleted: consumers never saw it
             else:
-                append(ChangeEvent(CREATE, key, None, row, ts_ms, where))
+                append(ChangeEvent(CREATE, key, None, row, ts_ms, where, problems or None))
         return out

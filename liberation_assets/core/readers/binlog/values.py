@@ -1,25 +1,27 @@
-"""Binlog values → the values SQLAlchemy returns for the same columns, so both paths serialize alike.
+"""Binlog values → the inputs the shared column converters take (``readers.mysql_types``), so both paths publish alike.
 
-Two steps per column.  First the value python-mysql-replication decoded is
-turned into what PyMySQL would have returned over the text protocol (a FLOAT
-printed the way the server prints it, BINARY padded, BIT as bytes, SET as its
-text).  Then the reflected SQLAlchemy type's own result processor runs, exactly
-as it does for a SELECT (DOUBLE → Decimal, TIME → time, SET → set, BIT → int).
-Only columns that need either step get a converter; the rest pass through.
+A SELECT hands the converters what PyMySQL parsed from the server's text; this
+module turns what python-mysql-replication decoded into the same thing: a FLOAT
+printed the way the server prints it, BINARY padded with the zeros the log
+drops, CHAR without the padding the server strips when it reads, BIT an int,
+SET its text, a binary string as bytes.  Temporal columns are decoded raw by
+``client`` (the library wraps negative TIME fractions and turns zero dates into
+None), as the server's values or, for zero dates, the server's text.  The
+shared converter then runs on top (``log_converter``).
 """
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 from pymysqlreplication.constants import FIELD_TYPE
-from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeEngine
 
 from liberation_assets.core.readers.binlog.log import ColumnMeta
+from liberation_assets.core.readers.mysql_types import SourceType, naive_to_utc, time_value, value_converter
 
 Converter = Callable[[Any], Any]
 
@@ -57,11 +59,8 @@ def _strip_spaces(value: str) -> str:
     return value.rstrip(" ")
 
 
-def _bits(nbytes: int) -> Converter:
-    def to_bytes(value: str) -> bytes:
-        return int(value, 2).to_bytes(nbytes, "big")
-
-    return to_bytes
+def _bits(value: str) -> int:
+    return int(value, 2) if value else 0
 
 
 def _set_text(members: tuple[str, ...]) -> Converter:
@@ -82,11 +81,12 @@ def _plain_json(value: Any) -> Any:
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(_plain_json(value)).decode()
+    """MySQL's binary JSON as MySQL prints it (``{"a": [1, 2]}``)."""
+    return json.dumps(_plain_json(value), ensure_ascii=False)
 
 
 def dbapi_converter(column: ColumnMeta, flavor: str) -> Converter | None:
-    """What turns the library's value into PyMySQL's, or None where they already agree."""
+    """What turns the library's value into the input a SELECT gives the shared converter, or None where they agree."""
     kind = column.type
     if kind == FIELD_TYPE.FLOAT:
         return float_as_mariadb if flavor == MARIADB else float_as_mysql
@@ -96,8 +96,8 @@ def dbapi_converter(column: ColumnMeta, flavor: str) -> Converter | None:
         return _strip_spaces  # the server strips CHAR padding when it reads
     if column.charset == "binary" and kind in (FIELD_TYPE.VARCHAR, FIELD_TYPE.VAR_STRING, FIELD_TYPE.BLOB):
         return _as_bytes
-    if kind == FIELD_TYPE.BIT and column.bit_bytes:
-        return _bits(column.bit_bytes)
+    if kind == FIELD_TYPE.BIT:
+        return _bits
     if kind == FIELD_TYPE.SET and column.set_values is not None:
         return _set_text(column.set_values)
     if kind == FIELD_TYPE.JSON:
@@ -105,17 +105,10 @@ def dbapi_converter(column: ColumnMeta, flavor: str) -> Converter | None:
     return None
 
 
-def result_processor(sa_type: TypeEngine[Any] | None, dialect: Dialect) -> Converter | None:
-    """The processor SQLAlchemy applies to this column's DBAPI values, if any."""
-    if sa_type is None:
-        return None
-    return sa_type.dialect_impl(dialect).result_processor(dialect, None)
-
-
-def column_converter(column: ColumnMeta, sa_type: TypeEngine[Any] | None, dialect: Dialect, flavor: str) -> Converter | None:
-    """Both steps composed; None when the library's value is already what SQLAlchemy returns."""
+def log_converter(column: ColumnMeta, source: SourceType | None, flavor: str, zone: Any) -> Converter | None:
+    """The library's value → the published value: the step above, then the column type's shared converter."""
     first = dbapi_converter(column, flavor)
-    second = result_processor(sa_type, dialect)
+    second = value_converter(source, zone) if source is not None else _fallback(zone)
     if first is None:
         return second
     if second is None:
@@ -125,3 +118,16 @@ def column_converter(column: ColumnMeta, sa_type: TypeEngine[Any] | None, dialec
         return second(first(value))
 
     return both
+
+
+def _fallback(zone: Any) -> Converter:
+    """A column the reflected types do not know yet (added since): by its Python value."""
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return naive_to_utc(value, zone)
+        if isinstance(value, timedelta):
+            return time_value(value)
+        return value
+
+    return convert

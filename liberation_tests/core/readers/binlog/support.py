@@ -5,14 +5,12 @@ from __future__ import annotations
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from pymysqlreplication.constants import FIELD_TYPE
-from sqlalchemy.dialects.mysql.pymysql import MySQLDialect_pymysql
 
 from liberation_assets.core.readers.binlog.log import ColumnMeta, LogTable
 from liberation_assets.core.readers.binlog.mapping import Hints, StreamMapper, StreamShape
+from liberation_assets.core.readers.mysql_types import SourceType
 
-DIALECT = MySQLDialect_pymysql()
 UTC = ZoneInfo("UTC")
 
 ID = ColumnMeta("id", FIELD_TYPE.LONGLONG)
@@ -21,6 +19,8 @@ COST = ColumnMeta("cost", FIELD_TYPE.NEWDECIMAL)
 UPDATED = ColumnMeta("updated_at", FIELD_TYPE.DATETIME2)
 DELETED = ColumnMeta("deleted_at", FIELD_TYPE.DATETIME2)
 WIDGETS = LogTable("shop", "widgets", (ID, NAME, COST, UPDATED))
+HINTS = {"id": SourceType("bigint"), "name": SourceType("varchar"), "cost": SourceType("decimal"),
+         "updated_at": SourceType("datetime", "datetime(6)", 6), "deleted_at": SourceType("datetime", "datetime(6)", 6)}
 
 
 def shape(columns: dict[str, str] | None = None, **kw: Any) -> StreamShape:
@@ -38,6 +38,6 @@ def mapper(columns: dict[str, str] | None = None, hints: Hints | None = None, **
 
     def reflect() -> Hints:
         reflections.append(1)
-        return hints or {"id": sa.BigInteger(), "name": sa.String(200)}
+        return hints or HINTS
 
-    return StreamMapper(shape(columns, **kw), DIALECT, "mariadb", reflect), reflections
+    return StreamMapper(shape(columns, **kw), "mariadb", reflect), reflections

@@ -86,6 +86,14 @@ def test_ddl_ends_a_unit_and_replans_only_when_it_concerns_our_tables() -> None:
     assert decoder.stats.truncated == ["widgets"]
 
 
+def test_a_truncate_names_its_table_however_it_is_quoted() -> None:
+    m, _ = mapper({"id": "id", "name": "name"})
+    decoder = BinlogDecoder(BinlogPosition(FILE, 1000), {("q`uo té", "we`ird tä ble"): [m], ("shop", "widgets"): [m]})
+    _feed(decoder, [Statement("other", "TRUNCATE `q``uo té` . `we``ird tä ble`", 1800),
+                    Statement("shop", "truncate table widgets;", 1900)])
+    assert decoder.stats.truncated == ["widgets", "widgets"]  # the mapper's stream, once per table
+
+
 def test_rotation_moves_to_the_next_file() -> None:
     decoder = _decoder(BinlogPosition(FILE, 1000))
     _feed(decoder, [Rotate(FILE, 1000), *_transaction(1000, [[1]]), Rotate("mariadb-bin.000008", 4)])

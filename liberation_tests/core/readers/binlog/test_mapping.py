@@ -74,3 +74,12 @@ def test_plans_are_cached_per_layout() -> None:
     for _ in range(3):
         m.events("c", WIDGETS, [dict(ROW)], 0, SOURCE)
     assert len(reflections) == 1
+
+
+def test_a_value_that_cannot_be_carried_marks_its_row_and_spares_the_others() -> None:
+    m, _ = mapper(PUBLIC, zone=ZoneInfo("America/New_York"))
+    late = dict(ROW, id=2, updated_at=datetime(9999, 12, 31, 23, 0))  # past year 9999 once in UTC
+    good, bad = m.events("c", WIDGETS, [dict(ROW), late], 0, SOURCE)
+    assert good.problems is None and good.after["updated_at"] == datetime(2024, 1, 2, 8, 4, 5, 600000, tzinfo=timezone.utc)
+    assert bad.key == {"id": 2} and bad.after["updated_at"] == "9999-12-31T23:00:00"
+    assert bad.problems == ["column updated_at: DATETIME 9999-12-31 23:00:00 in America/New_York is outside years 1..9999 in UTC"]

@@ -1,18 +1,21 @@
-"""Against real MariaDB: every column type read from the binlog serializes exactly as a SQLAlchemy SELECT of it."""
+"""Against real MariaDB: every column type read from the binlog is published exactly as the snapshot SELECT publishes it."""
 
 from __future__ import annotations
 
 import orjson
 import pytest
-import sqlalchemy as sa
 
-from liberation_assets.core.contract.serialize import dumps, normalize_row
+from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.events import ChangeEvent
 from liberation_assets.core.readers.binlog.client import (LogReader, connection_settings, current_coordinates, inspect_server,
                                                           replica_server_id)
 from liberation_assets.core.readers.binlog.decoder import BinlogDecoder
 from liberation_assets.core.readers.binlog.mapping import StreamMapper, StreamShape
 from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
+from liberation_assets.core.readers.mysql_types import source_types
+from liberation_assets.core.readers.rows import events_from_rows
+from liberation_assets.core.readers.sql import snapshot_chunk_query
+from liberation_assets.core.readers.table import ProjectedTable, reflect_table
 from liberation_tests.core.readers.binlog.support import UTC
 
 pytestmark = pytest.mark.integration
@@ -34,7 +37,7 @@ ROWS = [
 ]
 
 
-def test_binlog_values_serialize_like_a_sqlalchemy_select(mysql_engine, make_spec, mysql_database) -> None:
+def test_binlog_values_are_published_like_the_snapshot_select(mysql_engine, make_spec, mysql_database) -> None:
     source = make_spec(mysql=mysql_database).sources["mysql"]
     with mysql_engine.begin() as connection:
         connection.exec_driver_sql(TYPES)
@@ -46,9 +49,10 @@ def test_binlog_values_serialize_like_a_sqlalchemy_select(mysql_engine, make_spe
     with mysql_engine.connect() as connection:
         target = coordinates_key(*current_coordinates(connection))
 
-    table = sa.Table("typed", sa.MetaData(), autoload_with=mysql_engine)
+    with mysql_engine.connect() as connection:
+        types = source_types(connection, None, "typed")
     shape = StreamShape("typed", None, ("id",), ("id",), UTC)
-    mapper = StreamMapper(shape, mysql_engine.dialect, info.flavor, lambda: {c.name: c.type for c in table.c})
+    mapper = StreamMapper(shape, info.flavor, lambda: types)
     decoder = BinlogDecoder(BinlogPosition(*start), {(mysql_database, "typed"): [mapper]})
     pending: dict[str, list[ChangeEvent]] = {}
     reader = LogReader(connection_settings(source), replica_server_id("types", source), BinlogPosition(*start),
@@ -62,10 +66,15 @@ def test_binlog_values_serialize_like_a_sqlalchemy_select(mysql_engine, make_spe
         reader.close()
 
     from_log = {e.key["id"]: orjson.loads(dumps(e.after)) for e in pending["typed"]}
+    table = reflect_table(mysql_engine, "typed", None)
+    projected = ProjectedTable(table, {str(c): str(c) for c in table.c.keys()}, ["id"], ["id"], None, source_types=types)
     with mysql_engine.connect() as connection:
-        rows = connection.execute(sa.select(table)).mappings().all()
-    from_select = {row["id"]: orjson.loads(dumps(normalize_row({str(k): v for k, v in row.items()}, UTC))) for row in rows}
+        result = connection.execute(snapshot_chunk_query(projected, after_key=None, limit=10))
+        keys, rows = list(result.keys()), result.all()
+    events, _ = events_from_rows(rows, projected, UTC, "r", {}, keys=keys)
+    from_select = {e.key["id"]: orjson.loads(dumps(e.after)) for e in events}
     assert [e.op for e in pending["typed"]] == ["c", "c", "u"]
     assert from_log == from_select
-    assert from_log[1]["f"] == 0.3979 and from_log[1]["s"] == ["x", "z"] and from_log[1]["bits"] == 21
-    assert from_log[2]["bn"] == "AAAAAA==" and from_log[2]["s"] == ["y"]
+    assert from_log[1]["f"] == 0.3979 and from_log[1]["s"] == "x,z" and from_log[1]["bits"] == 21
+    assert from_log[1]["d"] == 0.1 and from_log[1]["tm"] == "12:34:56.780000" and from_log[1]["ts"] == "2024-01-02T03:04:05.678000Z"
+    assert from_log[2]["bn"] == "AAAAAA==" and from_log[2]["s"] == "y" and from_log[2]["tm"] == "-838:59:59"
