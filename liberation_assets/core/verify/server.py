@@ -398,6 +398,8 @@ class _MyComparer:
             x = f"s.{_my_ident(column.name)}"
             if column.data_type in _MY_BINARY:
                 parts.append(f"{x} = FROM_BASE64({p})")
+            elif column.data_type in ("datetime", "timestamp") and public in self.local_columns:
+                parts.append(f"{x} = CAST(SUBSTRING({p}, 2) AS DATETIME(6))")
             elif column.data_type in ("datetime", "timestamp"):
                 parts.append(f"{x} = CAST(REPLACE(REPLACE({p}, 'T', ' '), 'Z', '') AS DATETIME(6))")
             elif column.data_type in ("char", "varchar", "text", "enum"):
@@ -418,17 +420,20 @@ class _MyComparer:
         """Naive DATETIME published as UTC: back to the zone's wall time (the server has no zone tables to do it)."""
         if not self.local_columns:
             return key, doc
-        row = orjson.loads(doc)
         zone = ZoneInfo(self.zone)
-        for public in self.local_columns:
-            value = row.get(public)
-            if isinstance(value, str) and value.endswith("Z"):
-                try:
-                    instant = datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc)
-                except ValueError:
-                    continue
-                row[public] = LOCAL_MARK + instant.astimezone(zone).replace(tzinfo=None).isoformat(sep=" ")
-        return key, orjson.dumps(row).decode()
+
+        def local(image: dict[str, Any]) -> dict[str, Any]:
+            for public in self.local_columns & image.keys():
+                value = image[public]
+                if isinstance(value, str) and value.endswith("Z"):
+                    try:
+                        instant = datetime.fromisoformat(value[:-1]).replace(tzinfo=timezone.utc)
+                    except ValueError:
+                        continue
+                    image[public] = LOCAL_MARK + instant.astimezone(zone).replace(tzinfo=None).isoformat(sep=" ")
+            return image
+
+        return orjson.dumps(local(orjson.loads(key))), orjson.dumps(local(orjson.loads(doc))).decode()
 
     def batch(self, rows: list[tuple[bytes, str]], columns: list[int] | None = None) -> list[tuple[Any, ...]]:
         chosen = [self.columns[i] for i in (columns if columns is not None else range(len(self.columns)))]

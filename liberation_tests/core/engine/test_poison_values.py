@@ -23,6 +23,7 @@ from liberation_assets.core.engine.query_pattern import QueryPattern
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.events import ChangeBatch, ChangeEvent
 from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
+from liberation_assets.core.verify.run import verify
 from liberation_tests.core.engine.cdc_postgres_support import cdc_spec as pg_cdc_spec
 from liberation_tests.core.readers.binlog.cdc_support import cdc_spec as my_cdc_spec, source_of
 from liberation_tests.fix_kafka import consume_all
@@ -60,6 +61,13 @@ def _assert_only_the_big_row_quarantined(spec, stream: str, big_id: int, publish
     assert record["row"]["body"]["liberation.truncated_bytes"] > MAX_RECORD_BYTES  # summarized, so the record fits
 
 
+def _assert_replica_misses_only_the_quarantined(spec, tmp_path) -> None:
+    """The replica materializer fetches the 1 MB records; the source server sees every published value as its own."""
+    comparison = verify(spec, "bodies", replica=f"sqlite:///{tmp_path}/replica.sqlite").comparison
+    assert comparison.missing == [b'{"id":11}', b'{"id":3}'] and not comparison.different and not comparison.extra, \
+        comparison.describe()
+
+
 @pytest.fixture
 def pg_bodies(pg_engine):
     with pg_engine.begin() as c:
@@ -86,7 +94,7 @@ def test_postgresql_query_snapshot_quarantines_only_the_oversized_row(make_spec,
     assert live[3]["body"] == "fixed" and live[5]["body"] == "later"  # the stream went on; the fixed row arrived
 
 
-def test_postgresql_cdc_snapshot_and_stream_quarantine_only_the_oversized_row(make_spec, pg_database, pg_bodies) -> None:
+def test_postgresql_cdc_snapshot_and_stream_quarantine_only_the_oversized_row(make_spec, pg_database, pg_bodies, tmp_path) -> None:
     spec = pg_cdc_spec(make_spec, pg_database, {"bodies": {"table": "bodies", "key": ["id"]}})
     source = next(iter(spec.sources))
     cdc_postgres.drain(spec, source)
@@ -102,9 +110,10 @@ def test_postgresql_cdc_snapshot_and_stream_quarantine_only_the_oversized_row(ma
     assert {10, 12, 13} <= set(live) and 11 not in live and len(live[12]["body"]) == ONE_MB
     keys = [r["key"] for r in _quarantined(spec, "bodies")]
     assert keys == [{"id": 3}, {"id": 11}]
+    _assert_replica_misses_only_the_quarantined(spec, tmp_path)
 
 
-def test_mariadb_snapshot_and_binlog_quarantine_only_the_oversized_row(make_spec, mysql_database, mysql_engine) -> None:
+def test_mariadb_snapshot_and_binlog_quarantine_only_the_oversized_row(make_spec, mysql_database, mysql_engine, tmp_path) -> None:
     with mysql_engine.begin() as c:
         c.exec_driver_sql("CREATE TABLE bodies (id INT PRIMARY KEY, body LONGTEXT)")
         c.execute(sa.text("INSERT INTO bodies VALUES (1, 'small'), (2, REPEAT('x', :one)), (3, REPEAT('y', :big)), (4, 'after')"),
@@ -122,6 +131,7 @@ def test_mariadb_snapshot_and_binlog_quarantine_only_the_oversized_row(make_spec
     live = _live(spec, "bodies")
     assert {10, 12, 13} <= set(live) and 11 not in live and len(live[12]["body"]) == ONE_MB
     assert [r["key"] for r in _quarantined(spec, "bodies")] == [{"id": 3}, {"id": 11}]
+    _assert_replica_misses_only_the_quarantined(spec, tmp_path)
 
 
 def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(make_spec, pg_database, pg_engine, tmp_path, capsys) -> None:

@@ -70,6 +70,14 @@ PG_NEW: dict[str, Any] = {
     "d": "0000-01-01",  # 1 BC
     "big_d": "+10000-01-01",
     "nul": None,
+    "ints2": [[1, 2], [3, None]],
+    "empty": [],
+    "tstz_big": "+10000-01-01T00:00:00Z",
+    "tstz_bc": "0000-12-31T23:00:00Z",  # 1 BC
+    "t24": "24:00:00",
+    "inf": "infinity",
+    "u": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    "ip": "192.168.0.1/24",
 }
 PG_OLD: dict[str, list[Any]] = {
     "ttz": ["10:30:00"],  # offset lost
@@ -86,6 +94,9 @@ PG_OLD: dict[str, list[Any]] = {
     "bytes": ["3q2+7w"],  # not base64 of the bytes
     "ch": ["ab"],  # padding lost
     "d": ["0001-01-01"],  # BC lost
+    "ints2": [[1, 2, 3, None]],  # dimensions lost
+    "tstz_bc": ["0001-12-31T23:00:00Z"],
+    "inf": [None],
 }
 
 
@@ -97,11 +108,14 @@ def pg_truth(make_spec, pg_database, pg_engine):
         c.execute(sa.text(
             "CREATE TABLE truth (id int PRIMARY KEY, ts_naive timestamp(6), tstz timestamptz, ttz timetz, cash money, iv interval, "
             "f float8, f2 float8, n numeric(10,2), dom small_count, js json, jb_null jsonb, jb jsonb, tsa timestamp[], bytes bytea, "
-            "ch char(4), d date, big_d date, nul text)"))
+            "ch char(4), d date, big_d date, nul text, ints2 int[], empty text[], tstz_big timestamptz, tstz_bc timestamptz, t24 time, "
+            "inf timestamp, u uuid, ip inet)"))
         c.exec_driver_sql(
             "INSERT INTO truth SELECT i, '2024-03-10 06:59:59.999999', '2024-03-10 06:59:59.999999+00', '10:30:00+02', 1234.56, "
             """'1 mon 2 days 03:04:05.678', 'NaN', 0.1, 0.10, 5, '{"a":1,"a":2}', 'null', '{"a": [1, 2]}', """
-            "ARRAY['2024-01-01 12:00:00'::timestamp, NULL], '\\xdeadbeef', 'ab', '0001-01-01 BC', '10000-01-01', NULL "
+            "ARRAY['2024-01-01 12:00:00'::timestamp, NULL], '\\xdeadbeef', 'ab', '0001-01-01 BC', '10000-01-01', NULL, "
+            "'{{1,2},{3,NULL}}', '{}', '10000-01-01 00:00:00+00', '0001-12-31 23:00:00+00 BC', '24:00:00', 'infinity', "
+            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '192.168.0.1/24' "
             f"FROM generate_series(1, {rows}) i")
     return make_spec(pg=pg_database, streams={"truth": {"source": "pg", "table": "truth", "key": ["id"], "timezone": ZONE, "cursor": None, "patterns": ["snapshot"]}})
 
@@ -180,6 +194,11 @@ MY_NEW: dict[str, Any] = {
     "bin": "AQIAAA==",
     "flag": 1,
     "nul": None,
+    "fl": 1.5,
+    "st": "a,b",
+    "en": "🎉y",
+    "ub": 18446744073709551615,
+    "tf": "12:00:00.5",
 }
 MY_OLD: dict[str, list[Any]] = {
     "ts": ["2024-03-09T21:59:59.999999+00:00"],  # shifted by the source's zone
@@ -192,6 +211,7 @@ MY_OLD: dict[str, list[Any]] = {
     "dec": ["12.5"],
     "txt": ["ünïcode 🎉"],  # a case change the collation would hide
     "bin": ["AQI="],  # padding lost
+    "tf": ["12:00:00"],  # fraction lost
 }
 
 
@@ -203,11 +223,13 @@ def my_truth(make_spec, mysql_database, mysql_engine):
         c.execute(sa.text(
             "CREATE TABLE truth (id int PRIMARY KEY, ts timestamp(6) NULL, dt datetime(6), dbl double, tiny_dbl double, neg_time time, "
             "long_time time, zero_date date, `dec` decimal(10,2), txt varchar(20) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci, "
-            "bin binary(4), flag tinyint(1), nul text) CHARACTER SET utf8mb4"))
+            "bin binary(4), flag tinyint(1), nul text, fl float, st set('a','b'), en enum('x','🎉y'), ub bigint unsigned, tf time(6)) "
+            "CHARACTER SET utf8mb4"))
         for i in range(1, rows + 1):
             c.execute(sa.text(
                 "INSERT INTO truth VALUES (:i, '2024-03-10 06:59:59.999999', '2024-03-10 06:59:59.999999', 0.1, 2.2250738585072014e-308, "
-                "'-01:00:00', '100:00:00', '0000-00-00', 12.50, 'Ünïcode 🎉', x'0102', 1, NULL)"), {"i": i})
+                "'-01:00:00', '100:00:00', '0000-00-00', 12.50, 'Ünïcode 🎉', x'0102', 1, NULL, 1.5, 'a,b', '🎉y', "
+                "18446744073709551615, '12:00:00.5')"), {"i": i})
     return make_spec(mysql=mysql_database, streams={"truth": {"source": "mysql", "table": "truth", "key": ["id"], "timezone": ZONE, "cursor": None, "patterns": ["snapshot"]}})
 
 
@@ -225,3 +247,21 @@ def test_mariadb_old_forms_are_reported_and_new_forms_pass(my_truth, tmp_path) -
 
     _publish(spec, "truth", [{**MY_NEW, "id": row["id"]} for row in rows])
     assert verify(spec, "truth", replica=url).comparison.matches
+
+
+def test_mariadb_composite_key_with_a_naive_datetime_projection_and_soft_delete(make_spec, mysql_database, mysql_engine,
+                                                                                 tmp_path) -> None:
+    with mysql_engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE `odd ``table` (id INT, `at` DATETIME(6), `the name` VARCHAR(20), gone TINYINT(1), "
+                          "PRIMARY KEY (id, `at`))")
+        c.exec_driver_sql("INSERT INTO `odd ``table` VALUES (1, '2024-03-10 06:59:59.5', 'one', 0), (2, '2024-03-10 07:00:00', 'two', 1)")
+    spec = make_spec(mysql=mysql_database, streams={"odd": {
+        "source": "mysql", "table": "odd `table", "key": ["id", "at"], "projection": {"id": "id", "at": "at", "name": "the name"},
+        "soft_delete": {"column": "gone", "deleted_when": "true"}, "timezone": ZONE, "cursor": None, "patterns": ["snapshot"],
+        "topic": f"{mysql_database}.odd"}})
+    _publish(spec, "odd", [{"id": 1, "at": "2024-03-09T21:59:59.5Z", "name": "one"}], key=("id", "at"))
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    assert verify(spec, "odd", replica=url).comparison.matches
+    _publish(spec, "odd", [{"id": 1, "at": "2024-03-09T21:59:59.5Z", "name": "One"}], key=("id", "at"))
+    comparison = verify(spec, "odd", replica=url).comparison
+    assert [(d.column, d.source, d.published) for d in comparison.details] == [("name", "one", "One")]
