@@ -165,9 +165,17 @@ def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(m
     assert (summary.examined, summary.republished, summary.requarantined) == (2, 0, 2)
     assert set(_live(spec, "things")) == {1, 4}
     assert summarize(spec, "things").open == 2
-
     spec_file = tmp_path / "spec.yaml"
     spec_file.write_text(spec_to_yaml(spec))
     assert main(["--spec", str(spec_file), "quarantine", "things", "--list", "5"]) == 0
     out = capsys.readouterr().out
     assert "stream=things" in out and 'key={"id":2}' in out and "column amount" in out and "poison" in out
+    runtime = StreamRuntime(spec, "things", "query")
+    try:  # the source row changed and the pattern published it: its poison record is superseded
+        runtime.writer.write(ChangeBatch([ChangeEvent("u", {"id": 2}, None, {"id": 2, "amount": "3"}, 2000)], None))
+    finally:
+        runtime.close()
+    summary = redrive(spec, "things")
+    assert (summary.examined, summary.superseded, summary.republished, summary.requarantined) == (2, 1, 0, 1)
+    assert _live(spec, "things")[2] == {"id": 2, "amount": "3"}
+
