@@ -265,3 +265,15 @@ def test_mariadb_composite_key_with_a_naive_datetime_projection_and_soft_delete(
     _publish(spec, "odd", [{"id": 1, "at": "2024-03-09T21:59:59.5Z", "name": "One"}], key=("id", "at"))
     comparison = verify(spec, "odd", replica=url).comparison
     assert [(d.column, d.source, d.published) for d in comparison.details] == [("name", "one", "One")]
+
+
+def test_a_topic_full_of_values_the_server_refuses_is_reported_row_by_row(make_spec, pg_database, pg_engine, tmp_path) -> None:
+    with pg_engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE cash (id int PRIMARY KEY, amount money, note text)"))
+        c.execute(sa.text("INSERT INTO cash SELECT i, 1234.56, 'n' FROM generate_series(1, 3000) i"))
+    spec = make_spec(pg=pg_database, streams={"cash": {"source": "pg", "table": "cash", "key": ["id"], "cursor": None,
+                                                       "patterns": ["snapshot"]}})
+    _publish(spec, "cash", [{"id": i, "amount": "$1,234.56", "note": "n"} for i in range(1, 3001)])  # locale text, as before
+    comparison = verify(spec, "cash", replica=f"sqlite:///{tmp_path}/replica.sqlite").comparison
+    assert len(comparison.different) == 3000 and not comparison.missing and not comparison.extra
+    assert {d.column for d in comparison.details} == {"amount"} and "cannot read" in comparison.details[0].note
