@@ -16,7 +16,9 @@ None of liberation's readers or serializer is used.
 
 A value the server cannot read back in the column's type (PostgreSQL raises)
 splits the batch until the row and the column are found; it is reported as a
-difference with the server's message.  Source rows that no replica row matched
+difference with the server's message, and that column is read through a
+temporary safe-cast function (``pg_temp.liberation_try``) for the rest of the
+run, so a topic full of such values still costs one query per batch.  Source rows that no replica row matched
 are found by a second pass over the source keys, rendered by the server.
 """
 
@@ -56,7 +58,7 @@ class ColumnDifference:
     source: str | None
     """The source server's text of the value (None for SQL NULL)."""
     published: Any
-    """The published JSON value (a JSON text for non-strings)."""
+    """The published JSON value, decoded (``MISSING`` when the column is absent from the after-image)."""
     note: str = ""
 
     def describe(self) -> str:
@@ -289,6 +291,9 @@ class _PgComparer:
             else:
                 value = f"CAST({p} AS {column.type_sql})"
             parts.append(f"s.{_pg_ident(column.name)} = {value}")
+            kinds = "'number'" if column.base in _PG_INT else "'number','string'" if column.base in _PG_FLOAT \
+                else "'boolean'" if column.base == "bool" else "'string'"
+            parts.append(f"json_typeof(r.k -> {_pg_literal(public)}) IN ({kinds})")  # a key in another JSON form is another key
         return " AND ".join(parts)
 
     @staticmethod
@@ -438,6 +443,9 @@ class _MyComparer:
                 parts.append(f"CAST({x} AS BINARY) = CAST({p} AS BINARY)")
             else:
                 parts.append(f"{x} = {p}")
+            kinds = "'INTEGER','UNSIGNED INTEGER'" if column.data_type in _MY_INT or column.data_type == "bit" \
+                else "'INTEGER','DOUBLE'" if column.data_type in ("float", "double") else "'STRING'"
+            parts.append(f"JSON_TYPE(JSON_EXTRACT(r.k, {_my_literal(_my_path(public))})) IN ({kinds})")
         return " AND ".join(parts)
 
     @staticmethod
@@ -525,11 +533,13 @@ def server_compare(engine: Engine, table: ProjectedTable, zone: str, deleted_whe
     verdict = ServerVerdict()
     replica_rows = 0
     raw = engine.raw_connection()
+    driver: Any = raw.driver_connection
+    raw.detach()  # its session settings and autocommit must not go back to the pool
     try:
         postgres = engine.dialect.name == "postgresql"
         if postgres:
-            raw.driver_connection.autocommit = True  # type: ignore[union-attr]  # a refused cast must not abort the next query
-        comparer: Any = (_PgComparer if postgres else _MyComparer)(raw.driver_connection, table, zone, deleted_when)
+            driver.autocommit = True  # a refused cast must not abort the next query
+        comparer: Any = (_PgComparer if postgres else _MyComparer)(driver, table, zone, deleted_when)
         for rows in _batches(replica(), batch_rows):
             replica_rows += len(rows)
             _judge(comparer, rows, verdict, max_details, postgres)
@@ -582,12 +592,8 @@ def _judge_columns(comparer: Any, row: tuple[bytes, str], verdict: ServerVerdict
         verdict.extra.append(key)  # its key cannot even be read in the key columns' types
         return
     nkeys = len(comparer.key_columns)
-    found = bool(base[0][1])
-    if not found:
-        verdict.extra.append(key)
+    if not _matched(key, base[0], nkeys, verdict):
         return
-    verdict.matched_rows += 1
-    verdict.matched_keys.add(_digest(base[0][2:2 + nkeys]))
     published = orjson.loads(doc)
     differs = False
     for index, (public, _source, *_exprs) in enumerate(comparer.columns):
@@ -623,13 +629,24 @@ def _source_text(comparer: Any, row: tuple[bytes, str], index: int) -> str | Non
         comparer.columns = saved
 
 
-def _record(comparer: Any, key: bytes, doc: str, result: tuple[Any, ...], nkeys: int, indexes: list[int],
-            verdict: ServerVerdict, max_details: int) -> None:
+def _matched(key: bytes, result: tuple[Any, ...], nkeys: int, verdict: ServerVerdict) -> bool:
+    """The replica row has a source row, and no other replica row had it (a key published in two forms is extra)."""
     if not result[1]:
         verdict.extra.append(key)
-        return
+        return False
+    digest = _digest(result[2:2 + nkeys])
+    if digest in verdict.matched_keys:
+        verdict.extra.append(key)
+        return False
     verdict.matched_rows += 1
-    verdict.matched_keys.add(_digest(result[2:2 + nkeys]))
+    verdict.matched_keys.add(digest)
+    return True
+
+
+def _record(comparer: Any, key: bytes, doc: str, result: tuple[Any, ...], nkeys: int, indexes: list[int],
+            verdict: ServerVerdict, max_details: int) -> None:
+    if not _matched(key, result, nkeys, verdict):
+        return
     checks = result[2 + nkeys:]
     failed = [i for n, i in enumerate(indexes) if not checks[2 * n]]
     if not failed:

@@ -175,8 +175,10 @@ def test_projection_soft_delete_and_composite_key(make_spec, pg_database, pg_eng
     url = f"sqlite:///{tmp_path}/replica.sqlite"
     assert verify(spec, "odd", replica=url).comparison.matches
     _publish(spec, "odd", [{"region": "eu", "id": 2, "name": "two"}], key=("region", "id"))  # soft-deleted in the source
+    _publish(spec, "odd", [{"region": "us", "id": "1", "name": "uno"}], key=("region", "id"))  # a key in another JSON form
     comparison = verify(spec, "odd", replica=url).comparison
-    assert comparison.extra == [b'{"region":"eu","id":2}'] and comparison.source_rows == 2 and not comparison.different
+    assert comparison.extra == [b'{"region":"eu","id":2}', b'{"region":"us","id":"1"}'] and comparison.source_rows == 2
+    assert not comparison.different and not comparison.missing
 
 
 # ---------------------------------------------------------------- MariaDB
