@@ -3,8 +3,9 @@
 - ``<stream>/replica`` catches the stream's replica up from its topic
   (read_committed, upserts and tombstones) and reports the two lags as numbers:
   source event time to publish time, and last event to now.
-- ``matches_source`` (blocking) compares the replica with the source
-  projection: row counts and a hash per row, the differing keys in metadata.
+- ``matches_source`` (blocking) has the source server judge every replica
+  value (``core.verify.server``): the differing keys, and the first differing
+  values with their column and both sides, in metadata.
   It fails the step, so nothing downstream of a wrong replica runs.
 - ``quarantine`` (warning) counts the stream's open quarantine, whatever
   pattern publishes it.
@@ -56,6 +57,10 @@ def matches_source_result(comparison: Comparison) -> dg.AssetCheckResult:
     """Pass only when every row matches; counts are numbers (plotted), the first differing keys a list."""
     metadata: dict[str, Any] = dict(comparison.metadata())
     metadata["differing_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
+    if comparison.details:
+        metadata["differing_values"] = dg.MetadataValue.json(
+            [{"key": d.key, "column": d.column, "source": d.source, "published": d.published, "note": d.note}
+             for d in comparison.details[:KEYS_SHOWN]])
     return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches, severity=dg.AssetCheckSeverity.ERROR,
                                metadata=metadata, description=comparison.describe())
 
@@ -73,7 +78,7 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
                      "incrementally, and compared with the source row by row."),
         metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "replica"},
         check_specs=[dg.AssetCheckSpec("matches_source", asset=key, blocking=True,
-                                       description="Same rows as the source projection: row count and a hash per row.")],
+                                       description="Every published value read back by the source server equals its own (key, column, both values).")],
         pool=f"liberation-{name}-replica",
     )
     def replica(context: dg.AssetExecutionContext, liberation: LiberationResource, replicas: ReplicaResource) -> dg.MaterializeResult:

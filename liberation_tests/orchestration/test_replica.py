@@ -79,6 +79,8 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     evaluation = _check(failed)
     assert not evaluation.passed and evaluation.metadata["differing_keys"].value == ['{"id":42}']
     assert evaluation.metadata["different_keys"].value == 1 and '{"id":42}' in (evaluation.description or "")
+    [value] = evaluation.metadata["differing_values"].value
+    assert (value["key"], value["column"], value["source"], value["published"]) == ('{"id":42}', "name", "item 42", "tampered")
 
     for leftover in tmp_path.glob("items.sqlite*"):
         leftover.unlink()  # the next run rebuilds the replica from the topic: the tampering is gone; now drop an event

@@ -35,8 +35,10 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if found is None:
         return 2
     summary = summarize(found[0], found[1], list_rows=args.list)
-    rows: list[dict[str, Any]] = [{"partition": r.partition, "offset": r.offset, "key": r.value.get("key"), "op": r.value.get("op"),
-             "failed_checks": r.value.get("failed_checks"), "row": r.value.get("row")} for r in summary.rows]
+    rows: list[dict[str, Any]] = [{"partition": r.partition, "offset": r.offset, "stream": r.value.get("stream"),
+                                   "key": r.value.get("key"), "op": r.value.get("op"), "columns": r.value.get("columns"),
+                                   "poison": r.poison, "failed_checks": r.value.get("failed_checks"), "row": r.value.get("row")}
+                                  for r in summary.rows]
     if args.json:
         _print_json({**summary.metadata(), "topic": summary.topic, "by_check": dict(summary.by_check), "rows": rows})
         return 0
@@ -46,8 +48,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     for check, count in summary.by_check.most_common():
         print(f"  {count:8d}  {check}")
     for row in rows:
-        print(f"  [{row['partition']}:{row['offset']}] key={orjson.dumps(row['key']).decode()} "
-              f"{'; '.join(row['failed_checks'] or [])}")
+        print(f"  [{row['partition']}:{row['offset']}] stream={row['stream']} key={orjson.dumps(row['key']).decode()} "
+              f"{'(poison: stays until the source row changes) ' if row['poison'] else ''}{'; '.join(row['failed_checks'] or [])}")
     return 0
 
 

@@ -8,6 +8,15 @@ The re-drive (see ``redrive``) keeps a cursor per quarantine partition in the
 positions topic: records below it are resolved (republished, superseded by a
 newer published version, or quarantined again as a new record), records at or
 above it are open.  ``summarize`` reads the topic and that cursor.
+
+A *poison* row (``"poison": true`` in its record) failed before any contract
+ran: a value its converter cannot carry exactly, a value the serializer
+refuses, or a record larger than ``topics.MAX_RECORD_BYTES``.  Its reasons
+name the column (``column <name>: <reason>``) and its ``row`` holds the
+source's text of the value, or a summary of an oversized one, never the value
+a consumer would have got.  So it is never re-driven as if valid: it stays
+quarantined until the source row changes and the pattern publishes a new
+version, which supersedes it.
 """
 
 from __future__ import annotations
@@ -23,9 +32,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from liberation_assets.core.contract.serialize import dumps, revive
 from liberation_assets.core.contract.validate import check_of
-from liberation_assets.core.errors import ConnectivityError
-from liberation_assets.core.events import ChangeEvent
+from liberation_assets.core.errors import ConnectivityError, SerializationError
+from liberation_assets.core.events import ChangeEvent, Row
 from liberation_assets.core.publish.reading import settled_watermarks
+from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
     from liberation_assets.core.engine.writer import StreamIdentity
@@ -33,6 +43,10 @@ if TYPE_CHECKING:
     from liberation_assets.core.spec import Spec
 
 QUARANTINE_SUFFIX = ".quarantine"
+SUMMARY_HEAD_CHARS = 200
+"""How much of an oversized value a quarantine record keeps."""
+LARGE_VALUE_BYTES = 1024
+"""Values above this are summarized when the quarantine record itself would exceed the record limit."""
 
 
 def quarantine_topic(topic: str) -> str:
@@ -51,8 +65,11 @@ def quarantine_record(
     reasons: list[str],
     position: dict[str, Any] | None,
     processed_ms: int,
+    *,
+    poison: bool = False,
 ) -> "OutRecord":
-    value = {
+    """The quarantine record of one row; it always serializes and always fits in a record."""
+    value: dict[str, Any] = {
         "stream": identity.name,
         "topic": identity.topic,
         "op": event.op,
@@ -62,10 +79,63 @@ def quarantine_record(
         "event_ts_ms": event.ts_ms,
         "source": event.source,
         "failed_checks": reasons,
+        "columns": reason_columns(reasons),
         "position": position,
         "quarantined_ts_ms": processed_ms,
     }
-    return (topic, dumps(event.key), dumps(value), event.ts_ms, identity.headers())
+    if poison:
+        value["poison"] = True
+    try:
+        key = dumps(event.key)
+    except SerializationError:
+        key = dumps(printable_row(event.key))
+        value["key"] = printable_row(event.key)
+    try:
+        document = dumps(value)
+    except SerializationError:  # a value the serializer refuses: keep its text
+        value["row"], value["before"] = printable_row(event.after), printable_row(event.before)
+        document = dumps(value)
+    if len(document) + len(key) > MAX_RECORD_BYTES - 4096:
+        value["row"], value["before"] = summarized_row(value["row"]), summarized_row(value["before"])
+        document = dumps(value)
+    return (topic, key, document, event.ts_ms, identity.headers())
+
+
+def reason_columns(reasons: list[str]) -> list[str]:
+    """The columns named by ``column <name>: …`` reasons, in order, once each."""
+    columns: dict[str, None] = {}
+    for reason in reasons:
+        if reason.startswith("column ") and ": " in reason:
+            columns.setdefault(reason[len("column "):reason.index(": ")], None)
+    return list(columns)
+
+
+def printable_row(row: Row | None) -> Row | None:
+    """The row with each value the serializer refuses replaced by its ``repr``."""
+    if row is None:
+        return None
+    out: Row = {}
+    for name, value in row.items():
+        try:
+            dumps(value)
+            out[name] = value
+        except SerializationError:
+            out[name] = repr(value)
+    return out
+
+
+def summarized_row(row: Row | None) -> Row | None:
+    """The row with each large value replaced by its size and first characters: a record that fits, for people."""
+    if row is None:
+        return None
+    out: Row = {}
+    for name, value in row.items():
+        text = dumps(value).decode(errors="replace")
+        if len(text) > LARGE_VALUE_BYTES:
+            out[name] = {"liberation.truncated_bytes": len(text), "head": text[:SUMMARY_HEAD_CHARS]}
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -76,6 +146,11 @@ class QuarantinedRow:
     offset: int
     key: bytes
     value: dict[str, Any]
+
+    @property
+    def poison(self) -> bool:
+        """The row failed before its contract (conversion, serialization, size): never re-driven as valid."""
+        return bool(self.value.get("poison"))
 
     @property
     def checks(self) -> list[str]:

@@ -82,10 +82,13 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
     summary = RedriveSummary()
     for rows in read_range(bootstrap, q_topic, cursor, batch_size):
         live: list[QuarantinedRow] = []
+        poison: list[QuarantinedRow] = []
         for row in rows:
             cursor[row.partition] = row.offset + 1
             if newest.get(row.key, -1) >= int(row.value["event_ts_ms"]):
                 summary.superseded += 1
+            elif row.poison:
+                poison.append(row)
             else:
                 live.append(row)
         duplicates, candidates = _still_duplicated(live)
@@ -96,9 +99,12 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
             reasons = [r for r in row.value.get("failed_checks") or [] if UNIQUE_KEY_CHECK in r]
             event = row.event(kinds, {"redrive": {"partition": row.partition, "offset": row.offset}})
             out.append(quarantine_record(q_topic, runtime.identity, event, reasons, None, processed))
+        for row in poison:
+            again = {**row.value, "quarantined_ts_ms": processed, "redrive": {"partition": row.partition, "offset": row.offset}}
+            out.append((q_topic, row.key, dumps(again), int(row.value["event_ts_ms"]), runtime.identity.headers()))
         summary.examined += len(rows)
         summary.republished += result.published
-        summary.requarantined += result.quarantined + len(duplicates)
+        summary.requarantined += result.quarantined + len(duplicates) + len(poison)
         position = {"offsets": {str(p): o for p, o in sorted(cursor.items())},
                     **{k: before[k] + getattr(summary, k) for k in before}}
         out.append(runtime.positions.record(Position(key, position)))

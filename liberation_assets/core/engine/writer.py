@@ -1,4 +1,11 @@
-"""Write batches of one stream: validate, serialize, publish with the position, in one transaction."""
+"""Write batches of one stream: validate, serialize, publish with the position, in one transaction.
+
+A poison row is a row problem, never a batch problem: an event whose values
+could not be converted (``ChangeEvent.problems``), whose values the serializer
+refuses, or whose record exceeds ``MAX_RECORD_BYTES`` goes to the quarantine
+with its reason naming the column, in the same transaction as the rest of the
+batch, and the stream goes on.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,11 @@ from zoneinfo import ZoneInfo
 from liberation_assets.core.contract.quarantine import quarantine_record, quarantine_topic
 from liberation_assets.core.contract.serialize import dumps, envelope_bytes, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
-from liberation_assets.core.errors import ContractViolation
-from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent
+from liberation_assets.core.errors import ContractViolation, SerializationError
+from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Row
 from liberation_assets.core.publish.positions import position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
+from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
 
 
 def lag_metadata(last_event_ms: int | None, max_publish_lag_ms: int | None) -> dict[str, float]:
@@ -24,6 +32,38 @@ def lag_metadata(last_event_ms: int | None, max_publish_lag_ms: int | None) -> d
     if last_event_ms is not None:
         data["last_event_age_seconds"] = round(max(0, now_ms() - last_event_ms) / 1000, 3)
     return data
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]] | None) -> int:
+    """What a record weighs against the limit: key, value and headers."""
+    return len(key or b"") + len(value or b"") + sum(len(name) + len(data) for name, data in headers or [])
+
+
+def unserializable_reason(event: ChangeEvent) -> str:
+    """``column <name>: <why>`` for the first value of the row the serializer refuses."""
+    for image in (event.key, event.after, event.before):
+        for name, value in (image or {}).items():
+            try:
+                dumps(value)
+            except SerializationError as exc:
+                return f"column {name}: cannot be serialized: {exc}"
+    return "row: cannot be serialized"
+
+
+def _largest_column(row: Row | None) -> tuple[str | None, int]:
+    sizes = [(len(dumps(value)), name) for name, value in (row or {}).items()]
+    if not sizes:
+        return None, 0
+    size, name = max(sizes)
+    return name, size
+
+
+def oversize_reason(event: ChangeEvent, size: int) -> str:
+    """``column <largest>: record too large (value N bytes, limit L bytes)``: the column is the one to look at."""
+    name, column_bytes = _largest_column(event.after if event.after is not None else event.before)
+    where = f"column {name}" if name is not None else "row"
+    return (f"{where}: record too large (value {size} bytes, limit {MAX_RECORD_BYTES} bytes; "
+            f"the column alone is {column_bytes} bytes)")
 
 
 @dataclass
@@ -119,37 +159,51 @@ class StreamWriter:
             poisoned = [(event, event.problems) for event in events if event.problems]
             events = [event for event in events if not event.problems]
         verdict = self.validator.validate(events, unique_key=unique_key)
-        if poisoned:
-            verdict.rejected[:0] = poisoned
         result = WriteResult()
         position = batch.position.value if batch.position else None
-        if verdict.rejected and self.halt_on_violation:
-            first, reasons = verdict.rejected[0]
+        if (verdict.rejected or poisoned) and self.halt_on_violation:
+            first, reasons = (poisoned or verdict.rejected)[0]
             raise ContractViolation(
-                f"stream {self.identity.name}: {len(verdict.rejected)} row(s) violate the contract, "
+                f"stream {self.identity.name}: {len(verdict.rejected) + len(poisoned)} row(s) violate the contract, "
                 f"first key {first.key}: {'; '.join(reasons)}"
             )
         topic, headers, source_base = self.identity.topic, self._headers, self._source_base
         processed = now_ms()
         out: list[OutRecord] = []
         append = out.append
+        published: list[ChangeEvent] = []
         for event in verdict.valid:
-            key = dumps(event.key)
-            append((topic, key, envelope_bytes(event, source_base, processed), event.ts_ms, headers))
+            try:
+                key = dumps(event.key)
+                value = envelope_bytes(event, source_base, processed)
+            except SerializationError:
+                poisoned.append((event, [unserializable_reason(event)]))
+                continue
+            size = record_size(key, value, headers)
+            if size > MAX_RECORD_BYTES:
+                poisoned.append((event, [oversize_reason(event, size)]))
+                continue
+            published.append(event)
+            append((topic, key, value, event.ts_ms, headers))
             if event.op == DELETE:
                 append((topic, key, None, event.ts_ms, headers))
                 result.deletes += 1
-        result.published = len(verdict.valid)
-        if verdict.valid:
-            result.last_event_ms = max(e.ts_ms for e in verdict.valid)
-            result.max_publish_lag_ms = max(0, processed - min(e.ts_ms for e in verdict.valid))
-        if verdict.rejected:
+        if poisoned and self.halt_on_violation:
+            first, reasons = poisoned[0]
+            raise ContractViolation(f"stream {self.identity.name}: row with key {first.key} cannot be published: {'; '.join(reasons)}")
+        result.published = len(published)
+        if published:
+            result.last_event_ms = max(e.ts_ms for e in published)
+            result.max_publish_lag_ms = max(0, processed - min(e.ts_ms for e in published))
+        if verdict.rejected or poisoned:
             q_topic = quarantine_topic(topic)
+            for event, reasons in poisoned:
+                append(quarantine_record(q_topic, self.identity, event, reasons, position, processed, poison=True))
             for event, reasons in verdict.rejected:
                 append(quarantine_record(q_topic, self.identity, event, reasons, position, processed))
-            result.quarantined = len(verdict.rejected)
+            result.quarantined = len(verdict.rejected) + len(poisoned)
             result.quarantine_samples = [
-                {"key": e.key, "reasons": r} for e, r in verdict.rejected[:5]
+                {"stream": self.identity.name, "key": e.key, "reasons": r} for e, r in (poisoned + verdict.rejected)[:5]
             ]
         for pos in ([batch.position] if batch.position else []) + batch.extra_positions:
             append(position_record(self.positions_topic, pos))

@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from liberation_assets.core.errors import PublishError
+from liberation_assets.core.publish.topics import TOPIC_MAX_MESSAGE_BYTES
 
 Header = tuple[str, bytes]
 OutRecord = tuple[str, bytes | None, bytes | None, int | None, list[Header] | None]
@@ -54,7 +55,9 @@ class TransactionalPublisher:
             "queue.buffering.max.messages": 500_000,
             "queue.buffering.max.kbytes": 1_048_576,
             "transaction.timeout.ms": 120_000,
-            "message.max.bytes": 10_000_000,
+            # Requests as large as the topics accept (topics.MAX_RECORD_BYTES): a record
+            # larger than batch.size goes in a batch of its own.
+            "message.max.bytes": TOPIC_MAX_MESSAGE_BYTES,
         }
         config.update(overrides or {})
         relax_gc_for_batches()

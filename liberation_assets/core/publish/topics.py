@@ -1,4 +1,11 @@
-"""Create compacted topics with their configured partitions and replication."""
+"""Create compacted topics with their configured partitions and replication, sized for large rows.
+
+A record (key + value + headers) may be up to ``MAX_RECORD_BYTES`` (8 MiB).
+The writer checks every record against it before producing and quarantines a
+larger row, so the broker never aborts a transaction for size.  The topics
+accept ``TOPIC_MAX_MESSAGE_BYTES`` (the limit plus room for the record batch's
+framing) and the producer's requests are sized the same way (``publisher``).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,19 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from liberation_assets.core.errors import ConnectivityError, PublishError
+
+
+MAX_RECORD_BYTES = 8 * 1024 * 1024
+"""The largest record liberation produces; a row whose record is larger goes to the quarantine."""
+RECORD_FRAMING_BYTES = 64 * 1024
+"""Room above the limit for the record batch header, the record's own framing and compression's worst case."""
+TOPIC_MAX_MESSAGE_BYTES = MAX_RECORD_BYTES + RECORD_FRAMING_BYTES
+"""``max.message.bytes`` of every topic liberation creates, and the producer's ``message.max.bytes``."""
+
+
+def sized(config: dict[str, str]) -> dict[str, str]:
+    """A topic config that accepts records up to the limit (an explicit setting wins)."""
+    return {"max.message.bytes": str(TOPIC_MAX_MESSAGE_BYTES), **config}
 
 
 @dataclass(frozen=True)
@@ -44,7 +64,8 @@ def ensure_topics(bootstrap_servers: str, topics: list[TopicSpec], timeout: floa
     if not missing:
         return
     futures = admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=t.config) for t in missing],
+        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=sized(t.config))
+         for t in missing],
         operation_timeout=timeout,
     )
     for name, future in futures.items():

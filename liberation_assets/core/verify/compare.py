@@ -1,7 +1,13 @@
-"""Compare a stream's topic with its source projection: row count plus a hash per row, differences by key.
+"""Compare a stream's replica with its source: the differing keys, columns and values.
 
-Both sides go through the same serializer, so the comparison is of exactly the
-JSON a consumer would see: a difference is real, never a formatting artefact.
+``compare_with_source`` is what ``liberation verify`` and ``matches_source``
+use: the source database server judges each published value (see ``server``),
+so a conversion bug in liberation cannot hide behind the same conversion on
+both sides.
+
+The hash comparison below (``compare_hashed``) compares two streams of row
+hashes; it is kept for comparing two sides that are both JSON, such as two
+replicas.
 
 ``compare_hashed`` keeps memory bounded for tables of any size.  Each side is
 streamed once into per-bucket sums of (key, row hash) digests, the bucket
@@ -27,6 +33,7 @@ from sqlalchemy.engine import Engine
 from liberation_assets.core.contract.serialize import dumps, normalize_row
 from liberation_assets.core.publish.positions import read_latest
 from liberation_assets.core.readers.table import DELETED_LABEL, ProjectedTable
+from liberation_assets.core.verify.server import ColumnDifference, ReplicaRows, server_compare
 
 BUCKETS = 4096
 MAX_EXAMINED_BUCKETS = 32
@@ -110,6 +117,8 @@ class Comparison:
     """Key buckets whose digests differ (``compare_hashed``); 0 when every row matches."""
     examined_buckets: int = 0
     """How many of those were read key by key to fill the lists above."""
+    details: list[ColumnDifference] = field(default_factory=list)
+    """The differing values (key, column, the source server's text, the published value), the first ones."""
 
     @property
     def matches(self) -> bool:
@@ -128,7 +137,8 @@ class Comparison:
         """Numbers only, so the UI plots them."""
         return {"source_rows": self.source_rows, "replica_rows": self.replica_rows,
                 "missing_keys": len(self.missing), "extra_keys": len(self.extra),
-                "different_keys": len(self.different), "differing_buckets": self.differing_buckets}
+                "different_keys": len(self.different), "differing_buckets": self.differing_buckets,
+                "different_values": len(self.details)}
 
     def describe(self, limit: int = 10) -> str:
         if self.matches:
@@ -140,7 +150,20 @@ class Comparison:
                 parts.append(f"{len(keys)} {label}: {shown}{' …' if len(keys) > limit else ''}")
         if self.partial:
             parts.append(f"keys listed from {self.examined_buckets} of {self.differing_buckets} differing key buckets")
-        return "; ".join(parts)
+        text = "; ".join(parts)
+        if self.details:
+            text += "\n" + "\n".join("  " + d.describe() for d in self.details[:limit])
+            if len(self.details) > limit:
+                text += f"\n  … {len(self.details) - limit} more differing values"
+        return text
+
+
+def compare_with_source(engine: Engine, table: ProjectedTable, zone: str, replica: ReplicaRows,
+                        deleted_when: str = "not_null") -> Comparison:
+    """The replica judged by the source server, value by value (``server``)."""
+    source_rows, replica_rows, verdict, missing = server_compare(engine, table, zone, deleted_when, replica)
+    return Comparison(source_rows=source_rows, replica_rows=replica_rows, missing=missing, extra=sorted(verdict.extra),
+                      different=sorted(verdict.different), details=verdict.details)
 
 
 def compare(source: dict[bytes, dict[str, Any]], replica: dict[bytes, dict[str, Any]]) -> Comparison:

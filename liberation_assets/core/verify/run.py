@@ -5,18 +5,21 @@ run.  The comparison is exact, so run it when the stream has caught up with
 the source (for example right after a poll, a CDC drain, or the demo's main
 job): a row changed after the last publish is reported as different, because
 at that moment it is.
+
+The source server decides: every published value is read back by the source
+database in its column's type and compared with the server's own rendering
+(``server``), so the verify never trusts liberation's own conversions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
 
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.readers.table import reflect_stream_table
 from liberation_assets.core.spec import Spec
-from liberation_assets.core.verify.compare import Comparison, compare_hashed, source_hashes
+from liberation_assets.core.verify.compare import Comparison, compare_with_source
 from liberation_assets.core.verify.replica import ApplyStats, materialize
 from liberation_assets.core.verify.store import ReplicaStore, replica_table_name, replica_url
 
@@ -46,9 +49,8 @@ def verify(spec: Spec, stream_name: str, *, replica: str | None = None, rebuild:
     try:
         applied = materialize(store, name, spec.kafka.resolved_bootstrap_servers(), topic, rebuild=rebuild)
         table = reflect_stream_table(engine, stream, stream_name)
-        zone = ZoneInfo(spec.timezone_for(stream_name))
         deleted_when = stream.soft_delete.deleted_when if stream.soft_delete else "not_null"
-        comparison = compare_hashed(lambda: source_hashes(engine, table, zone, deleted_when), lambda: store.hashes(name))
+        comparison = compare_with_source(engine, table, spec.timezone_for(stream_name), lambda: store.documents(name), deleted_when)
         return Verification(stream_name, store.safe_url, applied, comparison)
     finally:
         engine.dispose()

@@ -156,6 +156,14 @@ class ReplicaStore:
             for key, document in result:
                 yield key.encode(), document_hash(canonical(orjson.loads(document)))
 
+    def documents(self, name: str) -> Iterator[tuple[bytes, str]]:
+        """(key, after-image JSON) of every replica row, streamed."""
+        table = self.table(name)
+        with self.engine.connect() as connection:
+            result = connection.execution_options(stream_results=True, yield_per=10_000).execute(sa.select(table.c.key, table.c.document))
+            for key, document in result:
+                yield key.encode(), document
+
     def rows(self, name: str) -> int:
         with self.engine.connect() as connection:
             return int(connection.execute(sa.select(sa.func.count()).select_from(self.table(name))).scalar_one())
