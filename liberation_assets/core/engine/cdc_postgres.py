@@ -47,22 +47,11 @@ from liberation_assets.core.publish.positions import PositionStore, position_rec
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.publish.reading import committed_batches
 from liberation_assets.core.readers import codec, pg_slot
-from liberation_assets.core.readers.pgoutput import (
-    UNCHANGED,
-    Begin,
-    Commit,
-    Delete,
-    Insert,
-    LogicalMessage,
-    Relation,
-    Truncate,
-    Update,
-    decode_message,
-    pg_time_to_epoch_ms,
-)
+from liberation_assets.core.readers.pgoutput import UNCHANGED, Delete, Insert, LogicalMessage, Relation, Truncate, Update
 from liberation_assets.core.readers.pgoutput.lsn import lsn_to_str
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
 from liberation_assets.core.readers.pgoutput.rows import RowPlan, fill_unchanged, unchanged_columns
+from liberation_assets.core.readers.pgoutput.stream import Change, Committed, Cursor, Marker, PgoutputStream, Transaction
 from liberation_assets.core.readers.pgoutput.watermark import (
     HIGH,
     LOW,
@@ -80,6 +69,8 @@ log = logging.getLogger("liberation.cdc_postgres")
 
 HEARTBEAT_PREFIX = "liberation.heartbeat"
 DRAIN_PREFIX = "liberation.drain"
+BOUNDARY_PREFIXES = frozenset({HEARTBEAT_PREFIX, DRAIN_PREFIX, WATERMARK_PREFIX})
+"""Our logical messages: between transactions, each one is a position the slot may advance to."""
 SLOT_WAIT_SECONDS = 60.0
 """How long to wait for a killed reader's walsender to release the slot."""
 POSITION_EVERY_SECONDS = 1.0
@@ -158,14 +149,6 @@ class _Stream:
         self.plan = RowPlan.build(relation, self.projection, self.table.key_columns, self.table.key_public, self.name)
 
 
-@dataclass
-class _Transaction:
-    final_lsn: int
-    commit_ms: int
-    xid: int
-    index: int = -1
-
-
 class PostgresCdc:
     """Snapshot and stream one PostgreSQL source into its streams' topics."""
 
@@ -194,11 +177,9 @@ class PostgresCdc:
         self._by_relid: dict[int, list[_Stream]] = {}
         self._by_table: dict[tuple[str, str], list[_Stream]] = {}
         self.position = CdcPosition()
-        """Snapshot progress and slot; the log position lives in ``_at`` (a tuple per change is cheap)."""
-        self._at: tuple[int, int, bool] = (0, -1, False)
+        """Snapshot progress and slot; the log position lives in ``_log.at`` (a tuple per change is cheap)."""
         self._stored = CdcPosition()
-        self._confirm = 0
-        self._tx: _Transaction | None = None
+        self._log = PgoutputStream(CdcPosition(), BOUNDARY_PREFIXES)
         self._pending = 0
         self._window: ChunkWindow | None = None
         self._snapshot_queue: list[str] = []
@@ -219,7 +200,7 @@ class PostgresCdc:
         self._positions = PositionStore.for_spec(kafka)
         stored = self._positions.get(self.key)
         self.position = self._stored = replace(CdcPosition.from_dict(stored), slot=self.slot_names.slot)
-        self._at = (self.position.lsn, self.position.index, self.position.complete)
+        self._log = PgoutputStream(self.position, BOUNDARY_PREFIXES)
         self._engine = create_source_engine(self.source)
         for name in self.names:
             self._add_stream(name)
@@ -239,7 +220,7 @@ class PostgresCdc:
             created = pg_slot.create_slot(self._cursor, self.slot_names.slot)
             self.position = CdcPosition(lsn=created.consistent_point, slot=self.slot_names.slot,
                                         columns=self.position.columns)  # every table is read whole next
-            self._at = (created.consistent_point, -1, False)
+            self._log = PgoutputStream(self.position, BOUNDARY_PREFIXES)
             self._snapshot_exported(created.snapshot_name, created.consistent_point)
         self._snapshot_queue = [n for n in self.names if not self.position.tables.get(n, TableProgress()).done]
         pg_slot.start_streaming(self._cursor, self.slot_names.slot, self.slot_names.publication)
@@ -421,49 +402,39 @@ class PostgresCdc:
         return self.summary
 
     def _handle(self, payload: bytes, data_start: int) -> None:
-        message = decode_message(payload)
-        if isinstance(message, (Insert, Update, Delete, Truncate)):
-            tx = self._tx
-            if tx is None:
-                raise ConnectivityError("pgoutput: a change outside a transaction")
-            tx.index += 1
-            if self._stored.skips(tx.final_lsn, tx.index):
-                return  # committed to Kafka before a restart
-            if isinstance(message, Truncate):
-                self._truncate(message, tx, data_start)
+        item = self._log.feed(payload, data_start)
+        if item is None:
+            return
+        if isinstance(item, Change):
+            change = item.message
+            if isinstance(change, Truncate):
+                self._truncate(change, item)
             else:
-                for stream in self._by_relid.get(message.relid, ()):
-                    self._change(stream, message, tx, data_start)
-            self._at = (tx.final_lsn, tx.index, False)
-            self._confirm = tx.final_lsn  # resent whole on restart; the index skips what is done
-        elif isinstance(message, Begin):
-            self._tx = _Transaction(message.final_lsn, pg_time_to_epoch_ms(message.commit_ts), message.xid)
-        elif isinstance(message, Commit):
-            tx = self._tx
-            if tx is None:
-                raise ConnectivityError("pgoutput: a commit outside a transaction")
-            self._tx = None
+                for stream in self._by_relid.get(change.relid, ()):
+                    self._change(stream, change, item.tx, item.lsn)
+        elif isinstance(item, Committed):
             self.summary.db_transactions += 1
-            self.summary.last_commit_ms = tx.commit_ms
-            if not self._stored.skips(tx.final_lsn, tx.index + 1):
-                self._at = (tx.final_lsn, tx.index, True)
-                self._confirm = message.end_lsn  # never sent again
-        elif isinstance(message, Relation):
-            streams = self._by_table.get((message.namespace, message.name))
-            if streams:
-                for stream in streams:
-                    previous = stream.plan
-                    try:
-                        stream.build_plan(message)
-                    except SchemaIncompatible:
-                        self._flush(force=True)  # what came before the change still goes out
-                        raise
-                    assert stream.plan is not None
-                    if previous is not None and previous.shape != stream.plan.shape:
-                        self._schema_changed(stream, previous)
-                self._by_relid[message.relid] = streams
-        elif isinstance(message, LogicalMessage):
-            self._message(message)
+            self.summary.last_commit_ms = item.tx.commit_ms
+        elif isinstance(item, Marker):
+            self._message(item.message)
+        else:
+            self._relation(item)
+
+    def _relation(self, message: Relation) -> None:
+        """A table met in the log: its row plan; a changed shape is gated and versioned."""
+        streams = self._by_table.get((message.namespace, message.name))
+        if streams:
+            for stream in streams:
+                previous = stream.plan
+                try:
+                    stream.build_plan(message)
+                except SchemaIncompatible:
+                    self._flush(force=True)  # what came before the change still goes out
+                    raise
+                assert stream.plan is not None
+                if previous is not None and previous.shape != stream.plan.shape:
+                    self._schema_changed(stream, previous)
+            self._by_relid[message.relid] = streams
 
     def _schema_changed(self, stream: _Stream, previous: RowPlan) -> None:
         """A table change seen in the log: gate it and version it before any event that follows is published.
@@ -489,17 +460,9 @@ class PostgresCdc:
                 self._close_window()
         elif message.prefix == DRAIN_PREFIX and message.content.decode() == self._drain_id:
             self._drained = self._flush_now = True
-        elif message.prefix != HEARTBEAT_PREFIX:
-            return
-        # Between transactions everything before this message has been handled.  Its LSN is where its record
-        # ends, which is exactly where the next commit record may start: stay one byte below, or that
-        # transaction would count as published.
-        boundary = message.lsn - 1
-        if self._tx is None and boundary > self._at[0]:
-            self._at = (boundary, -1, True)
-            self._confirm = boundary
+        # The position moved to the boundary below the message already (``PgoutputStream``).
 
-    def _change(self, stream: _Stream, message: Insert | Update | Delete, tx: _Transaction, lsn: int) -> None:
+    def _change(self, stream: _Stream, message: Insert | Update | Delete, tx: Transaction, lsn: int) -> None:
         plan = stream.plan
         assert plan is not None
         source = {"snapshot": "false", "lsn": lsn, "txId": tx.xid, "sequence": [tx.final_lsn, tx.index]}
@@ -535,12 +498,13 @@ class PostgresCdc:
         stream.pending.extend(events)
         self._pending += len(events)
 
-    def _truncate(self, message: Truncate, tx: _Transaction, lsn: int) -> None:
+    def _truncate(self, message: Truncate, change: Change) -> None:
         """A truncate: flush what came before, then one ``t`` event and a delete per live key, in one transaction."""
         streams = [s for relid in message.relids for s in self._by_relid.get(relid, ())]
         if not streams:
             return
-        self._flush(force=True)
+        self._flush(force=True, at=change.before)
+        tx, lsn = change.tx, change.lsn
         source = {"snapshot": "false", "lsn": lsn, "txId": tx.xid, "sequence": [tx.final_lsn, tx.index]}
         bootstrap = self.spec.kafka.resolved_bootstrap_servers()
         for stream in streams:
@@ -552,14 +516,16 @@ class PostgresCdc:
                 key = orjson.loads(raw)
                 stream.pending.append(ChangeEvent(DELETE, key, dict(key), None, tx.commit_ms, deleted))
             self._pending += len(stream.pending)
-        self._at = (tx.final_lsn, tx.index, False)
-        self._confirm = tx.final_lsn
         self._flush(force=True)
 
     # -- publish --------------------------------------------------------------------------------------------
-    def _flush(self, *, force: bool = False) -> None:
-        """Publish pending events of every stream and the position in one Kafka transaction, then confirm."""
-        position = self.position.at(*self._at)
+    def _flush(self, *, force: bool = False, at: tuple[Cursor, int] | None = None) -> None:
+        """Publish pending events of every stream and the position in one Kafka transaction, then confirm.
+
+        ``at``: a (cursor, confirm) before the log's current one, for what came before a change.
+        """
+        cursor, confirm = at if at is not None else (self._log.at, self._log.confirm)
+        position = self.position.at(*cursor)
         moved = position != self._stored
         if not self._pending and not moved:
             return
@@ -587,9 +553,9 @@ class PostgresCdc:
         self._pending = 0
         self.position = self._stored = position
         self._last_store = time.monotonic()
-        if self._confirm:
+        if confirm:
             # Only now, after the Kafka commit: the slot may release WAL up to here.
-            self._cursor.send_feedback(flush_lsn=self._confirm, force=True)
+            self._cursor.send_feedback(flush_lsn=confirm, force=True)
 
     def _reread(self, stream: _Stream) -> list[ChangeEvent]:
         """Fill unchanged TOAST values by reading the rows again; a row gone since is left to its later delete."""
