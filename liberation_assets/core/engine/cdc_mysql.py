@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -30,6 +31,7 @@ import sqlalchemy as sa
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
+from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamWriter, WriteResult
 from liberation_assets.core.errors import SpecError
@@ -182,9 +184,14 @@ class MySqlCdc:
 
     # -- the run ------------------------------------------------------------------------------------------
     def run(self, *, drain: bool, deadline: float | None = None, stop: threading.Event | None = None,
-            resnapshot: bool = False) -> CdcSummary:
-        """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop."""
-        summary = CdcSummary()
+            resnapshot: bool = False, summary: CdcSummary | None = None,
+            connected: Callable[[], None] | None = None) -> CdcSummary:
+        """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop.
+
+        ``summary``: counters to add to (one summary across reconnects); ``connected``: called once the
+        server answered and the stored position is resumable.
+        """
+        summary = summary if summary is not None else CdcSummary()
         with self.engine.connect() as connection:
             self.info = inspect_server(connection, self.name)
             logs = binary_logs(connection)
@@ -192,6 +199,8 @@ class MySqlCdc:
         position = BinlogPosition.from_dict(stored) if stored else None
         if position is not None:
             ensure_resumable(logs, position, self.name)
+        if connected is not None:
+            connected()
         while True:
             missing = [name for name in self.names if position is None or name not in position.streams]
             if position is None or missing or position.snapshot:
@@ -375,20 +384,39 @@ def drain(spec: Spec, source_name: str, *, resnapshot: bool = False, progress: S
         cdc.close()
 
 
-def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False) -> int:
-    """Stream continuously (``liberation follow <source>``) until the duration ends, SIGTERM or Ctrl-C."""
+def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False,
+           give_up_after: float | None = None) -> int:
+    """Stream continuously (``liberation follow <source>``) until the duration ends, SIGTERM or Ctrl-C.
+
+    A retriable error (broker or server away, a lost connection) reconnects with backoff from the
+    position in Kafka (``retry.follow_with_retry``); a permanent one raises a ``LiberationError``.
+    """
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cdc = MySqlCdc(spec, source_name)
-    try:
-        summary = cdc.run(drain=False, deadline=time.monotonic() + duration if duration else None, stop=stop,
-                          resnapshot=resnapshot)
-    finally:
-        cdc.close()
-    print(f"source {source_name}: {summary.describe()}", flush=True)
+    deadline = time.monotonic() + duration if duration else None
+    total = CdcSummary()
+    first = {"resnapshot": resnapshot}
+
+    def until() -> bool:
+        return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+    def attempt(_until: Callable[[], bool], connected: Callable[[], None]) -> None:
+        cdc = MySqlCdc(spec, source_name)
+        try:
+            cdc.run(drain=False, deadline=deadline, stop=stop, resnapshot=first["resnapshot"], summary=total,
+                    connected=connected)
+        finally:
+            if total.transactions:
+                first["resnapshot"] = False  # a reconnect resumes from what was published since
+            cdc.close()
+
+    follow_with_retry(f"source {source_name}", attempt, until=until,
+                      log=lambda line: print(line, file=sys.stderr, flush=True),
+                      give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
+    print(f"source {source_name}: {total.describe()}", flush=True)
     return 0
 
 

@@ -39,6 +39,8 @@ from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.gate import ensure_schema
 from liberation_assets.core.contract.serialize import dumps, normalize_row, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
+from liberation_assets.core.readers.pg_keepalive import replication_keepalive
+from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
 from liberation_assets.core.errors import ConnectivityError, SchemaIncompatible, SlotInUse, SpecError
@@ -189,6 +191,7 @@ class PostgresCdc:
         self._drained = False
         self._flush_now = False
         self._started = 0.0
+        self._streaming = False
 
     # -- setup ----------------------------------------------------------------------------------------------
     def open(self) -> None:
@@ -224,6 +227,7 @@ class PostgresCdc:
             self._snapshot_exported(created.snapshot_name, created.consistent_point)
         self._snapshot_queue = [n for n in self.names if not self.position.tables.get(n, TableProgress()).done]
         pg_slot.start_streaming(self._cursor, self.slot_names.slot, self.slot_names.publication)
+        self._streaming = True
 
     def _add_stream(self, name: str) -> None:
         assert self._engine is not None and self._publisher is not None and self._positions is not None
@@ -512,7 +516,9 @@ class PostgresCdc:
                 self._window.on_truncate()
             stream.pending.append(ChangeEvent(TRUNCATE, {}, None, None, tx.commit_ms, source))
             deleted = {**source, "truncate": True}
-            for raw in live_keys(bootstrap, stream.writer.identity.topic):
+            with replication_keepalive(self._live_cursor()):
+                keys = list(live_keys(bootstrap, stream.writer.identity.topic))
+            for raw in keys:
                 key = orjson.loads(raw)
                 stream.pending.append(ChangeEvent(DELETE, key, dict(key), None, tx.commit_ms, deleted))
             self._pending += len(stream.pending)
@@ -543,7 +549,8 @@ class PostgresCdc:
             out.extend(records)
             results.append((stream.name, result))
         out.append(position_record(self._positions.topic, Position(self.key, position.to_dict())))
-        self._publisher.publish(out)
+        with replication_keepalive(self._live_cursor()):
+            self._publisher.publish(out)
         for name, result in results:
             self.summary.add(name, result)
         self.summary.result.transactions += 1
@@ -556,6 +563,10 @@ class PostgresCdc:
         if confirm:
             # Only now, after the Kafka commit: the slot may release WAL up to here.
             self._cursor.send_feedback(flush_lsn=confirm, force=True)
+
+    def _live_cursor(self) -> Any:
+        """The replication cursor once it streams (before, it holds the exported snapshot: leave it alone)."""
+        return self._cursor if self._streaming else None
 
     def _reread(self, stream: _Stream) -> list[ChangeEvent]:
         """Fill unchanged TOAST values by reading the rows again; a row gone since is left to its later delete."""
@@ -646,8 +657,13 @@ def slot_status(spec: Spec, source_name: str) -> SlotStatus:
 
 
 def follow(spec: Spec, source_name: str, duration: float | None = None,
-           on_summary: Callable[[CdcSummary], None] | None = None) -> int:
-    """``liberation follow <source>``: stream continuously (or for ``duration`` seconds), stop on SIGTERM."""
+           on_summary: Callable[[CdcSummary], None] | None = None, *, give_up_after: float | None = None,
+           log_line: Callable[[str], None] | None = None) -> int:
+    """``liberation follow <source>``: stream continuously (or for ``duration`` seconds), stop on SIGTERM.
+
+    A retriable error (broker or database away, walsender timeout) reconnects with backoff
+    (``retry.follow_with_retry``); a permanent one raises a ``LiberationError`` naming the source.
+    """
     stop = {"now": False}
 
     def request_stop(_signum: int, _frame: Any) -> None:
@@ -656,17 +672,32 @@ def follow(spec: Spec, source_name: str, duration: float | None = None,
     in_main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, request_stop) if in_main else None
     deadline = time.monotonic() + duration if duration is not None else None
-    cdc = PostgresCdc(spec, source_name)
+    say = log_line or (lambda line: print(line, file=sys.stderr, flush=True))
+    total = CdcSummary()
+    started = time.monotonic()
+
+    def until() -> bool:
+        return stop["now"] or (deadline is not None and time.monotonic() >= deadline)
+
+    def attempt(until: Callable[[], bool], connected: Callable[[], None]) -> None:
+        cdc = PostgresCdc(spec, source_name)
+        cdc.summary = total  # one summary across reconnects
+        try:
+            cdc.open()
+            connected()
+            say(f"liberation: following {source_name} from slot {cdc.slot_names.slot} "
+                f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}")
+            cdc.run(until=until)
+            cdc.finish()
+        finally:
+            cdc.close()
+
     try:
-        cdc.open()
-        print(f"liberation: following {source_name} from slot {cdc.slot_names.slot} "
-              f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}", file=sys.stderr, flush=True)
-        cdc.run(until=lambda: stop["now"] or (deadline is not None and time.monotonic() >= deadline))
-        summary = cdc.finish()
+        follow_with_retry(f"source {source_name}", attempt, until=until, log=say,
+                          give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
     finally:
-        cdc.close()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    (on_summary or (lambda s: print(s.describe(), flush=True)))(summary)
+    total.seconds = time.monotonic() - started
+    (on_summary or (lambda s: print(s.describe(), flush=True)))(total)
     return 0
-

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.readers.pg_keepalive import replication_keepalive
 from liberation_assets.core.errors import SlotInUse, SpecError
 from liberation_assets.core.events import Position
 from liberation_assets.core.outbox.event_router import EventRouter
@@ -88,6 +89,7 @@ class OutboxLogRelay:
         self._drain_id: str | None = None
         self._drained = False
         self._last_batch: list[int] = []
+        self._streaming = False
 
     # -- setup ----------------------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -116,6 +118,7 @@ class OutboxLogRelay:
             self._publish_snapshot(pg_slot.create_slot(self._cursor, self.slot))
         self._last_batch = OutboxPosition.from_dict(stored).seqs()
         pg_slot.start_streaming(self._cursor, self.slot, self.publication)
+        self._streaming = True
         return True
 
     def _ensure_publication(self, admin: Connection) -> None:
@@ -215,7 +218,8 @@ class OutboxLogRelay:
         records, seqs = self._pending, self._seqs
         self.ensure_topics({record[0] for record in records})
         value = {**self.position.to_dict(), **OutboxPosition.of(seqs).to_dict()}
-        self._publisher.publish([*records, self._positions.record(Position(position_key(self.name), value))])
+        with replication_keepalive(self._cursor if self._streaming else None):
+            self._publisher.publish([*records, self._positions.record(Position(position_key(self.name), value))])
         self._pending, self._seqs = [], []
         self._stored, self._last_store = self.position, time.monotonic()
         self.relayed += len(records)
