@@ -33,6 +33,7 @@ from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
 from liberation_assets.core.engine.runtime import StreamRuntime
+from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import StreamWriter, WriteResult
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Position
@@ -92,9 +93,8 @@ class CdcSummary:
     def stream_metadata(self, name: str) -> dict[str, int | float]:
         r = self.results.get(name, WriteResult())
         data: dict[str, int | float] = {
-            "events_published": r.published,
-            "deletes": r.deletes,
-            "quarantined": r.quarantined,
+            **counters(published=r.published, quarantined=r.quarantined, deletes=r.deletes,
+                       kafka_transactions=self.transactions),
             "snapshot_rows": self.snapshot_rows.get(name, 0),
             "truncates_seen": self.truncated.count(name),
         }
@@ -103,10 +103,9 @@ class CdcSummary:
 
     def metadata(self) -> dict[str, int | float]:
         data: dict[str, int | float] = {
-            "events_published": sum(r.published for r in self.results.values()),
-            "deletes": sum(r.deletes for r in self.results.values()),
-            "quarantined": sum(r.quarantined for r in self.results.values()),
-            "transactions": self.transactions,
+            **counters(published=sum(r.published for r in self.results.values()),
+                       quarantined=sum(r.quarantined for r in self.results.values()),
+                       deletes=sum(r.deletes for r in self.results.values()), kafka_transactions=self.transactions),
             "snapshot_rows": sum(self.snapshot_rows.values()),
             "snapshot_lock_ms": round(self.snapshot_lock_ms, 3),
             "reconciled_deletes": self.reconciled_deletes,

@@ -42,6 +42,7 @@ from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.readers.pg_keepalive import replication_keepalive
 from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
 from liberation_assets.core.engine.runtime import StreamRuntime
+from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
 from liberation_assets.core.errors import ConnectivityError, SchemaIncompatible, SlotInUse, SpecError
 from liberation_assets.core.events import CREATE, DELETE, READ, TRUNCATE, UPDATE, ChangeBatch, ChangeEvent, Position
@@ -109,11 +110,9 @@ class CdcSummary:
     def metadata(self, stream: str | None = None) -> dict[str, int | float]:
         r = self.result
         data: dict[str, int | float] = {
-            "events": self.per_stream.get(stream, 0) if stream else r.published,
-            "events_all_streams": r.published,
-            "deletes": r.deletes,
-            "quarantined": r.quarantined,
-            "kafka_transactions": r.transactions,
+            **counters(published=self.per_stream.get(stream, 0) if stream else r.published, quarantined=r.quarantined,
+                       deletes=r.deletes, kafka_transactions=r.transactions),
+            "published_all_streams": r.published,
             "db_transactions": self.db_transactions,
             "snapshot_rows": self.snapshot_rows,
             "lsn": self.lsn,

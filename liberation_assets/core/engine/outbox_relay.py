@@ -13,6 +13,7 @@ from liberation_assets.core.connect import cached_engine
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
+from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.outbox.log_relay import OutboxLogRelay, slot_name
 from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
 from liberation_assets.core.readers import pg_slot
@@ -53,8 +54,7 @@ class RelaySummary:
 
     def metadata(self) -> dict[str, int | float]:
         return {
-            "events_relayed": self.relayed,
-            "transactions": self.transactions,
+            **counters(published=self.relayed, quarantined=0, deletes=0, kafka_transactions=self.transactions),
             "recovered_after_crash": self.recovered,
             "pending": self.pending,
             "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
