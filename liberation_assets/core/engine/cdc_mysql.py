@@ -45,7 +45,7 @@ from liberation_assets.core.readers.binlog.client import (LogReader, ServerInfo,
 from liberation_assets.core.readers.binlog.decoder import BinlogDecoder, Routes
 from liberation_assets.core.readers.binlog.mapping import Hints, StreamMapper, StreamShape
 from liberation_assets.core.readers.binlog.position import BinlogPosition, StreamSnapshot, coordinates_key
-from liberation_assets.core.readers.binlog.reconcile import end_offsets, unseen_live_keys
+from liberation_assets.core.engine.reconcile import end_offsets, unseen_live_keys
 from liberation_assets.core.readers.binlog.snapshot import consistent_snapshot, snapshot_chunks
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
