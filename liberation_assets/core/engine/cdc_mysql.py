@@ -37,6 +37,7 @@ from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Position
+from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers.binlog.client import (LogReader, ServerInfo, binary_logs, bytes_behind, connection_settings,
@@ -256,6 +257,7 @@ class MySqlCdc:
         routes = self._routes()
         decoder = BinlogDecoder(position, routes)
         cdc = self.source.cdc
+        policy = FlushPolicy(cdc.batch_size, max_age_seconds=FLUSH_AFTER_SECONDS, idle_position_seconds=IDLE_POSITION_SECONDS)
         reader = LogReader(connection_settings(self.source), replica_server_id(self.name, self.source), position,
                            schemas=[schema for schema, _ in routes], tables=[table for _, table in routes],
                            heartbeat_seconds=min(cdc.heartbeat_every.total_seconds(), 1.0), source_name=self.name)
@@ -285,8 +287,8 @@ class MySqlCdc:
                              and coordinates_key(decoder.file, decoder.boundary) >= target)
                             or (deadline is not None and now >= deadline) or (stop is not None and stop.is_set()))
                 moved = decoder.position() != committed
-                if count >= cdc.batch_size or (count and (finished or now - first_pending >= FLUSH_AFTER_SECONDS)) \
-                        or (not count and moved and (finished or now - last_commit >= IDLE_POSITION_SECONDS)):
+                if policy.due(pending=count, pending_age=now - first_pending, moved=moved, since_commit=now - last_commit,
+                              finishing=finished):
                     committed = self._flush(pending, decoder, summary)
                     count, last_commit = 0, now
                 if finished:

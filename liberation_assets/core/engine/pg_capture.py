@@ -27,6 +27,7 @@ from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
 from liberation_assets.core.errors import SchemaIncompatible, SlotInUse, SpecError
 from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position
+from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore, position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
@@ -87,6 +88,8 @@ class PostgresCdc(SnapshotSteps):
         self._snapshot_queue: list[str] = []
         self._last_heartbeat = 0.0
         self._last_store = 0.0
+        self._policy = FlushPolicy(self.cdc.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS)
+        """Callers flush when the batch is full or the log goes quiet; a moved position alone at most every second."""
         self._drain_id: str | None = None
         self._drained = False
         self._flush_now = False
@@ -340,10 +343,8 @@ class PostgresCdc(SnapshotSteps):
         """
         cursor, confirm = at if at is not None else (self._log.at, self._log.confirm)
         position = self.position.at(*cursor)
-        moved = position != self._stored
-        if not self._pending and not moved:
-            return
-        if not self._pending and not force and time.monotonic() - self._last_store < POSITION_EVERY_SECONDS:
+        if not self._policy.due(pending=self._pending, pending_age=0.0, moved=position != self._stored,
+                                since_commit=time.monotonic() - self._last_store, finishing=force):
             return
         assert self._publisher is not None and self._positions is not None
         out: list[OutRecord] = []

@@ -37,6 +37,7 @@ from liberation_assets.core.outbox.relay import (
     transactional_id, try_lease,
 )
 from liberation_assets.core.outbox.table import check_outbox_table, table_for
+from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
@@ -86,6 +87,7 @@ class OutboxLogRelay:
         self._seqs: list[int] = []
         self._log = PgoutputStream(CdcPosition(), BOUNDARY_PREFIXES)
         self._last_store = self._last_heartbeat = 0.0
+        self._policy = FlushPolicy(self.outbox.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS)
         self._drain_id: str | None = None
         self._drained = False
         self._last_batch: list[int] = []
@@ -211,8 +213,8 @@ class OutboxLogRelay:
     def _flush(self, *, force: bool = False) -> None:
         """Records and position in one Kafka transaction; then confirm the slot and clean up the rows."""
         self.position = self._log.position(self.position)
-        if not self._pending and (self.position == self._stored or
-                                  (not force and time.monotonic() - self._last_store < POSITION_EVERY_SECONDS)):
+        if not self._policy.due(pending=len(self._pending), pending_age=0.0, moved=self.position != self._stored,
+                                since_commit=time.monotonic() - self._last_store, finishing=force):
             return
         assert self._publisher is not None and self._positions is not None
         records, seqs = self._pending, self._seqs
