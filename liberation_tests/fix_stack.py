@@ -70,6 +70,7 @@ def mysql_database(stack: StackSettings) -> Iterator[str]:
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     yield name
+    connection.ping(reconnect=True)  # the test may have restarted the server
     with connection.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
     connection.close()

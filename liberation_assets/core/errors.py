@@ -66,3 +66,11 @@ class SlotInUse(LiberationError):
 
 class SourceMisconfigured(LiberationError):
     """The source database lacks a server setting the pattern needs (for example a ROW binlog with full row images)."""
+
+
+class AuthenticationFailed(LiberationError):
+    """A database refused liberation's login: retrying cannot help, the credentials must change."""
+
+
+class GaveUp(LiberationError):
+    """A ``follow`` kept meeting retriable errors for longer than its give-up time."""

@@ -18,7 +18,7 @@ from liberation_assets.orchestration.resources import LiberationResource
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 BINLOG_TAG = "liberation/binlog"
-SOURCE_FIGURES = ("transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
+SOURCE_FIGURES = ("kafka_transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
                   "reconciled_deletes", "ddl_events")
 
 

@@ -21,6 +21,7 @@ import dagster as dg
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.gate import SchemaDecision, evaluate
 from liberation_assets.core.contract.quarantine import QuarantineSummary, summarize
+from liberation_assets.core.engine.summary import PUBLISHED
 from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration.policy import asset_key
 from liberation_assets.orchestration.resources import LiberationResource
@@ -39,7 +40,7 @@ def pattern_asset_keys(spec: Spec, name: str) -> list[dg.AssetKey]:
 def contract_result(run: Mapping[str, Any], summary: QuarantineSummary) -> dg.AssetCheckResult:
     """Pass when the last run quarantined nothing; counts and a failure sample either way."""
     quarantined = int(run.get("quarantined", 0))
-    published = int(run.get("rows_published", run.get("events", 0)))  # CDC assets count "events"
+    published = int(run.get(PUBLISHED, 0))  # every pattern's asset reports the same counters (core.engine.summary)
     rows_in = published + quarantined
     metadata: dict[str, Any] = {
         "rows_in": rows_in,

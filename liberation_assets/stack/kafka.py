@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from .process import Log, StackError, pid_alive, port_open, read_pid, require_tool, run, start_detached, stop_pid, wait_for
+from .process import Log, StackError, kill_pid, pid_alive, port_open, read_pid, require_tool, run, start_detached, stop_pid, wait_for
 from .settings import StackSettings
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"
@@ -220,3 +220,8 @@ def up(settings: StackSettings, log: Log) -> None:
 def down(settings: StackSettings) -> bool:
     """Controlled shutdown via SIGTERM (SIGKILL after a minute)."""
     return stop_pid(_Paths(settings).pid, _marker(settings), timeout=60)
+
+
+def kill(settings: StackSettings) -> bool:
+    """kill -9 of the broker, for tests of what survives a crash; ``up`` starts it again."""
+    return kill_pid(_Paths(settings).pid, _marker(settings))

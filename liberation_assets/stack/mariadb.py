@@ -12,7 +12,7 @@ import pwd
 import shutil
 import subprocess
 
-from .process import (Log, StackError, apt_install, can_apt, is_root, pid_alive, port_open, read_pid, run,
+from .process import (Log, kill_pid, StackError, apt_install, can_apt, is_root, pid_alive, port_open, read_pid, run,
                       start_detached, stop_pid, wait_for)
 from .settings import StackSettings
 
@@ -164,3 +164,8 @@ def _ok(cmd: list[str]) -> bool:
 def down(settings: StackSettings) -> bool:
     """SIGTERM makes mariadbd shut down cleanly; SIGKILL after a minute."""
     return stop_pid(_Paths(settings).pid, _marker(settings), timeout=60)
+
+
+def kill(settings: StackSettings) -> bool:
+    """kill -9 of the server, for tests of what survives a crash; ``up`` starts it again."""
+    return kill_pid(_Paths(settings).pid, _marker(settings))

@@ -235,3 +235,14 @@ def down(settings: StackSettings) -> bool:
     run(_as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-m", "fast", "-w", "-t", "60", "stop"]),
         what="pg_ctl stop", cwd=paths.home, env=ENV)
     return True
+
+
+def kill(settings: StackSettings) -> bool:
+    """Stop as a crash would (``pg_ctl stop -m immediate``: no checkpoint, recovery at the next start); ``up`` starts it."""
+    paths = _Paths(settings)
+    bin_dir = _find_bin()
+    if not running(settings) or bin_dir is None:
+        return False
+    run(_as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-m", "immediate", "-w", "-t", "60", "stop"]),
+        what="pg_ctl stop", cwd=paths.home, env=ENV)
+    return True

@@ -108,6 +108,17 @@ def stop_pid(pid_file: Path, marker: str, *, timeout: float = 60.0) -> bool:
     return True
 
 
+def kill_pid(pid_file: Path, marker: str) -> bool:
+    """SIGKILL the recorded process, as a crash would, and wait until it is gone; True if one was running."""
+    pid = read_pid(pid_file)
+    if not pid_alive(pid, marker):
+        return False
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not pid_alive(pid, marker), timeout=30, what=f"pid {pid} to die")
+    return True
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     """True if something accepts TCP connections on host:port."""
     try:

@@ -72,7 +72,7 @@ def test_sensor_requests_runs_and_the_run_reports_numeric_metadata(make_spec, my
     moved = tick()
     assert isinstance(moved, dg.SensorResult) and moved.run_requests
     result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "cdc"]))], instance=instance)
-    assert result.asset_materializations_for_node(f"{source}_binlog")[0].metadata["events_published"].value == 1
+    assert result.asset_materializations_for_node(f"{source}_binlog")[0].metadata["published"].value == 1
 
 
 @pytest.mark.integration

@@ -73,8 +73,8 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     result = materialize()
     materializations = [e.materialization for e in result.get_asset_materialization_events()]
     metadata = {m.asset_key.to_user_string(): m.metadata for m in materializations}
-    assert metadata["a/cdc"]["events"].value == 30 and metadata["b/cdc"]["events"].value == 0
-    for name in ("events", "lsn", "lag_bytes", "retained_wal_bytes"):
+    assert metadata["a/cdc"]["published"].value == 30 and metadata["b/cdc"]["published"].value == 0
+    for name in ("published", "lsn", "lag_bytes", "retained_wal_bytes"):
         assert isinstance(metadata["a/cdc"][name], dg.IntMetadataValue), name
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and check.check_name == "slot_health"

@@ -80,8 +80,8 @@ def test_materializing_query_assets_publishes_and_reports_numeric_metadata(make_
     )
     assert result.success
     snapshot = result.asset_materializations_for_node("items__snapshot")[0].metadata
-    assert snapshot["rows_published"].value == 250
-    assert isinstance(snapshot["rows_published"], dg.IntMetadataValue)
+    assert snapshot["published"].value == 250
+    assert isinstance(snapshot["published"], dg.IntMetadataValue)
     incremental = result.asset_materializations_for_node("items__incremental")[0].metadata
     assert isinstance(incremental["ceiling_lag_seconds"], dg.FloatMetadataValue)
     assert len(consume_all(kafka_bootstrap, spec.topic_for("items"))) == 250

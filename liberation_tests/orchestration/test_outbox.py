@@ -59,6 +59,6 @@ def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(make
     assert result.success
     [materialization] = result.asset_materializations_for_node("ob__relay")
     metadata = {key: value.value for key, value in materialization.metadata.items()}
-    assert metadata["events_relayed"] == 3 and metadata["pending"] == 0
+    assert metadata["published"] == 3 and metadata["pending"] == 0
     assert isinstance(metadata["oldest_pending_age_seconds"], float)
     assert isinstance(tick(), dg.SkipReason)  # drained and freshly materialized

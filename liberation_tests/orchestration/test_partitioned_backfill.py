@@ -134,7 +134,7 @@ def test_an_unpartitioned_run_walks_every_range(make_spec, pg_database, pg_engin
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
     [snapshot] = result.asset_materializations_for_node(f"{name}__snapshot")
-    assert snapshot.metadata["rows_published"].value == 3000
+    assert snapshot.metadata["published"].value == 3000
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "matches_source"]
     assert check.passed and check.metadata["source_rows"].value == 3000
     positions = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic).load(f"stream/{name}/snapshot/")

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -30,10 +31,13 @@ import sqlalchemy as sa
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
+from liberation_assets.core.engine.mysql_summary import CdcSummary, cdc_streams, position_key
+from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
 from liberation_assets.core.engine.runtime import StreamRuntime
-from liberation_assets.core.engine.writer import StreamWriter, WriteResult
+from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Position
+from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers.binlog.client import (LogReader, ServerInfo, binary_logs, bytes_behind, connection_settings,
@@ -42,11 +46,13 @@ from liberation_assets.core.readers.binlog.client import (LogReader, ServerInfo,
 from liberation_assets.core.readers.binlog.decoder import BinlogDecoder, Routes
 from liberation_assets.core.readers.binlog.mapping import Hints, StreamMapper, StreamShape
 from liberation_assets.core.readers.binlog.position import BinlogPosition, StreamSnapshot, coordinates_key
-from liberation_assets.core.readers.binlog.reconcile import end_offsets, unseen_live_keys
+from liberation_assets.core.engine.reconcile import end_offsets, unseen_live_keys
 from liberation_assets.core.readers.binlog.snapshot import consistent_snapshot, snapshot_chunks
 from liberation_assets.core.readers.mysql_types import source_types
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
+
+__all__ = ["CdcSummary", "LogLag", "MySqlCdc", "cdc_streams", "drain", "follow", "log_lag", "position_key"]
 
 log = logging.getLogger("liberation.cdc_mysql")
 
@@ -57,73 +63,6 @@ IDLE_POSITION_SECONDS = 5.0
 
 SnapshotProgress = Callable[[str, int], None]
 """Called after each committed snapshot chunk with (stream, rows so far)."""
-
-
-def position_key(source_name: str) -> str:
-    return f"source/{source_name}/cdc"
-
-
-def cdc_streams(spec: Spec, source_name: str) -> list[str]:
-    """The source's streams that use the cdc pattern."""
-    return [name for name, stream in spec.streams.items() if stream.source == source_name and "cdc" in stream.patterns]
-
-
-@dataclass
-class CdcSummary:
-    """Numbers about one run, per stream and for the source, for the CLI and Dagster metadata."""
-
-    results: dict[str, WriteResult] = field(default_factory=dict)
-    snapshot_rows: dict[str, int] = field(default_factory=dict)
-    transactions: int = 0
-    snapshot_lock_ms: float = 0.0
-    snapshot_started_s: float | None = None
-    snapshot_finished_s: float | None = None
-    reconciled_deletes: int = 0
-    position: BinlogPosition | None = None
-    bytes_behind: int = 0
-    ddl: int = 0
-    truncated: list[str] = field(default_factory=list)
-    skipped_as_published: int = 0
-
-    def result(self, name: str) -> WriteResult:
-        return self.results.setdefault(name, WriteResult())
-
-    def stream_metadata(self, name: str) -> dict[str, int | float]:
-        r = self.results.get(name, WriteResult())
-        data: dict[str, int | float] = {
-            "events_published": r.published,
-            "deletes": r.deletes,
-            "quarantined": r.quarantined,
-            "snapshot_rows": self.snapshot_rows.get(name, 0),
-            "truncates_seen": self.truncated.count(name),
-        }
-        data.update(r.lag_metadata())
-        return data
-
-    def metadata(self) -> dict[str, int | float]:
-        data: dict[str, int | float] = {
-            "events_published": sum(r.published for r in self.results.values()),
-            "deletes": sum(r.deletes for r in self.results.values()),
-            "quarantined": sum(r.quarantined for r in self.results.values()),
-            "transactions": self.transactions,
-            "snapshot_rows": sum(self.snapshot_rows.values()),
-            "snapshot_lock_ms": round(self.snapshot_lock_ms, 3),
-            "reconciled_deletes": self.reconciled_deletes,
-            "binlog_bytes_behind": self.bytes_behind,
-            "ddl_events": self.ddl,
-            "skipped_as_published": self.skipped_as_published,
-        }
-        if self.snapshot_started_s is not None and self.snapshot_finished_s is not None:
-            data["snapshot_seconds"] = round(self.snapshot_finished_s - self.snapshot_started_s, 3)
-        if self.position is not None:
-            data["binlog_file_index"] = self.position.coordinates[0]
-            data["binlog_pos"] = self.position.pos
-            if self.position.ts_ms is not None:
-                data["last_event_epoch_ms"] = self.position.ts_ms
-        return data
-
-    def describe(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.metadata().items())
 
 
 class MySqlCdc:
@@ -183,9 +122,14 @@ class MySqlCdc:
 
     # -- the run ------------------------------------------------------------------------------------------
     def run(self, *, drain: bool, deadline: float | None = None, stop: threading.Event | None = None,
-            resnapshot: bool = False) -> CdcSummary:
-        """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop."""
-        summary = CdcSummary()
+            resnapshot: bool = False, summary: CdcSummary | None = None,
+            connected: Callable[[], None] | None = None) -> CdcSummary:
+        """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop.
+
+        ``summary``: counters to add to (one summary across reconnects); ``connected``: called once the
+        server answered and the stored position is resumable.
+        """
+        summary = summary if summary is not None else CdcSummary()
         with self.engine.connect() as connection:
             self.info = inspect_server(connection, self.name)
             logs = binary_logs(connection)
@@ -193,6 +137,8 @@ class MySqlCdc:
         position = BinlogPosition.from_dict(stored) if stored else None
         if position is not None:
             ensure_resumable(logs, position, self.name)
+        if connected is not None:
+            connected()
         while True:
             missing = [name for name in self.names if position is None or name not in position.streams]
             if position is None or missing or position.snapshot:
@@ -312,6 +258,7 @@ class MySqlCdc:
         routes = self._routes()
         decoder = BinlogDecoder(position, routes)
         cdc = self.source.cdc
+        policy = FlushPolicy(cdc.batch_size, max_age_seconds=FLUSH_AFTER_SECONDS, idle_position_seconds=IDLE_POSITION_SECONDS)
         reader = LogReader(connection_settings(self.source), replica_server_id(self.name, self.source), position,
                            schemas=[schema for schema, _ in routes], tables=[table for _, table in routes],
                            heartbeat_seconds=min(cdc.heartbeat_every.total_seconds(), 1.0), source_name=self.name)
@@ -341,8 +288,8 @@ class MySqlCdc:
                              and coordinates_key(decoder.file, decoder.boundary) >= target)
                             or (deadline is not None and now >= deadline) or (stop is not None and stop.is_set()))
                 moved = decoder.position() != committed
-                if count >= cdc.batch_size or (count and (finished or now - first_pending >= FLUSH_AFTER_SECONDS)) \
-                        or (not count and moved and (finished or now - last_commit >= IDLE_POSITION_SECONDS)):
+                if policy.due(pending=count, pending_age=now - first_pending, moved=moved, since_commit=now - last_commit,
+                              finishing=finished):
                     committed = self._flush(pending, decoder, summary)
                     count, last_commit = 0, now
                 if finished:
@@ -376,20 +323,39 @@ def drain(spec: Spec, source_name: str, *, resnapshot: bool = False, progress: S
         cdc.close()
 
 
-def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False) -> int:
-    """Stream continuously (``liberation follow <source>``) until the duration ends, SIGTERM or Ctrl-C."""
+def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False,
+           give_up_after: float | None = None) -> int:
+    """Stream continuously (``liberation follow <source>``) until the duration ends, SIGTERM or Ctrl-C.
+
+    A retriable error (broker or server away, a lost connection) reconnects with backoff from the
+    position in Kafka (``retry.follow_with_retry``); a permanent one raises a ``LiberationError``.
+    """
     stop = threading.Event()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    cdc = MySqlCdc(spec, source_name)
-    try:
-        summary = cdc.run(drain=False, deadline=time.monotonic() + duration if duration else None, stop=stop,
-                          resnapshot=resnapshot)
-    finally:
-        cdc.close()
-    print(f"source {source_name}: {summary.describe()}", flush=True)
+    deadline = time.monotonic() + duration if duration else None
+    total = CdcSummary()
+    first = {"resnapshot": resnapshot}
+
+    def until() -> bool:
+        return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+
+    def attempt(_until: Callable[[], bool], connected: Callable[[], None]) -> None:
+        cdc = MySqlCdc(spec, source_name)
+        try:
+            cdc.run(drain=False, deadline=deadline, stop=stop, resnapshot=first["resnapshot"], summary=total,
+                    connected=connected)
+        finally:
+            if total.transactions:
+                first["resnapshot"] = False  # a reconnect resumes from what was published since
+            cdc.close()
+
+    follow_with_retry(f"source {source_name}", attempt, until=until,
+                      log=lambda line: print(line, file=sys.stderr, flush=True),
+                      give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
+    print(f"source {source_name}: {total.describe()}", flush=True)
     return 0
 
 

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import psycopg2
-import sqlalchemy as sa
-
 from liberation_assets.core.connect import cached_engine
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.engine.writer import lag_metadata
-from liberation_assets.core.errors import ConnectivityError, PublishError, SlotInUse
+from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
+from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.outbox.log_relay import OutboxLogRelay, slot_name
 from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
 from liberation_assets.core.readers import pg_slot
@@ -54,8 +54,7 @@ class RelaySummary:
 
     def metadata(self) -> dict[str, int | float]:
         return {
-            "events_relayed": self.relayed,
-            "transactions": self.transactions,
+            **counters(published=self.relayed, quarantined=0, deletes=0, kafka_transactions=self.transactions),
             "recovered_after_crash": self.recovered,
             "pending": self.pending,
             "oldest_pending_age_seconds": round(self.oldest_pending_age_seconds, 3),
@@ -119,53 +118,70 @@ def outbox_pending(spec: Spec, outbox_name: str) -> tuple[int, float]:
         return int(bool(pg_slot.has_pending_changes(connection, slot, slot))), 0.0
 
 
-def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr) -> int:
+def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr,
+           give_up_after: float | None = None) -> int:
     """Relay continuously with low latency until ``duration`` seconds pass (forever if None).
 
-    Waits as a standby while another relay holds the lease; after a database
-    or Kafka error it reconnects, which re-runs crash recovery.
+    Stops on SIGTERM.  Waits as a standby while another relay holds the lease; after a retriable
+    database or Kafka error it reconnects (``retry.follow_with_retry``), which
+    re-runs crash recovery; a permanent one raises a ``LiberationError``.
     """
     started = time.monotonic()
     deadline = started + duration if duration is not None else float("inf")
     outbox = spec.outboxes[outbox_name]
     idle_wait = outbox.follow_poll_every.total_seconds()
     total = RelaySummary()
-    waiting_logged = False
-    backoff = 1.0
-    while time.monotonic() < deadline:
-        relay = _relay(spec, outbox_name)
-        try:
-            if not relay.acquire():
-                if not waiting_logged:
-                    log(f"outbox {outbox_name}: another relay holds the lease; standing by")
-                    waiting_logged = True
-                time.sleep(min(LEASE_RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
-                continue
-            waiting_logged = False
-            recovered = relay.recover()
-            total.recovered += recovered
-            log(f"outbox {outbox_name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)")
-            if isinstance(relay, OutboxLogRelay):
-                relay.run(until=lambda: time.monotonic() >= deadline)
-                total.relayed, total.transactions = total.relayed + relay.relayed, total.transactions + relay.transactions
-            else:
-                _follow_leased(relay, total, deadline, idle_wait, log)
-            backoff = 1.0
-        except (sa.exc.DBAPIError, psycopg2.Error, PublishError, ConnectivityError, SlotInUse) as exc:
-            log(f"outbox {outbox_name}: {type(exc).__name__}: {str(exc).splitlines()[0]}; reconnecting in {backoff:.0f}s")
-            time.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, 30.0)
-        finally:
-            relay.close()
+    stop = threading.Event()
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
+
+    def until() -> bool:
+        return stop.is_set() or time.monotonic() >= deadline
+
+    def attempt(until: Callable[[], bool], connected: Callable[[], None]) -> None:
+        waiting_logged = False
+        while not until():
+            relay = _relay(spec, outbox_name)
+            try:
+                if not relay.acquire():
+                    connected()  # the database answered; another relay leads
+                    if not waiting_logged:
+                        log(f"outbox {outbox_name}: another relay holds the lease; standing by")
+                        waiting_logged = True
+                    time.sleep(min(LEASE_RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
+                    continue
+                connected()
+                recovered = relay.recover()
+                total.recovered += recovered
+                log(f"outbox {outbox_name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)")
+                if isinstance(relay, OutboxLogRelay):
+                    try:
+                        relay.run(until=until)
+                    finally:
+                        total.relayed, total.transactions = total.relayed + relay.relayed, total.transactions + relay.transactions
+                else:
+                    _follow_leased(relay, total, until, deadline, idle_wait, log)
+                return
+            finally:
+                relay.close()
+
+    try:
+        follow_with_retry(f"outbox {outbox_name}", attempt, until=until, log=log,
+                          give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     total.seconds = time.monotonic() - started
     print(" ".join(f"{key}={value}" for key, value in total.metadata().items() if key != "pending"), flush=True)
     return 0
 
 
-def _follow_leased(relay: OutboxRelay, total: RelaySummary, deadline: float, idle_wait: float, log: Log) -> None:
+def _follow_leased(relay: OutboxRelay, total: RelaySummary, until: Callable[[], bool], deadline: float,
+                   idle_wait: float, log: Log) -> None:
     batch_size = relay.outbox.batch_size
     next_status = time.monotonic() + STATUS_EVERY_SECONDS
-    while (now := time.monotonic()) < deadline:
+    while not until():
+        now = time.monotonic()
         events = relay.relay_batch()
         if events:
             total.add_batch(events)

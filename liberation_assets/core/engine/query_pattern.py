@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from liberation_assets.core.contract.serialize import dumps, now_ms, to_epoch_ms
 from liberation_assets.core.engine.runtime import StreamRuntime, position_key
+from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent
 from liberation_assets.core.publish.positions import read_latest
@@ -44,10 +45,8 @@ class RunSummary:
     def metadata(self) -> dict[str, float | int]:
         r = self.result
         data: dict[str, float | int] = {
-            "rows_published": r.published,
-            "deletes": r.deletes,
-            "quarantined": r.quarantined,
-            "transactions": r.transactions,
+            **counters(published=r.published, quarantined=r.quarantined, deletes=r.deletes,
+                       kafka_transactions=r.transactions),
             "ceiling_lag_seconds": round(self.ceiling_lag_seconds, 3),
             "rows_total": self.rows_total,
         }

@@ -22,13 +22,13 @@ import select
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.readers.pg_keepalive import replication_keepalive
 from liberation_assets.core.errors import SlotInUse, SpecError
 from liberation_assets.core.events import Position
 from liberation_assets.core.outbox.event_router import EventRouter
@@ -37,11 +37,13 @@ from liberation_assets.core.outbox.relay import (
     transactional_id, try_lease,
 )
 from liberation_assets.core.outbox.table import check_outbox_table, table_for
+from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
-from liberation_assets.core.readers.pgoutput import Begin, Commit, Delete, Insert, LogicalMessage, Relation, Truncate, Update, decode_message
+from liberation_assets.core.readers.pgoutput import Insert, Relation
 from liberation_assets.core.readers.pgoutput.position import CdcPosition
+from liberation_assets.core.readers.pgoutput.stream import Change, Marker, PgoutputStream
 from liberation_assets.core.spec import Spec
 
 HEARTBEAT_PREFIX = "liberation.outbox.heartbeat"
@@ -50,17 +52,11 @@ POSITION_EVERY_SECONDS = 1.0
 SLOT_WAIT_SECONDS = 60.0
 SNAPSHOT_LIMIT = 100_000
 """Rows a new slot publishes from its snapshot in one transaction; more must be drained with ``via: poll`` first."""
-_CHANGES = (Insert, Update, Delete, Truncate)
+BOUNDARY_PREFIXES = frozenset({HEARTBEAT_PREFIX, DRAIN_PREFIX})
 
 
 def slot_name(outbox: str) -> str:
     return ("liberation_outbox_" + re.sub(r"[^a-z0-9_]", "_", outbox.lower()))[:63]
-
-
-@dataclass
-class _Tx:
-    final_lsn: int
-    index: int = 0
 
 
 class OutboxLogRelay:
@@ -89,12 +85,13 @@ class OutboxLogRelay:
         self.ensure_topics = TopicCreator(spec)
         self._pending: list[OutRecord] = []
         self._seqs: list[int] = []
-        self._tx: _Tx | None = None
-        self._confirm = 0
+        self._log = PgoutputStream(CdcPosition(), BOUNDARY_PREFIXES)
         self._last_store = self._last_heartbeat = 0.0
+        self._policy = FlushPolicy(self.outbox.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS)
         self._drain_id: str | None = None
         self._drained = False
         self._last_batch: list[int] = []
+        self._streaming = False
 
     # -- setup ----------------------------------------------------------------------------------------------
     def acquire(self) -> bool:
@@ -118,10 +115,12 @@ class OutboxLogRelay:
             info = None
         pg_slot.check_slot(info, slot=self.slot, database=self.source.resolved_url().database or "", has_position=from_log)
         self.position = self._stored = CdcPosition.from_dict(stored)
+        self._log = PgoutputStream(self._stored, BOUNDARY_PREFIXES)
         if info is None:
             self._publish_snapshot(pg_slot.create_slot(self._cursor, self.slot))
         self._last_batch = OutboxPosition.from_dict(stored).seqs()
         pg_slot.start_streaming(self._cursor, self.slot, self.publication)
+        self._streaming = True
         return True
 
     def _ensure_publication(self, admin: Connection) -> None:
@@ -163,6 +162,7 @@ class OutboxLogRelay:
         self._pending = build_records(rows, self.router)
         self._seqs = [row[0] for row in rows]
         self.position = CdcPosition(lsn=created.consistent_point, complete=True, slot=self.slot)
+        self._log = PgoutputStream(self.position, BOUNDARY_PREFIXES)
         self._flush(force=True)
 
     # -- streaming ------------------------------------------------------------------------------------------
@@ -173,7 +173,7 @@ class OutboxLogRelay:
         while True:
             message = cursor.read_message()
             if message is not None:
-                self._handle(decode_message(message.payload))
+                self._handle(message.payload)
                 if len(self._pending) >= batch_size:
                     self._flush()
                     if until():
@@ -198,51 +198,36 @@ class OutboxLogRelay:
         pg_slot.emit_message(self._admin, prefix, content)
         self._last_heartbeat = time.monotonic()
 
-    def _handle(self, message: Any) -> None:
-        kind = message.__class__
-        if kind in _CHANGES:
-            tx = self._tx
-            assert tx is not None, "pgoutput: a change outside a transaction"
-            tx.index += 1
-            if self._stored.skips(tx.final_lsn, tx.index):
-                return
-            if kind is Insert and (routed := self.events.record(message)) is not None:
+    def _handle(self, payload: bytes) -> None:
+        item = self._log.feed(payload)
+        if isinstance(item, Change):
+            if type(item.message) is Insert and (routed := self.events.record(item.message)) is not None:
                 self._seqs.append(routed[0])
                 self._pending.append(routed[1])
-            self.position = self.position.at(tx.final_lsn, tx.index, False)
-        elif kind is Begin:
-            self._tx = _Tx(message.final_lsn)
-        elif kind is Commit:
-            tx, self._tx = self._tx, None
-            assert tx is not None
-            if not self._stored.skips(tx.final_lsn, tx.index + 1):
-                self.position = self.position.at(tx.final_lsn, tx.index, True)
-                self._confirm = message.end_lsn
-        elif kind is Relation:
-            self.events.relation(message)
-        elif kind is LogicalMessage and self._tx is None:
-            if message.prefix == DRAIN_PREFIX and message.content.decode() == self._drain_id:
+        elif isinstance(item, Relation):
+            self.events.relation(item)
+        elif isinstance(item, Marker):
+            if item.message.prefix == DRAIN_PREFIX and item.message.content.decode() == self._drain_id:
                 self._drained = True
-            if message.prefix in (DRAIN_PREFIX, HEARTBEAT_PREFIX) and message.lsn > self.position.lsn:
-                self.position = self.position.at(message.lsn, -1, True)
-                self._confirm = message.lsn
 
     def _flush(self, *, force: bool = False) -> None:
         """Records and position in one Kafka transaction; then confirm the slot and clean up the rows."""
-        if not self._pending and (self.position == self._stored or
-                                  (not force and time.monotonic() - self._last_store < POSITION_EVERY_SECONDS)):
+        self.position = self._log.position(self.position)
+        if not self._policy.due(pending=len(self._pending), pending_age=0.0, moved=self.position != self._stored,
+                                since_commit=time.monotonic() - self._last_store, finishing=force):
             return
         assert self._publisher is not None and self._positions is not None
         records, seqs = self._pending, self._seqs
         self.ensure_topics({record[0] for record in records})
         value = {**self.position.to_dict(), **OutboxPosition.of(seqs).to_dict()}
-        self._publisher.publish([*records, self._positions.record(Position(position_key(self.name), value))])
+        with replication_keepalive(self._cursor if self._streaming else None):
+            self._publisher.publish([*records, self._positions.record(Position(position_key(self.name), value))])
         self._pending, self._seqs = [], []
         self._stored, self._last_store = self.position, time.monotonic()
         self.relayed += len(records)
         self.transactions += 1
-        if self._confirm:
-            self._cursor.send_feedback(flush_lsn=self._confirm, force=True)  # only after the Kafka commit
+        if self._log.confirm:
+            self._cursor.send_feedback(flush_lsn=self._log.confirm, force=True)  # only after the Kafka commit
         self._cleanup(seqs)
 
     def _cleanup(self, seqs: list[int]) -> int:

@@ -36,7 +36,7 @@ def test_replica_equals_source_under_the_demo_write_load(make_spec, mysql_databa
     summaries.append(drain(spec, source_of(spec)))
     rows = assert_replicas_match(spec, mysql_engine)
 
-    first, streamed = summaries[0].metadata(), sum(s.metadata()["events_published"] for s in summaries[1:])
+    first, streamed = summaries[0].metadata(), sum(s.metadata()["published"] for s in summaries[1:])
     assert first["snapshot_rows"] > 5000 and first["snapshot_lock_ms"] == 0
     assert streamed > 50 and sum(load.report.counts.values()) > 50, load.report.counts
     assert all(isinstance(v, (int, float)) for s in summaries for v in s.metadata().values())
@@ -188,7 +188,7 @@ def test_drain_with_nothing_new_publishes_nothing(make_spec, mysql_database, wid
         cursor.execute("FLUSH BINARY LOGS")
     admin.close()
     summary = drain(spec, source_of(spec))
-    assert summary.metadata()["events_published"] == 0
+    assert summary.metadata()["published"] == 0
     assert Counter(m.offset for m in consume_all(kafka_bootstrap, spec.topic_for("widgets"))) == before
     with widgets.connect() as connection:
         assert connection.execute(sa.text("SELECT COUNT(*) FROM widgets")).scalar_one() == 2

@@ -61,10 +61,10 @@ def test_huge_transaction_streams_through_in_bounded_memory(make_spec, pg_databa
     finally:
         follower.kill()
     growth = peak - baseline
-    summary = next(line for line in reversed(follower.lines) if line.startswith("events="))
+    summary = next(line for line in reversed(follower.lines) if line.startswith("published="))
     print(f"\n{HUGE_ROWS} rows in one transaction: RSS {baseline / MB:.0f} MB before, peak {peak / MB:.0f} MB, "
           f"growth {growth / MB:.1f} MB; {HUGE_ROWS / seconds:,.0f} rows/s end to end ({seconds:.0f} s); {summary}")
-    assert f"events={HUGE_ROWS + 5000} " in summary, "every row once, warm-up included"
+    assert f"published={HUGE_ROWS + 5000} " in summary, "every row once, warm-up included"
     assert growth < 500 * MB
 
 

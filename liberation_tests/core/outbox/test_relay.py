@@ -41,7 +41,7 @@ def test_rows_become_debezium_router_records_then_disappear(make_spec, pg_engine
 
     summary = relay_once(spec, "ob")
 
-    assert summary.metadata()["events_relayed"] == 5 and summary.pending == 0
+    assert summary.metadata()["published"] == 5 and summary.pending == 0
     orders = consume_all(kafka_bootstrap, topic(spec, "order"))
     assert [m.headers["id"].decode() for m in orders] == [str(placed.event_id), str(captured.event_id)]
     assert [m.headers["type"] for m in orders] == [b"OrderPlaced", b"PaymentCaptured"]
