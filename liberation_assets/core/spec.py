@@ -243,6 +243,8 @@ class KafkaSpec(_Model):
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
     positions_topic: str = "liberation.positions"
+    connect_timeout: Duration = timedelta(seconds=10)
+    """How long a command waits for the broker to answer before it reports the broker unreachable."""
     producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     def resolved_bootstrap_servers(self) -> str:
@@ -658,4 +660,6 @@ def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], source_na
         field = ".".join(str(part) for part in loc) or "(top level)"
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
         messages.append(f"{source_name}:{line}: {field}: {text}")
+    if len(messages) == 1:
+        return f"invalid spec: {messages[0]}"
     return "invalid spec:\n  " + "\n  ".join(messages)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.errors import ConnectivityError, PublishError
 
 
@@ -19,7 +21,8 @@ class TopicSpec:
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000})
+    config: dict[str, Any] = {"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000}
+    return AdminClient(config)
 
 
 def check_broker(bootstrap_servers: str, timeout: float = 5.0) -> None:
