@@ -113,6 +113,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from liberation_assets.core.failures import involve
 
     spec = _spec(args)
+    _wait_for_broker(spec, args.give_up_after)
     if args.name in spec.outboxes:
         from liberation_assets.core.engine import outbox_relay
 
@@ -130,6 +131,33 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from liberation_assets.core.engine import cdc_mysql
 
     return _call_follow(cdc_mysql.follow, spec, args.name, args, resnapshot=args.resnapshot) or 0
+
+
+def _wait_for_broker(spec, give_up_after: float | None) -> None:
+    """A long-running command waits for its broker, up to the give-up time (forever without one)."""
+    import time
+
+    from liberation_assets.core.errors import ConnectivityError
+    from liberation_assets.core.failures import involve
+    from liberation_assets.core.publish.topics import check_broker
+
+    involve(spec)
+    if give_up_after is None and (env := os.environ.get("LIBERATION_GIVE_UP_AFTER")):
+        give_up_after = float(env)
+    started, said = time.monotonic(), False
+    bootstrap = spec.kafka.resolved_bootstrap_servers()
+    while True:
+        try:
+            check_broker(bootstrap, timeout=spec.kafka.connect_timeout.total_seconds())
+            return
+        except ConnectivityError as exc:
+            waited = time.monotonic() - started
+            if give_up_after is not None and waited >= give_up_after:
+                raise ConnectivityError(f"{exc} Gave up after {waited:.0f}s (--give-up-after {give_up_after:g}).") from None
+            if not said:
+                print(f"liberation: waiting for the Kafka broker at {bootstrap}", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(1.0 if give_up_after is None else min(1.0, max(0.0, give_up_after - waited)))
 
 
 def _call_follow(follow, spec, name: str, args: argparse.Namespace, **options) -> int:
