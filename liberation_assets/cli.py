@@ -305,7 +305,10 @@ def failure_line(exc: BaseException) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from liberation_assets.core.failures import involved
+
     args = build_parser().parse_args(argv)
+    involved.spec, involved.sources = None, []  # what this command talks to; recorded as it goes
     try:
         _configure_logging(args)
         return int(args.func(args) or 0)

@@ -1,0 +1,200 @@
+"""Every CLI command × {wrong password, closed port, unreachable broker}: exit 2, one line, the right address, no secret.
+
+Run in-process (``main``) so each case costs a connection attempt, not an interpreter start; the
+broker case uses a port nothing listens on with ``kafka.connect_timeout: 1s``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import psycopg
+import pymysql
+import pytest
+
+from liberation_assets.cli import main
+from liberation_assets.core.connect import cached_engine
+from liberation_assets.stack import StackSettings
+
+pytestmark = pytest.mark.integration
+
+
+def closed_port() -> int:
+    """A port that was free a moment ago: connecting to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def distinctive_password() -> str:
+    """A password that is easy to search for and needs URL escaping: @ : / % all in it."""
+    return f"Dist@nct:pw/{uuid.uuid4().hex[:8]}%x"
+
+
+@dataclass
+class Fixture:
+    spec_path: str
+    pg_role: str
+    pg_password: str
+    pg_database: str
+    mysql_database: str
+    stack: StackSettings
+
+
+def create_pg_role(stack: StackSettings, database: str, role: str, password: str) -> None:
+    """A login role owning the test's tables; its password is sent hashed, so no server log can hold it."""
+    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
+                         dbname=database, autocommit=True) as admin:
+        verifier = admin.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
+        admin.execute(f"CREATE ROLE \"{role}\" LOGIN REPLICATION PASSWORD '{verifier}'")
+        admin.execute("CREATE TABLE t (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
+        admin.execute("INSERT INTO t (id, name) SELECT g, 'n' || g FROM generate_series(1, 20) g")
+        admin.execute(f'ALTER TABLE t OWNER TO "{role}"')
+        admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
+        admin.execute(f'GRANT ALL ON SCHEMA public TO "{role}"')
+
+
+def drop_pg_role(stack: StackSettings, database: str, role: str) -> None:
+    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
+                         dbname=database, autocommit=True) as admin:
+        admin.execute(f'REASSIGN OWNED BY "{role}" TO "{stack.pg_user}"')
+        admin.execute(f'DROP OWNED BY "{role}"')
+    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
+                         dbname="liberation", autocommit=True) as admin:
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+SPEC = """\
+kafka:
+  bootstrap_servers: ${{T_KAFKA:-{kafka}}}
+  topic_prefix: {prefix}
+  positions_topic: {prefix}.positions
+  connect_timeout: 1s
+sources:
+  pg:
+    url: postgresql+psycopg://{role}:${{T_PG_PASSWORD}}@127.0.0.1:${{T_PG_PORT:-{pg_port}}}/{pg_db}
+  my:
+    url: mysql+pymysql://{my_user}:${{T_MY_PASSWORD}}@127.0.0.1:${{T_MY_PORT:-{my_port}}}/{my_db}
+streams:
+  t:
+    source: pg
+    table: t
+    key: [id]
+  t_cdc:
+    source: pg
+    table: t
+    key: [id]
+    patterns: [cdc]
+    topic: {prefix}.cdc.t
+  m:
+    source: my
+    table: m
+    key: [id]
+  m_cdc:
+    source: my
+    table: m
+    key: [id]
+    patterns: [cdc]
+    topic: {prefix}.cdc.m
+outboxes:
+  ob:
+    source: pg
+"""
+
+
+def write_spec(tmp_path, stack: StackSettings, *, role: str, pg_db: str, my_db: str) -> str:
+    path = tmp_path / "liberation.yaml"
+    path.write_text(SPEC.format(kafka=stack.kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:8]}", role=role,
+                                pg_port=stack.pg_port, pg_db=pg_db, my_user=stack.mysql_user, my_port=stack.mysql_port,
+                                my_db=my_db))
+    return str(path)
+
+
+@pytest.fixture
+def operr(stack, pg_database, mysql_database, tmp_path, monkeypatch) -> Iterator[Fixture]:
+    role, password = f"op_{uuid.uuid4().hex[:8]}", distinctive_password()
+    create_pg_role(stack, pg_database, role, password)
+    connection = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
+                                 password=stack.mysql_password, database=mysql_database, autocommit=True)
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TABLE m (id INT PRIMARY KEY, updated_at DATETIME(6) NOT NULL DEFAULT NOW(6))")
+    connection.close()
+    monkeypatch.setenv("T_PG_PASSWORD", password)
+    monkeypatch.setenv("T_MY_PASSWORD", stack.mysql_password)
+    cached_engine.cache_clear()
+    yield Fixture(write_spec(tmp_path, stack, role=role, pg_db=pg_database, my_db=mysql_database), role, password,
+                  pg_database, mysql_database, stack)
+    cached_engine.cache_clear()
+    drop_pg_role(stack, pg_database, role)
+
+
+def _follow_gives_up() -> bool:
+    from liberation_assets.core.engine import outbox_relay
+
+    return "give_up_after" in inspect.signature(outbox_relay.follow).parameters
+
+
+# command, the source it names on a database failure (None: it uses no database), whether it uses the broker
+COMMANDS: list[tuple[list[str], str | None, bool]] = [
+    (["check"], "pg", True),
+    (["run", "t", "--snapshot"], "pg", True),
+    (["run", "t", "--incremental"], "pg", True),
+    (["run", "t", "--reconcile"], "pg", True),
+    (["run", "m", "--snapshot"], "my", True),
+    (["verify", "t"], "pg", True),
+    (["outbox", "ob"], "pg", False),
+    (["schema", "t"], "pg", True),
+    (["redrive", "t"], "pg", True),
+    (["quarantine", "t"], None, True),
+    (["follow", "pg", "--duration", "5", "--give-up-after", "1"], "pg", True),
+    (["follow", "my", "--duration", "5", "--give-up-after", "1"], "my", True),
+    (["follow", "ob", "--duration", "5", "--give-up-after", "1"], "pg", True),
+    (["seed", "--products", "10"], "pg", False),
+]
+CASES = [pytest.param(command, source, failure, id=f"{'-'.join(command[:2])}-{failure}")
+         for command, source, uses_kafka in COMMANDS
+         for failure in ("wrong_password", "closed_port", "unreachable_broker")
+         if (failure == "unreachable_broker" and uses_kafka) or (failure != "unreachable_broker" and source)]
+
+
+@pytest.mark.parametrize(("command", "source", "failure"), CASES)
+def test_each_command_fails_in_one_line_naming_the_address(operr: Fixture, command, source, failure, capfd,
+                                                           monkeypatch) -> None:
+    if command[:2] == ["follow", "ob"] and not _follow_gives_up():
+        pytest.skip("the outbox relay's give-up comes with the runners' retry loop (branch one-runner)")
+    wrong = f"wrong-{operr.pg_password}"
+    port = closed_port()
+    if failure == "wrong_password":
+        monkeypatch.setenv("T_PG_PASSWORD", wrong)
+        monkeypatch.setenv("T_MY_PASSWORD", wrong)
+    elif failure == "closed_port":
+        monkeypatch.setenv("T_PG_PORT", str(port))
+        monkeypatch.setenv("T_MY_PORT", str(port))
+    else:
+        monkeypatch.setenv("T_KAFKA", f"127.0.0.1:{port}")
+
+    code = main(["--spec", operr.spec_path, *command])
+
+    out, err = capfd.readouterr()
+    everything = out + err
+    errors = [line for line in err.splitlines() if line.startswith("liberation: error:")]
+    assert code == 2, everything
+    assert len(errors) == 1, everything
+    assert "Traceback" not in everything and "%3|" not in everything and "sqlalche.me" not in everything
+    assert operr.pg_password not in everything and wrong not in everything
+    for secret in (operr.pg_password, wrong):
+        assert secret.replace("@", "%40").replace(":", "%3A").replace("/", "%2F") not in everything
+    [line] = errors
+    if failure == "unreachable_broker":
+        assert f"Kafka broker at 127.0.0.1:{port}" in line, line
+    else:
+        expected_port = port if failure == "closed_port" else (operr.stack.pg_port if source == "pg" else operr.stack.mysql_port)
+        scheme, user, db = (("postgresql+psycopg", operr.pg_role, operr.pg_database) if source == "pg"
+                            else ("mysql+pymysql", operr.stack.mysql_user, operr.mysql_database))
+        if command[0] == "seed":
+            db = operr.pg_database
+        assert f"source '{source}' at {scheme}://{user}:***@127.0.0.1:{expected_port}/{db}" in line, line
