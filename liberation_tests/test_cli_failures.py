@@ -56,6 +56,7 @@ def create_pg_role(stack: StackSettings, database: str, role: str, password: str
         admin.execute(f'ALTER TABLE t OWNER TO "{role}"')
         admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
         admin.execute(f'GRANT ALL ON SCHEMA public TO "{role}"')
+        admin.execute(f'GRANT pg_read_all_stats TO "{role}"')
 
 
 def drop_pg_role(stack: StackSettings, database: str, role: str) -> None:
@@ -198,3 +199,91 @@ def test_each_command_fails_in_one_line_naming_the_address(operr: Fixture, comma
         if command[0] == "seed":
             db = operr.pg_database
         assert f"source '{source}' at {scheme}://{user}:***@127.0.0.1:{expected_port}/{db}" in line, line
+
+
+def _files_under(root) -> list:
+    from pathlib import Path
+
+    return [path for path in Path(root).rglob("*") if path.is_file()]
+
+
+def _topic_bytes(bootstrap: str) -> list[bytes]:
+    """Every record of every topic on the broker: key, value and each header, read committed and uncommitted."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    found: list[bytes] = []
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"leak-{uuid.uuid4()}", "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted", "enable.partition.eof": True})
+    try:
+        topics = consumer.list_topics(timeout=10).topics
+        partitions = []
+        for name, topic in topics.items():
+            for partition in topic.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                if high > low:
+                    partitions.append(TopicPartition(name, partition, low))
+        consumer.assign(partitions)
+        remaining = {(p.topic, p.partition) for p in partitions}
+        while remaining:
+            for message in consumer.consume(1000, timeout=5):
+                if message.error():
+                    remaining.discard((message.topic(), message.partition()))
+                    continue
+                found += [message.key() or b"", message.value() or b""]
+                found += [(k or "").encode() + b"=" + (v or b"") for k, v in (message.headers() or [])]
+            else:
+                if not remaining:
+                    break
+    finally:
+        consumer.close()
+    return found
+
+
+def test_a_distinctive_password_appears_nowhere(operr: Fixture, tmp_path, capfd, monkeypatch) -> None:
+    """A failing and a succeeding pipeline, by CLI and by Dagster; then every output and store is searched."""
+    from urllib.parse import quote
+
+    import dagster as dg
+
+    from liberation_assets.orchestration import query
+    from liberation_assets.orchestration.resources import build_resources
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    assert main(["--spec", operr.spec_path, "outbox", "ob"]) == 0
+    assert main(["--spec", operr.spec_path, "check"]) == 0
+    assert main(["--spec", operr.spec_path, "run", "t", "--snapshot"]) == 0
+    assert main(["--spec", operr.spec_path, "run", "t", "--incremental"]) == 0
+
+    from liberation_assets.core.spec import load_spec
+
+    spec = load_spec(operr.spec_path)
+    [snapshot] = [a for a in query.definitions(spec).assets
+                  if isinstance(a, dg.AssetsDefinition) and a.key == query.asset_key("t", "snapshot")]
+    with dg.DagsterInstance.get() as instance:
+        ok = dg.materialize([snapshot], instance=instance, resources=build_resources(operr.spec_path),
+                            tags={"liberation/test": "leak"})
+        assert ok.success
+        cached_engine.cache_clear()
+        monkeypatch.setenv("T_PG_PASSWORD", f"wrong-{operr.pg_password}")
+        assert main(["--spec", operr.spec_path, "run", "t", "--snapshot", "--restart"]) == 2
+        failed = dg.materialize([snapshot], instance=instance, resources=build_resources(operr.spec_path),
+                                raise_on_error=False)
+        assert not failed.success
+        cached_engine.cache_clear()
+
+    out, err = capfd.readouterr()
+    secrets = {operr.pg_password, f"wrong-{operr.pg_password}"}
+    forms = {form.encode() for secret in secrets for form in (secret, quote(secret, safe=""), quote(secret))}
+    searched = {"stdout": [out.encode()], "stderr": [err.encode()]}
+    searched |= {f"dagster: {path}": [path.read_bytes()] for path in _files_under(home)}
+    logs = [path for path in _files_under(operr.stack.root) if "logs" in path.parts or path.suffix == ".log"]
+    assert logs, "the stack keeps its logs under its folder"
+    searched |= {f"stack log: {path}": [path.read_bytes()] for path in logs}
+    searched["every topic"] = _topic_bytes(operr.stack.kafka_bootstrap)
+    leaks = [where for where, blobs in searched.items() for blob in blobs for form in forms if form in blob]
+    assert not leaks, leaks
+    assert any(b"source 'pg' at" in blob for blob in searched["stderr"])  # the failure was reported, without it

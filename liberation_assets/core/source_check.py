@@ -133,6 +133,12 @@ def check_source_objects(spec: Spec, source_name: str) -> list[str]:
                 if not inspector.has_table(outbox.table, schema=outbox.db_schema):
                     problems.append(f"outbox {name}: table {outbox.table} does not exist; create it with "
                                     f"`liberation outbox {name}` (or its DDL: `liberation outbox {name} --sql`)")
+            polled = [name for name, stream in streams.items() if "query" in stream.patterns]
+            if polled and source.dialect == "postgresql" and not connection.execute(sa.text(
+                    "SELECT rolsuper OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') FROM pg_roles "
+                    "WHERE rolname = current_user")).scalar_one():
+                problems.append(f"source {source_name}: the query pattern ({', '.join(polled)}) needs to see every session's "
+                                f"open transaction; grant it: GRANT pg_read_all_stats TO {user}")
             cdc = {name: stream for name, stream in streams.items() if "cdc" in stream.patterns}
             if cdc and source.dialect == "postgresql":
                 problems += _postgres_cdc_problems(connection, spec, source_name, cdc, user)
