@@ -27,13 +27,16 @@ def admin_client(bootstrap_servers: str) -> AdminClient:
 
 def check_broker(bootstrap_servers: str, timeout: float = 5.0) -> None:
     """Fail with a clear error when no broker answers."""
+    admin = admin_client(bootstrap_servers)
     try:
-        admin_client(bootstrap_servers).list_topics(timeout=timeout)
+        admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise ConnectivityError(
             f"Kafka broker at {bootstrap_servers} is unreachable ({exc.args[0].str() if exc.args else exc}); "
             "is it running? Try `liberation stack up`."
         ) from None
+    finally:
+        admin.poll(0)  # hand librdkafka's queued log lines to the logger (a log file, or --verbose)
 
 
 def ensure_topics(bootstrap_servers: str, topics: list[TopicSpec], timeout: float = 30.0) -> None:
