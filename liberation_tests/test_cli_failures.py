@@ -287,3 +287,26 @@ def test_a_distinctive_password_appears_nowhere(operr: Fixture, tmp_path, capfd,
     leaks = [where for where, blobs in searched.items() for blob in blobs for form in forms if form in blob]
     assert not leaks, leaks
     assert any(b"source 'pg' at" in blob for blob in searched["stderr"])  # the failure was reported, without it
+
+
+def test_outbox_follow_ends_on_sigterm_with_its_summary(make_spec, pg_engine, pg_database, tmp_path) -> None:
+    """SIGTERM: the relay finishes the transaction in flight, prints its summary and exits 0 (not killed by the signal)."""
+    import signal
+
+    from liberation_assets.core.outbox import create_outbox_table
+    from liberation_tests.core.outbox.support import RelayProcess, outbox_spec
+    from liberation_tests.fix_stack import spec_to_yaml
+
+    if not _follow_gives_up():
+        pytest.skip("the outbox relay's SIGTERM handling comes with the runners' retry loop (branch one-runner)")
+    spec = outbox_spec(make_spec, pg=pg_database)
+    create_outbox_table(pg_engine, spec.outboxes["ob"])
+    spec_file = tmp_path / "liberation.yaml"
+    spec_file.write_text(spec_to_yaml(spec))
+    relay = RelayProcess(spec_file)
+    relay.wait_relaying()
+    relay.process.send_signal(signal.SIGTERM)
+    code = relay.process.wait(timeout=60)
+    out = relay.process.stdout.read() if relay.process.stdout else ""
+    assert code == 0, "\n".join(relay.lines)
+    assert "events_relayed=" in out
