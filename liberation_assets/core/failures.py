@@ -109,10 +109,26 @@ def _source_for(exc: BaseException) -> tuple[str, SourceSpec] | None:
     return candidates[0] if candidates else None
 
 
+def _driver_cause(exc: BaseException) -> BaseException | None:
+    """The database driver error a LiberationError was raised from or during, if any."""
+    seen: set[int] = set()
+    current = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _database_errors()):
+            return current
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def describe_failure(exc: BaseException) -> str | None:
     """One line for an expected failure; None for a bug (the caller shows the traceback)."""
     if isinstance(exc, LiberationError):
-        return str(exc).strip()
+        message = str(exc).strip()
+        cause = _driver_cause(exc)
+        if cause is not None and "://" not in message and (found := _source_for(cause)):
+            message += f" (source {found[0]!r} at {found[1].safe_url()})"  # a runner's error, without the address
+        return message
     if isinstance(exc, _database_errors()):
         reason = driver_reason(exc)
         found = _source_for(exc)
