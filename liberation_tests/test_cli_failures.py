@@ -310,3 +310,43 @@ def test_outbox_follow_ends_on_sigterm_with_its_summary(make_spec, pg_engine, pg
     out = relay.process.stdout.read() if relay.process.stdout else ""
     assert code == 0, "\n".join(relay.lines)
     assert "recovered_after_crash=" in out  # the summary line
+
+
+def test_online_check_finds_a_missing_key_column(operr: Fixture, capfd) -> None:
+    """A key column `nope` used to pass check and fail only at run."""
+    path = operr.spec_path.replace("liberation.yaml", "nope.yaml")
+    with open(operr.spec_path) as original, open(path, "w") as changed:
+        changed.write(original.read().replace("    table: t\n    key: [id]\n", "    table: t\n    key: [nope]\n", 1))
+    assert main(["--spec", path, "outbox", "ob"]) == 0
+    assert main(["--spec", path, "check"]) == 2
+    err = capfd.readouterr().err
+    assert "stream t: table t has no column nope" in err and operr.pg_password not in err
+
+
+def test_online_check_names_each_missing_right_and_its_grant(operr: Fixture, capfd, monkeypatch) -> None:
+    """A role that may log in but owns nothing, reads nothing and may not replicate."""
+    weak, password = f"weak_{uuid.uuid4().hex[:8]}", distinctive_password()
+    stack = operr.stack
+    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
+                         dbname=operr.pg_database, autocommit=True) as admin:
+        verifier = admin.pgconn.encrypt_password(password.encode(), weak.encode(), b"scram-sha-256").decode()
+        admin.execute(f"CREATE ROLE \"{weak}\" LOGIN PASSWORD '{verifier}'")
+        admin.execute("CREATE TABLE outbox_probe (id int)")  # nothing else: the weak role sees t but may not read it
+    try:
+        path = operr.spec_path.replace("liberation.yaml", "weak.yaml")
+        with open(operr.spec_path) as original, open(path, "w") as changed:
+            text = original.read().replace(f"//{operr.pg_role}:", f"//{weak}:")
+            changed.write(text.replace("outboxes:\n  ob:\n    source: pg\n", "outboxes: {}\n"))
+        monkeypatch.setenv("T_PG_PASSWORD", password)
+        assert main(["--spec", path, "check"]) == 2
+        err = capfd.readouterr().err
+        assert f'GRANT SELECT ON t TO {weak}' in err
+        assert f"GRANT pg_read_all_stats TO {weak}" in err
+        assert f"ALTER ROLE {weak} WITH REPLICATION" in err
+        assert "CREATE PUBLICATION liberation_pg FOR TABLE" in err
+        assert 'ALTER TABLE "public"."t" REPLICA IDENTITY FULL' in err
+        assert password not in err
+    finally:
+        with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
+                             dbname="liberation", autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{weak}"')
