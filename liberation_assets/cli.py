@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import inspect
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
-from liberation_assets.core.errors import LiberationError
+REPORT_BUGS_AT = "https://github.com/liberation/liberation/issues"
 
 
 def _spec(args: argparse.Namespace):
     from liberation_assets.core.spec import load_spec
 
     return load_spec(args.spec)
+
+
+def _needs(spec, *, sources: Sequence[str] = (), kafka: bool = False) -> None:
+    from liberation_assets.core.failures import preflight
+
+    preflight(spec, sources=sources, kafka=kafka)
 
 
 def cmd_stack(args: argparse.Namespace) -> int:
@@ -38,17 +47,27 @@ def cmd_check(args: argparse.Namespace) -> int:
     from liberation_assets.core.connect import check_database
     from liberation_assets.core.publish.topics import check_broker
 
+    from liberation_assets.core.failures import involve
+    from liberation_assets.core.source_check import check_source_objects
+
     spec = _spec(args)
     print(f"spec {args.spec or os.environ.get('LIBERATION_SPEC', 'liberation.yaml')}: ok "
           f"({len(spec.sources)} sources, {len(spec.streams)} streams, {len(spec.outboxes)} outboxes)")
     if args.offline:
         return 0
-    check_broker(spec.kafka.resolved_bootstrap_servers())
+    involve(spec, *spec.sources)
+    check_broker(spec.kafka.resolved_bootstrap_servers(), timeout=spec.kafka.connect_timeout.total_seconds())
     print(f"kafka {spec.kafka.resolved_bootstrap_servers()}: ok")
+    problems = 0
     for name, source in spec.sources.items():
         check_database(name, source)
-        print(f"source {name} {source.safe_url()}: ok")
-    return 0
+        found = check_source_objects(spec, name)
+        for problem in found:
+            print(f"source {name} {source.safe_url()}: {problem}", file=sys.stderr)
+        problems += len(found)
+        if not found:
+            print(f"source {name} {source.safe_url()}: ok")
+    return 2 if problems else 0
 
 
 def _progress_bar(label: str):
@@ -70,8 +89,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     if args.stream not in spec.streams:
-        print(f"unknown stream {args.stream!r}; streams: {', '.join(spec.streams)}", file=sys.stderr)
+        print(f"liberation: error: unknown stream {args.stream!r}; streams: {', '.join(spec.streams)}", file=sys.stderr)
         return 2
+    _needs(spec, sources=[spec.streams[args.stream].source], kafka=True)
     pattern = QueryPattern(spec, args.stream)
     try:
         if args.snapshot:
@@ -90,21 +110,61 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_follow(args: argparse.Namespace) -> int:
     """Run a source's log reader or an outbox relay continuously, for low latency."""
+    from liberation_assets.core.failures import involve
+
     spec = _spec(args)
+    _wait_for_broker(spec, args.give_up_after)
     if args.name in spec.outboxes:
         from liberation_assets.core.engine import outbox_relay
 
-        return outbox_relay.follow(spec, args.name, duration=args.duration) or 0
+        involve(spec, spec.outboxes[args.name].source)
+        return _call_follow(outbox_relay.follow, spec, args.name, args) or 0
     if args.name not in spec.sources:
-        print(f"unknown source or outbox {args.name!r}", file=sys.stderr)
+        print(f"liberation: error: unknown source or outbox {args.name!r}; sources: {', '.join(spec.sources)}; "
+              f"outboxes: {', '.join(spec.outboxes) or '(none)'}", file=sys.stderr)
         return 2
+    involve(spec, args.name)
     if spec.sources[args.name].dialect == "postgresql":
         from liberation_assets.core.engine import cdc_postgres
 
-        return cdc_postgres.follow(spec, args.name, duration=args.duration) or 0
+        return _call_follow(cdc_postgres.follow, spec, args.name, args) or 0
     from liberation_assets.core.engine import cdc_mysql
 
-    return cdc_mysql.follow(spec, args.name, duration=args.duration, resnapshot=args.resnapshot) or 0
+    return _call_follow(cdc_mysql.follow, spec, args.name, args, resnapshot=args.resnapshot) or 0
+
+
+def _wait_for_broker(spec, give_up_after: float | None) -> None:
+    """A long-running command waits for its broker, up to the give-up time (forever without one)."""
+    import time
+
+    from liberation_assets.core.errors import ConnectivityError
+    from liberation_assets.core.failures import involve
+    from liberation_assets.core.publish.topics import check_broker
+
+    involve(spec)
+    if give_up_after is None and (env := os.environ.get("LIBERATION_GIVE_UP_AFTER")):
+        give_up_after = float(env)
+    started, said = time.monotonic(), False
+    bootstrap = spec.kafka.resolved_bootstrap_servers()
+    while True:
+        try:
+            check_broker(bootstrap, timeout=spec.kafka.connect_timeout.total_seconds())
+            return
+        except ConnectivityError as exc:
+            waited = time.monotonic() - started
+            if give_up_after is not None and waited >= give_up_after:
+                raise ConnectivityError(f"{exc} Gave up after {waited:.0f}s (--give-up-after {give_up_after:g}).") from None
+            if not said:
+                print(f"liberation: waiting for the Kafka broker at {bootstrap}", file=sys.stderr, flush=True)
+                said = True
+            time.sleep(1.0 if give_up_after is None else min(1.0, max(0.0, give_up_after - waited)))
+
+
+def _call_follow(follow, spec, name: str, args: argparse.Namespace, **options) -> int:
+    """Call a runner's follow with the give-up time when the runner supports one (the runners own the retry loop)."""
+    if args.give_up_after is not None and "give_up_after" in inspect.signature(follow).parameters:
+        options["give_up_after"] = args.give_up_after
+    return follow(spec, name, duration=args.duration, **options)
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -114,13 +174,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
     spec = _spec(args)
     if args.name not in spec.outboxes:
-        print(f"unknown outbox {args.name!r}; outboxes: {', '.join(spec.outboxes)}", file=sys.stderr)
+        print(f"liberation: error: unknown outbox {args.name!r}; outboxes: {', '.join(spec.outboxes)}", file=sys.stderr)
         return 2
     outbox = spec.outboxes[args.name]
     source = spec.sources[outbox.source]
     if args.sql:
         print(";\n".join(migration_sql(outbox, source.dialect)) + ";")
         return 0
+    _needs(spec, sources=[outbox.source])
     engine = create_source_engine(source)
     try:
         create_outbox_table(engine, outbox)
@@ -134,6 +195,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from liberation_assets.core.verify.run import verify_stream
 
     spec = _spec(args)
+    if args.stream in spec.streams:
+        _needs(spec, sources=[spec.streams[args.stream].source], kafka=True)
     comparison = verify_stream(spec, args.stream, replica=args.replica, rebuild=args.rebuild)
     print(comparison.describe())
     return 0 if comparison.matches else 1
@@ -154,6 +217,9 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="liberation", description="Liberate database tables into Kafka event streams.")
     parser.add_argument("--spec", default=None, help="spec file (default: $LIBERATION_SPEC or ./liberation.yaml)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="also show librdkafka's own log lines on stderr")
+    parser.add_argument("--log-file", default=os.environ.get("LIBERATION_LOG_FILE"),
+                        help="append librdkafka's log lines to this file (default: $LIBERATION_LOG_FILE; else dropped)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stack", help="start, stop or inspect the local Kafka, PostgreSQL and MariaDB")
@@ -176,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("follow", help="stream a source's change log or relay an outbox continuously")
     p.add_argument("name", help="a source (CDC) or an outbox name")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--give-up-after", type=float, default=None, metavar="SECONDS",
+                   help="end with exit 2 after this many seconds of uninterrupted retriable errors "
+                        "(default: $LIBERATION_GIVE_UP_AFTER, else never); a wrong password ends it at once")
     p.add_argument("--resnapshot", action="store_true",
                    help="MySQL/MariaDB: discard the stored binlog position and snapshot again (after PositionLost)")
     p.set_defaults(func=cmd_follow)
@@ -208,15 +277,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(args: argparse.Namespace) -> None:
+    """librdkafka's log lines: to the log file and, with --verbose, to stderr; otherwise nowhere."""
+    from liberation_assets.core.failures import KAFKA_LOGGER
+
+    logger = logging.getLogger(KAFKA_LOGGER)
+    logger.setLevel(logging.DEBUG)
+    formatter = logging.Formatter("%(asctime)s librdkafka %(message)s")
+    handlers: list[logging.Handler] = []
+    if getattr(args, "log_file", None):
+        handlers.append(logging.FileHandler(args.log_file, encoding="utf-8"))
+    if getattr(args, "verbose", False):
+        handlers.append(logging.StreamHandler(sys.stderr))
+    for handler in handlers:
+        handler.setFormatter(formatter)
+        logger.addHandler(handler)
+
+
+def failure_line(exc: BaseException) -> str | None:
+    """The one line for an expected failure, or None for a bug."""
+    from liberation_assets.core.failures import describe_failure
+    from liberation_assets.stack import StackError
+
+    if isinstance(exc, StackError):
+        return f"stack: {exc}"
+    return describe_failure(exc)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from liberation_assets.core.failures import involved
+
     args = build_parser().parse_args(argv)
+    involved.spec, involved.sources = None, []  # what this command talks to; recorded as it goes
     try:
+        _configure_logging(args)
         return int(args.func(args) or 0)
-    except LiberationError as exc:
-        print(f"liberation: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - every expected failure is one line; the rest is a bug
+        line = failure_line(exc)
+        if line is None:
+            traceback.print_exc()
+            print(f"liberation: internal error ({type(exc).__name__}): this is a bug; please report it with the "
+                  f"traceback above at {REPORT_BUGS_AT}", file=sys.stderr)
+            return 1
+        print(f"liberation: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

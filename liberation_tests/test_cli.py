@@ -30,7 +30,7 @@ def test_check_reports_an_unreachable_database(tmp_path, capsys, stack) -> None:
     path.write_text(SPEC.replace("127.0.0.1:1\n", f"{stack.kafka_bootstrap}\n", 1))
     assert main(["--spec", str(path), "check"]) == 2
     err = capsys.readouterr().err
-    assert "source 'shop' at postgresql+psycopg://app:***@127.0.0.1:1/shop is unreachable" in err
+    assert "source 'shop' at postgresql+psycopg://app:***@127.0.0.1:1/shop: cannot connect" in err
 
 
 def test_check_reports_a_malformed_spec(tmp_path, capsys) -> None:

@@ -41,5 +41,6 @@ def check_database(name: str, source: SourceSpec) -> None:
     except ConnectivityError:
         raise
     except Exception as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConnectivityError(f"source {name!r} at {source.safe_url()} is unreachable: {reason}") from None
+        from liberation_assets.core.failures import driver_reason
+
+        raise ConnectivityError(f"source {name!r} at {source.safe_url()}: cannot connect: {driver_reason(exc)}") from None

@@ -8,9 +8,13 @@ a connection is made, so they are never stored, printed or shown in the UI.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import parse_qsl, quote
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -21,10 +25,16 @@ from sqlalchemy.engine import URL, make_url
 from liberation_assets.core.errors import SpecError
 
 DEFAULT_SPEC_FILE = "liberation.yaml"
-_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 SUPPORTED_DIALECTS = ("postgresql", "mysql", "mariadb", "sqlite")
+MAX_SPEC_BYTES = 64 * 1024 * 1024
+"""A spec larger than this is refused before parsing (60,000 streams take about 5 MB)."""
+MAX_ALIAS_EXPANSION = 100_000
+"""YAML aliases may add at most this many nodes beyond the document's own: an alias bomb is refused, not expanded."""
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword", "secret", "token", "auth_token", "api_key", "apikey"})
+"""URL query parameters that carry a secret: they must come from ``${VAR}`` and are never printed."""
 
 
 def _parse_duration(value: Any) -> timedelta:
@@ -40,24 +50,184 @@ def _parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 
 
-def resolve_env(text: str, *, environ: dict[str, str] | None = None) -> str:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` references; a missing variable is an error."""
+@dataclass(frozen=True)
+class _Reference:
+    """One ``${NAME}`` or ``${NAME:-default}`` in a text; the default may itself hold references."""
+
+    start: int
+    end: int
+    name: str
+    default: str | None
+
+
+def _references(text: str) -> list[_Reference]:
+    """The top-level references of a text, in order; nested ones stay inside their default."""
+    found: list[_Reference] = []
+    position = 0
+    while (start := text.find("${", position)) != -1:
+        match = _NAME.match(text, start + 2)
+        if match is None:
+            position = start + 2
+            continue
+        cursor = match.end()
+        if text.startswith("}", cursor):
+            found.append(_Reference(start, cursor + 1, match.group(), None))
+            position = cursor + 1
+            continue
+        if not text.startswith(":-", cursor):
+            position = start + 2
+            continue
+        depth, scan = 1, cursor + 2
+        while scan < len(text) and depth:
+            if text.startswith("${", scan):
+                depth, scan = depth + 1, scan + 2
+                continue
+            if text[scan] == "}":
+                depth -= 1
+            scan += 1
+        if depth:
+            raise SpecError(f"unterminated ${{{match.group()}:-...}} reference in {text!r}")
+        found.append(_Reference(start, scan, match.group(), text[cursor + 2:scan - 1]))
+        position = scan
+    return found
+
+
+def _substitute(text: str, value_of: Callable[[_Reference], str]) -> str:
+    pieces, position = [], 0
+    for reference in _references(text):
+        pieces.append(text[position:reference.start])
+        pieces.append(value_of(reference))
+        position = reference.end
+    pieces.append(text[position:])
+    return "".join(pieces)
+
+
+def resolve_env(text: str, *, environ: Mapping[str, str] | None = None,
+                escape: Callable[[int, str], str] | None = None) -> str:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` (defaults may nest); a missing variable is an error.
+
+    ``escape(index, value)`` transforms the value of the index-th top-level reference (URL escaping).
+    """
     env = os.environ if environ is None else environ
+    references = _references(text)
+    position = {ref.start: index for index, ref in enumerate(references)}
 
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise SpecError(f"environment variable {name} is not set (referenced as ${{{name}}} in the spec)")
+    def value_of(reference: _Reference) -> str:
+        if reference.name in env:
+            value = env[reference.name]
+        elif reference.default is not None:
+            value = resolve_env(reference.default, environ=env)
+        else:
+            raise SpecError(f"environment variable {reference.name} is not set (referenced as ${{{reference.name}}} in the spec)")
+        return escape(position[reference.start], value) if escape else value
 
-    return _ENV_REFERENCE.sub(substitute, text)
+    return _substitute(text, value_of)
 
 
 def _placeholder(text: str) -> str:
     """The text with each reference replaced by its default, or by 0: enough to check its shape."""
-    return _ENV_REFERENCE.sub(lambda m: m.group(2) if m.group(2) is not None else "0", text)
+    return _substitute(text, lambda ref: _placeholder(ref.default) if ref.default is not None else "0")
+
+
+_TOKEN = "\ue000"
+
+
+def _url_parts(template: str) -> tuple[str, list[str]]:
+    """The URL with each top-level reference masked as a token, and the URL part each reference sits in."""
+    references = _references(template)
+    masked = _substitute(template, lambda ref: f"{_TOKEN}{references.index(ref)}{_TOKEN}")
+    scheme_end = masked.find("://")
+    authority_start = scheme_end + 3 if scheme_end != -1 else 0
+    authority_end = next((i for i in range(authority_start, len(masked)) if masked[i] in "/?#"), len(masked))
+    at = masked.rfind("@", authority_start, authority_end)
+    query_start = masked.find("?", authority_end)
+    parts = []
+    for index in range(len(references)):
+        offset = masked.index(f"{_TOKEN}{index}{_TOKEN}")
+        if authority_start <= offset < at:
+            parts.append("userinfo")
+        elif query_start != -1 and offset > query_start:
+            parts.append("query")
+        elif authority_start <= offset < authority_end:
+            parts.append("host")
+        else:
+            parts.append("path")
+    return masked, parts
+
+
+def _is_one_reference(masked: str) -> bool:
+    return re.fullmatch(f"{_TOKEN}\\d+{_TOKEN}", masked) is not None
+
+
+def literal_url_secret(template: str) -> str | None:
+    """Where a URL template holds a literal secret (the password or a secret query parameter), else None."""
+    masked, _ = _url_parts(template)
+    scheme_end = masked.find("://")
+    authority_start = scheme_end + 3 if scheme_end != -1 else 0
+    authority_end = next((i for i in range(authority_start, len(masked)) if masked[i] in "/?#"), len(masked))
+    at = masked.rfind("@", authority_start, authority_end)
+    if at != -1:
+        userinfo = masked[authority_start:at]
+        if ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
+            if password and not _is_one_reference(password):
+                return "the password"
+    query_start = masked.find("?", authority_end)
+    if query_start != -1:
+        for key, value in parse_qsl(masked[query_start + 1:].split("#")[0], keep_blank_values=True):
+            if key.lower() in SECRET_QUERY_KEYS and value and not _is_one_reference(value):
+                return f"the query parameter {key}"
+    return None
+
+
+def resolve_url(template: str, *, environ: Mapping[str, str] | None = None) -> URL:
+    """A URL template with its references resolved, each value URL-escaped for the part it sits in."""
+    _, parts = _url_parts(template)
+
+    def escape(index: int, value: str) -> str:
+        return quote(value, safe="[]:" if parts[index] == "host" else "")
+
+    return make_url(resolve_env(template, environ=environ, escape=escape))
+
+
+def render_safe_url(url: URL) -> str:
+    """A URL as text with its password and secret query parameters replaced by ***."""
+    if any(key.lower() in SECRET_QUERY_KEYS for key in url.query):
+        url = url.set(query={key: ("***" if key.lower() in SECRET_QUERY_KEYS else value) for key, value in url.query.items()})
+    return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
+
+
+def safe_url_of(template: str) -> str:
+    """The resolved, password-free address of a URL template.
+
+    When a variable is unset the URL cannot be resolved: then each reference that can be is
+    resolved, the others are shown as written, and the secret ones as ***.
+    """
+    try:
+        return render_safe_url(resolve_url(template))
+    except Exception:  # noqa: BLE001 - an unset variable or an unparsable result: show what is known
+        pass
+    masked, parts = _url_parts(template)
+    references = _references(template)
+    secret = set()
+    for index, part in enumerate(parts):
+        token = f"{_TOKEN}{index}{_TOKEN}"
+        before = masked[:masked.index(token)]
+        if part == "userinfo" and ":" in before[before.find("://") + 3:]:
+            secret.add(index)
+        elif part == "query" and re.split(r"[?&]", before)[-1].rstrip("=").lower() in SECRET_QUERY_KEYS:
+            secret.add(index)
+
+    def shown(reference: _Reference) -> str:
+        index = references.index(reference)
+        if index in secret:
+            return "***"
+        try:
+            return resolve_env(template[reference.start:reference.end])
+        except SpecError:
+            return template[reference.start:reference.end]
+
+    return _substitute(template, shown)
 
 
 class _Model(BaseModel):
@@ -67,12 +237,14 @@ class _Model(BaseModel):
 class KafkaSpec(_Model):
     """Where and how topics are written."""
 
-    bootstrap_servers: str = "${LIBERATION_KAFKA_BOOTSTRAP:-127.0.0.1:19092}"
+    bootstrap_servers: str = "${LIBERATION_KAFKA_BOOTSTRAP:-127.0.0.1:${LIBERATION_KAFKA_PORT:-19092}}"
     topic_prefix: str = "liberation"
     partitions: int = Field(default=1, ge=1)
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
     positions_topic: str = "liberation.positions"
+    connect_timeout: Duration = timedelta(seconds=10)
+    """How long a command waits for the broker to answer before it reports the broker unreachable."""
     producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
 
     def resolved_bootstrap_servers(self) -> str:
@@ -112,9 +284,10 @@ class SourceSpec(_Model):
             raise ValueError(f"not a SQLAlchemy URL such as postgresql+psycopg://user:${{PASSWORD}}@host:5432/db ({exc})") from None
         if url.get_backend_name() not in SUPPORTED_DIALECTS:
             raise ValueError(f"unsupported database {url.get_backend_name()!r}; expected one of {', '.join(SUPPORTED_DIALECTS)}")
-        if url.password and "${" not in value and url.get_backend_name() != "sqlite":
-            # A literal password in the spec would end up in git and in the UI.
-            raise ValueError("put the password in an environment variable, e.g. postgresql+psycopg://user:${PG_PASSWORD}@host/db")
+        if url.get_backend_name() != "sqlite" and (where := literal_url_secret(value)):
+            # A literal secret in the spec would end up in git and in the UI.
+            raise ValueError(f"{where} is written literally; take it from an environment variable, "
+                             "e.g. postgresql+psycopg://user:${PG_PASSWORD}@host/db")
         return value
 
     @field_validator("timezone")
@@ -130,10 +303,11 @@ class SourceSpec(_Model):
 
     def resolved_url(self) -> URL:
         """The connection URL with secrets filled in.  Never log it; use ``safe_url``."""
-        return make_url(resolve_env(self.url))
+        return resolve_url(self.url)
 
     def safe_url(self) -> str:
-        return make_url(_placeholder(self.url)).render_as_string(hide_password=True)
+        """The resolved address without its password: what is printed (the spec's defaults may be overridden)."""
+        return safe_url_of(self.url)
 
     @property
     def dialect(self) -> str:
@@ -336,27 +510,123 @@ def load_spec(path: str | Path | None = None) -> Spec:
     """Read and validate a spec file; raise SpecError naming file, line and field."""
     spec_path = Path(path) if path is not None else default_spec_path()
     try:
-        text = spec_path.read_text(encoding="utf-8")
+        if spec_path.is_dir():
+            raise SpecError(f"{spec_path}: is a directory, not a spec file (pass the YAML file with --spec)")
+        size = spec_path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(f"{spec_path}: {size} bytes, larger than the {MAX_SPEC_BYTES} bytes a spec may have")
+        raw = spec_path.read_bytes()
     except FileNotFoundError:
         raise SpecError(f"{spec_path}: spec file not found (set LIBERATION_SPEC or pass --spec)") from None
+    except OSError as exc:
+        raise SpecError(f"{spec_path}: cannot read the spec file: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SpecError(f"{spec_path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save the spec as UTF-8") from None
     return parse_spec(text, source_name=str(spec_path))
 
 
+class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """SafeLoader (libyaml's C parser when present: 10x faster) that refuses duplicate mapping keys (PyYAML keeps the last)."""
+
+    _resolved: dict[tuple[Any, str, Any], str] = {}
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        """The implicit tag of a scalar, memoized: specs repeat the same few values (source names, key columns)."""
+        if kind is not yaml.ScalarNode or not isinstance(value, str) or len(value) > 64:
+            return super().resolve(kind, value, implicit)
+        key = (kind, value, implicit)
+        tag = self._resolved.get(key)
+        if tag is None:
+            tag = self._resolved[key] = super().resolve(kind, value, implicit)
+            if len(self._resolved) > 100_000:
+                self._resolved.clear()
+        return tag
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *base` merges; its keys may be overridden on purpose
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:
+                continue  # unhashable key: SafeLoader reports it
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first}, again at line {key_node.start_mark.line + 1})",
+                    key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call,no-any-return]
+
+
+def _check_alias_expansion(root: yaml.Node, source_name: str) -> None:
+    """Refuse documents whose aliases expand far beyond their own nodes (a "billion laughs" bomb)."""
+    expanded: dict[int, int] = {}
+    distinct = 0
+    # Iterative post-order walk; each distinct node is sized once, an alias reuses its target's size.
+    visiting: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in expanded:
+            continue
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
+            list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        if not children_done:
+            if id(node) in visiting:
+                raise SpecError(f"{source_name}:{node.start_mark.line + 1}: a YAML alias refers to its own anchor (a cycle)")
+            visiting.add(id(node))
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in expanded)
+            continue
+        distinct += 1
+        visiting.discard(id(node))
+        expanded[id(node)] = 1 + sum(expanded.get(id(child), 1) for child in children)
+        if expanded[id(node)] > distinct + MAX_ALIAS_EXPANSION:
+            raise SpecError(f"{source_name}:{node.start_mark.line + 1}: YAML aliases expand past {MAX_ALIAS_EXPANSION} "
+                            "extra nodes; write the repeated parts out or use fewer aliases")
+
+
 def parse_spec(text: str, *, source_name: str = DEFAULT_SPEC_FILE) -> Spec:
+    """Parse and validate spec text; the garbage collector is paused meanwhile.
+
+    Composing a large spec creates millions of short-lived-looking objects that all survive:
+    with the collector on, its repeated full passes make 60,000 streams take minutes, not seconds.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        return _parse_spec(text, source_name)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _parse_spec(text: str, source_name: str) -> Spec:
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source_name}: larger than the {MAX_SPEC_BYTES} bytes a spec may have")
+    loader = _SpecLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is not None and "&" in text:  # no anchor, no alias: skip the walk
+            _check_alias_expansion(root, source_name)
+        data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise SpecError(f"{source_name}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise SpecError(f"{source_name}:1: the spec must be a mapping with sources, streams and kafka")
-    lines = _line_index(root)
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(_describe(exc, lines, source_name)) from None
+        raise SpecError(_describe(exc, _line_index(root), source_name)) from None
 
 
 def _line_index(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
@@ -394,4 +664,6 @@ def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], source_na
         field = ".".join(str(part) for part in loc) or "(top level)"
         line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
         messages.append(f"{source_name}:{line}: {field}: {text}")
+    if len(messages) == 1:
+        return f"invalid spec: {messages[0]}"
     return "invalid spec:\n  " + "\n  ".join(messages)

@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.spec import Spec, load_spec
 from liberation_assets.demo import generator, schema
 
@@ -82,7 +83,7 @@ def reset_demo(spec: Spec, log=print) -> None:
                 connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{url.database}`"))
         engine.dispose()
         log(f"dropped database {url.database} of {name}")
-    admin = AdminClient({"bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
+    admin = AdminClient({"logger": kafka_logger(), "bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
     prefix = spec.kafka.topic_prefix + "."
     topics = [t for t in admin.list_topics(timeout=10).topics
               if t.startswith(prefix) or t == spec.kafka.positions_topic or t.startswith("outbox.event.")]
@@ -94,7 +95,11 @@ def reset_demo(spec: Spec, log=print) -> None:
 
 
 def seed_demo(args: argparse.Namespace) -> int:
-    seed_spec_sources(load_spec(args.spec), args.products)
+    from liberation_assets.core.failures import involve
+
+    spec = load_spec(args.spec)
+    involve(spec, *spec.sources)
+    seed_spec_sources(spec, args.products)
     return 0
 
 
@@ -156,6 +161,10 @@ def run_demo(args: argparse.Namespace) -> int:
     spec_path = args.spec or os.environ.get("LIBERATION_SPEC") or str(REPO / "liberation.yaml")
     os.environ["LIBERATION_SPEC"] = spec_path
     spec = load_spec(spec_path)
+    from liberation_assets.core.failures import involve, preflight
+
+    involve(spec, *spec.sources)  # databases are created by the seed, so only named, not reached, first
+    preflight(spec, kafka=True)
     if args.reset:
         reset_demo(spec)
     seed_spec_sources(spec, args.products)

@@ -44,7 +44,7 @@ def up(settings: StackSettings, *, log: Log = print) -> None:
         _each(lambda m: m.up(settings, log))
     log(
         f"stack up in {time.monotonic() - started:.1f}s: kafka={settings.kafka_bootstrap} "
-        f"postgres={settings.pg_url(settings.pg_user)} mysql={settings.mysql_url(settings.mysql_user)} "
+        f"postgres={settings.safe_pg_url(settings.pg_user)} mysql={settings.safe_mysql_url(settings.mysql_user)} "
         f"data={settings.root}"
     )
 

@@ -34,6 +34,14 @@ class StackSettings:
         """SQLAlchemy URL for a MariaDB database of the stack (PyMySQL driver)."""
         return f"mysql+pymysql://{self.mysql_user}:{self.mysql_password}@{self.mysql_host}:{self.mysql_port}/{database}"
 
+    def safe_pg_url(self, database: str) -> str:
+        """The PostgreSQL URL as printed: never with the password."""
+        return self.pg_url(database).replace(f":{self.pg_password}@", ":***@", 1)
+
+    def safe_mysql_url(self, database: str) -> str:
+        """The MariaDB URL as printed: never with the password."""
+        return self.mysql_url(database).replace(f":{self.mysql_password}@", ":***@", 1)
+
     @property
     def kafka_host(self) -> str:
         return self.kafka_bootstrap.rsplit(":", 1)[0]

@@ -13,13 +13,16 @@ from typing import Any
 import orjson
 
 
-def _spec_and_stream(args: argparse.Namespace) -> tuple[Any, str] | None:
+def _spec_and_stream(args: argparse.Namespace, *, source: bool = False) -> tuple[Any, str] | None:
+    """The spec and the stream, with the broker (and the stream's database, if used) reached first."""
+    from liberation_assets.core.failures import preflight
     from liberation_assets.core.spec import load_spec
 
     spec = load_spec(args.spec)
     if args.stream not in spec.streams:
-        print(f"unknown stream {args.stream!r}; streams: {', '.join(spec.streams)}", file=sys.stderr)
+        print(f"liberation: error: unknown stream {args.stream!r}; streams: {', '.join(spec.streams)}", file=sys.stderr)
         return None
+    preflight(spec, sources=[spec.streams[args.stream].source] if source else [], kafka=True)
     return spec, args.stream
 
 
@@ -57,7 +60,7 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     """Republish what now passes; what still fails stays quarantined."""
     from liberation_assets.core.contract.redrive import redrive
 
-    found = _spec_and_stream(args)
+    found = _spec_and_stream(args, source=True)
     if found is None:
         return 2
     summary = redrive(found[0], found[1])
@@ -71,7 +74,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from liberation_assets.core.contract.gate import accept, evaluate
     from liberation_assets.core.contract.history import SchemaHistory
 
-    found = _spec_and_stream(args)
+    found = _spec_and_stream(args, source=not args.history)
     if found is None:
         return 2
     spec, name = found

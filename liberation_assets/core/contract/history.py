@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaException, Producer
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.errors import PublishError
@@ -97,7 +98,7 @@ class SchemaHistory:
     def append(self, version: SchemaVersion) -> SchemaVersion:
         """Write one version and wait until the broker has it."""
         stamped = version if version.registered_ms else _with_time(version)
-        producer = Producer({"bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
+        producer = Producer({"logger": kafka_logger(), "bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
         errors: list[str] = []
         try:
             producer.produce(self.topic, orjson.dumps(stamped.to_dict()), f"{stamped.stream}/v{stamped.version}".encode(),

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.serialize import dumps, revive
 from liberation_assets.core.contract.validate import check_of
 from liberation_assets.core.errors import ConnectivityError, SerializationError
@@ -175,7 +176,7 @@ class QuarantinedRow:
 def read_range(bootstrap_servers: str, topic: str, start: dict[int, int] | None = None,
                batch_size: int = 5000) -> Iterator[list[QuarantinedRow]]:
     """Committed records from ``start`` (per partition, default the beginning) up to the end as of the call."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-quarantine-{uuid.uuid4()}",
+    consumer = Consumer({"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "group.id": f"liberation-quarantine-{uuid.uuid4()}",
                          "isolation.level": "read_committed", "enable.auto.commit": False,
                          "enable.partition.eof": True})
     try:

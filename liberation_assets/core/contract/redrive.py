@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.quarantine import (
     QuarantinedRow,
     quarantine_record,
@@ -130,7 +131,7 @@ def _still_duplicated(rows: list[QuarantinedRow]) -> tuple[list[QuarantinedRow],
 
 def published_event_times(bootstrap_servers: str, topic: str, keys: set[bytes]) -> dict[bytes, int]:
     """Key → newest event time (``source.ts_ms``) the topic holds for it, deletes included; only for ``keys``."""
-    consumer = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-redrive-{uuid.uuid4()}",
+    consumer = Consumer({"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "group.id": f"liberation-redrive-{uuid.uuid4()}",
                          "isolation.level": "read_committed", "enable.auto.commit": False, "enable.partition.eof": True})
     newest: dict[bytes, int] = {}
     try:

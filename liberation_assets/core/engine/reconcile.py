@@ -15,12 +15,13 @@ import uuid
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.publish.reading import settled_watermarks
 
 
 def _consumer(bootstrap_servers: str) -> Consumer:
-    return Consumer({
+    return Consumer({"logger": kafka_logger(), 
         "bootstrap.servers": bootstrap_servers,
         "group.id": f"liberation-reconcile-{uuid.uuid4()}",
         "isolation.level": "read_committed",

@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.errors import PublishError
 from liberation_assets.core.publish.topics import TOPIC_MAX_MESSAGE_BYTES
 
@@ -62,7 +63,7 @@ class TransactionalPublisher:
         config.update(overrides or {})
         relax_gc_for_batches()
         self.transactional_id = transactional_id
-        self._producer = Producer(config)
+        self._producer = Producer({"logger": kafka_logger(), **config})
         self._error: KafkaError | None = None
         self.delivered = 0
         try:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.errors import ConnectivityError
 
 
@@ -33,7 +34,7 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
     so the wait then ends with an error rather than a short read.
     """
     def consumer(isolation: str) -> Consumer:
-        return Consumer({"bootstrap.servers": bootstrap_servers, "group.id": f"liberation-ends-{uuid.uuid4()}",
+        return Consumer({"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "group.id": f"liberation-ends-{uuid.uuid4()}",
                          "isolation.level": isolation, "enable.auto.commit": False})
 
     committed, uncommitted = consumer("read_committed"), consumer("read_uncommitted")
@@ -67,7 +68,7 @@ def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5
     records never leave the loop waiting.  ``settle_seconds`` and ``must_settle``
     are passed to ``settled_watermarks``, which decides where the end is.
     """
-    consumer = Consumer({
+    consumer = Consumer({"logger": kafka_logger(), 
         "bootstrap.servers": bootstrap_servers,
         "group.id": f"liberation-reader-{uuid.uuid4()}",
         "isolation.level": "read_committed",

@@ -10,10 +10,12 @@ framing) and the producer's requests are sized the same way (``publisher``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.errors import ConnectivityError, PublishError
 
 
@@ -39,18 +41,22 @@ class TopicSpec:
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000})
+    config: dict[str, Any] = {"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000}
+    return AdminClient(config)
 
 
 def check_broker(bootstrap_servers: str, timeout: float = 5.0) -> None:
     """Fail with a clear error when no broker answers."""
+    admin = admin_client(bootstrap_servers)
     try:
-        admin_client(bootstrap_servers).list_topics(timeout=timeout)
+        admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise ConnectivityError(
             f"Kafka broker at {bootstrap_servers} is unreachable ({exc.args[0].str() if exc.args else exc}); "
             "is it running? Try `liberation stack up`."
         ) from None
+    finally:
+        admin.poll(0)  # hand librdkafka's queued log lines to the logger (a log file, or --verbose)
 
 
 def ensure_topics(bootstrap_servers: str, topics: list[TopicSpec], timeout: float = 30.0) -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import READ, TRUNCATE
@@ -111,7 +112,7 @@ def materialize(store: ReplicaStore, name: str, bootstrap_servers: str, topic: s
     """Apply every committed record the replica has not seen yet; ``rebuild`` starts over from the beginning."""
     started = time.monotonic()
     stats = ApplyStats()
-    consumer = Consumer({
+    consumer = Consumer({"logger": kafka_logger(), 
         "bootstrap.servers": bootstrap_servers,
         "group.id": f"liberation-replica-{uuid.uuid4()}",  # offsets live in the replica database, never in Kafka
         "isolation.level": "read_committed",
