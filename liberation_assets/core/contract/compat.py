@@ -10,14 +10,18 @@ A liberated stream is a public interface, so a change is compatible only if
 - no consumer loses a field it reads: a dropped or renamed field is
   incompatible too (a rename is a drop plus an add).
 
-Adding a nullable field, relaxing a limit, and widening a type pass.
+Adding a nullable field, relaxing a limit, and widening a type pass.  The Kafka Connect schema is covered
+too: a change of source type that changes a field's Connect type or semantic name (``timestamp`` to
+``timestamptz``, ``json`` to ``text``) is incompatible, since a Connect sink built its column from it.
 """
 
 from __future__ import annotations
 
+from liberation_assets.core.contract.formats import connect_field_type
 from liberation_assets.core.contract.schema import FieldSchema, StreamSchema
 
 _PROMOTIONS = {("int", "float")}
+_CONNECT_PROMOTIONS = {("float32", "float64")}
 
 
 def incompatibilities(old: StreamSchema, new: StreamSchema) -> list[str]:
@@ -45,6 +49,9 @@ def field_incompatibilities(old: FieldSchema, new: FieldSchema) -> list[str]:
             return []
         return [f"type changed from {old.kind} to {new.kind}"]
     problems = []
+    if old.source_type is not None and new.source_type is not None and \
+            (connect := _connect_type(old)) != (now := _connect_type(new)) and (connect, now) not in _CONNECT_PROMOTIONS:
+        problems.append(f"Connect type changed from {connect} to {now} (source type {old.source_type} → {new.source_type})")
     if old.nullable and not new.nullable:
         problems.append("narrowed: no longer nullable")
     if _smaller(old.bits, new.bits):
@@ -75,6 +82,12 @@ def changes(old: StreamSchema, new: StreamSchema) -> list[str]:
             diff.update({k: (None, v) for k, v in after.to_dict().items() if k not in before.to_dict()})
             described.append(f"{before.name}: " + ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in sorted(diff.items())))
     return described
+
+
+def _connect_type(field: FieldSchema) -> str:
+    """The field's Kafka Connect type and semantic name, which a Connect sink builds its column from."""
+    schema = connect_field_type(field)
+    return f"{schema['type']}" + (f" {schema['name']}" if "name" in schema else "")
 
 
 def _smaller(old: int | None, new: int | None) -> bool:

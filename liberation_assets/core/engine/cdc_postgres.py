@@ -39,7 +39,9 @@ from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.gate import ensure_schema
 from liberation_assets.core.contract.serialize import dumps, normalize_row, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
-from liberation_assets.core.engine.runtime import StreamRuntime
+from liberation_assets.core.contract.formats import decode_key, decode_value
+from liberation_assets.core.contract.history import SchemaVersion
+from liberation_assets.core.engine.runtime import StreamRuntime, stream_format
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
 from liberation_assets.core.errors import ConnectivityError, SchemaIncompatible, SlotInUse, SpecError
 from liberation_assets.core.events import CREATE, DELETE, READ, TRUNCATE, UPDATE, ChangeBatch, ChangeEvent, Position
@@ -248,7 +250,8 @@ class PostgresCdc:
         assert self._engine is not None and self._publisher is not None and self._positions is not None
         spec, stream_spec = self.spec, self.spec.streams[name]
         StreamRuntime(spec, name, "cdc").ensure_topics()
-        table, schema_version = self._gated_table(name)
+        table, published = self._gated_table(name)
+        schema_version = published.version
         identity = StreamIdentity(
             name=name, topic=spec.topic_for(name), pattern="cdc", db=self.source.resolved_url().database or "",
             db_schema=stream_spec.db_schema, table=stream_spec.table, timezone=spec.timezone_for(name),
@@ -256,7 +259,8 @@ class PostgresCdc:
         )
         writer = StreamWriter(identity, self._publisher, self._positions.topic,
                               ContractValidator(stream_spec.contract, stream_spec.key),
-                              halt_on_violation=stream_spec.on_violation == "halt")
+                              halt_on_violation=stream_spec.on_violation == "halt",
+                              value_format=stream_format(spec, name, "cdc", published.schema))
         schema = stream_spec.db_schema or "public"
         stream = _Stream(name, table, writer, schema, stream_spec.columns() if stream_spec.projection is not None else None,
                          stream_spec.toast == "reread", identity.zone)
@@ -265,7 +269,7 @@ class PostgresCdc:
         if stream.projection is None:
             self._track_columns(stream)
 
-    def _gated_table(self, name: str) -> tuple[ProjectedTable, int]:
+    def _gated_table(self, name: str) -> tuple[ProjectedTable, SchemaVersion]:
         """The stream's table as the catalog has it now, and the schema version to publish it under.
 
         The compatibility gate runs here and raises ``SchemaIncompatible`` before anything is published.
@@ -273,7 +277,7 @@ class PostgresCdc:
         """
         assert self._engine is not None
         table = reflect_stream_table(self._engine, self.spec.streams[name].model_copy(update={"cursor": None}), name)
-        return table, ensure_schema(self.spec, name, self._engine, table=table).version
+        return table, ensure_schema(self.spec, name, self._engine, table=table)
 
     def _track_columns(self, stream: _Stream) -> None:
         """Remember a publish-every-column stream's columns; if they changed since its snapshot, snapshot it again.
@@ -476,8 +480,9 @@ class PostgresCdc:
         """
         assert stream.plan is not None
         self._flush(force=True)
-        stream.table, version = self._gated_table(stream.name)
-        stream.writer.use_schema_version(version)
+        stream.table, published = self._gated_table(stream.name)
+        version = published.version
+        stream.writer.use_schema_version(version, stream_format(self.spec, stream.name, "cdc", published.schema))
         log.info("stream %s: the table changed (%s → %s); publishing schema version %d", stream.name,
                  ", ".join(name for name, *_ in previous.shape), ", ".join(name for name, *_ in stream.plan.shape), version)
         if stream.projection is None:
@@ -549,7 +554,7 @@ class PostgresCdc:
             stream.pending.append(ChangeEvent(TRUNCATE, {}, None, None, tx.commit_ms, source))
             deleted = {**source, "truncate": True}
             for raw in live_keys(bootstrap, stream.writer.identity.topic):
-                key = orjson.loads(raw)
+                key = decode_key(raw)
                 stream.pending.append(ChangeEvent(DELETE, key, dict(key), None, tx.commit_ms, deleted))
             self._pending += len(stream.pending)
         self._at = (tx.final_lsn, tx.index, False)
@@ -639,7 +644,7 @@ def live_keys(bootstrap_servers: str, topic: str) -> Iterator[bytes]:
     for batch in committed_batches(bootstrap_servers, topic, settle_seconds=STABLE_WAIT_SECONDS, must_settle=True):
         for msg in batch:
             value = msg.value()
-            live[msg.key() or b""] = value is not None and orjson.loads(value).get("after") is not None
+            live[msg.key() or b""] = (decoded := decode_value(value)) is not None and decoded.get("after") is not None
     return (key for key, is_live in live.items() if is_live)
 
 

@@ -6,8 +6,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from liberation_assets.core.contract.formats import DebeziumFormat, ValueFormat
 from liberation_assets.core.contract.quarantine import quarantine_record, quarantine_topic
-from liberation_assets.core.contract.serialize import dumps, envelope_bytes, now_ms
+from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.errors import ContractViolation
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent
@@ -98,6 +99,7 @@ class StreamWriter:
         validator: ContractValidator,
         *,
         halt_on_violation: bool = False,
+        value_format: ValueFormat | None = None,
     ):
         self.identity = identity
         self.publisher = publisher
@@ -106,11 +108,16 @@ class StreamWriter:
         self.halt_on_violation = halt_on_violation
         self._source_base = identity.source_base()
         self._headers = identity.headers()
+        self.value_format: ValueFormat = value_format or DebeziumFormat(identity.pattern)
+        """Key and value bytes of the stream's format (core/contract/formats.py)."""
 
-    def use_schema_version(self, version: int) -> None:
-        """A schema change while streaming: the events that follow carry the new version in their header."""
+    def use_schema_version(self, version: int, value_format: ValueFormat | None = None) -> None:
+        """A schema change while streaming: the events that follow carry the new version in their header
+        (and, in a format that carries the schema, the new schema)."""
         self.identity = replace(self.identity, schema_version=version)
         self._headers = self.identity.headers()
+        if value_format is not None:
+            self.value_format = value_format
 
     def records(self, batch: ChangeBatch, *, unique_key: bool = False) -> tuple[list[OutRecord], WriteResult]:
         events = batch.events
@@ -133,9 +140,11 @@ class StreamWriter:
         processed = now_ms()
         out: list[OutRecord] = []
         append = out.append
+        key_of, value_of = self.value_format.key, self.value_format.value
         for event in verdict.valid:
-            key = dumps(event.key)
-            append((topic, key, envelope_bytes(event, source_base, processed), event.ts_ms, headers))
+            key = key_of(event.key)
+            if (value := value_of(event, source_base, processed)) is not None:
+                append((topic, key, value, event.ts_ms, headers))
             if event.op == DELETE:
                 append((topic, key, None, event.ts_ms, headers))
                 result.deletes += 1
