@@ -7,6 +7,7 @@ TRUNCATE followed by new rows.
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -171,3 +172,17 @@ def rows(engine: sa.Engine, table: str, columns: list[str] = COLUMNS) -> list[tu
     with engine.connect() as connection:
         found = connection.execute(sa.text(f"SELECT {quoted} FROM {name} ORDER BY 1")).all()
     return [tuple(normalized(v, c) for v, c in zip(row, columns)) for row in found]
+
+
+def typed(row: dict[str, Any]) -> tuple[Any, ...]:
+    """A published row's JSON forms as the source's values (decimal strings, ISO 8601, base64), normalized."""
+    parse: dict[str, Any] = {
+        "amount": Decimal,
+        "happened": datetime.fromisoformat,
+        "local_ts": datetime.fromisoformat,
+        "day": date.fromisoformat,
+        "bin": base64.b64decode,
+        "doc": lambda v: json.loads(v) if isinstance(v, str) else v,
+    }
+    values = [None if row[c] is None else parse.get(c, lambda v: v)(row[c]) for c in COLUMNS]
+    return tuple(normalized(v, c) for v, c in zip(values, COLUMNS))

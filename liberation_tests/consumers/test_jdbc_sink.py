@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
+from liberation_assets.core.verify.compare import topic_state
 from liberation_assets.stack import StackSettings
 from liberation_tests.consumers import mixed_types
 from liberation_tests.consumers.connect_support import ConnectWorker
@@ -84,6 +85,9 @@ def test_the_jdbc_sink_replicates_every_pattern_value_for_value(
     expected = {"q_mixed": mixed_types.rows(pg_engine, "mixed"), "pg_mixed": mixed_types.rows(pg_engine, "mixed"),
                 "my_mixed": mixed_types.rows(mysql_engine, "mixed")}
     assert [row[0] for row in expected["pg_mixed"]] == [row[0] for row in expected["my_mixed"]] == mixed_types.FINAL_KEYS
+    for name in topics:  # what liberation's verify reads back from connect-json is our JSON forms again
+        state = topic_state(stack.kafka_bootstrap, topics[name])
+        assert [mixed_types.typed(state[k]) for k in sorted(state, key=lambda k: int(k[6:-1]))] == expected[name]
 
     def replicas() -> dict[str, list[tuple[Any, ...]]] | None:
         found = {}

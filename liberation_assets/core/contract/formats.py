@@ -59,6 +59,9 @@ class DebeziumFormat:
       sink: upsert), never an update that claims a change it did not observe;
     - ``u`` with the key as ``before`` from CDC (a table without REPLICA IDENTITY FULL, ``toast: reread``),
       the before image Debezium itself gives a delete under the default replica identity.
+
+    A truncate publishes no ``t`` event, as Debezium by default (``skipped.operations=t``) and as Flink needs
+    (it refuses ``t``): the delete of every key that follows it, with ``source.truncate``, carries it.
     """
 
     name = "debezium"
@@ -69,7 +72,9 @@ class DebeziumFormat:
     def key(self, key: Row) -> bytes:
         return dumps(key)
 
-    def value(self, event: ChangeEvent, source_base: dict[str, Any], processed_ms: int) -> bytes:
+    def value(self, event: ChangeEvent, source_base: dict[str, Any], processed_ms: int) -> bytes | None:
+        if event.op == TRUNCATE:
+            return None  # Debezium's default (skipped.operations=t); the deletes that follow carry it
         return envelope_bytes(flink_safe(event, self.pattern), source_base, processed_ms)
 
 
@@ -213,7 +218,7 @@ def _decimal(value: Any) -> Any:
         if not Decimal(text).is_finite():
             raise InvalidOperation
     except InvalidOperation:
-        raise SerializationError(f"decimal {text!r} has no Connect Decimal form") from None
+        raise ValueError("not a finite decimal, which Connect's Decimal cannot hold") from None
     return orjson.Fragment(text)  # a JSON number with the exact digits: JsonConverter reads it as the Decimal
 
 
