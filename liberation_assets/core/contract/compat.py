@@ -10,9 +10,10 @@ A liberated stream is a public interface, so a change is compatible only if
 - no consumer loses a field it reads: a dropped or renamed field is
   incompatible too (a rename is a drop plus an add).
 
-Adding a nullable field, relaxing a limit, and widening a type pass.  The Kafka Connect schema is covered
-too: a change of source type that changes a field's Connect type or semantic name (``timestamp`` to
-``timestamptz``, ``json`` to ``text``) is incompatible, since a Connect sink built its column from it.
+Adding a nullable field, relaxing a limit, and widening a type pass.  For a stream in
+the connect-json format the Kafka Connect schema is covered too: a change of source type that changes a
+field's Connect type or semantic name (``timestamp`` to ``timestamptz``) is incompatible, since a Connect
+sink built its column from it.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ _PROMOTIONS = {("int", "float")}
 _CONNECT_PROMOTIONS = {("float32", "float64")}
 
 
-def incompatibilities(old: StreamSchema, new: StreamSchema) -> list[str]:
-    """Why ``new`` would break consumers of ``old``; empty when it is compatible."""
+def incompatibilities(old: StreamSchema, new: StreamSchema, *, connect: bool = False) -> list[str]:
+    """Why ``new`` would break consumers of ``old``; empty when it is compatible.  ``connect``: the stream
+    publishes Kafka Connect JSON (format connect-json), so Connect type changes count too."""
     problems: list[str] = []
     if list(old.key) != list(new.key):
         problems.append(f"key changed from ({', '.join(old.key)}) to ({', '.join(new.key)})")
@@ -39,19 +41,19 @@ def incompatibilities(old: StreamSchema, new: StreamSchema) -> list[str]:
     for before in old.fields:
         after = new.field(before.name)
         if after is not None:
-            problems.extend(f"{before.name}: {why}" for why in field_incompatibilities(before, after))
+            problems.extend(f"{before.name}: {why}" for why in field_incompatibilities(before, after, connect=connect))
     return problems
 
 
-def field_incompatibilities(old: FieldSchema, new: FieldSchema) -> list[str]:
+def field_incompatibilities(old: FieldSchema, new: FieldSchema, *, connect: bool = False) -> list[str]:
     if old.kind != new.kind:
         if (old.kind, new.kind) in _PROMOTIONS:
             return []
         return [f"type changed from {old.kind} to {new.kind}"]
     problems = []
-    if old.source_type is not None and new.source_type is not None and \
-            (connect := _connect_type(old)) != (now := _connect_type(new)) and (connect, now) not in _CONNECT_PROMOTIONS:
-        problems.append(f"Connect type changed from {connect} to {now} (source type {old.source_type} → {new.source_type})")
+    if connect and old.source_type is not None and new.source_type is not None and \
+            (was := _connect_type(old)) != (now := _connect_type(new)) and (was, now) not in _CONNECT_PROMOTIONS:
+        problems.append(f"Connect type changed from {was} to {now} (source type {old.source_type} → {new.source_type})")
     if old.nullable and not new.nullable:
         problems.append("narrowed: no longer nullable")
     if _smaller(old.bits, new.bits):
