@@ -142,3 +142,21 @@ def test_a_value_connect_cannot_carry_is_refused_by_name() -> None:
         connect.value(_event("c", after={**ROW, "amount": "NaN"}), SOURCE, 1)
     with pytest.raises(SerializationError, match="day"):
         connect.value(_event("c", after={**ROW, "day": "infinity"}), SOURCE, 1)
+
+
+def test_the_spec_chooses_a_format_per_stream_with_a_kafka_default() -> None:
+    from liberation_assets.core.errors import SpecError
+    from liberation_assets.core.spec import parse_spec
+
+    text = """
+kafka: {format: flat}
+sources: {db: {url: "sqlite:///x.db"}}
+streams:
+  a: {source: db, table: a, key: [id]}
+  b: {source: db, table: b, key: [id], format: connect-json}
+"""
+    spec = parse_spec(text)
+    assert (spec.format_for("a"), spec.format_for("b")) == ("flat", "connect-json")
+    assert parse_spec(text.replace("kafka: {format: flat}\n", "")).format_for("a") == "debezium"
+    with pytest.raises(SpecError, match=r"liberation.yaml:6: .*format"):
+        parse_spec(text.replace("format: connect-json", "format: avro"))
