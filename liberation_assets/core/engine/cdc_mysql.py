@@ -27,9 +27,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.formats import decode_key
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
-from liberation_assets.core.contract.formats import decode_key
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamWriter, WriteResult
 from liberation_assets.core.errors import SpecError

@@ -36,11 +36,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.formats import decode_key, decode_value
 from liberation_assets.core.contract.gate import ensure_schema
+from liberation_assets.core.contract.history import SchemaVersion
 from liberation_assets.core.contract.serialize import dumps, normalize_row, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
-from liberation_assets.core.contract.formats import decode_key, decode_value
-from liberation_assets.core.contract.history import SchemaVersion
 from liberation_assets.core.engine.runtime import StreamRuntime, stream_format
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
 from liberation_assets.core.errors import ConnectivityError, SchemaIncompatible, SlotInUse, SpecError
