@@ -318,15 +318,15 @@ def value_format(name: str, *, schema: StreamSchema | None = None, topic: str = 
 
 
 # -- reading our own topics back ---------------------------------------------------------------------------
-def _unwrap(decoded: Any) -> Any:
-    if isinstance(decoded, dict) and len(decoded) == 2 and "payload" in decoded and isinstance(decoded.get("schema"), dict):
-        return decoded["payload"]
-    return decoded
-
-
 def decode_key(raw: bytes | None) -> Row:
-    """A record key as the key object, whatever the format (connect-json wraps it)."""
-    return _unwrap(orjson.loads(raw)) if raw else {}
+    """A record key as the key object in our JSON forms, whatever the format (connect-json wraps it and gives
+    dates, decimals and naive timestamps their Connect forms)."""
+    if not raw:
+        return {}
+    if raw.startswith(b'{"schema"'):
+        decoded = json.loads(raw, parse_float=Decimal)
+        return _row_from_connect(decoded["schema"], decoded["payload"]) if decoded["payload"] else {}
+    return dict(orjson.loads(raw))
 
 
 def canonical_key(raw: bytes | None) -> bytes:
