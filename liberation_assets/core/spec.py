@@ -234,6 +234,10 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+ValueFormatName = Literal["debezium", "connect-json", "flat"]
+"""debezium: the JSON envelope; connect-json: Kafka Connect JSON with schemas; flat: the row, deletes as tombstones."""
+
+
 class KafkaSpec(_Model):
     """Where and how topics are written."""
 
@@ -246,6 +250,8 @@ class KafkaSpec(_Model):
     connect_timeout: Duration = timedelta(seconds=10)
     """How long a command waits for the broker to answer before it reports the broker unreachable."""
     producer: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    format: ValueFormatName = "debezium"
+    """The value format of every stream that names none (docs/consumers.md)."""
 
     def resolved_bootstrap_servers(self) -> str:
         return resolve_env(self.bootstrap_servers)
@@ -407,6 +413,8 @@ class StreamSpec(_Model):
     """Column contracts, or ``"package.module:Model"`` naming a pandera DataFrameModel."""
     on_violation: Literal["quarantine", "halt"] = "quarantine"
     toast: Literal["replica_identity_full", "reread"] = "replica_identity_full"
+    format: ValueFormatName | None = None
+    """The value format of this stream's topic; default ``kafka.format``."""
 
     @model_validator(mode="before")
     @classmethod
@@ -493,6 +501,9 @@ class Spec(_Model):
         middle = stream.db_schema or stream.source
         # Kafka allows only ASCII letters, digits, '.', '_' and '-': other characters of a quoted identifier fold to '_'.
         return f"{self.kafka.topic_prefix}.{_TOPIC_UNSAFE.sub('_', middle)}.{_TOPIC_UNSAFE.sub('_', stream.table)}"
+
+    def format_for(self, stream_name: str) -> str:
+        return self.streams[stream_name].format or self.kafka.format
 
     def timezone_for(self, stream_name: str) -> str:
         stream = self.streams[stream_name]

@@ -95,6 +95,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
         _print_json(decision.schema.json_schema())
     elif args.format == "avro":
         _print_json(decision.schema.avro())
+    elif args.format == "connect":
+        from liberation_assets.core.contract.formats import connect_schemas
+
+        _print_json(connect_schemas(decision.schema, spec.topic_for(name)))
     else:
         print(decision.describe())
     return 0 if decision.compatible else 1
@@ -114,7 +118,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("schema", help="compare a stream's schema with the published one; show or accept it")
     p.add_argument("stream")
-    p.add_argument("--format", choices=["text", "json-schema", "avro"], default="text")
+    p.add_argument("--format", choices=["text", "json-schema", "avro", "connect"], default="text")
     p.add_argument("--history", action="store_true", help="print every published version")
     p.add_argument("--accept-incompatible", action="store_true",
                    help="register the current schema even though it breaks consumers (after telling them)")

@@ -10,18 +10,24 @@ A liberated stream is a public interface, so a change is compatible only if
 - no consumer loses a field it reads: a dropped or renamed field is
   incompatible too (a rename is a drop plus an add).
 
-Adding a nullable field, relaxing a limit, and widening a type pass.
+Adding a nullable field, relaxing a limit, and widening a type pass.  For a stream in
+the connect-json format the Kafka Connect schema is covered too: a change of source type that changes a
+field's Connect type or semantic name (``timestamp`` to ``timestamptz``) is incompatible, since a Connect
+sink built its column from it.
 """
 
 from __future__ import annotations
 
+from liberation_assets.core.contract.formats import connect_field_type
 from liberation_assets.core.contract.schema import FieldSchema, StreamSchema
 
 _PROMOTIONS = {("int", "float")}
+_CONNECT_PROMOTIONS = {("float32", "float64")}
 
 
-def incompatibilities(old: StreamSchema, new: StreamSchema) -> list[str]:
-    """Why ``new`` would break consumers of ``old``; empty when it is compatible."""
+def incompatibilities(old: StreamSchema, new: StreamSchema, *, connect: bool = False) -> list[str]:
+    """Why ``new`` would break consumers of ``old``; empty when it is compatible.  ``connect``: the stream
+    publishes Kafka Connect JSON (format connect-json), so Connect type changes count too."""
     problems: list[str] = []
     if list(old.key) != list(new.key):
         problems.append(f"key changed from ({', '.join(old.key)}) to ({', '.join(new.key)})")
@@ -35,16 +41,19 @@ def incompatibilities(old: StreamSchema, new: StreamSchema) -> list[str]:
     for before in old.fields:
         after = new.field(before.name)
         if after is not None:
-            problems.extend(f"{before.name}: {why}" for why in field_incompatibilities(before, after))
+            problems.extend(f"{before.name}: {why}" for why in field_incompatibilities(before, after, connect=connect))
     return problems
 
 
-def field_incompatibilities(old: FieldSchema, new: FieldSchema) -> list[str]:
+def field_incompatibilities(old: FieldSchema, new: FieldSchema, *, connect: bool = False) -> list[str]:
     if old.kind != new.kind:
         if (old.kind, new.kind) in _PROMOTIONS:
             return []
         return [f"type changed from {old.kind} to {new.kind}"]
     problems = []
+    if connect and old.source_type is not None and new.source_type is not None and \
+            (was := _connect_type(old)) != (now := _connect_type(new)) and (was, now) not in _CONNECT_PROMOTIONS:
+        problems.append(f"Connect type changed from {was} to {now} (source type {old.source_type} → {new.source_type})")
     if old.nullable and not new.nullable:
         problems.append("narrowed: no longer nullable")
     if _smaller(old.bits, new.bits):
@@ -75,6 +84,12 @@ def changes(old: StreamSchema, new: StreamSchema) -> list[str]:
             diff.update({k: (None, v) for k, v in after.to_dict().items() if k not in before.to_dict()})
             described.append(f"{before.name}: " + ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in sorted(diff.items())))
     return described
+
+
+def _connect_type(field: FieldSchema) -> str:
+    """The field's Kafka Connect type and semantic name, which a Connect sink builds its column from."""
+    schema = connect_field_type(field)
+    return f"{schema['type']}" + (f" {schema['name']}" if "name" in schema else "")
 
 
 def _smaller(old: int | None, new: int | None) -> bool:

@@ -76,7 +76,9 @@ def evaluate(spec: Spec, stream_name: str, engine: Engine | None = None, *,
     latest = (history or SchemaHistory.for_spec(spec)).latest(stream_name)
     if latest is None or latest.fingerprint == schema.fingerprint:
         return SchemaDecision(stream_name, schema, latest)
-    return SchemaDecision(stream_name, schema, latest, incompatibilities(latest.schema, schema), changes(latest.schema, schema))
+    connect = spec.format_for(stream_name) == "connect-json"
+    return SchemaDecision(stream_name, schema, latest, incompatibilities(latest.schema, schema, connect=connect),
+                          changes(latest.schema, schema))
 
 
 def ensure_schema(spec: Spec, stream_name: str, engine: Engine | None = None, *,

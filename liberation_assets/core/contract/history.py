@@ -3,7 +3,7 @@
 Topic ``<topic_prefix>.schemas``; one record per version, keyed
 ``<stream>/v<version>``, so compaction keeps every version and drops nothing
 but exact re-registrations.  The value holds the derived schema, its JSON
-Schema and Avro renderings, its fingerprint and what changed since the
+Schema, Avro and Kafka Connect renderings, its fingerprint and what changed since the
 previous version.  Kafka is the only store, as for positions.
 """
 
@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaException, Producer
 
+from liberation_assets.core.contract.formats import connect_schemas
 from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.serialize import now_ms
@@ -58,6 +59,7 @@ class SchemaVersion:
             "json_schema": self.schema.json_schema(),
             "key_json_schema": self.schema.key_json_schema(),
             "avro": self.schema.avro(),
+            "connect": connect_schemas(self.schema, self.topic or self.stream),
         }
 
     @classmethod

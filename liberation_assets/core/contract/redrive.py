@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from liberation_assets.core.contract.formats import canonical_key
 from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.quarantine import (
     QuarantinedRow,
@@ -76,7 +77,8 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
     before = {k: int(stored.get(k, 0)) for k in ("republished", "superseded", "requarantined")}
     validator = ContractValidator(runtime.stream.contract, runtime.stream.key)
     kinds = {name: rule.kind for name, rule in validator.contract.rules.items()} if validator.contract else {}
-    writer = StreamWriter(runtime.identity, runtime.publisher, runtime.positions.topic, validator, halt_on_violation=False)
+    writer = StreamWriter(runtime.identity, runtime.publisher, runtime.positions.topic, validator, halt_on_violation=False,
+                          value_format=runtime.value_format)
     q_topic = quarantine_topic(topic)
     keys = {row.key for rows in read_range(bootstrap, q_topic, cursor, batch_size) for row in rows}
     newest = published_event_times(bootstrap, topic, keys) if keys else {}
@@ -146,10 +148,10 @@ def published_event_times(bootstrap_servers: str, topic: str, keys: set[bytes]) 
                     if error.code() == KafkaError._PARTITION_EOF:
                         remaining.discard(msg.partition())
                     continue
-                key, value = msg.key(), msg.value()
-                if value is None or key not in keys:
+                key = canonical_key(msg.key())  # every format: the Kafka timestamp is the event time
+                if key not in keys:
                     continue
-                ts = int(orjson.loads(value)["source"]["ts_ms"])
+                ts = int(msg.timestamp()[1])
                 if ts > newest.get(key, -1):
                     newest[key] = ts
     finally:

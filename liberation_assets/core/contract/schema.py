@@ -42,6 +42,9 @@ class FieldSchema:
     ge: float | None = None
     le: float | None = None
     enum: tuple[Any, ...] | None = None
+    source_type: str | None = None
+    """What the kind alone does not say and Kafka Connect schemas need: ``timestamptz`` (an instant) or
+    ``timestamp`` (naive), ``timetz``, ``float32``/``float64``, ``json``, ``interval``, ``array``; None otherwise."""
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if v is not None}
@@ -166,6 +169,7 @@ def apply_rule(base: FieldSchema, rule: FieldRule) -> FieldSchema:
         ge=rule.ge,
         le=rule.le,
         enum=rule.isin if rule.isin is not None else (base.enum if kind_kept else None),
+        source_type=base.source_type if kind_kept else None,
     )
 
 
@@ -174,10 +178,11 @@ def _tightest(a: int | None, b: int | None) -> int | None:
 
 
 def field_from_column(name: str, column: sa.Column[Any]) -> FieldSchema:
-    """A field from a reflected column: kind, nullability and the limits its type carries."""
+    """A field from a reflected column: kind, nullability, the limits its type carries and its source type."""
     column_type = column.type
     nullable = bool(column.nullable) and not column.primary_key
     type_name = type(column_type).__name__.upper()
+    is_mysql = "mysql" in type(column_type).__module__
     if isinstance(column_type, sa.Boolean):
         return FieldSchema(name, "bool", nullable)
     if isinstance(column_type, sa.Integer):
@@ -187,7 +192,8 @@ def field_from_column(name: str, column: sa.Column[Any]) -> FieldSchema:
             bits = min(64, bits * 2)
         return FieldSchema(name, "int", nullable, bits=bits)
     if isinstance(column_type, sa.Float):
-        return FieldSchema(name, "float", nullable)
+        single = type_name == "REAL" or (is_mysql and type_name == "FLOAT")
+        return FieldSchema(name, "float", nullable, source_type="float32" if single else "float64")
     if isinstance(column_type, sa.Numeric):
         return FieldSchema(name, "decimal", nullable, precision=column_type.precision, scale=column_type.scale)
     if isinstance(column_type, sa.Enum):
@@ -195,17 +201,22 @@ def field_from_column(name: str, column: sa.Column[Any]) -> FieldSchema:
     if isinstance(column_type, sa.String):
         return FieldSchema(name, "str", nullable, max_length=column_type.length)
     if isinstance(column_type, sa.DateTime):
-        return FieldSchema(name, "datetime", nullable)
+        instant = bool(getattr(column_type, "timezone", False)) or (is_mysql and type_name == "TIMESTAMP")
+        return FieldSchema(name, "datetime", nullable, source_type="timestamptz" if instant else "timestamp")
     if isinstance(column_type, sa.Date):
         return FieldSchema(name, "date", nullable)
     if isinstance(column_type, sa.Time):
-        return FieldSchema(name, "time", nullable)
+        return FieldSchema(name, "time", nullable, source_type="timetz" if getattr(column_type, "timezone", False) else None)
     if isinstance(column_type, sa.Interval):
-        return FieldSchema(name, "str", nullable)  # ISO 8601 duration (pg_types)
+        return FieldSchema(name, "str", nullable, source_type="interval")  # ISO 8601 duration (pg_types)
     if isinstance(column_type, sa.Uuid):
         return FieldSchema(name, "uuid", nullable)
     if isinstance(column_type, sa.LargeBinary) or type_name in ("BINARY", "VARBINARY", "BYTEA", "BLOB"):
         return FieldSchema(name, "bytes", nullable)
+    if isinstance(column_type, sa.JSON):
+        return FieldSchema(name, "json", nullable, source_type="json")
+    if isinstance(column_type, sa.ARRAY):
+        return FieldSchema(name, "json", nullable, source_type="array")
     return FieldSchema(name, "json", nullable)
 
 

@@ -25,10 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.formats import decode_key
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.mysql_summary import CdcSummary, cdc_streams, position_key
@@ -96,7 +96,8 @@ class MySqlCdc:
         """A stream's writer on the source's shared publisher (building its identity runs the schema gate)."""
         return StreamWriter(runtime.identity, self.publisher, self.store.topic,
                             ContractValidator(runtime.stream.contract, runtime.stream.key),
-                            halt_on_violation=runtime.stream.on_violation == "halt")
+                            halt_on_violation=runtime.stream.on_violation == "halt",
+                            value_format=runtime.value_format)
 
     def _refresh_schemas(self, position: BinlogPosition) -> list[str]:
         """After DDL: rebuild the writers, so a compatible table change registers the next schema version before
@@ -219,7 +220,7 @@ class MySqlCdc:
         batch = self.source.cdc.batch_size
         for start in range(0, len(vanished), batch):
             ts = now_ms()
-            events = [ChangeEvent(DELETE, orjson.loads(key), None, None, ts, {"snapshot": "false", "reconciliation": True})
+            events = [ChangeEvent(DELETE, decode_key(key), None, None, ts, {"snapshot": "false", "reconciliation": True})
                       for key in vanished[start:start + batch]]
             records, result = self.writers[name].records(ChangeBatch(events, None))
             self._publish(records, position, summary)

@@ -13,17 +13,18 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.formats import decode_key
 from liberation_assets.core.contract.gate import ensure_schema
+from liberation_assets.core.contract.history import SchemaVersion
 from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.pg_changes import CdcStream, change_events, live_keys, reread_unchanged
 from liberation_assets.core.engine.pg_snapshot import SnapshotSteps
 from liberation_assets.core.engine.pg_summary import CdcSummary, cdc_streams, position_key
-from liberation_assets.core.engine.runtime import StreamRuntime
+from liberation_assets.core.engine.runtime import StreamRuntime, stream_format
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
 from liberation_assets.core.errors import SchemaIncompatible, SlotInUse, SpecError
 from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position
@@ -138,7 +139,8 @@ class PostgresCdc(SnapshotSteps):
         assert self._engine is not None and self._publisher is not None and self._positions is not None
         spec, stream_spec = self.spec, self.spec.streams[name]
         StreamRuntime(spec, name, "cdc").ensure_topics()
-        table, schema_version = self._gated_table(name)
+        table, published = self._gated_table(name)
+        schema_version = published.version
         identity = StreamIdentity(
             name=name, topic=spec.topic_for(name), pattern="cdc", db=self.source.resolved_url().database or "",
             db_schema=stream_spec.db_schema, table=stream_spec.table, timezone=spec.timezone_for(name),
@@ -146,7 +148,8 @@ class PostgresCdc(SnapshotSteps):
         )
         writer = StreamWriter(identity, self._publisher, self._positions.topic,
                               ContractValidator(stream_spec.contract, stream_spec.key),
-                              halt_on_violation=stream_spec.on_violation == "halt")
+                              halt_on_violation=stream_spec.on_violation == "halt",
+                              value_format=stream_format(spec, name, "cdc", published.schema))
         schema = stream_spec.db_schema or "public"
         stream = CdcStream(name, table, writer, schema, stream_spec.columns() if stream_spec.projection is not None else None,
                          stream_spec.toast == "reread", identity.zone, types=self._resolve_type)
@@ -163,7 +166,7 @@ class PostgresCdc(SnapshotSteps):
         with self._engine.connect() as connection:
             return self._types.resolve_one(connection, oid)
 
-    def _gated_table(self, name: str) -> tuple[ProjectedTable, int]:
+    def _gated_table(self, name: str) -> tuple[ProjectedTable, SchemaVersion]:
         """The stream's table as the catalog has it now, and the schema version to publish it under.
 
         The compatibility gate runs here and raises ``SchemaIncompatible`` before anything is published.
@@ -172,7 +175,7 @@ class PostgresCdc(SnapshotSteps):
         assert self._engine is not None
         table = reflect_stream_table(self._engine, self.spec.streams[name].model_copy(update={"cursor": None}), name,
                                      self.spec.timezone_for(name))
-        return table, ensure_schema(self.spec, name, self._engine, table=table).version
+        return table, ensure_schema(self.spec, name, self._engine, table=table)
 
     def _track_columns(self, stream: CdcStream) -> None:
         """Remember a publish-every-column stream's columns; if they changed since its snapshot, snapshot it again.
@@ -300,8 +303,9 @@ class PostgresCdc(SnapshotSteps):
         """
         assert stream.plan is not None
         self._flush(force=True)
-        stream.table, version = self._gated_table(stream.name)
-        stream.writer.use_schema_version(version)
+        stream.table, published = self._gated_table(stream.name)
+        version = published.version
+        stream.writer.use_schema_version(version, stream_format(self.spec, stream.name, "cdc", published.schema))
         log.info("stream %s: the table changed (%s → %s); publishing schema version %d", stream.name,
                  ", ".join(name for name, *_ in previous.shape), ", ".join(name for name, *_ in stream.plan.shape), version)
         if stream.projection is None:
@@ -341,7 +345,7 @@ class PostgresCdc(SnapshotSteps):
             with replication_keepalive(self._live_cursor()):
                 keys = list(live_keys(bootstrap, stream.writer.identity.topic))
             for raw in keys:
-                key = orjson.loads(raw)
+                key = decode_key(raw)
                 stream.pending.append(ChangeEvent(DELETE, key, dict(key), None, tx.commit_ms, deleted))
             self._pending += len(stream.pending)
         self._flush(force=True)

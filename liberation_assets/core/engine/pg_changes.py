@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from liberation_assets.core.contract.formats import decode_value
 from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.events import CREATE, DELETE, UPDATE, ChangeEvent
@@ -136,5 +136,5 @@ def live_keys(bootstrap_servers: str, topic: str) -> Iterator[bytes]:
     for batch in committed_batches(bootstrap_servers, topic, settle_seconds=STABLE_WAIT_SECONDS, must_settle=True):
         for msg in batch:
             value = msg.value()
-            live[msg.key() or b""] = value is not None and orjson.loads(value).get("after") is not None
+            live[msg.key() or b""] = (decoded := decode_value(value)) is not None and decoded.get("after") is not None
     return (key for key, is_live in live.items() if is_live)

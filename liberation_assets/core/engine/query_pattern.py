@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 
+from liberation_assets.core.contract.formats import canonical_key, decode_key, decode_value
 from liberation_assets.core.contract.serialize import dumps, now_ms, to_epoch_ms
 from liberation_assets.core.engine.runtime import StreamRuntime, position_key
 from liberation_assets.core.engine.summary import counters
@@ -195,18 +195,18 @@ class QueryPattern:
             published_key = key_converter(self.table, zone)
             source_keys = {dumps(published_key(dict(row))) for row in rows
                            if not any(isinstance(value, Unconvertible) for value in row.values())}
-        vanished = [k for k in live if k not in source_keys]
+        vanished = [k for k in live if canonical_key(k) not in source_keys]
         summary = RunSummary()
         ts = now_ms()
         for start in range(0, len(vanished), self.stream.batch_size):
             events = []
             for raw_key in vanished[start:start + self.stream.batch_size]:
-                previous = orjson.loads(live[raw_key])
-                events.append(ChangeEvent(DELETE, orjson.loads(raw_key), previous.get("after"), None, ts,
+                previous = decode_value(live[raw_key]) or {}
+                events.append(ChangeEvent(DELETE, decode_key(raw_key), previous.get("after"), None, ts,
                                           {"snapshot": "false", "reconciliation": True}))
             summary.result.add(writer.write(ChangeBatch(events, None)))
         return summary
 
 
 def _is_live(value: bytes) -> bool:
-    return orjson.loads(value).get("op") != DELETE
+    return (decode_value(value) or {}).get("op") != DELETE

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from liberation_assets.core.contract.formats import decode_value
 from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.publish.reading import settled_watermarks
@@ -60,7 +60,7 @@ def unseen_live_keys(bootstrap_servers: str, topic: str, before: dict[int, int])
                         continue
                     raise ConnectivityError(f"reading {topic}: {error.str()}")
                 value = message.value()
-                live = value is not None and orjson.loads(value).get("op") != "d"
+                live = (decoded := decode_value(value)) is not None and decoded.get("op") != "d"
                 latest[message.key() or b""] = (message.partition() or 0, message.offset() or 0, live)
     finally:
         consumer.close()

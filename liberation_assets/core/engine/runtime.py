@@ -8,8 +8,10 @@ from functools import cached_property
 from sqlalchemy.engine import Engine
 
 from liberation_assets.core.connect import create_source_engine
+from liberation_assets.core.contract.formats import ValueFormat, value_format
 from liberation_assets.core.contract.gate import ensure_schema
 from liberation_assets.core.contract.history import SchemaVersion
+from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.quarantine import quarantine_topic
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter
@@ -17,6 +19,11 @@ from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import TransactionalPublisher
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
 from liberation_assets.core.spec import Spec, StreamSpec
+
+
+def stream_format(spec: Spec, name: str, pattern: str, schema: StreamSchema) -> ValueFormat:
+    """The value format the spec chose for a stream, for the published schema it writes under."""
+    return value_format(spec.format_for(name), schema=schema, topic=spec.topic_for(name), pattern=pattern)
 
 
 def position_key(stream: str, pattern: str, part: str | None = None) -> str:
@@ -99,7 +106,12 @@ class StreamRuntime:
             self.positions.topic,
             ContractValidator(self.stream.contract, self.stream.key),
             halt_on_violation=self.stream.on_violation == "halt",
+            value_format=self.value_format,
         )
+
+    @cached_property
+    def value_format(self) -> ValueFormat:
+        return stream_format(self.spec, self.name, self.pattern, self.schema.schema)
 
     def positions_for(self, key: str) -> dict | None:
         """A committed position; builds the writer first, so a crashed run's open transaction is fenced."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from liberation_assets.core.contract.formats import DebeziumFormat, ValueFormat
 from liberation_assets.core.contract.quarantine import quarantine_record, quarantine_topic
-from liberation_assets.core.contract.serialize import dumps, envelope_bytes, now_ms
+from liberation_assets.core.contract.serialize import dumps, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.errors import ContractViolation, SerializationError
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Row
@@ -138,6 +139,7 @@ class StreamWriter:
         validator: ContractValidator,
         *,
         halt_on_violation: bool = False,
+        value_format: ValueFormat | None = None,
     ):
         self.identity = identity
         self.publisher = publisher
@@ -146,11 +148,16 @@ class StreamWriter:
         self.halt_on_violation = halt_on_violation
         self._source_base = identity.source_base()
         self._headers = identity.headers()
+        self.value_format: ValueFormat = value_format or DebeziumFormat(identity.pattern)
+        """Key and value bytes of the stream's format (core/contract/formats.py)."""
 
-    def use_schema_version(self, version: int) -> None:
-        """A schema change while streaming: the events that follow carry the new version in their header."""
+    def use_schema_version(self, version: int, value_format: ValueFormat | None = None) -> None:
+        """A schema change while streaming: the events that follow carry the new version in their header
+        (and, in a format that carries the schema, the new schema)."""
         self.identity = replace(self.identity, schema_version=version)
         self._headers = self.identity.headers()
+        if value_format is not None:
+            self.value_format = value_format
 
     def records(self, batch: ChangeBatch, *, unique_key: bool = False) -> tuple[list[OutRecord], WriteResult]:
         events = batch.events
@@ -172,19 +179,22 @@ class StreamWriter:
         out: list[OutRecord] = []
         append = out.append
         published: list[ChangeEvent] = []
+        key_of, value_of = self.value_format.key, self.value_format.value
         for event in verdict.valid:
             try:
-                key = dumps(event.key)
-                value = envelope_bytes(event, source_base, processed)
-            except SerializationError:
-                poisoned.append((event, [unserializable_reason(event)]))
+                key = key_of(event.key)
+                value = value_of(event, source_base, processed)
+            except SerializationError as exc:
+                said = str(exc)  # a format names the column itself (connect-json); else find it
+                poisoned.append((event, [said if said.startswith("column ") else unserializable_reason(event)]))
                 continue
-            size = record_size(key, value, headers)
+            size = record_size(key, value or b"", headers)
             if size > MAX_RECORD_BYTES:
                 poisoned.append((event, [oversize_reason(event, size)]))
                 continue
             published.append(event)
-            append((topic, key, value, event.ts_ms, headers))
+            if value is not None:  # the flat format carries a delete as its tombstone alone
+                append((topic, key, value, event.ts_ms, headers))
             if event.op == DELETE:
                 append((topic, key, None, event.ts_ms, headers))
                 result.deletes += 1

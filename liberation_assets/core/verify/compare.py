@@ -30,6 +30,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from liberation_assets.core.contract.formats import canonical_key, decode_value
 from liberation_assets.core.contract.serialize import dumps, normalize_row
 from liberation_assets.core.publish.positions import read_latest
 from liberation_assets.core.readers.table import DELETED_LABEL, ProjectedTable
@@ -47,9 +48,9 @@ def topic_state(bootstrap_servers: str, topic: str) -> dict[bytes, dict[str, Any
     """Key → after-image of every live key, from the topic's compacted view (read_committed)."""
     state: dict[bytes, dict[str, Any]] = {}
     for key, value in read_latest(bootstrap_servers, topic).items():
-        envelope = orjson.loads(value)
+        envelope = decode_value(value) or {}  # any value format
         if envelope.get("after") is not None:
-            state[key] = envelope["after"]
+            state[canonical_key(key)] = envelope["after"]
     return state
 
 

@@ -19,9 +19,9 @@ import time
 import uuid
 from dataclasses import dataclass
 
-import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from liberation_assets.core.contract.formats import canonical_key, decode_value
 from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError
@@ -80,14 +80,15 @@ class _Batch:
         self.max_lag_ms: int | None = None
 
     def add(self, message: Message) -> None:
-        partition, offset, key, value = message.partition() or 0, message.offset() or 0, message.key(), message.value()
+        partition, offset, value = message.partition() or 0, message.offset() or 0, message.value()
+        key = canonical_key(message.key()) or None  # any value format
         self.records += 1
         self.offsets[partition] = offset + 1
         if value is None:
             if key:
                 self.changes[key] = None
             return
-        envelope = orjson.loads(value)
+        envelope = decode_value(value) or {}
         op = envelope.get("op")
         event_ms = (envelope.get("source") or {}).get("ts_ms")
         if isinstance(event_ms, int):
