@@ -229,7 +229,9 @@ def _pg_column_exprs(column: _PgColumn, public: str, zone: str, safe: bool = Fal
         return (_pg_src(column.base, x, zone),
                 pub(column.base, column.type_sql, f"({pj} #>> '{{}}')", f"json_typeof({pj})", zone), _pg_text(x))
     element = column.base
-    src_element = _pg_src(element, "u.x", zone)
+    # Array elements are read through jsonb, whose numbers have no negative zero: inside a float array the sign
+    # of a zero is not judged (a scalar float's is).
+    src_element = _pg_src(element, f"(CASE WHEN u.x = 0 THEN abs(u.x) ELSE u.x END)" if element in _PG_FLOAT else "u.x", zone)
     pub_element = pub(element, column.element_sql, "(q.e #>> '{}')", "jsonb_typeof(q.e)", zone)
     pjb = f"CAST({pj} AS jsonb)"
     dims = " || ".join(
