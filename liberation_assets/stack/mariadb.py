@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import subprocess
+from pathlib import Path
 
 from .process import (Log, kill_pid, StackError, apt_install, can_apt, is_root, pid_alive, port_open, read_pid, run,
                       start_detached, stop_pid, wait_for)
@@ -114,6 +115,24 @@ def _bootstrap(settings: StackSettings, bins: dict[str, str], paths: _Paths) -> 
     run([bins["mariadb"], "--no-defaults", f"--socket={paths.socket}", "-u", _os_user(), "--batch",
          "-e", ";\n".join(statements) + ";"],
         what="creating the MariaDB stack user")
+    _load_time_zones(bins, paths)
+
+
+ZONEINFO = Path("/usr/share/zoneinfo")
+
+
+def _load_time_zones(bins: dict[str, str], paths: _Paths) -> None:
+    """Load the time-zone tables once, so the server's own CONVERT_TZ knows named zones (``verify`` uses it)."""
+    tzinfo_to_sql = shutil.which("mariadb-tzinfo-to-sql") or shutil.which("mysql_tzinfo_to_sql")
+    client = [bins["mariadb"], "--no-defaults", f"--socket={paths.socket}", "-u", _os_user(), "--batch"]
+    if tzinfo_to_sql is None or not ZONEINFO.is_dir():
+        return
+    loaded = subprocess.run([*client, "-N", "-e", "SELECT COUNT(*) FROM mysql.time_zone_name"], capture_output=True, text=True)
+    if loaded.returncode != 0 or loaded.stdout.strip() not in ("0", ""):
+        return
+    sql = subprocess.run([tzinfo_to_sql, str(ZONEINFO)], capture_output=True)
+    if sql.returncode == 0:
+        subprocess.run([*client, "mysql"], input=sql.stdout, capture_output=True)
 
 
 def up(settings: StackSettings, log: Log) -> None:

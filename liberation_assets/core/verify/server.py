@@ -408,7 +408,7 @@ class _MyComparer:
 
         text = f"CAST({x} AS CHAR)"
         if t in _MY_INT or t == "bit":
-            src = f"CAST({x} + 0 AS CHAR)" if t == "bit" else text
+            src = f"CAST({x} + 0 AS CHAR)" if t in ("bit", "year") else text  # YEAR prints '0000' for the number 0
             return src, check("'INTEGER','UNSIGNED INTEGER'", p), src
         if t in ("double", "float"):
             return text, check("'INTEGER','DOUBLE'", f"CAST(CAST({p} AS {t.upper()}) AS CHAR)"), text
@@ -418,7 +418,16 @@ class _MyComparer:
             return f"CAST(CAST({x} AS TIME(6)) AS CHAR)", check("'STRING'", f"CAST(CAST({p} AS TIME(6)) AS CHAR)"), text
         if t in ("datetime", "timestamp"):
             if public in self.local_columns:  # published as UTC: ``_localize`` turned it back into the zone's wall time
-                published = f"CASE WHEN {p} LIKE '{LOCAL_MARK}%%' THEN CAST(CAST(SUBSTRING({p}, 2) AS DATETIME(6)) AS CHAR) ELSE {p} END"
+                wall = f"CAST(SUBSTRING({p}, 2) AS DATETIME(6))"
+                published = f"CASE WHEN {p} LIKE '{LOCAL_MARK}%%' THEN CAST({wall} AS CHAR) ELSE {p} END"
+                # A wall time in a DST gap has no instant of its own: it was published as the instant the gap ends.
+                # With zone tables loaded (the stack loads them), the server judges that both wall times are one
+                # instant; CONVERT_TZ leaves values outside the TIMESTAMP range unconverted, so those stay exact.
+                zone, utc = _my_literal(self.zone), "'+00:00'"
+                same_instant = (f"CONVERT_TZ({x}, {zone}, {utc}) IS NOT NULL AND NOT (CONVERT_TZ({x}, {zone}, {utc}) <=> {x}) "
+                                f"AND CONVERT_TZ({x}, {zone}, {utc}) <=> CONVERT_TZ({wall}, {zone}, {utc})")
+                published = (f"CASE WHEN {p} LIKE '{LOCAL_MARK}%%' AND {same_instant} "
+                             f"THEN CAST(CAST({x} AS DATETIME(6)) AS CHAR) ELSE {published} END")
             else:
                 instant = f"CAST(REPLACE(REPLACE(REPLACE({p}, 'T', ' '), 'Z', ''), '+00:00', '') AS DATETIME(6))"
                 published = f"CASE WHEN {p} LIKE '%%Z' OR {p} LIKE '%%+00:00' THEN CAST({instant} AS CHAR) ELSE {p} END"
