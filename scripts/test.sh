@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/stack-env.sh
+source scripts/flink-setup.sh  # PyFlink for the Flink consumer test, cached outside the clone
 .venv/bin/liberation stack up
 .venv/bin/python -m mypy --no-error-summary liberation_assets/core liberation_assets/stack || { echo "mypy failed" >&2; exit 1; }
 exec .venv/bin/python -m pytest -p no:cacheprovider -q -rfEs --durations=15 "$@"
