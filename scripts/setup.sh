@@ -31,5 +31,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python dependencies"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[test]"
+  # The instance's PostgreSQL storage (pyproject.toml says why not as a dependency): same storage schema as 0.29.28.
+  .venv/bin/python -m pip install -q --no-deps "dagster-postgres==0.29.27"
   touch "$stamp"
 fi

@@ -104,11 +104,11 @@ def seed_demo(args: argparse.Namespace) -> int:
 
 
 def _dagster_home() -> Path:
-    home = Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home")
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
-    os.environ["DAGSTER_HOME"] = str(home)
-    return home
+    """The demo's instance: run, event and schedule storage in the stack's PostgreSQL (demo/instance.py)."""
+    from liberation_assets import stack
+    from liberation_assets.demo.instance import use_home
+
+    return use_home(Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home"), stack.default_settings())
 
 
 MAIN_JOB_NAME = "liberate_all"

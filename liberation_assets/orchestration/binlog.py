@@ -11,13 +11,13 @@ import time
 import dagster as dg
 
 from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
+from liberation_assets.core.errors import SchemaIncompatible
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
 from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
+from liberation_assets.orchestration.runs import BINLOG_TAG, LOG_PRIORITY, skip_while_active
 
-ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-BINLOG_TAG = "liberation/binlog"
 SOURCE_FIGURES = ("kafka_transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
                   "reconciled_deletes", "ddl_events")
 
@@ -54,18 +54,28 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         for name in names
     ]
 
+    keys = {name: asset_key(name, "cdc") for name in names}
+
     @dg.multi_asset(
         name=f"{source}_binlog",
         specs=specs,
+        check_specs=[c for name, key in keys.items() for c in contract_check_specs(name, key)],
         description=f"Drains the binlog of {source} for {', '.join(names)}: one Kafka transaction per micro-batch.",
         pool=f"liberation-{source}-cdc",
     )
     def binlog(context: dg.AssetExecutionContext, config: BinlogRunConfig, liberation: LiberationResource):
-        summary = drain(liberation.load_spec(), source, resnapshot=config.resnapshot,
-                        progress=lambda stream, rows: context.log.debug(f"snapshot {stream}: {rows} rows"))
+        spec = liberation.load_spec()
+        try:
+            summary = drain(spec, source, resnapshot=config.resnapshot,
+                            progress=lambda stream, rows: context.log.debug(f"snapshot {stream}: {rows} rows"))
+        except SchemaIncompatible:
+            yield from refused_results(spec, keys)
+            raise
         context.log.info(f"source {source}: {summary.describe()}")
+        metadata = {name: _stream_metadata(summary, name) for name in names}
+        contracts = source_contract_results(spec, keys, metadata)
         for name in names:
-            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=_stream_metadata(summary, name))
+            yield dg.MaterializeResult(asset_key=keys[name], metadata=metadata[name], check_results=contracts[name])
 
     return binlog
 
@@ -90,15 +100,16 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
         description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",
     )
     def binlog_sensor(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
-        if context.instance.get_run_records(filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1):
-            return dg.SkipReason("a binlog run is already queued or running")
+        skip = skip_while_active(context.instance, tags, f"binlog run of {source}")
+        if skip is not None:
+            return skip
         lag = log_lag(liberation.load_spec(), source)
         if lag.behind:
             behind = "no position yet" if lag.stored is None else f"{lag.bytes_behind} bytes"
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/behind": behind})])
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/behind": behind})])
         last = context.instance.get_latest_materialization_event(keys[0])
         if last is None or time.time() - last.timestamp > heartbeat:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/behind": "0 bytes"})])
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/behind": "0 bytes"})])
         return dg.SkipReason(f"the binlog of {source} is at the stored position {lag.current[0]}:{lag.current[1]}")
 
     return binlog_sensor

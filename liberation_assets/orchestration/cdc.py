@@ -13,17 +13,17 @@ from collections.abc import Iterator
 import dagster as dg
 
 from liberation_assets.core.engine.cdc_postgres import CdcSummary, cdc_streams, drain, slot_status
+from liberation_assets.core.errors import SchemaIncompatible
 from liberation_assets.core.readers.pg_slot import SlotInfo, SlotNames
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
 from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
+from liberation_assets.orchestration.runs import CDC_TAG, LOG_PRIORITY, skip_while_active
 
 RETAINED_WAL_WARN_BYTES = 1024**3
 """A slot holding more WAL than this is reported (WARN): the disk of the source is at stake."""
 SENSOR_INTERVAL_SECONDS = 30
-CDC_TAG = "liberation/cdc"
-ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
 
 
 def postgres_sources(spec: Spec) -> list[str]:
@@ -31,20 +31,21 @@ def postgres_sources(spec: Spec) -> list[str]:
             if source.dialect == "postgresql" and cdc_streams(spec, name)]
 
 
-def slot_check(info: SlotInfo | None, summary: CdcSummary | None = None) -> dg.AssetCheckResult:
+def slot_check(info: SlotInfo | None, summary: CdcSummary | None = None, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     """Fails when the slot lost WAL; warns when it retains more than ``RETAINED_WAL_WARN_BYTES``."""
+    target = {"asset_key": key, "check_name": "slot_health"} if key else {}
     if info is None:
-        return dg.AssetCheckResult(passed=False, description="the replication slot does not exist")
+        return dg.AssetCheckResult(passed=False, description="the replication slot does not exist", **target)
     metadata: dict[str, float | int] = {**info.metadata()}
     if summary is not None and summary.last_commit_ms is not None:
         metadata["lag_seconds"] = summary.metadata()["lag_seconds"]
     if info.wal_status in ("lost", "unreserved"):
         return dg.AssetCheckResult(passed=False, metadata=metadata,
-                                   description=f"slot WAL status is {info.wal_status}: changes are or will be lost")
+                                   description=f"slot WAL status is {info.wal_status}: changes are or will be lost", **target)
     if info.retained_wal_bytes > RETAINED_WAL_WARN_BYTES:
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-                                   description=f"slot retains {info.retained_wal_bytes / 1024**2:.0f} MB of WAL")
-    return dg.AssetCheckResult(passed=True, metadata=metadata)
+                                   description=f"slot retains {info.retained_wal_bytes / 1024**2:.0f} MB of WAL", **target)
+    return dg.AssetCheckResult(passed=True, metadata=metadata, **target)
 
 
 def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
@@ -66,16 +67,24 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
     check = dg.AssetCheckSpec("slot_health", asset=asset_key(names[0], "cdc"),
                               description="The slot's lag and retained WAL (warn above 1 GiB, fail when WAL was lost).")
 
-    @dg.multi_asset(name=f"{source}_cdc", specs=specs, check_specs=[check], can_subset=False,
+    keys = {name: asset_key(name, "cdc") for name in names}
+    contract_specs = [c for name, key in keys.items() for c in contract_check_specs(name, key)]
+
+    @dg.multi_asset(name=f"{source}_cdc", specs=specs, check_specs=[check, *contract_specs], can_subset=False,
                     pool=f"liberation-{source}-cdc",
                     description=f"Drains replication slot {slot.slot} of source {source} up to the current LSN.")
-    def cdc(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[dg.MaterializeResult]:
-        summary = drain(liberation.load_spec(), source)
+    def cdc(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+        spec = liberation.load_spec()
+        try:
+            summary = drain(spec, source)
+        except SchemaIncompatible:
+            yield from refused_results(spec, keys)
+            raise
         context.log.info(f"source {source}: {summary.describe()}")
+        contracts = source_contract_results(spec, keys, {name: summary.metadata(name) for name in names})
         for index, name in enumerate(names):
-            checks = [slot_check(summary.slot, summary)] if index == 0 else None
-            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=summary.metadata(name),
-                                       check_results=checks)
+            checks = [slot_check(summary.slot, summary, keys[name]), *contracts[name]] if index == 0 else contracts[name]
+            yield dg.MaterializeResult(asset_key=keys[name], metadata=summary.metadata(name), check_results=checks)
 
     return cdc
 
@@ -83,6 +92,7 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
 def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.SensorDefinition:
     names = cdc_streams(spec, source)
     tags = {CDC_TAG: source}
+    request_tags = {**tags, **LOG_PRIORITY}
     # Quiet sources still run this often, so the assets stay fresh and heartbeats move the slot on.
     heartbeat = min((spec.streams[n].freshness.warn_after or spec.streams[n].freshness.fail_after).total_seconds()
                     for n in names) / 2
@@ -95,16 +105,17 @@ def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.
         description=f"Requests a {source} CDC run when its replication slot holds unread changes.",
     )
     def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
-        if context.instance.get_run_records(filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1):
-            return dg.SkipReason("a CDC run of this source is already queued or running")
+        skip = skip_while_active(context.instance, tags, f"CDC run of {source}")
+        if skip is not None:
+            return skip
         status = slot_status(liberation.load_spec(), source)
         if status.pending is None:
             return dg.SkipReason("the slot is in use by another reader (liberation follow)")
         if status.pending:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/reason": "pending"})])
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**request_tags, "liberation/reason": "pending"})])
         last = context.instance.get_latest_materialization_event(asset_key(names[0], "cdc"))
         if last is None or time.time() - last.timestamp > heartbeat:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/reason": "heartbeat"})])
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**request_tags, "liberation/reason": "heartbeat"})])
         return dg.SkipReason("no unread changes in the slot")
 
     return pending

@@ -1,19 +1,21 @@
 """Contract checks on every pattern asset: ``contract`` (quarantine counts) and ``schema_compatible``.
 
-Both are blocking asset checks, evaluated after each materialization of a
-stream's pattern assets (``<stream>/snapshot``, ``<stream>/incremental``):
+Both are blocking asset checks declared on a stream's pattern assets
+(``<stream>/snapshot``, ``<stream>/incremental``, ``<stream>/cdc``) and
+evaluated in the asset's own step, from the counters it just produced: no
+extra step (and process) per check, no second read of the event log:
 
 - ``contract`` fails when the last run quarantined rows; its metadata holds
   the run's rows in, published and quarantined, the open quarantine per
   check, and a sample of failures (numbers, so the UI plots them);
 - ``schema_compatible`` compares the schema the stream would publish now with
   the latest published version.  The core gate already refuses to publish an
-  incompatible change (the asset fails with ``SchemaIncompatible``); since a
-  failed asset skips its checks, the job ``<stream>_contract_checks`` runs the
-  checks alone to show why.
+  incompatible change (the asset fails with ``SchemaIncompatible``); the asset
+  reports the failed ``schema_compatible`` result, with every incompatibility,
+  just before it fails.
 """
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import dagster as dg
@@ -24,7 +26,6 @@ from liberation_assets.core.contract.quarantine import QuarantineSummary, summar
 from liberation_assets.core.engine.summary import PUBLISHED
 from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration.policy import asset_key
-from liberation_assets.orchestration.resources import LiberationResource
 
 SAMPLE_SIZE = 5
 CHECKS_SHOWN = 10
@@ -37,7 +38,7 @@ def pattern_asset_keys(spec: Spec, name: str) -> list[dg.AssetKey]:
     return [asset_key(name, leaf) for pattern, leaf in _PATTERN_ASSETS.items() if pattern in patterns]
 
 
-def contract_result(run: Mapping[str, Any], summary: QuarantineSummary) -> dg.AssetCheckResult:
+def contract_result(run: Mapping[str, Any], summary: QuarantineSummary, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     """Pass when the last run quarantined nothing; counts and a failure sample either way."""
     quarantined = int(run.get("quarantined", 0))
     published = int(run.get(PUBLISHED, 0))  # every pattern's asset reports the same counters (core.engine.summary)
@@ -59,10 +60,11 @@ def contract_result(run: Mapping[str, Any], summary: QuarantineSummary) -> dg.As
     description = (f"{quarantined} of {rows_in} rows quarantined in the last run; "
                    f"{summary.open} open in {summary.topic} (`liberation quarantine {summary.stream}`)")
     return dg.AssetCheckResult(passed=quarantined == 0, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=description)
+                               metadata=metadata, description=description, asset_key=key,
+                               check_name="contract" if key else None)
 
 
-def compatibility_result(decision: SchemaDecision) -> dg.AssetCheckResult:
+def compatibility_result(decision: SchemaDecision, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     metadata = {
         "published_version": decision.published_version,
         "fields": len(decision.schema.fields),
@@ -71,48 +73,58 @@ def compatibility_result(decision: SchemaDecision) -> dg.AssetCheckResult:
         "fingerprint": decision.schema.fingerprint,
     }
     return dg.AssetCheckResult(passed=decision.compatible, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=decision.describe())
+                               metadata=metadata, description=decision.describe(), asset_key=key,
+                               check_name="schema_compatible" if key else None)
 
 
-def _last_run(instance: dg.DagsterInstance, key: dg.AssetKey) -> dict[str, Any]:
-    event = instance.get_latest_materialization_event(key)
-    materialization = event.asset_materialization if event is not None else None
-    if materialization is None:
-        return {}
-    return {k: v.value for k, v in materialization.metadata.items()}
+def contract_check_specs(name: str, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The two checks a pattern asset declares and evaluates in its own step."""
+    return [
+        dg.AssetCheckSpec("contract", asset=key, blocking=True,
+                          description=f"Rows of {name} that failed the contract went to the quarantine, not to consumers."),
+        dg.AssetCheckSpec("schema_compatible", asset=key, blocking=True,
+                          description=f"The schema {name} would publish now is backward compatible with the published one."),
+    ]
 
 
-def _checks_for(spec: Spec, name: str, key: dg.AssetKey) -> list[dg.AssetChecksDefinition]:
-    @dg.asset_check(asset=key, name="contract", blocking=True,
-                    description=f"Rows of {name} that failed the contract went to the quarantine, not to consumers.")
-    def contract(context: dg.AssetCheckExecutionContext, liberation: LiberationResource) -> dg.AssetCheckResult:
-        summary = summarize(liberation.load_spec(), name, list_rows=SAMPLE_SIZE)
-        return contract_result(_last_run(context.instance, key), summary)
-
-    @dg.asset_check(asset=key, name="schema_compatible", blocking=True,
-                    description=f"The schema {name} would publish now is backward compatible with the published one.")
-    def schema_compatible(context: dg.AssetCheckExecutionContext, liberation: LiberationResource) -> dg.AssetCheckResult:
-        spec = liberation.load_spec()
-        engine = create_source_engine(spec.sources[spec.streams[name].source])
-        try:
-            decision = evaluate(spec, name, engine)
-        finally:
+def _decisions(spec: Spec, names: list[str]) -> dict[str, SchemaDecision]:
+    """The gate's view of each stream, one source connection for all of them (they share a source)."""
+    decisions: dict[str, SchemaDecision] = {}
+    engines: dict[str, Any] = {}
+    try:
+        for name in names:
+            source = spec.streams[name].source
+            if source not in engines:
+                engines[source] = create_source_engine(spec.sources[source])
+            decisions[name] = evaluate(spec, name, engines[source])
+    finally:
+        for engine in engines.values():
             engine.dispose()
-        context.log.info(decision.describe())
-        return compatibility_result(decision)
+    return decisions
 
-    return [contract, schema_compatible]
+
+def contract_results(spec: Spec, name: str, key: dg.AssetKey, run: Mapping[str, Any],
+                     decision: SchemaDecision | None = None) -> list[dg.AssetCheckResult]:
+    """Both checks of one asset, from the counters the asset just produced: returned with its MaterializeResult."""
+    summary = summarize(spec, name, list_rows=SAMPLE_SIZE)
+    decision = decision or _decisions(spec, [name])[name]
+    return [contract_result(run, summary, key), compatibility_result(decision, key)]
+
+
+def source_contract_results(spec: Spec, keys: Mapping[str, dg.AssetKey],
+                            runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dg.AssetCheckResult]]:
+    """``contract_results`` for every stream of a multi-asset (one source connection)."""
+    decisions = _decisions(spec, list(keys))
+    return {name: contract_results(spec, name, key, runs[name], decisions[name]) for name, key in keys.items()}
+
+
+def refused_results(spec: Spec, keys: Mapping[str, dg.AssetKey]) -> Iterator[dg.AssetCheckResult]:
+    """``schema_compatible`` of each stream of an asset the gate refused, yielded before the step fails:
+    the failed asset shows which change was refused and why (a failed step has no materialization to attach it to)."""
+    for name, decision in _decisions(spec, list(keys)).items():
+        yield compatibility_result(decision, keys[name])
 
 
 def definitions(spec: Spec) -> dg.Definitions:
-    checks: list[dg.AssetChecksDefinition] = []
-    jobs = []
-    for name in spec.streams:
-        keys = pattern_asset_keys(spec, name)
-        for key in keys:
-            checks.extend(_checks_for(spec, name, key))
-        if keys:
-            jobs.append(dg.define_asset_job(f"{name}_contract_checks", selection=dg.AssetSelection.checks(
-                *[dg.AssetCheckKey(key, check) for key in keys for check in ("contract", "schema_compatible")]),
-                                            description=f"Evaluate {name}'s contract and schema checks without publishing."))
-    return dg.Definitions(asset_checks=checks, jobs=jobs)
+    """The checks live on the pattern assets themselves (``contract_check_specs``): nothing to add here."""
+    return dg.Definitions()

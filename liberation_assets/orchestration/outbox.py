@@ -8,10 +8,7 @@ from liberation_assets.core.engine.outbox_relay import outbox_pending, relay_onc
 from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
-
-ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
-OUTBOX_TAG = "liberation/outbox"
+from liberation_assets.orchestration.runs import LOG_PRIORITY, OUTBOX_TAG, skip_while_active
 
 
 def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
@@ -62,16 +59,15 @@ def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
         description=f"Requests {name}/relay when {outbox.table} has pending rows (checked every {outbox.poll_every}).",
     )
     def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
-        active = context.instance.get_run_records(
-            filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1)
-        if active:
-            return dg.SkipReason("a relay run is already queued or running")
+        skip = skip_while_active(context.instance, tags, f"relay run of {name}")
+        if skip is not None:
+            return skip
         count, age = outbox_pending(liberation.load_spec(), name)
         if count:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/pending": str(count)})])
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/pending": str(count)})])
         last = context.instance.get_latest_materialization_event(key)
         if last is None or time.time() - last.timestamp > heartbeat:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, "liberation/pending": "0"})])
+            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/pending": "0"})])
         return dg.SkipReason(f"outbox {outbox.table} is empty")
 
     return pending

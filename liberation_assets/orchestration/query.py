@@ -1,14 +1,18 @@
 """Query-based pattern: ``<stream>/snapshot`` and ``<stream>/incremental`` assets, schedules and reconciliation."""
 
 
+from collections.abc import Callable, Iterator
+
 import dagster as dg
 import sqlalchemy as sa
 
 from liberation_assets.core.engine.query_pattern import ProgressCallback, QueryPattern, RunSummary
-from liberation_assets.core.errors import SpecError
+from liberation_assets.core.errors import SchemaIncompatible, SpecError
 from liberation_assets.core.spec import Spec, StreamSpec
+from liberation_assets.orchestration.contracts import contract_check_specs, contract_results, refused_results
 from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
+from liberation_assets.orchestration.runs import QUERY_TAG, skipping_schedule
 
 
 def _cron_for(seconds: float) -> str:
@@ -34,12 +38,28 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
     return report
 
 
-def _materialize(summary: RunSummary, context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def _materialize(summary: RunSummary, context: dg.AssetExecutionContext,
+                 checks: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
     r = summary.result
     context.log.info(
         f"published {r.published} events ({r.deletes} deletes, {r.quarantined} quarantined) in {r.transactions} transactions"
     )
-    return dg.MaterializeResult(metadata=summary.metadata())
+    return dg.MaterializeResult(metadata=summary.metadata(), check_results=checks)
+
+
+def _publish_checked(context: dg.AssetExecutionContext, liberation: LiberationResource, name: str,
+                     work: Callable[[QueryPattern], RunSummary]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """Run one pattern step and evaluate its contract checks in the same step, from the counters it produced."""
+    spec = liberation.load_spec()
+    pattern = QueryPattern(spec, name)
+    try:
+        summary = work(pattern)
+    except SchemaIncompatible:
+        yield from refused_results(spec, {name: context.asset_key})
+        raise
+    finally:
+        pattern.close()
+    yield _materialize(summary, context, contract_results(spec, name, context.asset_key, summary.metadata()))
 
 
 def snapshot_partitions(stream: StreamSpec) -> dg.StaticPartitionsDefinition | None:
@@ -78,15 +98,13 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "snapshot"},
         pool=f"liberation-{name}-snapshot",
         partitions_def=snapshot_partitions(stream),
+        check_specs=contract_check_specs(name, asset_key(name, "snapshot")),
     )
-    def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
-        pattern = QueryPattern(liberation.load_spec(), name)
+    def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource):
         partition = context.partition_key if context.has_partition_key else None
-        try:
-            summary = _snapshot_ranges(pattern, partition, _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip()))
-        finally:
-            pattern.close()
-        return _materialize(summary, context)
+        progress = _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip())
+        yield from _publish_checked(context, liberation, name,
+                                    lambda pattern: _snapshot_ranges(pattern, partition, progress))
 
     return snapshot
 
@@ -107,14 +125,10 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         freshness_policy=freshness_policy(stream.freshness),
         metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
         pool=f"liberation-{name}-query",
+        check_specs=contract_check_specs(name, asset_key(name, "incremental")),
     )
-    def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
-        pattern = QueryPattern(liberation.load_spec(), name)
-        try:
-            summary = pattern.incremental()
-        finally:
-            pattern.close()
-        return _materialize(summary, context)
+    def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource):
+        yield from _publish_checked(context, liberation, name, lambda pattern: pattern.incremental())
 
     return incremental
 
@@ -155,17 +169,20 @@ def definitions(spec: Spec) -> dg.Definitions:
                     f"{name}_snapshot_backfill", selection=dg.AssetSelection.assets(asset_key(name, "snapshot")),
                     partitions_def=snapshot_partitions(stream),
                     description=f"Snapshot {stream.table} by key range: backfill the partitions to run them in parallel.",
+                    executor_def=dg.multiprocess_executor,  # the one job whose steps are worth their own processes
                 ))
         if "query" in stream.patterns:
             assets.append(_incremental_asset(spec, name))
-            poll_job = dg.define_asset_job(f"{name}_poll", selection=dg.AssetSelection.assets(asset_key(name, "incremental")))
-            schedules.append(dg.ScheduleDefinition(name=f"{name}_poll_schedule", job=poll_job,
-                                                   cron_schedule=_cron_for(stream.poll_every.total_seconds()),
-                                                   default_status=schedule_status(spec)))
+            tags = {QUERY_TAG: name}  # poll and reconcile of one stream share the tag: one at a time
+            poll_job = dg.define_asset_job(f"{name}_poll", selection=dg.AssetSelection.assets(asset_key(name, "incremental")),
+                                           tags=tags)
+            schedules.append(skipping_schedule(f"{name}_poll_schedule", poll_job,
+                                               _cron_for(stream.poll_every.total_seconds()), tags,
+                                               f"query run of {name}", schedule_status(spec)))
             assets.append(_reconcile_asset(spec, name))
             reconcile_job = dg.define_asset_job(f"{name}_reconcile", selection=dg.AssetSelection.assets(asset_key(name, "reconcile")),
-                                                description=f"Find hard deletes in {stream.table}.")
-            schedules.append(dg.ScheduleDefinition(name=f"{name}_reconcile_schedule", job=reconcile_job,
-                                                   cron_schedule=_cron_for(stream.reconcile_every.total_seconds()),
-                                                   default_status=schedule_status(spec)))
+                                                description=f"Find hard deletes in {stream.table}.", tags=tags)
+            schedules.append(skipping_schedule(f"{name}_reconcile_schedule", reconcile_job,
+                                               _cron_for(stream.reconcile_every.total_seconds()), tags,
+                                               f"query run of {name}", schedule_status(spec)))
     return dg.Definitions(assets=assets, schedules=schedules, jobs=jobs)

@@ -32,6 +32,7 @@ from liberation_assets.core.verify.run import verify
 from liberation_assets.orchestration import binlog, cdc, query
 from liberation_assets.orchestration.policy import asset_key, group_name, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
+from liberation_assets.orchestration.runs import VERIFY_TAG, skipping_schedule
 
 VERIFY_JOB = "verify_all"
 KEYS_SHOWN = 20
@@ -131,9 +132,9 @@ def definitions(spec: Spec) -> dg.Definitions:
     checks = [_quarantine_check(spec, name) for name in spec.streams] + [_backlog_check(spec, name) for name in spec.outboxes]
     if not assets:
         return dg.Definitions(asset_checks=checks, resources={"replicas": ReplicaResource()})
+    tags = {VERIFY_TAG: VERIFY_JOB}
     job = dg.define_asset_job(VERIFY_JOB, selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
-                              description="Catch every replica up from its topic and compare it with the source.")
-    schedule = dg.ScheduleDefinition(name=f"{VERIFY_JOB}_schedule", job=job, cron_schedule="30 * * * *",
-                                     default_status=schedule_status(spec))
+                              description="Catch every replica up from its topic and compare it with the source.", tags=tags)
+    schedule = skipping_schedule(f"{VERIFY_JOB}_schedule", job, "30 * * * *", tags, "verify", schedule_status(spec))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], schedules=[schedule],
                           resources={"replicas": ReplicaResource()})

@@ -28,7 +28,8 @@ def test_demo_spec_has_one_cdc_multi_asset_per_postgres_source() -> None:
     assert node.freshness_policy is not None
     assert node.freshness_policy.fail_window.to_timedelta() == spec.streams["orders"].freshness.fail_after
     assert {"kafka", "postgres", "cdc"} <= set(node.kinds) and node.group_name == "shop"
-    assert [c.name for c in assets.check_specs] == ["slot_health"]
+    assert sorted(c.name for c in assets.check_specs) == ["contract", "contract", "schema_compatible", "schema_compatible",
+                                                          "slot_health"]  # the contract checks of both streams, in the same step
     (sensor,) = defs.sensors
     assert sensor.name == "shop_cdc_pending" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -76,8 +77,10 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     assert metadata["a/cdc"]["published"].value == 30 and metadata["b/cdc"]["published"].value == 0
     for name in ("published", "lsn", "lag_bytes", "retained_wal_bytes"):
         assert isinstance(metadata["a/cdc"][name], dg.IntMetadataValue), name
-    (check,) = result.get_asset_check_evaluations()
-    assert check.passed and check.check_name == "slot_health"
+    checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
+    assert sorted(checks) == [("a/cdc", "contract"), ("a/cdc", "schema_compatible"), ("a/cdc", "slot_health"),
+                              ("b/cdc", "contract"), ("b/cdc", "schema_compatible")]
+    assert all(check.passed for check in checks.values())
 
     assert isinstance(evaluate(), dg.SkipReason), "nothing pending after the drain"
     with pg_engine.begin() as connection:

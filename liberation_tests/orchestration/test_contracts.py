@@ -1,4 +1,5 @@
-"""Dagster contract checks: ``contract`` with counts and a failure sample, ``schema_compatible`` on the gate."""
+"""Dagster contract checks: ``contract`` with counts and a failure sample, ``schema_compatible`` on the gate,
+both evaluated in the pattern asset's own step."""
 
 from __future__ import annotations
 
@@ -14,16 +15,15 @@ from liberation_assets.orchestration.contracts import pattern_asset_keys
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_every_pattern_asset_has_blocking_contract_and_schema_checks() -> None:
+def test_every_pattern_asset_declares_its_blocking_contract_and_schema_checks() -> None:
     spec = load_spec(REPO / "liberation.yaml")
     defs = build_definitions(spec)
-    specs = {(s.asset_key, s.name): s for checks in defs.asset_checks or [] for s in checks.check_specs}
+    separate = {s.name for checks in defs.asset_checks or [] for s in checks.check_specs}
+    assert not separate & {"contract", "schema_compatible"}  # no check steps of their own: each asset evaluates them
     for name in spec.streams:
-        keys = pattern_asset_keys(spec, name)
-        for key in keys:
-            assert specs[(key, "contract")].blocking and specs[(key, "schema_compatible")].blocking
-        if keys:
-            assert defs.resolve_job_def(f"{name}_contract_checks")
+        for key in pattern_asset_keys(spec, name):
+            specs = {s.name: s for s in defs.resolve_assets_def(key).check_specs if s.asset_key == key}
+            assert specs["contract"].blocking and specs["schema_compatible"].blocking
 
 
 @pytest.mark.integration
@@ -47,6 +47,8 @@ def test_contract_check_reports_counts_and_sample_and_schema_check_shows_a_block
     run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         asset_selection=[key], instance=instance, raise_on_error=False)
     checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    check_steps = {e.step_key for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert check_steps == {"items__snapshot"}  # evaluated in the asset's own step, not in steps of their own
     contract = checks["contract"]
     assert not contract.passed and contract.severity == dg.AssetCheckSeverity.ERROR
     metadata = contract.metadata
@@ -67,7 +69,6 @@ def test_contract_check_reports_counts_and_sample_and_schema_check_shows_a_block
     error = failure.event_specific_data.error
     assert error.cause.cls_name == "SchemaIncompatible" and "publishing blocked" in error.cause.message
 
-    alone = defs.resolve_job_def("items_contract_checks").execute_in_process(instance=instance, raise_on_error=False)
-    schema = {e.check_name: e for e in alone.get_asset_check_evaluations()}["schema_compatible"]
+    schema = {e.check_name: e for e in blocked.get_asset_check_evaluations()}["schema_compatible"]
     assert not schema.passed and schema.metadata["incompatibilities"].value == 1
     assert "sku: narrowed: max length from unlimited to 10" in schema.description

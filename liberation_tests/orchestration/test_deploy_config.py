@@ -14,4 +14,15 @@ def test_production_instance_config_validates() -> None:
     assert "postgres" in config["storage"]
     assert config["run_launcher"]["class"] == "K8sRunLauncher"
     limits = {limit["key"]: limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
-    assert limits == {"liberation/cdc": 1, "liberation/binlog": 1, "liberation/outbox": 1}
+    assert limits == {"liberation/cdc": 1, "liberation/binlog": 1, "liberation/outbox": 1, "liberation/query": 1,
+                      "liberation/verify": 1}
+
+
+def test_the_demo_instance_config_validates_with_the_same_limits() -> None:
+    from liberation_assets.demo.instance import TEMPLATE
+
+    config, _ = dagster_instance_config(str(TEMPLATE.parent), config_filename=TEMPLATE.name)
+    assert "postgres" in config["storage"] and config["run_coordinator"]["class"] == "QueuedRunCoordinator"
+    demo = {limit["key"]: limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
+    production, _ = dagster_instance_config(str(REPO / "deploy"))
+    assert demo == {limit["key"]: limit["limit"] for limit in production["concurrency"]["runs"]["tag_concurrency_limits"]}

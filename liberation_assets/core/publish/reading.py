@@ -13,6 +13,28 @@ from liberation_assets.core.errors import ConnectivityError
 
 
 SETTLE_SECONDS = 5.0
+NEW_TOPIC_SECONDS = 10.0
+"""How long a reader waits for a topic the broker does not know yet to appear, before it says it cannot read it.
+A topic another process has just created is unknown to the broker for a moment (its metadata propagates)."""
+_NOT_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION)
+
+
+def _partitions(consumer: Consumer, topic: str) -> list[int]:
+    """The topic's partitions, waiting ``NEW_TOPIC_SECONDS`` for a topic that is unknown (just created) or leaderless."""
+    deadline = time.monotonic() + NEW_TOPIC_SECONDS
+    while True:
+        try:
+            metadata = consumer.list_topics(topic, timeout=10)
+        except KafkaException as exc:
+            raise ConnectivityError(f"cannot read {topic}: {exc}") from None
+        found = metadata.topics.get(topic)
+        error = found.error if found is not None else None
+        leaderless = found is not None and any(p.leader < 0 for p in found.partitions.values())
+        if found is not None and error is None and found.partitions and not leaderless:
+            return list(found.partitions)
+        if (error is not None and error.code() not in _NOT_YET) or time.monotonic() > deadline:
+            raise ConnectivityError(f"cannot read {topic}: {error.str() if error is not None else 'no leader'}")
+        time.sleep(0.1)
 
 
 def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[int],
@@ -40,7 +62,7 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
     committed, uncommitted = consumer("read_committed"), consumer("read_uncommitted")
     try:
         wanted = [TopicPartition(topic, p) for p in partitions]
-        written = {tp.partition: uncommitted.get_watermark_offsets(tp, timeout=10, cached=False)[1] for tp in wanted}
+        written = {tp.partition: _end_offset(uncommitted, tp) for tp in wanted}
         deadline = time.monotonic() + settle_seconds
         while True:
             stable = {tp.partition: committed.get_watermark_offsets(tp, timeout=10, cached=False) for tp in wanted}
@@ -57,6 +79,18 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
     finally:
         committed.close()
         uncommitted.close()
+
+
+def _end_offset(consumer: Consumer, partition: TopicPartition) -> int:
+    """The log end, retried while the broker has not learnt of a just-created partition yet."""
+    deadline = time.monotonic() + NEW_TOPIC_SECONDS
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(partition, timeout=10, cached=False)[1])
+        except KafkaException as exc:
+            if not exc.args or exc.args[0].code() not in _NOT_YET or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5000,
@@ -77,13 +111,7 @@ def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5
         "fetch.wait.max.ms": 10,  # we read to the end once: do not let the broker hold fetches
     })
     try:
-        try:
-            metadata = consumer.list_topics(topic, timeout=10)
-        except KafkaException as exc:
-            raise ConnectivityError(f"cannot read {topic}: {exc}") from None
-        if metadata.topics[topic].error is not None:
-            raise ConnectivityError(f"cannot read {topic}: {metadata.topics[topic].error.str()}")
-        partitions = list(metadata.topics[topic].partitions)
+        partitions = _partitions(consumer, topic)
         ends = settled_watermarks(bootstrap_servers, topic, partitions, settle_seconds, must_settle=must_settle)
         remaining = {p for p, (_low, end) in ends.items() if end > 0}
         if not remaining:

@@ -9,6 +9,7 @@ framing) and the producer's requests are sized the same way (``publisher``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,16 +60,58 @@ def check_broker(bootstrap_servers: str, timeout: float = 5.0) -> None:
         admin.poll(0)  # hand librdkafka's queued log lines to the logger (a log file, or --verbose)
 
 
+def _unready(metadata: Any, names: set[str]) -> set[str]:
+    """The topics a reader could not use yet: unknown to the broker, or a partition without a leader."""
+    unready = set()
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None or topic.error is not None or not topic.partitions or \
+                any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
+            unready.add(name)
+    return unready
+
+
 def ensure_topics(bootstrap_servers: str, topics: list[TopicSpec], timeout: float = 30.0) -> None:
-    """Create the topics that do not exist yet; existing ones are left as they are."""
+    """Create the topics that do not exist yet, and return once every one of them is ready to read.
+
+    A topic is created by the controller; the broker a reader asks learns of it,
+    and of its partitions' leaders, a moment later.  Until then a reader gets
+    "Unknown topic or partition", so a reader that starts right after the
+    creation (a snapshot step reading the schema history another step has just
+    created) must not start before the metadata shows the topic with a leader
+    for every partition.  Existing topics are left as they are (but also waited for:
+    another process may have created them a moment ago).
+    """
     admin = admin_client(bootstrap_servers)
+    wanted = {t.name: t for t in topics}
     try:
-        existing = set(admin.list_topics(timeout=timeout).topics)
+        metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         raise ConnectivityError(f"Kafka broker at {bootstrap_servers} is unreachable: {exc}") from None
-    missing = [t for t in {t.name: t for t in topics}.values() if t.name not in existing]
-    if not missing:
+    missing = [t for t in wanted.values() if t.name not in metadata.topics]
+    if missing:
+        _create(admin, missing, timeout)
+    elif not _unready(metadata, set(wanted)):
         return
+    _wait_ready(admin, set(wanted), timeout)
+
+
+def _wait_ready(admin: AdminClient, names: set[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            unready = _unready(admin.list_topics(timeout=timeout), names)
+        except KafkaException as exc:
+            raise ConnectivityError(f"Kafka broker is unreachable: {exc}") from None
+        if not unready:
+            return
+        if time.monotonic() > deadline:
+            raise ConnectivityError(f"topics {', '.join(sorted(unready))} were created but have no leader "
+                                    f"after {timeout:.0f}s")
+        time.sleep(0.05)
+
+
+def _create(admin: AdminClient, missing: list[TopicSpec], timeout: float) -> None:
     futures = admin.create_topics(
         [NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=sized(t.config))
          for t in missing],

@@ -1,0 +1,232 @@
+"""A soak you can rerun: the demo deployment for N minutes under its write load, sampled through GraphQL.
+
+    python -m bench.soak --minutes 20 --port 47300            # starts `liberation demo --port 47300` itself
+    python -m bench.soak --minutes 60 --port 3000 --attach    # samples a demo that is already serving
+
+Every ``--interval`` seconds it asks the webserver's GraphQL API for the queue
+(queued and running runs), the failed runs, every asset's Dagster freshness
+status, every publishing asset's latest ``data_fresh`` check and each stream's
+``event_to_publish_lag_seconds`` (from its latest materialization).  It writes
+``docs/soak.md`` (the command, a summary table per stream, the samples) and
+``docs/img/soak.png`` (queue, failures, lag over time).  Needs the bench extra
+(matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+WARMUP_SECONDS = 300
+"""The issue's "after the first 5 minutes": samples before this are shown but not judged."""
+PUBLISHING_LEAVES = ("incremental", "cdc", "relay")
+
+RUNS_AND_ASSETS = """
+query Soak {
+  queued: runsOrError(filter: {statuses: [QUEUED]}) { ... on Runs { count } }
+  running: runsOrError(filter: {statuses: [STARTING, STARTED]}) { ... on Runs { count } }
+  failed: runsOrError(filter: {statuses: [FAILURE]}) { ... on Runs { count } }
+  assetNodes {
+    assetKey { path }
+    freshnessStatusInfo { freshnessStatus }
+    assetMaterializations(limit: 1) {
+      timestamp
+      metadataEntries { label ... on FloatMetadataEntry { floatValue } ... on IntMetadataEntry { intValue } }
+    }
+  }
+}
+"""
+CHECK = """c{n}: assetCheckExecutions(assetKey: {{path: {path}}}, checkName: "data_fresh", limit: 1) {{
+  timestamp evaluation {{ success severity }} }}"""
+
+
+def graphql(port: int, query: str) -> dict[str, Any]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.loads(response.read())
+    if body.get("errors"):
+        raise RuntimeError(body["errors"][0].get("message"))
+    return body["data"]
+
+
+@dataclass
+class Sample:
+    t: float
+    queued: int
+    running: int
+    failed: int
+    dagster_freshness: dict[str, str]
+    data_fresh: dict[str, str]
+    lag: dict[str, float] = field(default_factory=dict)
+
+
+def _metadata_value(entries: list[dict[str, Any]], label: str) -> float | None:
+    for entry in entries:
+        if entry.get("label") == label:
+            value = entry.get("floatValue", entry.get("intValue"))
+            return float(value) if value is not None else None
+    return None
+
+
+def sample(port: int, started: float) -> Sample:
+    data = graphql(port, RUNS_AND_ASSETS)
+    nodes = data["assetNodes"]
+    dagster_freshness, lag = {}, {}
+    publishing = []
+    for node in nodes:
+        name = "/".join(node["assetKey"]["path"])
+        status = (node.get("freshnessStatusInfo") or {}).get("freshnessStatus")
+        if status and status != "NOT_APPLICABLE":
+            dagster_freshness[name] = status
+        if node["assetKey"]["path"][-1] in PUBLISHING_LEAVES:
+            publishing.append(node["assetKey"]["path"])
+            materializations = node.get("assetMaterializations") or []
+            if materializations:
+                value = _metadata_value(materializations[0]["metadataEntries"], "event_to_publish_lag_seconds")
+                if value is not None:
+                    lag[name] = value
+    data_fresh = {}
+    if publishing:
+        checks = graphql(port, "query Checks {\n" + "\n".join(
+            CHECK.format(n=i, path=json.dumps(path)) for i, path in enumerate(publishing)) + "\n}")
+        for i, path in enumerate(publishing):
+            executions = checks.get(f"c{i}") or []
+            evaluation = executions[0].get("evaluation") if executions else None
+            if evaluation is not None:
+                state = "PASS" if evaluation["success"] else ("WARN" if evaluation["severity"] == "WARN" else "FAIL")
+                data_fresh["/".join(path)] = state
+    return Sample(time.time() - started, data["queued"]["count"], data["running"]["count"], data["failed"]["count"],
+                  dagster_freshness, data_fresh, lag)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def report(samples: list[Sample], command: str, minutes: float, out: Path, image: Path) -> str:
+    judged = [s for s in samples if s.t >= WARMUP_SECONDS] or samples
+    failed_runs = max((s.failed for s in samples), default=0) - (samples[0].failed if samples else 0)
+    streams = sorted({k for s in samples for k in s.lag} | {k for s in samples for k in s.data_fresh})
+    lines = [
+        "# Soak: the demo deployment under its write load",
+        "",
+        f"Made by `{command}` ({minutes:g} minutes, {len(samples)} samples through the webserver's GraphQL API,"
+        f" judged after the first {WARMUP_SECONDS // 60} minutes). Rerun it to refresh this page.",
+        "",
+        f"- longest queue: **{max((s.queued for s in samples), default=0)}** runs "
+        f"(after warm-up: {max((s.queued for s in judged), default=0)}); streams: {len(streams)}",
+        f"- runs failed during the soak: **{failed_runs}**",
+        f"- samples with every asset's `data_fresh` passing after warm-up: "
+        f"{sum(all(v == 'PASS' for v in s.data_fresh.values()) for s in judged)}/{len(judged)}",
+        f"- samples with every Dagster freshness policy passing after warm-up: "
+        f"{sum(all(v == 'HEALTHY' for v in s.dagster_freshness.values()) for s in judged)}/{len(judged)}",
+        "",
+        "| asset | lag p50 (s) | lag p99 (s) | lag max (s) | data_fresh passing | Dagster freshness healthy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in streams:
+        lags = [s.lag[name] for s in judged if name in s.lag]
+        fresh = [s.data_fresh[name] for s in judged if name in s.data_fresh]
+        policy = [s.dagster_freshness[name] for s in judged if name in s.dagster_freshness]
+        cell = (lambda q: f"{_percentile(lags, q):.1f}") if lags else (lambda q: "–")
+        lines.append(f"| `{name}` | {cell(0.5)} | {cell(0.99)} | {max(lags):.1f} | " if lags else f"| `{name}` | – | – | – | ")
+        lines[-1] += (f"{sum(v == 'PASS' for v in fresh)}/{len(fresh)} | " if fresh else "– | ")
+        lines[-1] += (f"{sum(v == 'HEALTHY' for v in policy)}/{len(policy)} |" if policy else "– |")
+    lines += ["", "The lag is each stream's `event_to_publish_lag_seconds` as its latest materialization reported it "
+              "(the largest in that run), sampled every interval.", "",
+              f"![queue, failed runs and lag over the soak](img/{image.name})", "",
+              "| t (s) | queued | running | failed | data_fresh not passing |", "|---|---|---|---|---|"]
+    for s in samples:
+        stale = ", ".join(f"{k} {v}" for k, v in sorted(s.data_fresh.items()) if v != "PASS") or "–"
+        lines.append(f"| {s.t:.0f} | {s.queued} | {s.running} | {s.failed} | {stale} |")
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    _plot(samples, streams, image)
+    return text
+
+
+def _plot(samples: list[Sample], streams: list[str], image: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    minutes = [s.t / 60 for s in samples]
+    figure, (runs, lags) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    runs.plot(minutes, [s.queued for s in samples], label="queued")
+    runs.plot(minutes, [s.running for s in samples], label="running")
+    runs.plot(minutes, [s.failed - samples[0].failed for s in samples], label="failed (since start)")
+    runs.set_ylabel("runs")
+    runs.legend(loc="upper left")
+    for name in streams:
+        points = [(s.t / 60, s.lag[name]) for s in samples if name in s.lag]
+        if points:
+            lags.plot(*zip(*points), label=name)
+    lags.set_ylabel("event-to-publish lag (s)")
+    lags.set_xlabel("minutes")
+    lags.legend(loc="upper left", fontsize="small", ncol=2)
+    figure.tight_layout()
+    figure.savefig(image, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=60)
+    parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument("--interval", type=float, default=30)
+    parser.add_argument("--attach", action="store_true", help="sample a demo that is already serving on --port")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "soak.md")
+    args = parser.parse_args(argv)
+    command = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])
+    demo = None
+    if not args.attach:
+        demo = subprocess.Popen([str(Path(sys.executable).parent / "liberation"), "demo", "--port", str(args.port)],
+                                cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.time() + 1800
+        while True:  # the demo seeds, runs the main job, then serves the UI
+            try:
+                graphql(args.port, "{ version }")
+                break
+            except Exception:
+                if time.time() > deadline or (demo is not None and demo.poll() is not None):
+                    raise SystemExit("the demo's webserver never answered")
+                time.sleep(5)
+        started = time.time()
+        samples: list[Sample] = []
+        while time.time() - started < args.minutes * 60:
+            try:
+                samples.append(sample(args.port, started))
+                s = samples[-1]
+                print(f"{s.t:7.0f}s queued={s.queued} running={s.running} failed={s.failed} "
+                      f"stale={[k for k, v in s.data_fresh.items() if v != 'PASS']}", flush=True)
+            except Exception as exc:  # a slow answer is a figure too: note it and go on
+                print(f"sample failed: {exc}", flush=True)
+            time.sleep(args.interval)
+        image = args.out.parent / "img" / "soak.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        print(report(samples, command, args.minutes, args.out, image))
+    finally:
+        if demo is not None:
+            os.killpg(demo.pid, signal.SIGINT)
+            try:
+                demo.wait(60)
+            except subprocess.TimeoutExpired:
+                os.killpg(demo.pid, signal.SIGKILL)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
