@@ -13,9 +13,10 @@ from liberation_assets.core.errors import ConnectivityError
 
 
 SETTLE_SECONDS = 5.0
-NEW_TOPIC_SECONDS = 10.0
-"""How long a reader waits for a topic the broker does not know yet to appear, before it says it cannot read it.
-A topic another process has just created is unknown to the broker for a moment (its metadata propagates)."""
+NEW_TOPIC_SECONDS = 30.0
+"""How long a reader waits for a topic the broker does not know yet to appear (or a partition without a leader to get
+one), before it says it cannot read it. A topic another process has just created is unknown to the broker for a
+moment (its metadata propagates), and a restarted broker elects its partitions' leaders again."""
 _NOT_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION)
 
 
