@@ -159,10 +159,9 @@ def _survive(stack: StackSettings, follow: Follow, writer: SequenceWriter, datab
     _wait_until(lambda: last in read(), 180, lambda: f"change {last} never arrived:\n" + follow.tail())
     follow.assert_alive()
     assert follow.stop() == 0, follow.tail()
-    # Our loop reconnected, or a driver rode the outage out by itself (pymysqlreplication re-requests its connection,
-    # librdkafka retries a broker): either way the process stayed up and every change arrived exactly once.
-    assert any("reconnecting" in line or "Re-request the connection" in line for line in follow.lines) \
-        or writer.committed, follow.tail()
+    # Not asserted: whether our loop reconnected or a driver rode the outage out by itself (pymysqlreplication
+    # re-requests its connection, librdkafka retries a broker). What matters is checked: the process stayed up and
+    # every change arrives exactly once (the caller's assertions).
     return read()
 
 
