@@ -12,7 +12,8 @@ import dagster as dg
 
 from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
@@ -43,13 +44,8 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
     names = cdc_streams(spec, source)
     specs = [
         dg.AssetSpec(
-            key=asset_key(name, "cdc"),
-            group_name=group_name(source),
-            kinds=kinds_for("mysql", "cdc"),
-            description=(f"Changes of {spec.streams[name].table} read from the binlog of {source} "
-                         f"into {spec.topic_for(name)}, after a consistent snapshot (op r)."),
+            **translator.spec_fields(spec, name, "cdc"),
             freshness_policy=freshness_policy(spec.streams[name].freshness),
-            metadata={"topic": spec.topic_for(name), "table": spec.streams[name].table, "pattern": "cdc"},
         )
         for name in names
     ]
@@ -65,7 +61,7 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
                         progress=lambda stream, rows: context.log.debug(f"snapshot {stream}: {rows} rows"))
         context.log.info(f"source {source}: {summary.describe()}")
         for name in names:
-            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=_stream_metadata(summary, name))
+            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=translator.readable_metadata(_stream_metadata(summary, name)))
 
     return binlog
 

@@ -15,7 +15,8 @@ import dagster as dg
 from liberation_assets.core.engine.cdc_postgres import CdcSummary, cdc_streams, drain, slot_status
 from liberation_assets.core.readers.pg_slot import SlotInfo, SlotNames
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 RETAINED_WAL_WARN_BYTES = 1024**3
@@ -52,14 +53,8 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
     slot = SlotNames.for_source(source, spec.sources[source])
     specs = [
         dg.AssetSpec(
-            key=asset_key(name, "cdc"),
-            group_name=group_name(source),
-            kinds=kinds_for("postgresql", "cdc"),
-            description=(f"Changes of {spec.streams[name].table} from replication slot {slot.slot} (pgoutput) into "
-                         f"{spec.topic_for(name)}: snapshot first, then every insert, update, delete and truncate."),
+            **translator.spec_fields(spec, name, "cdc"),
             freshness_policy=freshness_policy(spec.streams[name].freshness),
-            metadata={"topic": spec.topic_for(name), "table": spec.streams[name].table, "pattern": "cdc",
-                      "slot": slot.slot, "publication": slot.publication},
         )
         for name in names
     ]
@@ -74,7 +69,7 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         context.log.info(f"source {source}: {summary.describe()}")
         for index, name in enumerate(names):
             checks = [slot_check(summary.slot, summary)] if index == 0 else None
-            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=summary.metadata(name),
+            yield dg.MaterializeResult(asset_key=asset_key(name, "cdc"), metadata=translator.readable_metadata(summary.metadata(name)),
                                        check_results=checks)
 
     return cdc

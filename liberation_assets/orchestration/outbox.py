@@ -6,7 +6,8 @@ import dagster as dg
 
 from liberation_assets.core.engine.outbox_relay import outbox_pending, relay_once
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
@@ -16,18 +17,10 @@ OUTBOX_TAG = "liberation/outbox"
 
 def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     outbox = spec.outboxes[name]
-    dialect = spec.sources[outbox.source].dialect
 
     @dg.asset(
-        key=asset_key(name, "relay"),
-        group_name=group_name(outbox.source),
-        kinds=kinds_for(dialect, "outbox"),
-        description=(
-            f"Relays committed rows of the outbox table {outbox.table} to {outbox.route}, exactly once: "
-            f"records and position in one Kafka transaction, then {outbox.cleanup} the rows."
-        ),
+        **translator.outbox_fields(spec, name),
         freshness_policy=freshness_policy(outbox.freshness),
-        metadata={"table": outbox.table, "route": outbox.route, "cleanup": outbox.cleanup, "pattern": "outbox"},
         pool=f"liberation-outbox-{name}",
     )
     def relay(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:

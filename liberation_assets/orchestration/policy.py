@@ -22,12 +22,15 @@ def schedule_status(spec: Spec) -> dg.DefaultScheduleStatus:
 
 
 def kinds_for(dialect: str, *extra: str) -> set[str]:
-    return {"kafka", {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}.get(dialect, dialect), *extra}
+    return {"kafka", {"postgresql": "postgres", "mysql": "mariadb", "sqlite": "sqlite"}.get(dialect, dialect), *extra}
 
 
 def asset_key(stream: str, leaf: str) -> dg.AssetKey:
-    """``<stream>/<leaf>``, e.g. ``products/snapshot``."""
-    return dg.AssetKey([stream, leaf])
+    """The translator's key, e.g. ``products/products_snapshot`` (kept here for the modules that import it)."""
+    from liberation_assets.orchestration import translator
+
+    return translator.asset_key(stream, leaf)
+
 
 
 def group_name(source: str) -> str:

@@ -7,7 +7,8 @@ import sqlalchemy as sa
 from liberation_assets.core.engine.query_pattern import ProgressCallback, QueryPattern, RunSummary
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.spec import Spec, StreamSpec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, schedule_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import asset_key, freshness_policy, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 
@@ -39,7 +40,7 @@ def _materialize(summary: RunSummary, context: dg.AssetExecutionContext) -> dg.M
     context.log.info(
         f"published {r.published} events ({r.deletes} deletes, {r.quarantined} quarantined) in {r.transactions} transactions"
     )
-    return dg.MaterializeResult(metadata=summary.metadata())
+    return dg.MaterializeResult(metadata=translator.readable_metadata(summary.metadata()))
 
 
 def snapshot_partitions(stream: StreamSpec) -> dg.StaticPartitionsDefinition | None:
@@ -70,12 +71,8 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     dialect = spec.sources[stream.source].dialect
 
     @dg.asset(
-        key=asset_key(name, "snapshot"),
-        group_name=group_name(stream.source),
-        kinds=kinds_for(dialect, "snapshot"),
-        description=f"Resumable, chunked snapshot of {stream.table} into {spec.topic_for(name)} (op r).",
+        **translator.spec_fields(spec, name, "snapshot"),
         freshness_policy=None,
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "snapshot"},
         pool=f"liberation-{name}-snapshot",
         partitions_def=snapshot_partitions(stream),
     )
@@ -96,16 +93,8 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     dialect = spec.sources[stream.source].dialect
 
     @dg.asset(
-        key=asset_key(name, "incremental"),
-        group_name=group_name(stream.source),
-        kinds=kinds_for(dialect, "query"),
-        description=(
-            f"Polls {stream.table} every {stream.poll_every} on ({stream.cursor}, {', '.join(stream.key)}), "
-            f"below the late-commit ceiling, into {spec.topic_for(name)}."
-        ),
-        deps=[asset_key(name, "snapshot")] if "snapshot" in stream.patterns else None,
+        **translator.spec_fields(spec, name, "incremental"),
         freshness_policy=freshness_policy(stream.freshness),
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
         pool=f"liberation-{name}-query",
     )
     def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
@@ -123,13 +112,7 @@ def _reconcile_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     stream = spec.streams[name]
 
     @dg.asset(
-        key=asset_key(name, "reconcile"),
-        group_name=group_name(stream.source),
-        kinds=kinds_for(spec.sources[stream.source].dialect, "reconcile"),
-        description=(f"Hard deletes of {stream.table}: a delete and a tombstone for every key live in "
-                     f"{spec.topic_for(name)} but gone from the source (every {stream.reconcile_every})."),
-        deps=[asset_key(name, "incremental")],
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
+        **translator.spec_fields(spec, name, "reconcile"),
         pool=f"liberation-{name}-query",
     )
     def reconcile(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:

@@ -29,8 +29,8 @@ from liberation_assets.core.engine.outbox_relay import outbox_pending
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison
 from liberation_assets.core.verify.run import verify
-from liberation_assets.orchestration import binlog, cdc, query
-from liberation_assets.orchestration.policy import asset_key, group_name, schedule_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import asset_key, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 
 VERIFY_JOB = "verify_all"
@@ -45,12 +45,8 @@ class ReplicaResource(dg.ConfigurableResource):
 
 
 def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
-    """Each stream's publishing assets (``/snapshot``, ``/incremental``, ``/reconcile``, ``/cdc``), as the pattern modules define them."""
-    keys: list[dg.AssetKey] = []
-    for module in (query, cdc, binlog):
-        for item in module.definitions(spec).assets or []:
-            keys.extend(item.keys if isinstance(item, dg.AssetsDefinition) else [item.key])  # type: ignore[union-attr]
-    return {name: [key for key in keys if key.path[0] == name] for name in spec.streams}
+    """Each stream's publishing assets (snapshot, incremental, reconcile, cdc), from the translator."""
+    return {name: translator.publishing_keys(spec, name) for name in spec.streams}
 
 
 def matches_source_result(comparison: Comparison) -> dg.AssetCheckResult:
@@ -70,13 +66,7 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
     key = asset_key(name, "replica")
 
     @dg.asset(
-        key=key,
-        deps=deps,
-        group_name=group_name(stream.source),
-        kinds={"kafka", "replica"},
-        description=(f"{stream.table} rebuilt from {spec.topic_for(name)} (read_committed, upserts and tombstones), "
-                     "incrementally, and compared with the source row by row."),
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "replica"},
+        **translator.spec_fields(spec, name, "replica"),
         check_specs=[dg.AssetCheckSpec("matches_source", asset=key, blocking=True,
                                        description="Every published value read back by the source server equals its own (key, column, both values).")],
         pool=f"liberation-{name}-replica",
@@ -86,7 +76,8 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
         applied = verification.applied
         context.log.info(f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "
                          f"to {verification.replica_url}; {verification.comparison.describe()}")
-        return dg.MaterializeResult(metadata={**applied.metadata(), "replica": dg.MetadataValue.text(verification.replica_url)},
+        return dg.MaterializeResult(metadata={**translator.readable_metadata(applied.metadata()), "replica": dg.MetadataValue.text(verification.replica_url),
+                                              "dagster/row_count": verification.comparison.replica_rows},
                                     check_results=[matches_source_result(verification.comparison)])
 
     return replica
