@@ -190,14 +190,45 @@ def run_demo(args: argparse.Namespace) -> int:
     gentle = _write_loads(spec, pause=0.5)
     for load in gentle:
         load.start()
-    command = [str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
-               "-h", "127.0.0.1", "-p", str(args.port)]
-    process = subprocess.Popen(command, cwd=REPO)
+    process = subprocess.Popen(dg_dev_command(args.port), cwd=REPO, env=dg_env())
     try:
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         return process.wait()
     finally:
+        stop_tree(process.pid)
         for load in gentle:
             load.stop()
+
+
+def dg_dev_command(port: int) -> list[str]:
+    """``dg dev`` on this project (its component, ``liberation_assets/defs``): the webserver and the daemon."""
+    return [str(Path(sys.executable).parent / "dg"), "dev", "--host", "127.0.0.1", "--port", str(port)]
+
+
+def dg_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for ``dg``: quiet about dagster-dg-cli 1.13.27 beside dagster 1.13.28 (see pyproject's ``dg`` extra)."""
+    return {**(os.environ if env is None else env), "PYTHONWARNINGS": "ignore:Found version mismatch"}
+
+
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants, parents first."""
+    pids = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            pids.extend(process_tree(int(child)))
+    return pids
+
+
+def stop_tree(pid: int) -> None:
+    """Kill a ``dg dev`` and what it started, by PID: its webserver, daemon and code servers ignore SIGTERM."""
+    for each in reversed(process_tree(pid)):
+        try:
+            os.kill(each, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

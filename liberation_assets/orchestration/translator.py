@@ -353,4 +353,6 @@ def with_code_references(defs: dg.Definitions, spec: Spec, path: str | Path | No
                 dg.LocalFileCodeReference(file_path=absolute, line_number=line, label="spec entry")])
         return asset.merge_attributes(metadata={"dagster/code_references": reference})
 
-    return defs.map_asset_specs(func=add)
+    with warnings.catch_warnings():  # map_asset_specs is a preview API in Dagster 1.13
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return defs.map_asset_specs(func=add)

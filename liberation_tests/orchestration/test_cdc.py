@@ -22,9 +22,9 @@ def test_demo_spec_has_one_cdc_multi_asset_per_postgres_source() -> None:
     spec = load_spec(REPO / "liberation.yaml")
     defs = cdc.definitions(spec)
     (assets,) = defs.assets
-    assert {k.to_user_string() for k in assets.keys} == {"inventory/cdc", "orders/cdc"}
+    assert {k.to_user_string() for k in assets.keys} == {"inventory/inventory_cdc", "orders/orders_cdc"}
     graph = build_definitions(spec).resolve_asset_graph()
-    node = graph.get(dg.AssetKey(["orders", "cdc"]))
+    node = graph.get(dg.AssetKey(["orders", "orders_cdc"]))
     assert node.freshness_policy is not None
     assert node.freshness_policy.fail_window.to_timedelta() == spec.streams["orders"].freshness.fail_after
     assert {"kafka", "postgres", "cdc"} <= set(node.kinds) and node.group_name == "shop"
@@ -66,16 +66,16 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     assert isinstance(first, dg.SensorResult) and first.run_requests, "no slot yet: the first run creates it"
 
     def materialize() -> dg.ExecuteInProcessResult:
-        result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["a", "cdc"]))], instance=instance)
+        result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["a", "a_cdc"]))], instance=instance)
         assert result.success
         return result
 
     result = materialize()
     materializations = [e.materialization for e in result.get_asset_materialization_events()]
     metadata = {m.asset_key.to_user_string(): m.metadata for m in materializations}
-    assert metadata["a/cdc"]["published"].value == 30 and metadata["b/cdc"]["published"].value == 0
+    assert metadata["a/a_cdc"]["published"].value == 30 and metadata["b/b_cdc"]["published"].value == 0
     for name in ("published", "lsn", "lag_bytes", "retained_wal_bytes"):
-        assert isinstance(metadata["a/cdc"][name], dg.IntMetadataValue), name
+        assert isinstance(metadata["a/a_cdc"][name], dg.IntMetadataValue), name
     (check,) = result.get_asset_check_evaluations()
     assert check.passed and check.check_name == "slot_health"
 

@@ -42,7 +42,7 @@ def test_contract_check_reports_counts_and_sample_and_schema_check_shows_a_block
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
     instance = dg.DagsterInstance.ephemeral()
-    key = dg.AssetKey(["items", "snapshot"])
+    key = dg.AssetKey(["items", "items_snapshot"])
 
     run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
         asset_selection=[key], instance=instance, raise_on_error=False)

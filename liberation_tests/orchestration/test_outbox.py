@@ -13,7 +13,7 @@ from liberation_assets.orchestration.resources import build_resources
 from liberation_tests.core.outbox.support import CounterBumped, outbox_spec
 from liberation_tests.fix_stack import spec_to_yaml
 
-KEY = dg.AssetKey(["ob", "relay"])
+KEY = dg.AssetKey(["ob", "ob_relay"])
 
 
 def test_each_outbox_gets_a_fresh_relay_asset_and_a_running_sensor(make_spec) -> None:
