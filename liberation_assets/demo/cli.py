@@ -142,14 +142,14 @@ def _write_loads(spec: Spec, *, pause: float) -> list[generator.WriteLoad]:
 
 
 def _verify_all(spec: Spec) -> bool:
-    """``liberation verify`` for every table stream: the replica rebuilt from the topic equals the source."""
-    from liberation_assets.core.verify.run import verify_stream
+    """``liberation verify`` for every table stream: the replica rebuilt from the topic equals the source, but for documented lag."""
+    from liberation_assets.core.verify.run import verify
 
     ok = True
     for name in spec.streams:
-        comparison = verify_stream(spec, name)
-        ok &= comparison.matches
-        print(f"  verify {name}: {comparison.describe(limit=3)}")
+        verification = verify(spec, name)
+        ok &= verification.passes()
+        print(f"  verify {name}: {verification.lag.describe(limit=3)}")
     return ok
 
 

@@ -28,6 +28,7 @@ from liberation_assets.core.contract.quarantine import summarize
 from liberation_assets.core.engine.outbox_relay import outbox_pending
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison
+from liberation_assets.core.verify.lag import LagReport, lag_metadata
 from liberation_assets.core.verify.run import verify
 from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.policy import asset_key, schedule_status
@@ -49,16 +50,21 @@ def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
     return {name: translator.publishing_keys(spec, name) for name in spec.streams}
 
 
-def matches_source_result(comparison: Comparison) -> dg.AssetCheckResult:
-    """Pass only when every row matches; counts are numbers (plotted), the first differing keys a list."""
+def matches_source_result(comparison: Comparison, lag: LagReport | None = None) -> dg.AssetCheckResult:
+    """Pass only when every row matches; counts are numbers (plotted), the first differing keys a list.
+    A difference that is only documented lag (``core.verify.lag``) is a warning, so it does not block."""
     metadata: dict[str, Any] = dict(comparison.metadata())
+    if lag is not None:
+        metadata.update(lag_metadata(lag))
     metadata["differing_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
     if comparison.details:
         metadata["differing_values"] = dg.MetadataValue.json(
             [{"key": d.key, "column": d.column, "source": d.source, "published": d.published, "note": d.note}
              for d in comparison.details[:KEYS_SHOWN]])
-    return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=comparison.describe())
+    only_lag = lag is not None and lag.only_lag
+    return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches,
+                               severity=dg.AssetCheckSeverity.WARN if only_lag else dg.AssetCheckSeverity.ERROR,
+                               metadata=metadata, description=lag.describe() if lag is not None else comparison.describe())
 
 
 def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -78,7 +84,7 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
                          f"to {verification.replica_url}; {verification.comparison.describe()}")
         return dg.MaterializeResult(metadata={**translator.readable_metadata(applied.metadata()), "replica": dg.MetadataValue.text(verification.replica_url),
                                               "dagster/row_count": verification.comparison.replica_rows},
-                                    check_results=[matches_source_result(verification.comparison)])
+                                    check_results=[matches_source_result(verification.comparison, verification.lag)])
 
     return replica
 
