@@ -79,10 +79,10 @@ def test_materializing_query_assets_publishes_and_reports_numeric_metadata(make_
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    snapshot = result.asset_materializations_for_node("items__snapshot")[0].metadata
+    snapshot = result.asset_materializations_for_node("items__items_snapshot")[0].metadata
     assert snapshot["published"].value == 250
     assert isinstance(snapshot["published"], dg.IntMetadataValue)
-    incremental = result.asset_materializations_for_node("items__incremental")[0].metadata
+    incremental = result.asset_materializations_for_node("items__items_incremental")[0].metadata
     assert isinstance(incremental["ceiling_lag_seconds"], dg.FloatMetadataValue)
     assert len(consume_all(kafka_bootstrap, spec.topic_for("items"))) == 250
 

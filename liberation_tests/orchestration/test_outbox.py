@@ -57,7 +57,7 @@ def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(make
                             instance=instance, resources=resources)
 
     assert result.success
-    [materialization] = result.asset_materializations_for_node("ob__relay")
+    [materialization] = result.asset_materializations_for_node("ob__ob_relay")
     metadata = {key: value.value for key, value in materialization.metadata.items()}
     assert metadata["published"] == 3 and metadata["pending"] == 0
     assert isinstance(metadata["oldest_pending_age_seconds"], float)

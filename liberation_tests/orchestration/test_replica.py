@@ -56,7 +56,7 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     path = tmp_path / "spec.yaml"
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
-    assets = [defs.resolve_assets_def(dg.AssetKey([name, leaf])) for leaf in ("snapshot", "incremental", "replica")]
+    assets = [defs.resolve_assets_def(dg.AssetKey([name, f"{name}_{leaf}"])) for leaf in ("snapshot", "incremental", "replica")]
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize(assets[:1], instance=instance).success
     with pg_engine.begin() as c:
@@ -65,7 +65,7 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     assert result.success
     evaluation = _check(result)
     assert evaluation.passed and evaluation.metadata["source_rows"].value == 500
-    metadata = result.asset_materializations_for_node(f"{name}__replica")[0].metadata
+    metadata = result.asset_materializations_for_node(f"{name}__{name}_replica")[0].metadata
     assert isinstance(metadata["event_to_publish_lag_seconds"], dg.FloatMetadataValue)
     assert isinstance(metadata["last_event_age_seconds"], dg.FloatMetadataValue)
     assert metadata["records_applied"].value == 520

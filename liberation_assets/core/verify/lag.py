@@ -79,8 +79,14 @@ def _canonical(key: bytes) -> bytes:
 
 
 def _watermark(spec: Spec, name: str) -> QueryPosition | None:
-    stored = PositionStore.for_spec(spec.kafka).get(QUERY_POSITION.format(name=name))
-    return QueryPosition.from_dict(stored) if stored else None
+    """The poll's stored watermark; before the first poll that published, where the snapshot told it to start."""
+    positions = PositionStore.for_spec(spec.kafka).load(f"stream/{name}/")
+    stored = positions.get(QUERY_POSITION.format(name=name))
+    if stored:
+        return QueryPosition.from_dict(stored)
+    starts = [QueryPosition.from_dict({"since": value["incremental_from"]}).since for key, value in positions.items()
+              if key.startswith(f"stream/{name}/snapshot") and value.get("incremental_from") is not None]
+    return QueryPosition(since=min(starts)) if starts else None
 
 
 def _keys_beyond(engine: Engine, table: ProjectedTable, zone: ZoneInfo, position: QueryPosition) -> set[bytes]:
