@@ -9,7 +9,11 @@ A query-pattern stream is behind its source in two documented ways:
   the reconcile (``reconcile_every``) publishes its delete, so a key the
   replica has and the source has not is a delete awaiting the reconcile.
 
-Everything else (and every difference of a log-based stream) is unexplained:
+A key held in the stream's open quarantine (the contract refused its row) is
+missing from the replica on purpose: it is reported as quarantined, not as a
+difference (``liberation quarantine <stream>``, ``liberation redrive``).
+
+Everything else (and every other difference of a log-based stream) is unexplained:
 ``liberation verify`` exits 1 for it, and for the lags too with ``--strict``.
 """
 
@@ -46,6 +50,8 @@ class LagReport:
     """Source rows beyond the stored watermark (query pattern), or None when unknown."""
     updated_after_poll: list[bytes] = field(default_factory=list)
     awaiting_reconcile: list[bytes] = field(default_factory=list)
+    quarantined: list[bytes] = field(default_factory=list)
+    """Keys the replica lacks because the contract sent their row to the quarantine."""
     unexplained: list[bytes] = field(default_factory=list)
 
     @property
@@ -65,6 +71,9 @@ class LagReport:
         if self.awaiting_reconcile:
             reasons.append(f"{len(self.awaiting_reconcile)} not in source are hard deletes awaiting the reconcile "
                            f"(run `liberation run {self.stream} --reconcile` or the {self.stream}_reconcile job)")
+        if self.quarantined:
+            reasons.append(f"{len(self.quarantined)} missing are held in the quarantine by the contract "
+                           f"(`liberation quarantine {self.stream}`, then `liberation redrive {self.stream}`)")
         if self.unexplained:
             shown = ", ".join(k.decode() for k in self.unexplained[:limit])
             reasons.append(f"{len(self.unexplained)} differences not explained by lag: {shown}"
@@ -104,6 +113,19 @@ def _keys_beyond(engine: Engine, table: ProjectedTable, zone: ZoneInfo, position
         return {_canonical(dumps(published_key(dict(row)))) for row in rows}
 
 
+def _quarantined_keys(spec: Spec, name: str, limit: int = 100_000) -> set[bytes]:
+    """Keys of the stream's open quarantine records (the first ``limit``)."""
+    from liberation_assets.core.contract.quarantine import summarize
+
+    keys = set()
+    for row in summarize(spec, name, list_rows=limit).rows:  # no quarantine topic yet: no rows
+        try:
+            keys.add(_canonical(row.key))
+        except orjson.JSONDecodeError:
+            continue
+    return keys
+
+
 def explain(spec: Spec, name: str, comparison: Comparison, engine: Engine, table: ProjectedTable) -> LagReport:
     """Sort the differences: rows beyond the last poll, deletes awaiting the reconcile, and the rest."""
     stream = spec.streams[name]
@@ -117,8 +139,14 @@ def explain(spec: Spec, name: str, comparison: Comparison, engine: Engine, table
         if position is not None:
             beyond = _keys_beyond(engine, table, ZoneInfo(spec.timezone_for(name)), position)
             report.rows_to_publish = len(beyond)
+    held = _quarantined_keys(spec, name) if comparison.missing else set()
     for key in comparison.missing + comparison.different:
-        (report.updated_after_poll if _canonical(key) in beyond else report.unexplained).append(key)
+        if _canonical(key) in beyond:
+            report.updated_after_poll.append(key)
+        elif key in comparison.missing and _canonical(key) in held:
+            report.quarantined.append(key)
+        else:
+            report.unexplained.append(key)
     for key in comparison.extra:
         (report.awaiting_reconcile if query_pattern else report.unexplained).append(key)
     return report
@@ -127,4 +155,5 @@ def explain(spec: Spec, name: str, comparison: Comparison, engine: Engine, table
 def lag_metadata(report: LagReport) -> dict[str, Any]:
     """Numbers for the ``matches_source`` check."""
     return {"rows_to_publish": report.rows_to_publish or 0, "updated_after_poll": len(report.updated_after_poll),
-            "awaiting_reconcile": len(report.awaiting_reconcile), "unexplained": len(report.unexplained)}
+            "awaiting_reconcile": len(report.awaiting_reconcile), "quarantined": len(report.quarantined),
+            "unexplained": len(report.unexplained)}
