@@ -53,7 +53,9 @@ def seed_spec_sources(spec: Spec, products: int, log=print) -> None:
             existing = connection.execute(sa.select(sa.func.count()).select_from(schema.products)).scalar_one()
         if existing == 0:
             report = generator.seed(engine, products_count=products, orders_count=products // 2)
-            log(f"seeded {name}: {report.total} rows ({report})")
+            breakers = generator.seed_contract_breakers(engine)
+            log(f"seeded {name}: {report.total} rows ({report}), and {breakers} products in the category 'gadgets' "
+                "that break the contract (see `liberation quarantine products`)")
         else:
             log(f"{name} already seeded ({existing} products)")
         for outbox in spec.outboxes.values():
