@@ -79,8 +79,8 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
     heartbeat = _heartbeat_seconds(spec, source)
 
     @dg.sensor(
-        name=f"{source}_binlog_sensor",
-        asset_selection=keys,
+        name=translator.sensor_name(source, "binlog"),
+        job=translator.asset_job(source, "drain", keys, f"Drain the binlog of {source}."),
         minimum_interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
         default_status=sensor_status(spec),
         description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",

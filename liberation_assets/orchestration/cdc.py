@@ -83,8 +83,8 @@ def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.
                     for n in names) / 2
 
     @dg.sensor(
-        name=f"{source}_cdc_pending",
-        asset_selection=list(assets.keys),
+        name=translator.sensor_name(source, "cdc"),
+        job=translator.asset_job(source, "drain", list(assets.keys), f"Drain the replication slot of {source}."),
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=sensor_status(spec),
         description=f"Requests a {source} CDC run when its replication slot holds unread changes.",

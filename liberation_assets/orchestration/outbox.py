@@ -48,11 +48,11 @@ def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
     tags = {OUTBOX_TAG: name}
 
     @dg.sensor(
-        name=f"{name}_pending",
-        asset_selection=[key],
+        name=translator.sensor_name(name, "relay"),
+        job=translator.asset_job(name, "relay", [key], f"Relay the pending rows of {outbox.table}."),
         minimum_interval_seconds=max(1, int(outbox.poll_every.total_seconds())),
         default_status=sensor_status(spec),
-        description=f"Requests {name}/relay when {outbox.table} has pending rows (checked every {outbox.poll_every}).",
+        description=f"Requests {name}_relay when {outbox.table} has pending rows (checked every {translator.duration(outbox.poll_every)}).",
     )
     def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
         active = context.instance.get_run_records(

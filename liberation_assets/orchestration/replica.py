@@ -114,7 +114,8 @@ def _backlog_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
     warn_after = freshness.warn_after.total_seconds() if freshness.warn_after else fail_after
 
     @dg.asset_check(asset=asset_key(name, "relay"), name="backlog", blocking=False,
-                    description=f"Rows waiting in {spec.outboxes[name].table}: warn after {warn_after:.0f}s, fail after {fail_after:.0f}s.")
+                    description=f"Rows waiting in {spec.outboxes[name].table}: warn after {translator.duration(freshness.warn_after or freshness.fail_after)}, "
+                                f"fail after {translator.duration(freshness.fail_after)}.")
     def backlog(liberation: LiberationResource) -> dg.AssetCheckResult:
         pending, age = outbox_pending(liberation.load_spec(), name)
         return backlog_result(pending, age, warn_after, fail_after)

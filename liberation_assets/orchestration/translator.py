@@ -59,13 +59,18 @@ def group_name(source: str) -> str:
 
 
 def job_name(subject: str, action: str) -> str:
-    """``<subject>_<action>``, e.g. ``products_poll``, ``shop_cdc``: one naming scheme for jobs."""
+    """``<subject>_<action>``, e.g. ``products_poll``, ``shop_drain``, ``shop_outbox_relay``: one naming scheme for jobs."""
     return f"{subject}_{action}"
 
 
 def sensor_name(subject: str, pattern: str) -> str:
     """``<subject>_<pattern>_sensor``, e.g. ``shop_cdc_sensor``, ``shop_maria_binlog_sensor``, ``shop_outbox_relay_sensor``."""
     return f"{subject}_{pattern}_sensor"
+
+
+def asset_job(subject: str, action: str, keys: list[dg.AssetKey], description: str) -> dg.UnresolvedAssetJobDefinition:
+    """A named job over some assets, so a sensor's runs say what they are (``shop_drain``), never ``__ASSET_JOB``."""
+    return dg.define_asset_job(job_name(subject, action), selection=dg.AssetSelection.assets(*keys), description=description)
 
 
 def publishing_leaves(spec: Spec, name: str) -> list[str]:

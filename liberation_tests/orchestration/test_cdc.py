@@ -30,7 +30,7 @@ def test_demo_spec_has_one_cdc_multi_asset_per_postgres_source() -> None:
     assert {"kafka", "postgres", "cdc"} <= set(node.kinds) and node.group_name == "shop"
     assert [c.name for c in assets.check_specs] == ["slot_health"]
     (sensor,) = defs.sensors
-    assert sensor.name == "shop_cdc_pending" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.name == "shop_cdc_sensor" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_slot_check_fails_on_lost_wal_and_warns_on_bloat() -> None:
@@ -54,7 +54,7 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     path = write_spec(spec, tmp_path)
     defs = build_definitions(spec, str(path))
     source = source_name(spec)
-    (sensor,) = [s for s in defs.sensors if s.name == f"{source}_cdc_pending"]
+    (sensor,) = [s for s in defs.sensors if s.name == f"{source}_cdc_sensor"]
     instance = dg.DagsterInstance.ephemeral()
     resources = build_resources(str(path))
 

@@ -25,7 +25,7 @@ def test_each_outbox_gets_a_fresh_relay_asset_and_a_running_sensor(make_spec) ->
     assert policy is not None and policy.fail_window.to_timedelta() == timedelta(minutes=5)
     assert {"kafka", "postgres", "outbox"} <= set(asset.specs_by_key[KEY].kinds)
     [sensor] = defs.sensors
-    assert sensor.name == "ob_pending" and sensor.minimum_interval_seconds == 15
+    assert sensor.name == "ob_relay_sensor" and sensor.minimum_interval_seconds == 15
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # the spec says nothing: Dagster's default
 
 
