@@ -35,12 +35,16 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
     return report
 
 
-def _materialize(summary: RunSummary, context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def _materialize(summary: RunSummary, context: dg.AssetExecutionContext, *, row_count: bool = False) -> dg.MaterializeResult:
+    """The run's figures; a snapshot also reports ``dagster/row_count``, the rows it read from the table."""
     r = summary.result
     context.log.info(
         f"published {r.published} events ({r.deletes} deletes, {r.quarantined} quarantined) in {r.transactions} transactions"
     )
-    return dg.MaterializeResult(metadata=translator.readable_metadata(summary.metadata()))
+    metadata = translator.readable_metadata(summary.metadata())
+    if row_count:
+        metadata["dagster/row_count"] = summary.rows_total
+    return dg.MaterializeResult(metadata=metadata)
 
 
 def snapshot_partitions(stream: StreamSpec) -> dg.StaticPartitionsDefinition | None:
@@ -83,7 +87,7 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
             summary = _snapshot_ranges(pattern, partition, _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip()))
         finally:
             pattern.close()
-        return _materialize(summary, context)
+        return _materialize(summary, context, row_count=True)
 
     return snapshot
 

@@ -80,7 +80,7 @@ def test_materializing_query_assets_publishes_and_reports_numeric_metadata(make_
     )
     assert result.success
     snapshot = result.asset_materializations_for_node("items__items_snapshot")[0].metadata
-    assert snapshot["published"].value == 250
+    assert snapshot["published"].value == 250 and snapshot["dagster/row_count"].value == 250
     assert isinstance(snapshot["published"], dg.IntMetadataValue)
     incremental = result.asset_materializations_for_node("items__items_incremental")[0].metadata
     assert isinstance(incremental["ceiling_lag_seconds"], dg.FloatMetadataValue)
