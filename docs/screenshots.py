@@ -233,7 +233,8 @@ def shots_for(spec: Any) -> list[Shot]:
         Shot("column-schema.png", f"/assets/{fresh}/{fresh}_{first}", ("Columns", "primary key", spec.streams[fresh].key[0])),
         Shot("freshness.png", f"/assets/{fresh}/{fresh}_{leaf}", ("Freshness policy", "Latest materialization"), FRESHNESS_STATES),
         Shot("checks.png", f"/assets/{fresh}/{fresh}_replica?view=checks", ("matches_source", "quarantine", "source_rows")),
-        Shot("contract-checks.png", f"/assets/{fresh}/{fresh}_{first}?view=checks", ("contract", "schema_compatible")),
+        Shot("quarantine.png", f"/assets/{fresh}/{fresh}_replica?view=checks&checkDetail=quarantine",
+             ("quarantine", "quarantine_open", "liberation quarantine")),
         Shot("automation.png", "/automation", (f"{fresh}_poll_schedule" if polled else "sensor",)),
         Shot("lag-plots.png", f"/assets/{fresh}/{fresh}_replica", ("last_event_age_seconds", "records_applied"), click="Plots"),
     ]

@@ -41,7 +41,7 @@ def test_a_headless_browser_finds_the_asset_graph_freshness_and_checks(make_spec
     assert "main job FAILED" not in result.stdout
     assert "asset-graph.png:" in result.stdout and f"shows products_{token} / products_{token}_replica" in result.stdout
     assert "freshness.png:" in result.stdout and "shows Freshness policy" in result.stdout
-    for name in ("asset-graph.png", "catalog.png", "column-schema.png", "freshness.png", "checks.png", "contract-checks.png",
+    for name in ("asset-graph.png", "catalog.png", "column-schema.png", "freshness.png", "checks.png", "quarantine.png",
                  "automation.png", "lag-plots.png"):
         image = (out / name).read_bytes()
         assert image.startswith(PNG) and len(image) > 20_000, name
