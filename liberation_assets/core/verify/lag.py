@@ -78,8 +78,10 @@ class LagReport:
             shown = ", ".join(k.decode() for k in self.unexplained[:limit])
             reasons.append(f"{len(self.unexplained)} differences not explained by lag: {shown}"
                            f"{' …' if len(self.unexplained) > limit else ''}")
+        elif not self.comparison.partial and (self.updated_after_poll or self.awaiting_reconcile):
+            reasons.append("only documented lag: the next poll and reconcile catch the replica up")
         elif not self.comparison.partial:
-            reasons.append("only documented lag: the replica catches up with the next poll and reconcile")
+            reasons.append("nothing else differs")
         return text + "\nwhy: " + "; ".join(reasons)
 
 
