@@ -227,7 +227,7 @@ def shots_for(spec: Any) -> list[Shot]:
     table = spec.streams[fresh].table
     return [
         Shot("asset-graph.png", f"/assets/{fresh}/{fresh}_replica?view=lineage&lineageScope=upstream&lineageDepth=4",
-             (f"{fresh}_replica", f"{fresh}_{first}", f"{fresh}_topic", table)),  # the graph shortens longer names
+             ("_replica", f"_{first}", "_topic", "Upstream")),  # the graph shortens long names to "produ…_replica"
         Shot("catalog.png", f"/locations/liberation/asset-groups/{group}/list",
              (f"{fresh} / {fresh}_replica", f"{fresh} / {fresh}_{leaf}", "Materialized")),
         Shot("column-schema.png", f"/assets/{fresh}/{fresh}_{first}", ("Columns", "primary key", spec.streams[fresh].key[0])),
