@@ -4,19 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from liberation_assets.core.engine.runtime import cdc_streams, source_position_key as position_key
 from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.readers.binlog.position import BinlogPosition
-from liberation_assets.core.spec import Spec
 
 
-def position_key(source_name: str) -> str:
-    return f"source/{source_name}/cdc"
-
-
-def cdc_streams(spec: Spec, source_name: str) -> list[str]:
-    """The source's streams that use the cdc pattern."""
-    return [name for name, stream in spec.streams.items() if stream.source == source_name and "cdc" in stream.patterns]
 
 
 @dataclass

@@ -5,18 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from liberation_assets.core.contract.serialize import now_ms
+from liberation_assets.core.engine.runtime import cdc_streams, source_position_key as position_key
 from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.readers import pg_slot
-from liberation_assets.core.spec import Spec
 
 
-def position_key(source_name: str) -> str:
-    return f"source/{source_name}/cdc"
-
-
-def cdc_streams(spec: Spec, source_name: str) -> list[str]:
-    return [name for name, s in spec.streams.items() if s.source == source_name and "cdc" in s.patterns]
 
 
 @dataclass

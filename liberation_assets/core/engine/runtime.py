@@ -31,6 +31,16 @@ def position_key(stream: str, pattern: str, part: str | None = None) -> str:
     return f"stream/{stream}/{pattern}" + (f"/{part}" if part else "")
 
 
+def source_position_key(source_name: str) -> str:
+    """The key of a log-based source's position (PostgreSQL slot or binlog), shared by all its streams."""
+    return f"source/{source_name}/cdc"
+
+
+def cdc_streams(spec: Spec, source_name: str) -> list[str]:
+    """The source's streams that use the cdc pattern."""
+    return [name for name, stream in spec.streams.items() if stream.source == source_name and "cdc" in stream.patterns]
+
+
 @dataclass
 class StreamRuntime:
     """Everything one stream's reader needs to publish: engine, topics, writer, positions."""
