@@ -2,7 +2,7 @@
 """Screenshots of the Dagster UI for docs/operations.md, taken by a real headless Chromium.
 
 It seeds the spec's databases, runs the main job on a fresh Dagster instance,
-serves the UI with ``dagster dev`` (webserver and daemon, so freshness is
+serves the UI with ``dg dev`` (webserver and daemon, so freshness is
 evaluated), and drives Chromium over the DevTools protocol.  A page is
 captured only once the text proving it rendered is on screen (asset names, a
 freshness status, check results), so a slow machine gives late screenshots,
@@ -143,10 +143,11 @@ def chromium() -> Iterator[Page]:
 
 @contextmanager
 def dagster_ui(env: dict[str, str], port: int) -> Iterator[str]:
-    """``dagster dev`` on the workspace; its children ignore SIGTERM, so the tree is killed by PID afterwards."""
-    log = open(Path(env["DAGSTER_HOME"]) / "dagster-dev.log", "wb")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"),
-                                "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    """``dg dev`` on the project; its children ignore SIGTERM, so the tree is killed by PID afterwards."""
+    from liberation_assets.demo.cli import dg_dev_command, dg_env
+
+    log = open(Path(env["DAGSTER_HOME"]) / "dg-dev.log", "wb")
+    process = subprocess.Popen(dg_dev_command(port), cwd=REPO, env=dg_env(env), stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: process.poll() is None and _loaded(base) or _exited(process), 240, "the Dagster UI")
@@ -163,7 +164,7 @@ def dagster_ui(env: dict[str, str], port: int) -> Iterator[str]:
 
 def _exited(process: subprocess.Popen[bytes]) -> bool:
     if process.poll() is not None:
-        raise RuntimeError(f"dagster dev exited with {process.returncode}")
+        raise RuntimeError(f"dg dev exited with {process.returncode}")
     return False
 
 
@@ -217,18 +218,25 @@ def free_port() -> int:
 
 
 def shots_for(spec: Any) -> list[Shot]:
-    """The asset graph, a stream's freshness, its replica check, and the lag plots."""
+    """The lineage, a stream's column schema and freshness, its checks (the contract's quarantine too), the automation, the lag plots."""
     polled = next((n for n, s in spec.streams.items() if "query" in s.patterns), None)
     fresh = polled or next(iter(spec.streams))
     leaf = "incremental" if polled else "cdc"
+    first = "snapshot" if "snapshot" in spec.streams[fresh].patterns else leaf
     group = spec.streams[fresh].source
+    table = spec.streams[fresh].table
     return [
-        Shot("asset-graph.png", f"/assets/{fresh}/replica?view=lineage&lineageScope=upstream&lineageDepth=3",
-             ("replica", leaf, "Asset checks", "Materialized")),
-        Shot("catalog.png", f"/locations/liberation/asset-groups/{group}/list", (f"{fresh} / replica", f"{fresh} / {leaf}", "Materialized")),
-        Shot("freshness.png", f"/assets/{fresh}/{leaf}", ("Freshness policy", "Latest materialization"), FRESHNESS_STATES),
-        Shot("checks.png", f"/assets/{fresh}/replica?view=checks", ("matches_source", "quarantine", "source_rows")),
-        Shot("lag-plots.png", f"/assets/{fresh}/replica", ("last_event_age_seconds", "records_applied"), click="Plots"),
+        Shot("asset-graph.png", f"/assets/{fresh}/{fresh}_replica?view=lineage&lineageScope=upstream&lineageDepth=4",
+             ("_replica", f"_{first}", "_topic", "Upstream")),  # the graph shortens long names to "produ…_replica"
+        Shot("catalog.png", f"/locations/liberation/asset-groups/{group}/list",
+             (f"{fresh} / {fresh}_replica", f"{fresh} / {fresh}_{leaf}", "Materialized")),
+        Shot("column-schema.png", f"/assets/{fresh}/{fresh}_{first}", ("Columns", "primary key", spec.streams[fresh].key[0])),
+        Shot("freshness.png", f"/assets/{fresh}/{fresh}_{leaf}", ("Freshness policy", "Latest materialization"), FRESHNESS_STATES),
+        Shot("checks.png", f"/assets/{fresh}/{fresh}_replica?view=checks", ("matches_source", "quarantine", "source_rows")),
+        Shot("quarantine.png", f"/assets/{fresh}/{fresh}_replica?view=checks&checkDetail=quarantine",
+             ("quarantine", "quarantine_open", "liberation quarantine")),
+        Shot("automation.png", "/automation", (f"{fresh}_poll_schedule" if polled else "sensor",)),
+        Shot("lag-plots.png", f"/assets/{fresh}/{fresh}_replica", ("last_event_age_seconds", "records_applied"), click="Plots"),
     ]
 
 

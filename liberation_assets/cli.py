@@ -192,14 +192,14 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from liberation_assets.core.verify.run import verify_stream
+    from liberation_assets.core.verify.run import verify
 
     spec = _spec(args)
     if args.stream in spec.streams:
         _needs(spec, sources=[spec.streams[args.stream].source], kafka=True)
-    comparison = verify_stream(spec, args.stream, replica=args.replica, rebuild=args.rebuild)
-    print(comparison.describe())
-    return 0 if comparison.matches else 1
+    verification = verify(spec, args.stream, replica=args.replica, rebuild=args.rebuild)
+    print(verification.lag.describe())
+    return 0 if verification.passes(strict=args.strict) else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -258,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stream")
     p.add_argument("--replica", default=None, help="replica database URL (default: $LIBERATION_REPLICA_URL or .stack/replicas/<topic>.sqlite)")
     p.add_argument("--rebuild", action="store_true", help="rebuild the replica from the topic's beginning")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 on any difference, documented lag too (rows changed after the last poll, hard deletes awaiting the reconcile)")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("seed", help="create and seed the demo shop databases")

@@ -1,8 +1,12 @@
-"""The Dagster code location: ``dagster dev -w workspace.yaml`` loads ``defs`` from here."""
+"""The Dagster code location: ``dg dev`` (and ``dagster dev -w workspace.yaml``) load ``defs`` from here.
+
+``defs`` is the defs folder (``liberation_assets/defs``): one ``LiberationComponent`` reading the spec file.
+"""
 
 from __future__ import annotations
 
-from liberation_assets.core.spec import default_spec_path, load_spec
-from liberation_assets.orchestration.build import build_definitions
+from pathlib import Path
 
-defs = build_definitions(load_spec(default_spec_path()), str(default_spec_path()))
+import dagster as dg
+
+defs = dg.load_from_defs_folder(project_root=Path(__file__).resolve().parents[1])

@@ -30,7 +30,9 @@ stamp=.venv/.liberation-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing Python dependencies"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[test]"
+  .venv/bin/python -m pip install -q -e ".[test,dg]"
+  # dg: see the `dg` extra in pyproject.toml for why these two go in without their exact dagster pins
+  .venv/bin/python -m pip install -q --no-deps "dagster-dg-cli==1.13.27" "dagster-rest-resources==0.29.27"
   # The instance's PostgreSQL storage (pyproject.toml says why not as a dependency): same storage schema as 0.29.28.
   .venv/bin/python -m pip install -q --no-deps "dagster-postgres==0.29.27"
   touch "$stamp"

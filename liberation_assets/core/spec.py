@@ -415,6 +415,18 @@ class StreamSpec(_Model):
     toast: Literal["replica_identity_full", "reread"] = "replica_identity_full"
     format: ValueFormatName | None = None
     """The value format of this stream's topic; default ``kafka.format``."""
+    owners: list[str] = Field(default_factory=list)
+    """Who answers for the stream, shown in Dagster: e-mail addresses or ``team:<name>``."""
+    tags: dict[str, str] = Field(default_factory=dict)
+    """Labels shown in Dagster and usable in asset selections (``tag:domain=catalog``)."""
+
+    @field_validator("owners")
+    @classmethod
+    def _owners_are_people_or_teams(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            if "@" not in owner and not re.fullmatch(r"team:[A-Za-z0-9_.-]+", owner):
+                raise ValueError(f"owner {owner!r} is neither an e-mail address nor team:<name>")
+        return owners
 
     @model_validator(mode="before")
     @classmethod

@@ -48,6 +48,25 @@ def _product_row(rng: random.Random, sku_number: int, now: Any) -> dict[str, Any
     }
 
 
+CONTRACT_BREAKERS = 3
+"""Demo products whose category is outside the contract's list: the quarantine, its check and the re-drive have rows to show."""
+
+
+def seed_contract_breakers(engine: Engine, count: int = CONTRACT_BREAKERS) -> int:
+    """Insert ``count`` products in the category ``gadgets``, which the demo spec's contract does not allow.
+
+    They go to the quarantine (``liberation quarantine products``); fix them in
+    the source and ``liberation redrive products`` publishes them.
+    """
+    rng = random.Random(13)
+    with engine.begin() as connection:
+        start = connection.execute(sa.select(sa.func.coalesce(sa.func.max(products.c.id), 0))).scalar_one()
+        now = connection.execute(sa.select(db_now(engine))).scalar_one()
+        rows = [{**_product_row(rng, 90_000_000 + start + i, now), "category": "gadgets"} for i in range(count)]
+        connection.execute(products.insert(), rows)
+    return count
+
+
 @dataclass
 class SeedReport:
     products: int = 0

@@ -13,10 +13,12 @@ import dagster as dg
 from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
 from liberation_assets.core.errors import SchemaIncompatible
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
+from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import BINLOG_TAG, LOG_PRIORITY, skip_while_active
+from liberation_assets.orchestration.translator import asset_key
 
 SOURCE_FIGURES = ("kafka_transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
                   "reconciled_deletes", "ddl_events")
@@ -43,13 +45,8 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
     names = cdc_streams(spec, source)
     specs = [
         dg.AssetSpec(
-            key=asset_key(name, "cdc"),
-            group_name=group_name(source),
-            kinds=kinds_for("mysql", "cdc"),
-            description=(f"Changes of {spec.streams[name].table} read from the binlog of {source} "
-                         f"into {spec.topic_for(name)}, after a consistent snapshot (op r)."),
+            **translator.spec_fields(spec, name, "cdc"),
             freshness_policy=freshness_policy(spec.streams[name].freshness),
-            metadata={"topic": spec.topic_for(name), "table": spec.streams[name].table, "pattern": "cdc"},
         )
         for name in names
     ]
@@ -75,7 +72,8 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         metadata = {name: _stream_metadata(summary, name) for name in names}
         contracts = source_contract_results(spec, keys, metadata)
         for name in names:
-            yield dg.MaterializeResult(asset_key=keys[name], metadata=metadata[name], check_results=contracts[name])
+            yield dg.MaterializeResult(asset_key=keys[name], metadata=translator.readable_metadata(metadata[name]),
+                                       check_results=contracts[name])
 
     return binlog
 
@@ -93,8 +91,8 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
     heartbeat = _heartbeat_seconds(spec, source)
 
     @dg.sensor(
-        name=f"{source}_binlog_sensor",
-        asset_selection=keys,
+        name=translator.sensor_name(source, "binlog"),
+        job=translator.asset_job(source, "drain", keys, f"Drain the binlog of {source}."),
         minimum_interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
         default_status=sensor_status(spec),
         description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",

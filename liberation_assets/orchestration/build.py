@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration import binlog, cdc, contracts, freshness, outbox, query, replica
+from liberation_assets.orchestration import binlog, cdc, contracts, freshness, outbox, query, replica, translator
 from liberation_assets.orchestration.resources import build_resources
 
 PATTERN_MODULES = (query, cdc, binlog, outbox, replica, contracts, freshness)
@@ -18,7 +18,9 @@ def build_definitions(spec: Spec, spec_path: str | None = None) -> dg.Definition
         MAIN_JOB, selection=dg.AssetSelection.all(),
         description="The main job: every stream of the spec, through every pattern it declares.",
     )
+    lineage = dg.Definitions(assets=translator.external_assets(spec))
     # Every job runs its steps in the run's own process: a step costs its work, not a Python start and imports.
     # (The partitioned snapshot backfill job names the multiprocess executor itself.)
-    return dg.Definitions.merge(*parts, dg.Definitions(jobs=[main_job], resources=build_resources(spec_path),
-                                                       executor=dg.in_process_executor))
+    defs = dg.Definitions.merge(*parts, lineage, dg.Definitions(jobs=[main_job], resources=build_resources(spec_path),
+                                                                executor=dg.in_process_executor))
+    return translator.with_code_references(defs, spec, spec_path)

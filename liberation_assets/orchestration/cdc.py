@@ -16,10 +16,12 @@ from liberation_assets.core.engine.cdc_postgres import CdcSummary, cdc_streams, 
 from liberation_assets.core.errors import SchemaIncompatible
 from liberation_assets.core.readers.pg_slot import SlotInfo, SlotNames
 from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
+from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import CDC_TAG, LOG_PRIORITY, skip_while_active
+from liberation_assets.orchestration.translator import asset_key
 
 RETAINED_WAL_WARN_BYTES = 1024**3
 """A slot holding more WAL than this is reported (WARN): the disk of the source is at stake."""
@@ -53,14 +55,8 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
     slot = SlotNames.for_source(source, spec.sources[source])
     specs = [
         dg.AssetSpec(
-            key=asset_key(name, "cdc"),
-            group_name=group_name(source),
-            kinds=kinds_for("postgresql", "cdc"),
-            description=(f"Changes of {spec.streams[name].table} from replication slot {slot.slot} (pgoutput) into "
-                         f"{spec.topic_for(name)}: snapshot first, then every insert, update, delete and truncate."),
+            **translator.spec_fields(spec, name, "cdc"),
             freshness_policy=freshness_policy(spec.streams[name].freshness),
-            metadata={"topic": spec.topic_for(name), "table": spec.streams[name].table, "pattern": "cdc",
-                      "slot": slot.slot, "publication": slot.publication},
         )
         for name in names
     ]
@@ -84,7 +80,8 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         contracts = source_contract_results(spec, keys, {name: summary.metadata(name) for name in names})
         for index, name in enumerate(names):
             checks = [slot_check(summary.slot, summary, keys[name]), *contracts[name]] if index == 0 else contracts[name]
-            yield dg.MaterializeResult(asset_key=keys[name], metadata=summary.metadata(name), check_results=checks)
+            yield dg.MaterializeResult(asset_key=keys[name], metadata=translator.readable_metadata(summary.metadata(name)),
+                                       check_results=checks)
 
     return cdc
 
@@ -98,8 +95,8 @@ def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.
                     for n in names) / 2
 
     @dg.sensor(
-        name=f"{source}_cdc_pending",
-        asset_selection=list(assets.keys),
+        name=translator.sensor_name(source, "cdc"),
+        job=translator.asset_job(source, "drain", list(assets.keys), f"Drain the replication slot of {source}."),
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=sensor_status(spec),
         description=f"Requests a {source} CDC run when its replication slot holds unread changes.",

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 import dagster as dg
 
 from liberation_assets.core.spec import FreshnessSpec, Spec
-from liberation_assets.orchestration.policy import asset_key, sensor_status
+from liberation_assets.orchestration.policy import sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
+from liberation_assets.orchestration.translator import asset_key
 
 CHECK_NAME = "data_fresh"
 SENSOR_NAME = "liberation_data_freshness"

@@ -6,25 +6,19 @@ import dagster as dg
 
 from liberation_assets.core.engine.outbox_relay import outbox_pending, relay_once
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, sensor_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import LOG_PRIORITY, OUTBOX_TAG, skip_while_active
+from liberation_assets.orchestration.translator import asset_key
 
 
 def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     outbox = spec.outboxes[name]
-    dialect = spec.sources[outbox.source].dialect
 
     @dg.asset(
-        key=asset_key(name, "relay"),
-        group_name=group_name(outbox.source),
-        kinds=kinds_for(dialect, "outbox"),
-        description=(
-            f"Relays committed rows of the outbox table {outbox.table} to {outbox.route}, exactly once: "
-            f"records and position in one Kafka transaction, then {outbox.cleanup} the rows."
-        ),
+        **translator.outbox_fields(spec, name),
         freshness_policy=freshness_policy(outbox.freshness),
-        metadata={"table": outbox.table, "route": outbox.route, "cleanup": outbox.cleanup, "pattern": "outbox"},
         pool=f"liberation-outbox-{name}",
     )
     def relay(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
@@ -52,11 +46,11 @@ def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
     tags = {OUTBOX_TAG: name}
 
     @dg.sensor(
-        name=f"{name}_pending",
-        asset_selection=[key],
+        name=translator.sensor_name(name, "relay"),
+        job=translator.asset_job(name, "relay", [key], f"Relay the pending rows of {outbox.table}."),
         minimum_interval_seconds=max(1, int(outbox.poll_every.total_seconds())),
         default_status=sensor_status(spec),
-        description=f"Requests {name}/relay when {outbox.table} has pending rows (checked every {outbox.poll_every}).",
+        description=f"Requests {name}_relay when {outbox.table} has pending rows (checked every {translator.duration(outbox.poll_every)}).",
     )
     def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
         skip = skip_while_active(context.instance, tags, f"relay run of {name}")

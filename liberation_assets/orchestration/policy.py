@@ -1,4 +1,4 @@
-"""Policy shared by every asset, applied once: freshness from the spec, kinds and tags."""
+"""Policy shared by every asset, applied once: freshness and the default status of schedules and sensors from the spec."""
 
 from __future__ import annotations
 
@@ -19,17 +19,3 @@ def sensor_status(spec: Spec) -> dg.DefaultSensorStatus:
 def schedule_status(spec: Spec) -> dg.DefaultScheduleStatus:
     """Schedules start stopped unless the spec's ``automation.schedules`` says running."""
     return dg.DefaultScheduleStatus.RUNNING if spec.automation.schedules == "running" else dg.DefaultScheduleStatus.STOPPED
-
-
-def kinds_for(dialect: str, *extra: str) -> set[str]:
-    return {"kafka", {"postgresql": "postgres", "mysql": "mysql", "sqlite": "sqlite"}.get(dialect, dialect), *extra}
-
-
-def asset_key(stream: str, leaf: str) -> dg.AssetKey:
-    """``<stream>/<leaf>``, e.g. ``products/snapshot``."""
-    return dg.AssetKey([stream, leaf])
-
-
-def group_name(source: str) -> str:
-    """One asset group per source database."""
-    return source

@@ -9,10 +9,12 @@ import sqlalchemy as sa
 from liberation_assets.core.engine.query_pattern import ProgressCallback, QueryPattern, RunSummary
 from liberation_assets.core.errors import SchemaIncompatible, SpecError
 from liberation_assets.core.spec import Spec, StreamSpec
+from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.contracts import contract_check_specs, contract_results, refused_results
-from liberation_assets.orchestration.policy import asset_key, freshness_policy, group_name, kinds_for, schedule_status
+from liberation_assets.orchestration.policy import freshness_policy, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import QUERY_TAG, skipping_schedule
+from liberation_assets.orchestration.translator import asset_key
 
 
 def _cron_for(seconds: float) -> str:
@@ -39,16 +41,21 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
 
 
 def _materialize(summary: RunSummary, context: dg.AssetExecutionContext,
-                 checks: list[dg.AssetCheckResult] | None = None) -> dg.MaterializeResult:
+                 checks: list[dg.AssetCheckResult] | None = None, *, row_count: bool = False) -> dg.MaterializeResult:
+    """The run's figures (readable: timestamps, LSNs); a snapshot also reports ``dagster/row_count``, the rows it read."""
     r = summary.result
     context.log.info(
         f"published {r.published} events ({r.deletes} deletes, {r.quarantined} quarantined) in {r.transactions} transactions"
     )
-    return dg.MaterializeResult(metadata=summary.metadata(), check_results=checks)
+    metadata = translator.readable_metadata(summary.metadata())
+    if row_count:
+        metadata["dagster/row_count"] = summary.rows_total
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
 def _publish_checked(context: dg.AssetExecutionContext, liberation: LiberationResource, name: str,
-                     work: Callable[[QueryPattern], RunSummary]) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+                     work: Callable[[QueryPattern], RunSummary], *,
+                     row_count: bool = False) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     """Run one pattern step and evaluate its contract checks in the same step, from the counters it produced."""
     spec = liberation.load_spec()
     pattern = QueryPattern(spec, name)
@@ -59,7 +66,8 @@ def _publish_checked(context: dg.AssetExecutionContext, liberation: LiberationRe
         raise
     finally:
         pattern.close()
-    yield _materialize(summary, context, contract_results(spec, name, context.asset_key, summary.metadata()))
+    yield _materialize(summary, context, contract_results(spec, name, context.asset_key, summary.metadata()),
+                       row_count=row_count)
 
 
 def snapshot_partitions(stream: StreamSpec) -> dg.StaticPartitionsDefinition | None:
@@ -90,12 +98,8 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     dialect = spec.sources[stream.source].dialect
 
     @dg.asset(
-        key=asset_key(name, "snapshot"),
-        group_name=group_name(stream.source),
-        kinds=kinds_for(dialect, "snapshot"),
-        description=f"Resumable, chunked snapshot of {stream.table} into {spec.topic_for(name)} (op r).",
+        **translator.spec_fields(spec, name, "snapshot"),
         freshness_policy=None,
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "snapshot"},
         pool=f"liberation-{name}-snapshot",
         partitions_def=snapshot_partitions(stream),
         check_specs=contract_check_specs(name, asset_key(name, "snapshot")),
@@ -104,7 +108,7 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         partition = context.partition_key if context.has_partition_key else None
         progress = _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip())
         yield from _publish_checked(context, liberation, name,
-                                    lambda pattern: _snapshot_ranges(pattern, partition, progress))
+                                    lambda pattern: _snapshot_ranges(pattern, partition, progress), row_count=True)
 
     return snapshot
 
@@ -114,16 +118,8 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     dialect = spec.sources[stream.source].dialect
 
     @dg.asset(
-        key=asset_key(name, "incremental"),
-        group_name=group_name(stream.source),
-        kinds=kinds_for(dialect, "query"),
-        description=(
-            f"Polls {stream.table} every {stream.poll_every} on ({stream.cursor}, {', '.join(stream.key)}), "
-            f"below the late-commit ceiling, into {spec.topic_for(name)}."
-        ),
-        deps=[asset_key(name, "snapshot")] if "snapshot" in stream.patterns else None,
+        **translator.spec_fields(spec, name, "incremental"),
         freshness_policy=freshness_policy(stream.freshness),
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
         pool=f"liberation-{name}-query",
         check_specs=contract_check_specs(name, asset_key(name, "incremental")),
     )
@@ -137,13 +133,7 @@ def _reconcile_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     stream = spec.streams[name]
 
     @dg.asset(
-        key=asset_key(name, "reconcile"),
-        group_name=group_name(stream.source),
-        kinds=kinds_for(spec.sources[stream.source].dialect, "reconcile"),
-        description=(f"Hard deletes of {stream.table}: a delete and a tombstone for every key live in "
-                     f"{spec.topic_for(name)} but gone from the source (every {stream.reconcile_every})."),
-        deps=[asset_key(name, "incremental")],
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "query"},
+        **translator.spec_fields(spec, name, "reconcile"),
         pool=f"liberation-{name}-query",
     )
     def reconcile(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:

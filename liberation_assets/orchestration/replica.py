@@ -28,11 +28,13 @@ from liberation_assets.core.contract.quarantine import summarize
 from liberation_assets.core.engine.outbox_relay import outbox_pending
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison
+from liberation_assets.core.verify.lag import LagReport, lag_metadata
 from liberation_assets.core.verify.run import verify
-from liberation_assets.orchestration import binlog, cdc, query
-from liberation_assets.orchestration.policy import asset_key, group_name, schedule_status
+from liberation_assets.orchestration import translator
+from liberation_assets.orchestration.policy import schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import VERIFY_TAG, skipping_schedule
+from liberation_assets.orchestration.translator import asset_key
 
 VERIFY_JOB = "verify_all"
 KEYS_SHOWN = 20
@@ -46,24 +48,25 @@ class ReplicaResource(dg.ConfigurableResource):
 
 
 def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
-    """Each stream's publishing assets (``/snapshot``, ``/incremental``, ``/reconcile``, ``/cdc``), as the pattern modules define them."""
-    keys: list[dg.AssetKey] = []
-    for module in (query, cdc, binlog):
-        for item in module.definitions(spec).assets or []:
-            keys.extend(item.keys if isinstance(item, dg.AssetsDefinition) else [item.key])  # type: ignore[union-attr]
-    return {name: [key for key in keys if key.path[0] == name] for name in spec.streams}
+    """Each stream's publishing assets (snapshot, incremental, reconcile, cdc), from the translator."""
+    return {name: translator.publishing_keys(spec, name) for name in spec.streams}
 
 
-def matches_source_result(comparison: Comparison) -> dg.AssetCheckResult:
-    """Pass only when every row matches; counts are numbers (plotted), the first differing keys a list."""
+def matches_source_result(comparison: Comparison, lag: LagReport | None = None) -> dg.AssetCheckResult:
+    """Pass only when every row matches; counts are numbers (plotted), the first differing keys a list.
+    A difference that is only documented lag (``core.verify.lag``) is a warning, so it does not block."""
     metadata: dict[str, Any] = dict(comparison.metadata())
+    if lag is not None:
+        metadata.update(lag_metadata(lag))
     metadata["differing_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
     if comparison.details:
         metadata["differing_values"] = dg.MetadataValue.json(
             [{"key": d.key, "column": d.column, "source": d.source, "published": d.published, "note": d.note}
              for d in comparison.details[:KEYS_SHOWN]])
-    return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=comparison.describe())
+    only_lag = lag is not None and lag.only_lag
+    return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches,
+                               severity=dg.AssetCheckSeverity.WARN if only_lag else dg.AssetCheckSeverity.ERROR,
+                               metadata=metadata, description=lag.describe() if lag is not None else comparison.describe())
 
 
 def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -71,13 +74,7 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
     key = asset_key(name, "replica")
 
     @dg.asset(
-        key=key,
-        deps=deps,
-        group_name=group_name(stream.source),
-        kinds={"kafka", "replica"},
-        description=(f"{stream.table} rebuilt from {spec.topic_for(name)} (read_committed, upserts and tombstones), "
-                     "incrementally, and compared with the source row by row."),
-        metadata={"topic": spec.topic_for(name), "table": stream.table, "pattern": "replica"},
+        **translator.spec_fields(spec, name, "replica"),
         check_specs=[dg.AssetCheckSpec("matches_source", asset=key, blocking=True,
                                        description="Every published value read back by the source server equals its own (key, column, both values).")],
         pool=f"liberation-{name}-replica",
@@ -87,8 +84,9 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
         applied = verification.applied
         context.log.info(f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "
                          f"to {verification.replica_url}; {verification.comparison.describe()}")
-        return dg.MaterializeResult(metadata={**applied.metadata(), "replica": dg.MetadataValue.text(verification.replica_url)},
-                                    check_results=[matches_source_result(verification.comparison)])
+        return dg.MaterializeResult(metadata={**translator.readable_metadata(applied.metadata()), "replica": dg.MetadataValue.text(verification.replica_url),
+                                              "dagster/row_count": verification.comparison.replica_rows},
+                                    check_results=[matches_source_result(verification.comparison, verification.lag)])
 
     return replica
 
@@ -118,7 +116,8 @@ def _backlog_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
     warn_after = freshness.warn_after.total_seconds() if freshness.warn_after else fail_after
 
     @dg.asset_check(asset=asset_key(name, "relay"), name="backlog", blocking=False,
-                    description=f"Rows waiting in {spec.outboxes[name].table}: warn after {warn_after:.0f}s, fail after {fail_after:.0f}s.")
+                    description=f"Rows waiting in {spec.outboxes[name].table}: warn after {translator.duration(freshness.warn_after or freshness.fail_after)}, "
+                                f"fail after {translator.duration(freshness.fail_after)}.")
     def backlog(liberation: LiberationResource) -> dg.AssetCheckResult:
         pending, age = outbox_pending(liberation.load_spec(), name)
         return backlog_result(pending, age, warn_after, fail_after)

@@ -22,10 +22,10 @@ def test_demo_spec_has_cdc_assets_for_the_mariadb_streams() -> None:
     defs = build_definitions(spec)
     graph = defs.resolve_asset_graph()
     for name in ("products_maria", "orders_maria"):
-        node = graph.get(dg.AssetKey([name, "cdc"]))
+        node = graph.get(dg.AssetKey([name, f"{name}_cdc"]))
         assert node.freshness_policy is not None
         assert node.freshness_policy.fail_window.to_timedelta() == spec.streams[name].freshness.fail_after
-        assert {"kafka", "mysql", "cdc"} <= set(node.kinds) and node.group_name == "shop_maria"
+        assert {"kafka", "mariadb", "cdc"} <= set(node.kinds) and node.group_name == "shop_maria"
     sensor = {s.name: s for s in defs.sensors}["shop_maria_binlog_sensor"]
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # the demo spec turns automation on
 
@@ -38,8 +38,9 @@ def test_only_mysql_sources_are_handled_here() -> None:
                     "c": {"source": "my", "table": "c", "key": ["id"], "patterns": ["snapshot", "query"]}},
     })
     defs = dg.Definitions.merge(binlog.definitions(spec), dg.Definitions(resources=build_resources()))
-    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert keys == {"b/cdc"}
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
+    assert keys == {"b/b_cdc"}
 
 
 @pytest.mark.integration
@@ -60,7 +61,7 @@ def test_sensor_requests_runs_and_the_run_reports_numeric_metadata(make_spec, my
 
     first = tick()
     assert isinstance(first, dg.SensorResult) and first.run_requests  # nothing stored yet: snapshot
-    result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "cdc"]))], instance=instance)
+    result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))], instance=instance)
     assert result.success
     metadata = result.asset_materializations_for_node(f"{source}_binlog")[0].metadata
     assert metadata["snapshot_rows"].value == 120 and isinstance(metadata["snapshot_rows"], dg.IntMetadataValue)
@@ -71,7 +72,7 @@ def test_sensor_requests_runs_and_the_run_reports_numeric_metadata(make_spec, my
         connection.exec_driver_sql("UPDATE items SET v = 0 WHERE id = 7")
     moved = tick()
     assert isinstance(moved, dg.SensorResult) and moved.run_requests
-    result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "cdc"]))], instance=instance)
+    result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))], instance=instance)
     assert result.asset_materializations_for_node(f"{source}_binlog")[0].metadata["published"].value == 1
 
 
@@ -82,7 +83,7 @@ def test_resnapshot_run_config(make_spec, mysql_database, mysql_engine, tmp_path
         connection.exec_driver_sql("INSERT INTO items (id, v) VALUES (1, 1), (2, 2)")
     spec = cdc_spec(make_spec, mysql_database, {"items": {"table": "items", "key": ["id"]}})
     source, path = source_of(spec), write_spec(spec, tmp_path)
-    assets = build_definitions(spec, str(path)).resolve_assets_def(dg.AssetKey(["items", "cdc"]))
+    assets = build_definitions(spec, str(path)).resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([assets], instance=instance).success
     again = dg.materialize([assets], instance=instance,

@@ -22,16 +22,16 @@ def test_demo_spec_has_one_cdc_multi_asset_per_postgres_source() -> None:
     spec = load_spec(REPO / "liberation.yaml")
     defs = cdc.definitions(spec)
     (assets,) = defs.assets
-    assert {k.to_user_string() for k in assets.keys} == {"inventory/cdc", "orders/cdc"}
+    assert {k.to_user_string() for k in assets.keys} == {"inventory/inventory_cdc", "orders/orders_cdc"}
     graph = build_definitions(spec).resolve_asset_graph()
-    node = graph.get(dg.AssetKey(["orders", "cdc"]))
+    node = graph.get(dg.AssetKey(["orders", "orders_cdc"]))
     assert node.freshness_policy is not None
     assert node.freshness_policy.fail_window.to_timedelta() == spec.streams["orders"].freshness.fail_after
     assert {"kafka", "postgres", "cdc"} <= set(node.kinds) and node.group_name == "shop"
     assert sorted(c.name for c in assets.check_specs) == ["contract", "contract", "schema_compatible", "schema_compatible",
                                                           "slot_health"]  # the contract checks of both streams, in the same step
     (sensor,) = defs.sensors
-    assert sensor.name == "shop_cdc_pending" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    assert sensor.name == "shop_cdc_sensor" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 
 def test_slot_check_fails_on_lost_wal_and_warns_on_bloat() -> None:
@@ -55,7 +55,7 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     path = write_spec(spec, tmp_path)
     defs = build_definitions(spec, str(path))
     source = source_name(spec)
-    (sensor,) = [s for s in defs.sensors if s.name == f"{source}_cdc_pending"]
+    (sensor,) = [s for s in defs.sensors if s.name == f"{source}_cdc_sensor"]
     instance = dg.DagsterInstance.ephemeral()
     resources = build_resources(str(path))
 
@@ -67,19 +67,20 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     assert isinstance(first, dg.SensorResult) and first.run_requests, "no slot yet: the first run creates it"
 
     def materialize() -> dg.ExecuteInProcessResult:
-        result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["a", "cdc"]))], instance=instance)
+        result = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["a", "a_cdc"]))], instance=instance)
         assert result.success
         return result
 
     result = materialize()
     materializations = [e.materialization for e in result.get_asset_materialization_events()]
     metadata = {m.asset_key.to_user_string(): m.metadata for m in materializations}
-    assert metadata["a/cdc"]["published"].value == 30 and metadata["b/cdc"]["published"].value == 0
-    for name in ("published", "lsn", "lag_bytes", "retained_wal_bytes"):
-        assert isinstance(metadata["a/cdc"][name], dg.IntMetadataValue), name
+    assert metadata["a/a_cdc"]["published"].value == 30 and metadata["b/b_cdc"]["published"].value == 0
+    for name in ("published", "lag_bytes", "retained_wal_bytes"):
+        assert isinstance(metadata["a/a_cdc"][name], dg.IntMetadataValue), name
+    assert isinstance(metadata["a/a_cdc"]["lsn"], dg.TextMetadataValue) and "/" in metadata["a/a_cdc"]["lsn"].value  # as PostgreSQL prints it
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
-    assert sorted(checks) == [("a/cdc", "contract"), ("a/cdc", "schema_compatible"), ("a/cdc", "slot_health"),
-                              ("b/cdc", "contract"), ("b/cdc", "schema_compatible")]
+    assert sorted(checks) == [("a/a_cdc", "contract"), ("a/a_cdc", "schema_compatible"), ("a/a_cdc", "slot_health"),
+                              ("b/b_cdc", "contract"), ("b/b_cdc", "schema_compatible")]
     assert all(check.passed for check in checks.values())
 
     assert isinstance(evaluate(), dg.SkipReason), "nothing pending after the drain"

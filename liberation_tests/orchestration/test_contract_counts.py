@@ -23,7 +23,7 @@ def test_mariadb_cdc_contract_check_reports_published_count_and_pass_rate(make_s
     spec = cdc_spec(make_spec, mysql_database, {"items": stream})
     defs = build_definitions(spec, str(write_spec(spec, tmp_path)))
     instance = dg.DagsterInstance.ephemeral()
-    run = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "cdc"]))], instance=instance,
+    run = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))], instance=instance,
                          raise_on_error=False)
     materialized = run.asset_materializations_for_node(f"{source_of(spec)}_binlog")[0].metadata
     assert (materialized["published"].value, materialized["quarantined"].value) == (2, 6)

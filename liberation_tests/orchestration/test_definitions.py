@@ -27,9 +27,9 @@ def test_definitions_load_from_the_demo_spec() -> None:
     spec = load_spec(REPO / "liberation.yaml")
     for name, stream in spec.streams.items():
         if "snapshot" in stream.patterns:
-            assert f"{name}/snapshot" in keys
+            assert f"{name}/{name}_snapshot" in keys
         if "query" in stream.patterns:
-            assert f"{name}/incremental" in keys
+            assert f"{name}/{name}_incremental" in keys
     assert defs.resolve_job_def(MAIN_JOB)
 
 
@@ -37,12 +37,12 @@ def test_query_assets_carry_freshness_kinds_and_one_group_per_source() -> None:
     spec = load_spec(REPO / "liberation.yaml")
     defs = build_definitions(spec)
     graph = defs.resolve_asset_graph()
-    node = graph.get(dg.AssetKey(["products", "incremental"]))
+    node = graph.get(dg.AssetKey(["products", "products_incremental"]))
     policy = node.freshness_policy
     assert policy is not None and policy.fail_window.to_timedelta() == spec.streams["products"].freshness.fail_after
     assert {"kafka", "postgres", "query"} <= set(node.kinds)
     assert node.group_name == "shop"
-    assert graph.get(dg.AssetKey(["inventory_maria", "incremental"])).group_name == "shop_maria"
+    assert graph.get(dg.AssetKey(["inventory_maria", "inventory_maria_incremental"])).group_name == "shop_maria"
     schedules = {s.name: s for s in defs.schedules}
     assert schedules["products_poll_schedule"].cron_schedule == "* * * * *"
     assert schedules["payments_poll_schedule"].cron_schedule == "*/2 * * * *"
@@ -75,14 +75,14 @@ def test_materializing_query_assets_publishes_and_reports_numeric_metadata(make_
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
     result = dg.materialize(
-        [defs.resolve_assets_def(dg.AssetKey(["items", "snapshot"])), defs.resolve_assets_def(dg.AssetKey(["items", "incremental"]))],
+        [defs.resolve_assets_def(dg.AssetKey(["items", "items_snapshot"])), defs.resolve_assets_def(dg.AssetKey(["items", "items_incremental"]))],
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
-    snapshot = result.asset_materializations_for_node("items__snapshot")[0].metadata
-    assert snapshot["published"].value == 250
+    snapshot = result.asset_materializations_for_node("items__items_snapshot")[0].metadata
+    assert snapshot["published"].value == 250 and snapshot["dagster/row_count"].value == 250
     assert isinstance(snapshot["published"], dg.IntMetadataValue)
-    incremental = result.asset_materializations_for_node("items__incremental")[0].metadata
+    incremental = result.asset_materializations_for_node("items__items_incremental")[0].metadata
     assert isinstance(incremental["ceiling_lag_seconds"], dg.FloatMetadataValue)
     assert len(consume_all(kafka_bootstrap, spec.topic_for("items"))) == 250
 

@@ -13,7 +13,7 @@ from liberation_assets.orchestration.resources import build_resources
 from liberation_tests.core.outbox.support import CounterBumped, outbox_spec
 from liberation_tests.fix_stack import spec_to_yaml
 
-KEY = dg.AssetKey(["ob", "relay"])
+KEY = dg.AssetKey(["ob", "ob_relay"])
 
 
 def test_each_outbox_gets_a_fresh_relay_asset_and_a_running_sensor(make_spec) -> None:
@@ -25,7 +25,7 @@ def test_each_outbox_gets_a_fresh_relay_asset_and_a_running_sensor(make_spec) ->
     assert policy is not None and policy.fail_window.to_timedelta() == timedelta(minutes=5)
     assert {"kafka", "postgres", "outbox"} <= set(asset.specs_by_key[KEY].kinds)
     [sensor] = defs.sensors
-    assert sensor.name == "ob_pending" and sensor.minimum_interval_seconds == 15
+    assert sensor.name == "ob_relay_sensor" and sensor.minimum_interval_seconds == 15
     assert sensor.default_status == dg.DefaultSensorStatus.STOPPED  # the spec says nothing: Dagster's default
 
 
@@ -57,7 +57,7 @@ def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(make
                             instance=instance, resources=resources)
 
     assert result.success
-    [materialization] = result.asset_materializations_for_node("ob__relay")
+    [materialization] = result.asset_materializations_for_node("ob__ob_relay")
     metadata = {key: value.value for key, value in materialization.metadata.items()}
     assert metadata["published"] == 3 and metadata["pending"] == 0
     assert isinstance(metadata["oldest_pending_age_seconds"], float)

@@ -104,7 +104,7 @@ def test_partitioned_snapshot_backfill_runs_in_parallel_and_stays_exact(make_spe
     logs = [e.message for r in runs for e in instance.all_logs(r.run_id) if e.dagster_event is not None]
     assert any("multiprocess executor" in (m or "") for m in logs)
 
-    windows = _step_windows(instance, runs, f"{name}__snapshot")
+    windows = _step_windows(instance, runs, f"{name}__{name}_snapshot")
     first = min(start for start, _ in windows.values())
     for partition, (start, end) in sorted(windows.items(), key=lambda item: item[1]):
         print(f"\n{partition:>14}: step {start - first:6.2f}s → {end - first:6.2f}s")
@@ -133,7 +133,7 @@ def test_an_unpartitioned_run_walks_every_range(make_spec, pg_database, pg_engin
     result = build_definitions(spec, str(spec_file)).resolve_job_def(MAIN_JOB).execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
     assert result.success
-    [snapshot] = result.asset_materializations_for_node(f"{name}__snapshot")
+    [snapshot] = result.asset_materializations_for_node(f"{name}__{name}_snapshot")
     assert snapshot.metadata["published"].value == 3000
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "matches_source"]
     assert check.passed and check.metadata["source_rows"].value == 3000

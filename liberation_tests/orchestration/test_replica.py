@@ -26,12 +26,12 @@ def test_every_demo_stream_has_a_replica_checked_against_its_source() -> None:
     defs = build_definitions(spec)
     graph = defs.resolve_asset_graph()
     for name, stream in spec.streams.items():
-        node = graph.get(dg.AssetKey([name, "replica"]))
+        node = graph.get(dg.AssetKey([name, f"{name}_replica"]))
         parents = {key.to_user_string() for key in node.parent_keys}
-        assert {f"{name}/{LEAVES[p]}" for p in stream.patterns if p in LEAVES} <= parents, (name, parents)
-        assert dg.AssetCheckKey(dg.AssetKey([name, "replica"]), "matches_source") in graph.asset_check_keys
-        assert dg.AssetCheckKey(dg.AssetKey([name, "replica"]), "quarantine") in graph.asset_check_keys
-    replica_def = defs.resolve_assets_def(dg.AssetKey(["products", "replica"]))
+        assert {f"{name}/{name}_{LEAVES[p]}" for p in stream.patterns if p in LEAVES} <= parents, (name, parents)
+        assert dg.AssetCheckKey(dg.AssetKey([name, f"{name}_replica"]), "matches_source") in graph.asset_check_keys
+        assert dg.AssetCheckKey(dg.AssetKey([name, f"{name}_replica"]), "quarantine") in graph.asset_check_keys
+    replica_def = defs.resolve_assets_def(dg.AssetKey(["products", "products_replica"]))
     [check_spec] = list(replica_def.check_specs)
     assert check_spec.name == "matches_source" and check_spec.blocking
     schedule = {s.name: s for s in defs.schedules}[f"{VERIFY_JOB}_schedule"]
@@ -56,21 +56,21 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     path = tmp_path / "spec.yaml"
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
-    assets = [defs.resolve_assets_def(dg.AssetKey([name, leaf])) for leaf in ("snapshot", "incremental", "replica")]
+    assets = [defs.resolve_assets_def(dg.AssetKey([name, f"{name}_{leaf}"])) for leaf in ("snapshot", "incremental", "replica")]
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize(assets[:1], instance=instance).success
     with pg_engine.begin() as c:
         c.execute(sa.text("UPDATE items SET name = 'renamed', updated_at = now() WHERE id <= 20"))
-    result = dg.materialize(assets, instance=instance, selection=[dg.AssetKey([name, "incremental"]), dg.AssetKey([name, "replica"])])
+    result = dg.materialize(assets, instance=instance, selection=[dg.AssetKey([name, f"{name}_incremental"]), dg.AssetKey([name, f"{name}_replica"])])
     assert result.success
     evaluation = _check(result)
     assert evaluation.passed and evaluation.metadata["source_rows"].value == 500
-    metadata = result.asset_materializations_for_node(f"{name}__replica")[0].metadata
+    metadata = result.asset_materializations_for_node(f"{name}__{name}_replica")[0].metadata
     assert isinstance(metadata["event_to_publish_lag_seconds"], dg.FloatMetadataValue)
     assert isinstance(metadata["last_event_age_seconds"], dg.FloatMetadataValue)
     assert metadata["records_applied"].value == 520
 
-    replica_only = [defs.resolve_assets_def(dg.AssetKey([name, "replica"]))]
+    replica_only = [defs.resolve_assets_def(dg.AssetKey([name, f"{name}_replica"]))]
     with sqlite3.connect(replica_file) as db:
         db.execute(f"UPDATE {replica_table_name(name)} SET document = json_set(document, '$.name', 'tampered') WHERE key = ?",
                    ('{"id":42}',))
@@ -114,7 +114,7 @@ def test_outbox_backlog_check_reports_waiting_rows(make_spec, pg_database, pg_en
         connection.execute(sa.text("UPDATE outbox SET occurred_at = occurred_at - interval '5 minutes'"))
     spec_file = tmp_path / "liberation.yaml"
     spec_file.write_text(spec_to_yaml(spec))
-    key = dg.AssetCheckKey(dg.AssetKey(["ob", "relay"]), "backlog")
+    key = dg.AssetCheckKey(dg.AssetKey(["ob", "ob_relay"]), "backlog")
     job = dg.define_asset_job("backlog_only", selection=dg.AssetSelection.checks(key))
     defs = dg.Definitions.merge(build_definitions(spec, str(spec_file)), dg.Definitions(jobs=[job]))
     result = defs.resolve_job_def("backlog_only").execute_in_process(instance=dg.DagsterInstance.ephemeral())

@@ -1,7 +1,7 @@
 """The UI shows it: a real headless Chromium loads the Dagster UI and finds the asset graph, a freshness status and the checks.
 
 It runs ``docs/screenshots.py`` (the script that makes the docs' screenshots)
-against this test's own databases: seed, main job, ``dagster dev``, then each
+against this test's own databases: seed, main job, ``dg dev``, then each
 page is captured only once its text is on screen, or the script fails.
 """
 
@@ -39,8 +39,9 @@ def test_a_headless_browser_finds_the_asset_graph_freshness_and_checks(make_spec
     assert result.returncode == 0, (result.stdout[-3000:], result.stderr[-3000:])
     print(result.stdout[result.stdout.find("asset-graph.png"):])
     assert "main job FAILED" not in result.stdout
-    assert "asset-graph.png:" in result.stdout and f"shows products_{token} / replica" in result.stdout
+    assert "asset-graph.png:" in result.stdout and f"shows products_{token} / products_{token}_replica" in result.stdout
     assert "freshness.png:" in result.stdout and "shows Freshness policy" in result.stdout
-    for name in ("asset-graph.png", "catalog.png", "freshness.png", "checks.png", "lag-plots.png"):
+    for name in ("asset-graph.png", "catalog.png", "column-schema.png", "freshness.png", "checks.png", "quarantine.png",
+                 "automation.png", "lag-plots.png"):
         image = (out / name).read_bytes()
         assert image.startswith(PNG) and len(image) > 20_000, name

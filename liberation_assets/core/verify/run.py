@@ -20,6 +20,7 @@ from liberation_assets.core.errors import SpecError
 from liberation_assets.core.readers.table import reflect_stream_table
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison, compare_with_source
+from liberation_assets.core.verify.lag import LagReport, explain
 from liberation_assets.core.verify.replica import ApplyStats, materialize
 from liberation_assets.core.verify.store import ReplicaStore, replica_table_name, replica_url
 
@@ -32,6 +33,12 @@ class Verification:
     replica_url: str
     applied: ApplyStats
     comparison: Comparison
+    lag: LagReport
+    """Why the replica differs: documented lag (rows after the last poll, deletes awaiting the reconcile) or not."""
+
+    def passes(self, strict: bool = False) -> bool:
+        """Exact match, or (unless ``strict``) differences that are all documented lag."""
+        return self.comparison.matches or (not strict and self.lag.only_lag)
 
     def metadata(self) -> dict[str, int | float]:
         return {**self.applied.metadata(), **self.comparison.metadata()}
@@ -51,7 +58,7 @@ def verify(spec: Spec, stream_name: str, *, replica: str | None = None, rebuild:
         table = reflect_stream_table(engine, stream, stream_name)
         deleted_when = stream.soft_delete.deleted_when if stream.soft_delete else "not_null"
         comparison = compare_with_source(engine, table, spec.timezone_for(stream_name), lambda: store.documents(name), deleted_when)
-        return Verification(stream_name, store.safe_url, applied, comparison)
+        return Verification(stream_name, store.safe_url, applied, comparison, explain(spec, stream_name, comparison, engine, table))
     finally:
         engine.dispose()
         store.close()
