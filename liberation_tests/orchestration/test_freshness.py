@@ -12,9 +12,10 @@ from liberation_assets.orchestration import freshness
 from liberation_assets.orchestration.build import build_definitions
 from liberation_assets.orchestration.freshness import Pending, freshness_evaluation
 from liberation_assets.orchestration.resources import build_resources
+from liberation_assets.orchestration.translator import asset_key
 from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, write_spec
 
-KEY = dg.AssetKey(["s", "cdc"])
+KEY = asset_key("s", "cdc")
 WINDOWS = FreshnessSpec(warn_after=timedelta(minutes=3), fail_after=timedelta(minutes=10))
 NOW = 1_000_000.0
 
@@ -52,7 +53,7 @@ def test_the_sensor_reports_a_cdc_stream_stale_while_the_slot_holds_changes_and_
                                                     "freshness": {"warn_after": "3m", "fail_after": "10m"}}})
     path = write_spec(spec, tmp_path)
     defs = build_definitions(spec, str(path))
-    key = dg.AssetKey(["a", "cdc"])
+    key = asset_key("a", "cdc")
     assert dg.AssetCheckKey(key, freshness.CHECK_NAME) in defs.resolve_asset_graph().asset_check_keys
     with dg.instance_for_test() as instance:
         def reported() -> dg.AssetCheckEvaluation:
