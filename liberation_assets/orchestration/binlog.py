@@ -6,8 +6,6 @@ the binlog has moved past the stored position, and now and then even when it
 has not, so an idle source stays fresh.  PostgreSQL sources are ``cdc.py``'s.
 """
 
-import time
-
 import dagster as dg
 
 from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
@@ -17,7 +15,7 @@ from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
-from liberation_assets.orchestration.runs import BINLOG_TAG, LOG_PRIORITY, skip_while_active
+from liberation_assets.orchestration.runs import BINLOG_TAG, Probe, log_sensor
 from liberation_assets.orchestration.translator import asset_key
 
 SOURCE_FIGURES = ("kafka_transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
@@ -87,30 +85,22 @@ def _heartbeat_seconds(spec: Spec, source: str) -> float:
 
 def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
     keys = [asset_key(name, "cdc") for name in cdc_streams(spec, source)]
-    tags = {BINLOG_TAG: source}
-    heartbeat = _heartbeat_seconds(spec, source)
 
-    @dg.sensor(
+    def probe(spec: Spec) -> Probe:
+        lag = log_lag(spec, source)
+        behind = "no position yet" if lag.stored is None else f"{lag.bytes_behind} bytes" if lag.behind else "0 bytes"
+        return Probe(bool(lag.behind), f"the binlog of {source} is at the stored position {lag.current[0]}:{lag.current[1]}",
+                     {"liberation/behind": behind})
+
+    return log_sensor(
         name=translator.sensor_name(source, "binlog"),
         job=translator.asset_job(source, "drain", keys, f"Drain the binlog of {source}."),
-        minimum_interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
+        interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
         default_status=sensor_status(spec),
         description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",
+        tags={BINLOG_TAG: source}, what=f"binlog run of {source}",
+        heartbeat_key=keys[0], heartbeat_seconds=_heartbeat_seconds(spec, source), probe=probe,
     )
-    def binlog_sensor(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
-        skip = skip_while_active(context.instance, tags, f"binlog run of {source}")
-        if skip is not None:
-            return skip
-        lag = log_lag(liberation.load_spec(), source)
-        if lag.behind:
-            behind = "no position yet" if lag.stored is None else f"{lag.bytes_behind} bytes"
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/behind": behind})])
-        last = context.instance.get_latest_materialization_event(keys[0])
-        if last is None or time.time() - last.timestamp > heartbeat:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/behind": "0 bytes"})])
-        return dg.SkipReason(f"the binlog of {source} is at the stored position {lag.current[0]}:{lag.current[1]}")
-
-    return binlog_sensor
 
 
 def definitions(spec: Spec) -> dg.Definitions:

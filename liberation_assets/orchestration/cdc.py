@@ -7,7 +7,6 @@ For latency below the sensor's interval, run ``liberation follow <source>``
 instead; the sensor then skips, because the slot is in use.
 """
 
-import time
 from collections.abc import Iterator
 
 import dagster as dg
@@ -20,7 +19,7 @@ from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
-from liberation_assets.orchestration.runs import CDC_TAG, LOG_PRIORITY, skip_while_active
+from liberation_assets.orchestration.runs import CDC_TAG, Probe, log_sensor
 from liberation_assets.orchestration.translator import asset_key
 
 RETAINED_WAL_WARN_BYTES = 1024**3
@@ -38,9 +37,10 @@ def slot_check(info: SlotInfo | None, summary: CdcSummary | None = None, key: dg
     target = {"asset_key": key, "check_name": "slot_health"} if key else {}
     if info is None:
         return dg.AssetCheckResult(passed=False, description="the replication slot does not exist", **target)
-    metadata: dict[str, float | int] = {**info.metadata()}
+    figures: dict[str, float | int] = {**info.metadata()}
     if summary is not None and summary.last_commit_ms is not None:
-        metadata["lag_seconds"] = summary.metadata()["lag_seconds"]
+        figures["lag_seconds"] = summary.metadata()["lag_seconds"]
+    metadata = translator.readable_metadata(figures)  # LSNs as PostgreSQL prints them
     if info.wal_status in ("lost", "unreserved"):
         return dg.AssetCheckResult(passed=False, metadata=metadata,
                                    description=f"slot WAL status is {info.wal_status}: changes are or will be lost", **target)
@@ -88,34 +88,24 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
 
 def _pending_sensor(spec: Spec, source: str, assets: dg.AssetsDefinition) -> dg.SensorDefinition:
     names = cdc_streams(spec, source)
-    tags = {CDC_TAG: source}
-    request_tags = {**tags, **LOG_PRIORITY}
     # Quiet sources still run this often, so the assets stay fresh and heartbeats move the slot on.
     heartbeat = min((spec.streams[n].freshness.warn_after or spec.streams[n].freshness.fail_after).total_seconds()
                     for n in names) / 2
 
-    @dg.sensor(
+    def probe(spec: Spec) -> Probe:
+        status = slot_status(spec, source)
+        if status.pending is None:
+            return Probe(None, "the slot is in use by another reader (liberation follow)")
+        return Probe(bool(status.pending), "no unread changes in the slot")
+
+    return log_sensor(
         name=translator.sensor_name(source, "cdc"),
         job=translator.asset_job(source, "drain", list(assets.keys), f"Drain the replication slot of {source}."),
-        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
-        default_status=sensor_status(spec),
+        interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=sensor_status(spec),
         description=f"Requests a {source} CDC run when its replication slot holds unread changes.",
+        tags={CDC_TAG: source}, what=f"CDC run of {source}",
+        heartbeat_key=asset_key(names[0], "cdc"), heartbeat_seconds=heartbeat, probe=probe,
     )
-    def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
-        skip = skip_while_active(context.instance, tags, f"CDC run of {source}")
-        if skip is not None:
-            return skip
-        status = slot_status(liberation.load_spec(), source)
-        if status.pending is None:
-            return dg.SkipReason("the slot is in use by another reader (liberation follow)")
-        if status.pending:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**request_tags, "liberation/reason": "pending"})])
-        last = context.instance.get_latest_materialization_event(asset_key(names[0], "cdc"))
-        if last is None or time.time() - last.timestamp > heartbeat:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**request_tags, "liberation/reason": "heartbeat"})])
-        return dg.SkipReason("no unread changes in the slot")
-
-    return pending
 
 
 def definitions(spec: Spec) -> dg.Definitions:

@@ -1,7 +1,5 @@
 """Outbox pattern: a ``<outbox>/relay`` asset per outbox table, and a sensor that requests it when rows are pending."""
 
-import time
-
 import dagster as dg
 
 from liberation_assets.core.engine.outbox_relay import outbox_pending, relay_once
@@ -9,7 +7,7 @@ from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
-from liberation_assets.orchestration.runs import LOG_PRIORITY, OUTBOX_TAG, skip_while_active
+from liberation_assets.orchestration.runs import OUTBOX_TAG, Probe, log_sensor
 from liberation_assets.orchestration.translator import asset_key
 
 
@@ -28,7 +26,7 @@ def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
                              f"{summary.pending} pending, oldest {summary.oldest_pending_age_seconds:.1f}s")
         else:
             context.log.info(f"another relay (e.g. `liberation follow {name}`) holds the lease; {summary.pending} pending")
-        return dg.MaterializeResult(metadata=summary.metadata())
+        return dg.MaterializeResult(metadata=translator.readable_metadata(summary.metadata()))
 
     return relay
 
@@ -42,29 +40,19 @@ def _heartbeat_seconds(spec: Spec, name: str) -> float:
 def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
     outbox = spec.outboxes[name]
     key = asset_key(name, "relay")
-    heartbeat = _heartbeat_seconds(spec, name)
-    tags = {OUTBOX_TAG: name}
 
-    @dg.sensor(
+    def probe(spec: Spec) -> Probe:
+        count, _age = outbox_pending(spec, name)
+        return Probe(bool(count), f"outbox {outbox.table} is empty", {"liberation/pending": str(count)})
+
+    return log_sensor(
         name=translator.sensor_name(name, "relay"),
         job=translator.asset_job(name, "relay", [key], f"Relay the pending rows of {outbox.table}."),
-        minimum_interval_seconds=max(1, int(outbox.poll_every.total_seconds())),
-        default_status=sensor_status(spec),
+        interval_seconds=max(1, int(outbox.poll_every.total_seconds())), default_status=sensor_status(spec),
         description=f"Requests {name}_relay when {outbox.table} has pending rows (checked every {translator.duration(outbox.poll_every)}).",
+        tags={OUTBOX_TAG: name}, what=f"relay run of {name}",
+        heartbeat_key=key, heartbeat_seconds=_heartbeat_seconds(spec, name), probe=probe,
     )
-    def pending(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
-        skip = skip_while_active(context.instance, tags, f"relay run of {name}")
-        if skip is not None:
-            return skip
-        count, age = outbox_pending(liberation.load_spec(), name)
-        if count:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/pending": str(count)})])
-        last = context.instance.get_latest_materialization_event(key)
-        if last is None or time.time() - last.timestamp > heartbeat:
-            return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, "liberation/pending": "0"})])
-        return dg.SkipReason(f"outbox {outbox.table} is empty")
-
-    return pending
 
 
 def definitions(spec: Spec) -> dg.Definitions:

@@ -9,9 +9,14 @@ count, one run per unique value.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import dagster as dg
+
+from liberation_assets.core.spec import Spec
+from liberation_assets.orchestration.resources import LiberationResource
 
 ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
                        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
@@ -25,6 +30,8 @@ VERIFY_TAG = "liberation/verify"
 STREAM_TAGS = (CDC_TAG, BINLOG_TAG, OUTBOX_TAG, QUERY_TAG)
 """One tag per kind of run, valued with the source, outbox or stream it works on: the concurrency limits' keys."""
 
+REASON_TAG = "liberation/reason"
+"""Why a sensor requested the run: ``pending`` (the source holds changes) or ``heartbeat`` (an idle source kept fresh)."""
 PRIORITY_TAG = "dagster/priority"
 LOG_PRIORITY = {PRIORITY_TAG: "10"}
 """CDC and outbox runs go before query polls in the queue: they hold the low-latency promise (and the slot's WAL)."""
@@ -52,5 +59,44 @@ def skipping_schedule(name: str, job: dg.UnresolvedAssetJobDefinition, cron: str
         if skip is not None:
             return skip
         return dg.RunRequest(tags=dict(tags))
+
+    return tick
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a source says at a sensor tick."""
+
+    pending: bool | None
+    """True: changes wait, run now; False: nothing waits (a heartbeat run may still be due); None: cannot tell."""
+    reason: str
+    """The skip reason shown in the tick history when no run is requested."""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    """Extra run tags that say what was found (bytes behind, rows pending)."""
+
+
+def log_sensor(*, name: str, job: dg.UnresolvedAssetJobDefinition, interval_seconds: int,
+               default_status: dg.DefaultSensorStatus, description: str, tags: Mapping[str, str], what: str,
+               heartbeat_key: dg.AssetKey, heartbeat_seconds: float,
+               probe: Callable[[Spec], Probe]) -> dg.SensorDefinition:
+    """The one sensor of the log patterns (CDC, binlog, outbox): skip while a run with ``tags`` is active; request a
+    run (first in the queue) when ``probe`` finds changes, or when the asset is older than ``heartbeat_seconds`` so an
+    idle source stays fresh; otherwise skip with the probe's reason."""
+
+    @dg.sensor(name=name, job=job, minimum_interval_seconds=interval_seconds, default_status=default_status,
+               description=description)
+    def tick(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
+        skip = skip_while_active(context.instance, tags, what)
+        if skip is not None:
+            return skip
+        found = probe(liberation.load_spec())
+        if found.pending is None:
+            return dg.SkipReason(found.reason)
+        if not found.pending:
+            last = context.instance.get_latest_materialization_event(heartbeat_key)
+            if last is not None and time.time() - last.timestamp <= heartbeat_seconds:
+                return dg.SkipReason(found.reason)
+        reason = "pending" if found.pending else "heartbeat"
+        return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, **found.tags, REASON_TAG: reason})])
 
     return tick

@@ -51,7 +51,8 @@ def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(make
             emit(connection, CounterBumped(counter_id="c", n=n, writer=0))
     pending = tick()
     assert isinstance(pending, dg.SensorResult)
-    assert pending.run_requests[0].tags == {"liberation/outbox": "ob", "liberation/pending": "3", "dagster/priority": "10"}
+    assert pending.run_requests[0].tags == {"liberation/outbox": "ob", "liberation/pending": "3", "dagster/priority": "10",
+                                          "liberation/reason": "pending"}
 
     result = dg.materialize([a for a in defs.assets if isinstance(a, dg.AssetsDefinition)],
                             instance=instance, resources=resources)
