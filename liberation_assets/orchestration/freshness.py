@@ -24,7 +24,7 @@ change that is not published yet.
 
 The check warns past the spec's ``warn_after`` and fails past ``fail_after``:
 the same windows as the Dagster freshness policy, on the data's own clock.
-The sensor ``liberation_data_freshness`` reports it every 30 s without a run
+The sensor ``liberation_freshness_sensor`` reports it every 30 s without a run
 (``report_runless_asset_event``); the check is also evaluated in every run
 that selects its asset.
 """
@@ -32,16 +32,18 @@ that selects its asset.
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import dagster as dg
 
 from liberation_assets.core.spec import FreshnessSpec, Spec
+from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.policy import sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.translator import asset_key
 
 CHECK_NAME = "data_fresh"
-SENSOR_NAME = "liberation_data_freshness"
+SENSOR_NAME = translator.sensor_name("liberation", "freshness")
 SENSOR_INTERVAL_SECONDS = 30
 
 
@@ -77,6 +79,11 @@ def staleness_seconds(pending: Pending, complete_since: float | None, now: float
     return max(0.0, now - complete_since)
 
 
+def _seconds(value: float) -> str:
+    """``3m20s`` rather than ``200s``: as the spec writes the windows."""
+    return translator.duration(timedelta(seconds=round(value)))
+
+
 def freshness_evaluation(key: dg.AssetKey, freshness: FreshnessSpec, pending: Pending,
                          complete_since: float | None, now: float) -> dg.AssetCheckEvaluation:
     """Pass under ``warn_after``; WARN past it; ERROR past ``fail_after`` (or when nothing was ever published)."""
@@ -100,8 +107,8 @@ def freshness_evaluation(key: dg.AssetKey, freshness: FreshnessSpec, pending: Pe
     else:
         severity, passed = dg.AssetCheckSeverity.WARN, True
     description = ("the source holds no unpublished change" if stale == 0.0 else
-                   f"the source has held unpublished changes for {stale:.0f}s "
-                   f"(warn after {warn_after:.0f}s, fail after {fail_after:.0f}s)")
+                   f"the source has held unpublished changes for {_seconds(stale)} "
+                   f"(warn after {_seconds(warn_after)}, fail after {_seconds(fail_after)})")
     return dg.AssetCheckEvaluation(asset_key=key, check_name=CHECK_NAME, passed=passed, metadata=metadata,
                                    severity=severity, description=description)
 

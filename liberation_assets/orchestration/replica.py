@@ -58,9 +58,9 @@ def matches_source_result(comparison: Comparison, lag: LagReport | None = None) 
     metadata: dict[str, Any] = dict(comparison.metadata())
     if lag is not None:
         metadata.update(lag_metadata(lag))
-    metadata["differing_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
+    metadata["first_different_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
     if comparison.details:
-        metadata["differing_values"] = dg.MetadataValue.json(
+        metadata["first_different_values"] = dg.MetadataValue.json(
             [{"key": d.key, "column": d.column, "source": d.source, "published": d.published, "note": d.note}
              for d in comparison.details[:KEYS_SHOWN]])
     only_lag = lag is not None and lag.only_lag

@@ -77,9 +77,9 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     failed = dg.materialize(replica_only, instance=instance, raise_on_error=False)
     assert not failed.success  # the blocking check fails the step
     evaluation = _check(failed)
-    assert not evaluation.passed and evaluation.metadata["differing_keys"].value == ['{"id":42}']
+    assert not evaluation.passed and evaluation.metadata["first_different_keys"].value == ['{"id":42}']
     assert evaluation.metadata["different_keys"].value == 1 and '{"id":42}' in (evaluation.description or "")
-    [value] = evaluation.metadata["differing_values"].value
+    [value] = evaluation.metadata["first_different_values"].value
     assert (value["key"], value["column"], value["source"], value["published"]) == ('{"id":42}', "name", "item 42", "tampered")
 
     for leftover in tmp_path.glob("items.sqlite*"):
@@ -90,7 +90,7 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     dropped = dg.materialize(replica_only, instance=instance, raise_on_error=False)
     evaluation = _check(dropped)
     assert not dropped.success and not evaluation.passed
-    assert evaluation.metadata["differing_keys"].value == ['{"id":7}'] and evaluation.metadata["missing_keys"].value == 1
+    assert evaluation.metadata["first_different_keys"].value == ['{"id":7}'] and evaluation.metadata["missing_keys"].value == 1
 
 
 def test_backlog_passes_while_young_warns_then_fails_with_age() -> None:

@@ -138,7 +138,7 @@ class Comparison:
         """Numbers only, so the UI plots them."""
         return {"source_rows": self.source_rows, "replica_rows": self.replica_rows,
                 "missing_keys": len(self.missing), "extra_keys": len(self.extra),
-                "different_keys": len(self.different), "differing_buckets": self.differing_buckets,
+                "different_keys": len(self.different), "different_buckets": self.differing_buckets,
                 "different_values": len(self.details)}
 
     def describe(self, limit: int = 10) -> str:
