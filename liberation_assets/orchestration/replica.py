@@ -40,13 +40,6 @@ VERIFY_JOB = "verify_all"
 KEYS_SHOWN = 20
 
 
-class ReplicaResource(dg.ConfigurableResource):
-    """Where replicas live: a SQLAlchemy URL (``{stream}``/``{topic}`` allowed); empty means
-    ``$LIBERATION_REPLICA_URL`` or a SQLite file per stream under ``.stack/replicas``."""
-
-    url: str = ""
-
-
 def publishing_assets(spec: Spec) -> dict[str, list[dg.AssetKey]]:
     """Each stream's publishing assets (snapshot, incremental, reconcile, cdc), from the translator."""
     return {name: translator.publishing_keys(spec, name) for name in spec.streams}
@@ -79,8 +72,8 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
                                        description="Every published value read back by the source server equals its own (key, column, both values).")],
         pool=f"liberation-{name}-replica",
     )
-    def replica(context: dg.AssetExecutionContext, liberation: LiberationResource, replicas: ReplicaResource) -> dg.MaterializeResult:
-        verification = verify(liberation.load_spec(), name, replica=replicas.url or None)
+    def replica(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+        verification = verify(liberation.load_spec(), name, replica=liberation.replica_url or None)
         applied = verification.applied
         context.log.info(f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "
                          f"to {verification.replica_url}; {verification.comparison.describe()}")
@@ -130,10 +123,9 @@ def definitions(spec: Spec) -> dg.Definitions:
     assets = [_replica_asset(spec, name, upstream[name]) for name in spec.streams]
     checks = [_quarantine_check(spec, name) for name in spec.streams] + [_backlog_check(spec, name) for name in spec.outboxes]
     if not assets:
-        return dg.Definitions(asset_checks=checks, resources={"replicas": ReplicaResource()})
+        return dg.Definitions(asset_checks=checks)
     tags = {VERIFY_TAG: VERIFY_JOB}
     job = dg.define_asset_job(VERIFY_JOB, selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
                               description="Catch every replica up from its topic and compare it with the source.", tags=tags)
     schedule = skipping_schedule(f"{VERIFY_JOB}_schedule", job, "30 * * * *", tags, "verify", schedule_status(spec))
-    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], schedules=[schedule],
-                          resources={"replicas": ReplicaResource()})
+    return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], schedules=[schedule])

@@ -1,4 +1,4 @@
-"""Dagster resources: they only load the spec and build core objects.
+"""The one Dagster resource: it only loads the spec (with the deployment's overrides) and says where replicas live.
 
 Environment variables are read lazily, when a run needs a connection, never at
 import time, so the code location loads even where secrets are absent.
@@ -6,7 +6,6 @@ import time, so the code location loads even where secrets are absent.
 
 
 import os
-from functools import cached_property
 
 import dagster as dg
 from pydantic import PrivateAttr
@@ -14,53 +13,28 @@ from pydantic import PrivateAttr
 from liberation_assets.core.spec import Spec, default_spec_path, load_spec
 
 
-class SpecResource(dg.ConfigurableResource):
-    """The declarative spec that every asset is built from."""
+class LiberationResource(dg.ConfigurableResource["LiberationResource"]):
+    """Everything an asset needs: the spec (an empty bootstrap keeps the spec's own Kafka) and the replica URL."""
 
-    path: str = ""
+    spec_path: str = ""
+    """The spec file; empty: ``$LIBERATION_SPEC`` or ``liberation.yaml``."""
+    bootstrap_servers: str = ""
+    """Kafka bootstrap servers overriding the spec's, for a deployment that moves the cluster."""
+    replica_url: str = ""
+    """Where replicas live: a SQLAlchemy URL (``{stream}``/``{topic}`` allowed); empty means
+    ``$LIBERATION_REPLICA_URL`` or a SQLite file per stream under ``.stack/replicas``."""
 
     _spec: Spec | None = PrivateAttr(default=None)
 
-    def load(self) -> Spec:
+    def load_spec(self) -> Spec:
         if self._spec is None:
-            self._spec = load_spec(self.path or default_spec_path())
+            spec = load_spec(self.spec_path or default_spec_path())
+            if self.bootstrap_servers:
+                kafka = spec.kafka.model_copy(update={"bootstrap_servers": self.bootstrap_servers})
+                spec = spec.model_copy(update={"kafka": kafka})
+            self._spec = spec
         return self._spec
 
 
-class KafkaResource(dg.ConfigurableResource):
-    """The Kafka cluster; an empty bootstrap means the spec's own setting."""
-
-    bootstrap_servers: str = ""
-
-    def apply(self, spec: Spec) -> Spec:
-        if not self.bootstrap_servers:
-            return spec
-        kafka = spec.kafka.model_copy(update={"bootstrap_servers": self.bootstrap_servers})
-        return spec.model_copy(update={"kafka": kafka})
-
-
-class DatabasesResource(dg.ConfigurableResource):
-    """Source databases, as the spec names them; secrets resolve from the environment at run time."""
-
-    def url_for(self, spec: Spec, source: str) -> str:
-        return spec.sources[source].safe_url()
-
-
-class LiberationResource(dg.ConfigurableResource):
-    """Everything an asset needs: the spec with Kafka applied."""
-
-    spec: SpecResource
-    kafka: KafkaResource
-    databases: DatabasesResource
-
-    def load_spec(self) -> Spec:
-        return self.kafka.apply(self.spec.load())
-
-
 def build_resources(spec_path: str | None = None) -> dict[str, object]:
-    spec_resource = SpecResource(path=str(spec_path or os.environ.get("LIBERATION_SPEC", "")))
-    kafka = KafkaResource()
-    databases = DatabasesResource()
-    return {
-        "liberation": LiberationResource(spec=spec_resource, kafka=kafka, databases=databases),
-    }
+    return {"liberation": LiberationResource(spec_path=str(spec_path or os.environ.get("LIBERATION_SPEC", "")))}
