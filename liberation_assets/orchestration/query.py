@@ -150,29 +150,29 @@ def _reconcile_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
 def definitions(spec: Spec) -> dg.Definitions:
     assets: list[dg.AssetsDefinition] = []
     schedules: list[dg.ScheduleDefinition] = []
-    jobs: list[dg.JobDefinition] = []
+    jobs: list[dg.UnresolvedAssetJobDefinition] = []
     for name, stream in spec.streams.items():
         if "snapshot" in stream.patterns:
             assets.append(_snapshot_asset(spec, name))
             if stream.snapshot_partitions is not None:
-                jobs.append(dg.define_asset_job(
-                    f"{name}_snapshot_backfill", selection=dg.AssetSelection.assets(asset_key(name, "snapshot")),
+                jobs.append(translator.asset_job(
+                    name, "snapshot_backfill", [asset_key(name, "snapshot")],
+                    f"Snapshot {stream.table} by key range: backfill the partitions to run them in parallel.",
                     partitions_def=snapshot_partitions(stream),
-                    description=f"Snapshot {stream.table} by key range: backfill the partitions to run them in parallel.",
                     executor_def=dg.multiprocess_executor,  # the one job whose steps are worth their own processes
                 ))
         if "query" in stream.patterns:
             assets.append(_incremental_asset(spec, name))
             tags = {QUERY_TAG: name}  # poll and reconcile of one stream share the tag: one at a time
-            poll_job = dg.define_asset_job(f"{name}_poll", selection=dg.AssetSelection.assets(asset_key(name, "incremental")),
-                                           tags=tags)
-            schedules.append(skipping_schedule(f"{name}_poll_schedule", poll_job,
+            poll_job = translator.asset_job(name, "poll", [asset_key(name, "incremental")],
+                                            f"Poll {stream.table} for changes past the watermark.", tags)
+            schedules.append(skipping_schedule(translator.schedule_name(name, "poll"), poll_job,
                                                _cron_for(stream.poll_every.total_seconds()), tags,
                                                f"query run of {name}", schedule_status(spec)))
             assets.append(_reconcile_asset(spec, name))
-            reconcile_job = dg.define_asset_job(f"{name}_reconcile", selection=dg.AssetSelection.assets(asset_key(name, "reconcile")),
-                                                description=f"Find hard deletes in {stream.table}.", tags=tags)
-            schedules.append(skipping_schedule(f"{name}_reconcile_schedule", reconcile_job,
+            reconcile_job = translator.asset_job(name, "reconcile", [asset_key(name, "reconcile")],
+                                                 f"Find hard deletes in {stream.table}.", tags)
+            schedules.append(skipping_schedule(translator.schedule_name(name, "reconcile"), reconcile_job,
                                                _cron_for(stream.reconcile_every.total_seconds()), tags,
                                                f"query run of {name}", schedule_status(spec)))
     return dg.Definitions(assets=assets, schedules=schedules, jobs=jobs)

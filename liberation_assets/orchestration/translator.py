@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -68,9 +69,17 @@ def sensor_name(subject: str, pattern: str) -> str:
     return f"{subject}_{pattern}_sensor"
 
 
-def asset_job(subject: str, action: str, keys: list[dg.AssetKey], description: str) -> dg.UnresolvedAssetJobDefinition:
-    """A named job over some assets, so a sensor's runs say what they are (``shop_drain``), never ``__ASSET_JOB``."""
-    return dg.define_asset_job(job_name(subject, action), selection=dg.AssetSelection.assets(*keys), description=description)
+def schedule_name(subject: str, action: str) -> str:
+    """``<subject>_<action>_schedule``: the schedule of the job ``<subject>_<action>``."""
+    return f"{job_name(subject, action)}_schedule"
+
+
+def asset_job(subject: str, action: str, keys: list[dg.AssetKey], description: str,
+              tags: Mapping[str, str] | None = None, **options: Any) -> dg.UnresolvedAssetJobDefinition:
+    """A named job over some assets, so a sensor's or schedule's runs say what they are (``shop_drain``), never
+    ``__ASSET_JOB``; ``options`` go to ``define_asset_job`` (partitions, executor)."""
+    return dg.define_asset_job(job_name(subject, action), selection=dg.AssetSelection.assets(*keys), description=description,
+                               tags=dict(tags) if tags else None, **options)
 
 
 def publishing_leaves(spec: Spec, name: str) -> list[str]:
