@@ -6,6 +6,8 @@ the binlog has moved past the stored position, and now and then even when it
 has not, so an idle source stays fresh.  PostgreSQL sources are ``cdc.py``'s.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 
 from liberation_assets.core.engine.cdc_mysql import CdcSummary, cdc_streams, drain, log_lag
@@ -16,7 +18,7 @@ from liberation_assets.orchestration.contracts import contract_check_specs, refu
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import BINLOG_TAG, Probe, log_sensor
-from liberation_assets.orchestration.translator import asset_key
+from liberation_assets.orchestration.translator import Materialized, asset_key
 
 SOURCE_FIGURES = ("kafka_transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
                   "reconciled_deletes", "ddl_events")
@@ -58,7 +60,8 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         description=f"Drains the binlog of {source} for {', '.join(names)}: one Kafka transaction per micro-batch.",
         pool=f"liberation-{source}-cdc",
     )
-    def binlog(context: dg.AssetExecutionContext, config: BinlogRunConfig, liberation: LiberationResource):
+    def binlog(context: dg.AssetExecutionContext, config: BinlogRunConfig,
+               liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
         spec = liberation.load_spec()
         try:
             summary = drain(spec, source, resnapshot=config.resnapshot,

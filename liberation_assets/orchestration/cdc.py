@@ -20,7 +20,7 @@ from liberation_assets.orchestration.contracts import contract_check_specs, refu
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import CDC_TAG, Probe, log_sensor
-from liberation_assets.orchestration.translator import asset_key
+from liberation_assets.orchestration.translator import Materialized, asset_key
 
 RETAINED_WAL_WARN_BYTES = 1024**3
 """A slot holding more WAL than this is reported (WARN): the disk of the source is at stake."""
@@ -34,20 +34,20 @@ def postgres_sources(spec: Spec) -> list[str]:
 
 def slot_check(info: SlotInfo | None, summary: CdcSummary | None = None, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
     """Fails when the slot lost WAL; warns when it retains more than ``RETAINED_WAL_WARN_BYTES``."""
-    target = {"asset_key": key, "check_name": "slot_health"} if key else {}
+    check_name = "slot_health" if key else None
     if info is None:
-        return dg.AssetCheckResult(passed=False, description="the replication slot does not exist", **target)
+        return dg.AssetCheckResult(passed=False, description="the replication slot does not exist", asset_key=key, check_name=check_name)
     figures: dict[str, float | int] = {**info.metadata()}
     if summary is not None and summary.last_commit_ms is not None:
         figures["lag_seconds"] = summary.metadata()["lag_seconds"]
     metadata = translator.readable_metadata(figures)  # LSNs as PostgreSQL prints them
     if info.wal_status in ("lost", "unreserved"):
         return dg.AssetCheckResult(passed=False, metadata=metadata,
-                                   description=f"slot WAL status is {info.wal_status}: changes are or will be lost", **target)
+                                   description=f"slot WAL status is {info.wal_status}: changes are or will be lost", asset_key=key, check_name=check_name)
     if info.retained_wal_bytes > RETAINED_WAL_WARN_BYTES:
         return dg.AssetCheckResult(passed=False, severity=dg.AssetCheckSeverity.WARN, metadata=metadata,
-                                   description=f"slot retains {info.retained_wal_bytes / 1024**2:.0f} MB of WAL", **target)
-    return dg.AssetCheckResult(passed=True, metadata=metadata, **target)
+                                   description=f"slot retains {info.retained_wal_bytes / 1024**2:.0f} MB of WAL", asset_key=key, check_name=check_name)
+    return dg.AssetCheckResult(passed=True, metadata=metadata, asset_key=key, check_name=check_name)
 
 
 def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
@@ -69,7 +69,7 @@ def _source_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
     @dg.multi_asset(name=f"{source}_cdc", specs=specs, check_specs=[check, *contract_specs], can_subset=False,
                     pool=f"liberation-{source}-cdc",
                     description=f"Drains replication slot {slot.slot} of source {source} up to the current LSN.")
-    def cdc(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    def cdc(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
         spec = liberation.load_spec()
         try:
             summary = drain(spec, source)

@@ -59,7 +59,7 @@ def contract_result(run: Mapping[str, Any], summary: QuarantineSummary, key: dg.
 
 
 def compatibility_result(decision: SchemaDecision, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
-    metadata = {
+    metadata: dict[str, int | str] = {
         "published_version": decision.published_version,
         "fields": len(decision.schema.fields),
         "incompatibilities": len(decision.problems),

@@ -8,7 +8,7 @@ from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import OUTBOX_TAG, Probe, log_sensor
-from liberation_assets.orchestration.translator import asset_key
+from liberation_assets.orchestration.translator import Materialized, asset_key
 
 
 def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
@@ -19,7 +19,7 @@ def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         freshness_policy=freshness_policy(outbox.freshness),
         pool=f"liberation-outbox-{name}",
     )
-    def relay(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+    def relay(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Materialized:
         summary = relay_once(liberation.load_spec(), name)
         if summary.lease_acquired:
             context.log.info(f"relayed {summary.relayed} events in {summary.transactions} transactions; "

@@ -14,7 +14,7 @@ from liberation_assets.orchestration.contracts import contract_check_specs, cont
 from liberation_assets.orchestration.policy import freshness_policy, schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import QUERY_TAG, skipping_schedule
-from liberation_assets.orchestration.translator import asset_key
+from liberation_assets.orchestration.translator import Materialized, asset_key
 
 
 def _cron_for(seconds: float) -> str:
@@ -26,7 +26,7 @@ def _cron_for(seconds: float) -> str:
     return f"0 */{hours} * * *" if hours < 24 else "0 0 * * *"
 
 
-def _progress_logger(context: dg.AssetExecutionContext, label: str):
+def _progress_logger(context: dg.AssetExecutionContext, label: str) -> ProgressCallback:
     """Log progress at most every 5%, so long snapshots show how far they are in the run log."""
     last = [-1]
 
@@ -41,7 +41,7 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str):
 
 
 def _materialize(summary: RunSummary, context: dg.AssetExecutionContext,
-                 checks: list[dg.AssetCheckResult] | None = None, *, row_count: bool = False) -> dg.MaterializeResult:
+                 checks: list[dg.AssetCheckResult] | None = None, *, row_count: bool = False) -> Materialized:
     """The run's figures (readable: timestamps, LSNs); a snapshot also reports ``dagster/row_count``, the rows it read."""
     r = summary.result
     context.log.info(
@@ -55,7 +55,7 @@ def _materialize(summary: RunSummary, context: dg.AssetExecutionContext,
 
 def _publish_checked(context: dg.AssetExecutionContext, liberation: LiberationResource, name: str,
                      work: Callable[[QueryPattern], RunSummary], *,
-                     row_count: bool = False) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+                     row_count: bool = False) -> Iterator[Materialized | dg.AssetCheckResult]:
     """Run one pattern step and evaluate its contract checks in the same step, from the counters it produced."""
     spec = liberation.load_spec()
     pattern = QueryPattern(spec, name)
@@ -104,7 +104,7 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         partitions_def=snapshot_partitions(stream),
         check_specs=contract_check_specs(name, asset_key(name, "snapshot")),
     )
-    def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource):
+    def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
         partition = context.partition_key if context.has_partition_key else None
         progress = _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip())
         yield from _publish_checked(context, liberation, name,
@@ -123,7 +123,7 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         pool=f"liberation-{name}-query",
         check_specs=contract_check_specs(name, asset_key(name, "incremental")),
     )
-    def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource):
+    def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
         yield from _publish_checked(context, liberation, name, lambda pattern: pattern.incremental())
 
     return incremental
@@ -136,7 +136,7 @@ def _reconcile_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         **translator.spec_fields(spec, name, "reconcile"),
         pool=f"liberation-{name}-query",
     )
-    def reconcile(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+    def reconcile(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Materialized:
         pattern = QueryPattern(liberation.load_spec(), name)
         try:
             summary = pattern.reconcile()

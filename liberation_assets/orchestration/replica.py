@@ -34,7 +34,7 @@ from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.policy import schedule_status
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import VERIFY_TAG, skipping_schedule
-from liberation_assets.orchestration.translator import asset_key
+from liberation_assets.orchestration.translator import Materialized, asset_key
 
 VERIFY_JOB = "verify_all"
 KEYS_SHOWN = 20
@@ -72,7 +72,7 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
                                        description="Every published value read back by the source server equals its own (key, column, both values).")],
         pool=f"liberation-{name}-replica",
     )
-    def replica(context: dg.AssetExecutionContext, liberation: LiberationResource) -> dg.MaterializeResult:
+    def replica(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Materialized:
         verification = verify(liberation.load_spec(), name, replica=liberation.replica_url or None)
         applied = verification.applied
         context.log.info(f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "

@@ -21,11 +21,17 @@ import warnings
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import dagster as dg
 
 from liberation_assets.core.spec import ColumnContract, OutboxSpec, Spec, StreamSpec
+
+if TYPE_CHECKING:
+    Materialized = dg.MaterializeResult[None]
+else:  # Dagster recognises only the bare class as an asset's result annotation
+    Materialized = dg.MaterializeResult
+"""What an asset function returns (or yields): a ``MaterializeResult`` without a value."""
 
 LEAVES = ("snapshot", "incremental", "reconcile", "cdc", "replica", "relay", "topic")
 _PATTERN_LEAVES = {"snapshot": ("snapshot",), "query": ("incremental", "reconcile"), "cdc": ("cdc",)}
@@ -188,6 +194,19 @@ def _qualified(source: str, table: str, schema: str | None) -> str:
 
 # --- asset fields ---------------------------------------------------------------------------------------------------
 
+class AssetFields(TypedDict):
+    """The keyword arguments the translator gives ``@dg.asset`` and ``dg.AssetSpec``."""
+
+    key: dg.AssetKey
+    group_name: str
+    kinds: set[str]
+    description: str
+    deps: list[dg.AssetKey]
+    metadata: dict[str, Any]
+    owners: list[str]
+    tags: dict[str, str]
+
+
 def _db_kind(spec: Spec, source: str) -> str:
     dialect = spec.sources[source].dialect
     return _DIALECT_KINDS.get(dialect, dialect)
@@ -274,7 +293,7 @@ def _deps(spec: Spec, name: str, leaf: str) -> list[dg.AssetKey]:
     return table
 
 
-def spec_fields(spec: Spec, name: str, leaf: str) -> dict[str, Any]:
+def spec_fields(spec: Spec, name: str, leaf: str) -> AssetFields:
     """The ``@dg.asset`` / ``dg.AssetSpec`` keyword arguments of a stream's asset: key, group, kinds, deps,
     description, table metadata, owners and tags."""
     stream = spec.streams[name]
@@ -290,7 +309,7 @@ def spec_fields(spec: Spec, name: str, leaf: str) -> dict[str, Any]:
     }
 
 
-def outbox_fields(spec: Spec, name: str) -> dict[str, Any]:
+def outbox_fields(spec: Spec, name: str) -> AssetFields:
     """The ``@dg.asset`` keyword arguments of an outbox's relay asset."""
     outbox: OutboxSpec = spec.outboxes[name]
     return {
@@ -303,6 +322,8 @@ def outbox_fields(spec: Spec, name: str) -> dict[str, Any]:
         "deps": [table_key(outbox.source, outbox.table, outbox.db_schema)],
         "metadata": {"table": outbox.table, "route": outbox.route, "cleanup": outbox.cleanup, "pattern": "outbox",
                      "dagster/table_name": _qualified(outbox.source, outbox.table, outbox.db_schema)},
+        "owners": [],
+        "tags": {},
     }
 
 
