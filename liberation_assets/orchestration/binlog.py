@@ -1,4 +1,4 @@
-"""MySQL/MariaDB binlog pattern: per source, one multi-asset with a ``<stream>/cdc`` asset per stream, and a sensor.
+"""MySQL/MariaDB binlog pattern: per source, one multi-asset with a ``<stream>/<stream>_cdc`` asset per stream, and a sensor.
 
 A run drains the source's binlog up to where the server is now (snapshotting
 first when needed), exactly once into Kafka.  The sensor requests a run when

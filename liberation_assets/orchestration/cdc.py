@@ -1,4 +1,4 @@
-"""CDC pattern (PostgreSQL): per source, one multi-asset with a ``<stream>/cdc`` asset per stream,
+"""CDC pattern (PostgreSQL): per source, one multi-asset with a ``<stream>/<stream>_cdc`` asset per stream,
 a sensor that requests a run when the slot holds changes, and a check on the slot's lag and retained WAL.
 
 All streams of a source share one slot, so one run drains them all: the

@@ -162,7 +162,7 @@ def _query_pending(spec: Spec) -> Pending:
 
 
 def targets(spec: Spec) -> list[Target]:
-    """Every publishing asset with a freshness window: ``/incremental``, ``/cdc``, ``<outbox>/relay``."""
+    """Every publishing asset with a freshness window: ``<stream>_incremental``, ``<stream>_cdc``, ``<outbox>/<outbox>_relay``."""
     from liberation_assets.core.engine.cdc_mysql import cdc_streams as mysql_streams
     from liberation_assets.core.engine.cdc_postgres import cdc_streams as pg_streams
 

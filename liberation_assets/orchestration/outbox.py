@@ -1,4 +1,4 @@
-"""Outbox pattern: a ``<outbox>/relay`` asset per outbox table, and a sensor that requests it when rows are pending."""
+"""Outbox pattern: a ``<outbox>/<outbox>_relay`` asset per outbox table, and a sensor that requests it when rows are pending."""
 
 import dagster as dg
 

@@ -1,4 +1,4 @@
-"""Query-based pattern: ``<stream>/snapshot`` and ``<stream>/incremental`` assets, schedules and reconciliation."""
+"""Query-based pattern: ``<stream>/<stream>_snapshot`` and ``<stream>/<stream>_incremental`` assets, schedules and reconciliation."""
 
 
 from collections.abc import Callable, Iterator

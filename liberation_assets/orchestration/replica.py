@@ -1,6 +1,6 @@
-"""Proof of liberation in Dagster: a ``<stream>/replica`` asset per stream, checked against the source.
+"""Proof of liberation in Dagster: a ``<stream>/<stream>_replica`` asset per stream, checked against the source.
 
-- ``<stream>/replica`` catches the stream's replica up from its topic
+- ``<stream>/<stream>_replica`` catches the stream's replica up from its topic
   (read_committed, upserts and tombstones) and reports the two lags as numbers:
   source event time to publish time, and last event to now.
 - ``matches_source`` (blocking) has the source server judge every replica
@@ -9,7 +9,7 @@
   It fails the step, so nothing downstream of a wrong replica runs.
 - ``quarantine`` (warning) counts the stream's open quarantine, whatever
   pattern publishes it.
-- ``backlog`` on each ``<outbox>/relay`` completes the operations view: rows
+- ``backlog`` on each ``<outbox>/<outbox>_relay`` completes the operations view: rows
   waiting in the outbox table and the oldest one's age, failing past the
   outbox's freshness windows.  (Slot lag and retained WAL are ``cdc.py``'s
   ``slot_health``.)
