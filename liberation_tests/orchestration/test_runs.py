@@ -80,3 +80,37 @@ def test_log_runs_outrank_polls_in_the_queue() -> None:
     from liberation_assets.orchestration.runs import LOG_PRIORITY
 
     assert int(LOG_PRIORITY[PRIORITY_TAG]) > 0  # query runs keep the default priority 0
+
+
+def test_the_log_sensor_factory_says_why_it_skips_and_why_it_runs() -> None:
+    from liberation_assets.orchestration import translator
+    from liberation_assets.orchestration.resources import LiberationResource
+    from liberation_assets.orchestration.runs import CDC_TAG, REASON_TAG, Probe, log_sensor
+
+    key = translator.asset_key("s", "cdc")
+    found: list[Probe] = []
+
+    sensor = log_sensor(name="s_cdc_sensor", job=translator.asset_job("src", "drain", [key], "drain"), interval_seconds=30,
+                        default_status=dg.DefaultSensorStatus.STOPPED, description="test", tags={CDC_TAG: "src"},
+                        what="CDC run of src", heartbeat_key=key, heartbeat_seconds=3600, probe=lambda spec: found[-1])
+    resources = {"liberation": LiberationResource(spec_path=str(REPO / "liberation.yaml"))}
+
+    def tick(instance: dg.DagsterInstance, probe: Probe) -> dg.SensorResult | dg.SkipReason:
+        found.append(probe)
+        with dg.build_sensor_context(instance=instance, resources=resources) as context:
+            return sensor(context)
+
+    with dg.instance_for_test() as instance:
+        idle = tick(instance, Probe(False, "no unread changes in the slot"))  # never materialized: a heartbeat is due
+        assert isinstance(idle, dg.SensorResult) and idle.run_requests[0].tags[REASON_TAG] == "heartbeat"
+        instance.report_runless_asset_event(dg.AssetMaterialization(key))
+        quiet = tick(instance, Probe(False, "no unread changes in the slot"))
+        assert isinstance(quiet, dg.SkipReason) and quiet.skip_message == "no unread changes in the slot"
+        busy = tick(instance, Probe(None, "the slot is in use by another reader"))
+        assert isinstance(busy, dg.SkipReason) and busy.skip_message == "the slot is in use by another reader"
+        due = tick(instance, Probe(True, "-", {"liberation/behind": "10 bytes"}))
+        assert isinstance(due, dg.SensorResult)
+        assert due.run_requests[0].tags == {CDC_TAG: "src", PRIORITY_TAG: "10", "liberation/behind": "10 bytes", REASON_TAG: "pending"}
+        _add_run(instance, "src_drain", {CDC_TAG: "src"}, dg.DagsterRunStatus.STARTED)
+        waiting = tick(instance, Probe(True, "-"))
+        assert isinstance(waiting, dg.SkipReason) and "already queued or running" in (waiting.skip_message or "")
