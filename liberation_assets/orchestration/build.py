@@ -5,15 +5,15 @@ from __future__ import annotations
 import dagster as dg
 
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration import binlog, cdc, contracts, freshness, outbox, query, replica
+from liberation_assets.orchestration import binlog, cdc, continuous, contracts, freshness, outbox, query, replica
 from liberation_assets.orchestration.resources import build_resources
 
-PATTERN_MODULES = (query, cdc, binlog, outbox, replica, contracts, freshness)
+PATTERN_MODULES = (query, cdc, binlog, outbox, replica, contracts, freshness, continuous)
 MAIN_JOB = "liberate_all"
 
 
 def build_definitions(spec: Spec, spec_path: str | None = None) -> dg.Definitions:
-    parts = [module.definitions(spec) for module in PATTERN_MODULES]
+    parts = [continuous.drop_micro_batch_sensors(module.definitions(spec), spec) for module in PATTERN_MODULES]
     main_job = dg.define_asset_job(
         MAIN_JOB, selection=dg.AssetSelection.all(),
         description="The main job: every stream of the spec, through every pattern it declares.",
