@@ -11,7 +11,6 @@ from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteJobOr
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 
-from liberation_assets.core.errors import SpecError
 from liberation_assets.core.spec import Spec, parse_spec
 from liberation_assets.orchestration import continuous, freshness
 from liberation_assets.orchestration.build import build_definitions
@@ -32,21 +31,6 @@ outboxes:
 
 def _spec(mode: str) -> Spec:
     return parse_spec(SPEC.replace("MODE", mode))
-
-
-def test_a_source_reads_in_micro_batches_unless_the_spec_says_continuous() -> None:
-    spec = parse_spec(SPEC.replace(", mode: MODE", ""))
-    assert spec.sources["db"].mode == "micro_batch"
-    assert spec.continuous_sources() == ["box"]
-    assert _spec("continuous").continuous_sources() == ["db", "box"]
-
-
-def test_the_mode_is_validated() -> None:
-    with pytest.raises(SpecError, match="mode"):
-        _spec("streaming")
-    no_cdc = SPEC.replace("patterns: [cdc]", "patterns: [query], cursor: updated_at").replace("cursor: null, ", "")
-    with pytest.raises(SpecError, match="continuous needs a stream with the cdc pattern"):
-        parse_spec(no_cdc.replace("MODE", "continuous"))
 
 
 def test_a_continuous_source_gets_a_follow_job_and_its_supervisor_instead_of_the_micro_batch_sensor() -> None:
