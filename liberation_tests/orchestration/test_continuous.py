@@ -65,6 +65,22 @@ def test_the_supervisor_starts_a_follow_run_only_when_none_is_queued_or_running(
         assert isinstance(skip, dg.SkipReason) and "failed" in (skip.skip_message or "")
 
 
+def test_the_demo_instance_keeps_its_micro_batch_slots_beside_the_long_lived_follow_runs() -> None:
+    from pathlib import Path
+
+    from dagster._core.instance.config import dagster_instance_config
+
+    from liberation_assets.core.spec import load_spec
+    from liberation_assets.demo.instance import TEMPLATE
+
+    demo = load_spec(Path(__file__).resolve().parents[2] / "liberation.yaml")
+    assert {f.name for f in continuous.followers(demo)} == {"shop", "shop_maria", "shop_outbox"}
+    config, _ = dagster_instance_config(str(TEMPLATE.parent), config_filename=TEMPLATE.name)
+    runs = config["concurrency"]["runs"]
+    assert runs["max_concurrent_runs"] - len(continuous.followers(demo)) >= 4  # as many micro-batch runs as before
+    assert {"key": FOLLOW_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in runs["tag_concurrency_limits"]
+
+
 @pytest.mark.integration
 def test_a_stopped_follower_goes_warn_then_fail_by_its_windows_and_its_restart_brings_it_back(
         make_spec, pg_database, pg_engine, tmp_path) -> None:
