@@ -113,9 +113,10 @@ def sample(port: int, started: float, quiet: bool = False) -> Sample:
                 value = _metadata_value(materializations[0]["metadataEntries"], "event_to_publish_lag_seconds")
                 if value is not None:
                     lag[name] = value
-                if _is_continuous(materializations[0]["metadataEntries"]):
-                    windows[name] = {m["timestamp"]: v for m in materializations
-                                     if (v := _metadata_value(m["metadataEntries"], "event_to_publish_lag_seconds")) is not None}
+                if _is_continuous(materializations[0]["metadataEntries"]):  # keyed by the window's time in the soak
+                    windows[name] = {f"{float(m['timestamp']) / 1000 - started:.3f}": v for m in materializations
+                                     if _is_continuous(m["metadataEntries"])
+                                     and (v := _metadata_value(m["metadataEntries"], "event_to_publish_lag_seconds")) is not None}
     data_fresh = {}
     if publishing:
         checks = graphql(port, "query Checks {\n" + "\n".join(
@@ -140,12 +141,11 @@ def _all_fresh(states: dict[str, str], good: str) -> bool:
 
 
 def _windows(samples: list[Sample], name: str, after: float) -> list[float]:
-    """Each reported window's largest lag once (a window is seen by several samples), from samples after ``after``."""
+    """Each reported window's largest lag once (a window is seen by several samples), for windows ending after ``after``."""
     seen: dict[str, float] = {}
     for s in samples:
-        if s.t >= after:
-            seen.update(s.windows.get(name, {}))
-    return list(seen.values())
+        seen.update(s.windows.get(name, {}))
+    return [lag for at, lag in seen.items() if float(at) >= after]
 
 
 def report(samples: list[Sample], command: str, minutes: float, out: Path, image: Path,
@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(args.interval)
         image = args.out.parent / "img" / "soak.png"
         image.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps([vars(s) for s in samples]))  # the raw samples, to re-judge
         print(report(samples, command, args.minutes, args.out, image, args.warmup * 60))
     finally:
         from liberation_assets.demo.cli import writes_paused_file
