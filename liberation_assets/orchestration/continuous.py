@@ -241,19 +241,38 @@ def supervisor(spec: Spec, follower: Follower, job: dg.JobDefinition) -> dg.Sens
     return supervise
 
 
-def _selected_keys(sensor: dg.SensorDefinition) -> set[dg.AssetKey] | None:
-    selection = sensor.asset_selection
-    if isinstance(selection, dg.AssetSelection) and hasattr(selection, "selected_keys"):
-        return set(selection.selected_keys)
-    return None
+def _selected_keys(sensor: dg.SensorDefinition, defs: dg.Definitions) -> set[dg.AssetKey] | None:
+    """The assets a sensor's runs would materialize: its asset selection, or the selection of the jobs it targets."""
+    selections = [sensor.asset_selection] if sensor.asset_selection is not None else []
+    if not selections:
+        jobs = {job.name: job for job in defs.jobs or []}
+        for target in sensor.targets:
+            job = jobs.get(target.job_name)
+            if job is None or getattr(job, "selection", None) is None:
+                return None
+            selections.append(job.selection)
+    if not selections:
+        return None
+    found: set[dg.AssetKey] = set()
+    for selection in selections:
+        if isinstance(selection, dg.AssetSelection) and hasattr(selection, "selected_keys"):
+            found |= set(selection.selected_keys)
+        else:
+            try:
+                found |= set(selection.resolve([a for a in defs.assets or [] if isinstance(a, dg.AssetsDefinition)]))
+            except Exception:  # noqa: BLE001 - a selection this part cannot resolve alone: keep the sensor
+                return None
+    return found
 
 
 def drop_micro_batch_sensors(defs: dg.Definitions, spec: Spec) -> dg.Definitions:
     """The definitions without the sensors that would request micro-batch runs of a continuous source's assets."""
     keys = continuous_keys(spec)
-    if not keys:
+    if not keys or not defs.sensors:
         return defs
-    kept = [s for s in defs.sensors or [] if not ((selected := _selected_keys(s)) and selected <= keys)]
+    kept = [s for s in defs.sensors if not ((selected := _selected_keys(s, defs)) and selected <= keys)]
+    if len(kept) == len(list(defs.sensors)):
+        return defs
     return dg.Definitions(assets=defs.assets, asset_checks=defs.asset_checks, schedules=defs.schedules, sensors=kept,
                           jobs=defs.jobs, resources=defs.resources, executor=defs.executor, loggers=defs.loggers,
                           metadata=defs.metadata)
