@@ -135,7 +135,9 @@ class Reporter(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopping.is_set():
-                self.probe.poll(self.every)
+                deadline = time.monotonic() + self.every
+                while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+                    self.probe.poll(min(1.0, left))  # a stop is seen within a second, then the last window is reported
                 self.report()
         finally:
             self.probe.close()
@@ -198,6 +200,10 @@ def follow_job(spec: Spec, follower: Follower) -> dg.JobDefinition:
         reporter.start()
         try:
             run_follower(spec, follower, config.duration_seconds)
+        except dg.DagsterExecutionInterruptedError:
+            # Terminated from the UI or Dagster shutting down: a stop, not a failure. A transaction in flight was
+            # aborted (never half-published); the next follower reads it again from the stored position.
+            context.log.info(f"follower of {follower.name} interrupted: stopped")
         finally:
             reporter.stop()
         context.log.info(f"follower of {follower.name} stopped after {reporter.reports} reports")
