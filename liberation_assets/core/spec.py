@@ -257,6 +257,10 @@ class KafkaSpec(_Model):
         return resolve_env(self.bootstrap_servers)
 
 
+Mode = Literal["micro_batch", "continuous"]
+"""How a source's log or an outbox is read: runs per micro-batch, or one follower streaming continuously."""
+
+
 class CdcSpec(_Model):
     """Log-based capture settings of one source database (PostgreSQL slot or MySQL binlog)."""
 
@@ -279,6 +283,9 @@ class SourceSpec(_Model):
     safety_lag: Duration = timedelta(seconds=0)
     clock_skew: Duration = timedelta(seconds=1)
     cdc: CdcSpec = Field(default_factory=CdcSpec)
+    mode: Mode = "micro_batch"
+    """How the source's log (its cdc streams) is read: ``micro_batch`` runs requested by a sensor, or
+    ``continuous``, one long-lived follower supervised by Dagster (docs/operations.md). Query streams always poll."""
 
     @field_validator("url")
     @classmethod
@@ -465,6 +472,8 @@ class OutboxSpec(_Model):
     freshness: FreshnessSpec = Field(default_factory=FreshnessSpec)
     follow_poll_every: Duration = timedelta(milliseconds=250)
     """`liberation follow`: idle polling period; on PostgreSQL NOTIFY wakes it at once, so this is a safety net."""
+    mode: Mode = "micro_batch"
+    """``micro_batch`` relay runs requested by a sensor, or ``continuous``: one long-lived relay supervised by Dagster."""
 
     @field_validator("route")
     @classmethod
@@ -500,7 +509,16 @@ class Spec(_Model):
         for name, outbox in self.outboxes.items():
             if outbox.source not in self.sources:
                 raise ValueError(f"outboxes.{name}.source: unknown source {outbox.source!r}; defined: {sorted(self.sources)}")
+        for name, source in self.sources.items():
+            if source.mode == "continuous" and not any(s.source == name and "cdc" in s.patterns for s in self.streams.values()):
+                raise ValueError(f"sources.{name}.mode: continuous needs a stream with the cdc pattern on this source "
+                                 "(query streams always poll; an outbox sets its own mode)")
         return self
+
+    def continuous_sources(self) -> list[str]:
+        """Sources whose log, and outboxes that, are read by one long-lived follower instead of micro-batch runs."""
+        return [*(n for n, s in self.sources.items() if s.mode == "continuous"),
+                *(n for n, o in self.outboxes.items() if o.mode == "continuous")]
 
     def transactional_id(self, *parts: str) -> str:
         """A producer's stable transactional.id, scoped by the topic prefix so separate deployments never fence each other."""

@@ -130,6 +130,13 @@ def run_main_job() -> bool:
     return result.success
 
 
+def writes_paused_file() -> Path:
+    """While this file exists the demo's write load pauses (``bench.soak --quiet-minutes`` creates it)."""
+    from liberation_assets import stack
+
+    return stack.default_settings().root / "demo-writes.paused"
+
+
 def _write_loads(spec: Spec, *, pause: float) -> list[generator.WriteLoad]:
     """A write load per source; PostgreSQL orders also emit OrderPlaced through the outbox."""
     from liberation_assets.core.connect import create_source_engine
@@ -139,7 +146,8 @@ def _write_loads(spec: Spec, *, pause: float) -> list[generator.WriteLoad]:
     for name, source in spec.sources.items():
         has_outbox = any(o.source == name and o.table == "outbox" for o in spec.outboxes.values())
         loads.append(generator.WriteLoad(create_source_engine(source), threads=1, pause=pause,
-                                         long_transaction_seconds=0.5, on_order=on_order if has_outbox else None))
+                                         long_transaction_seconds=0.5, on_order=on_order if has_outbox else None,
+                                         paused=writes_paused_file().exists))
     return loads
 
 
@@ -189,6 +197,9 @@ def run_demo(args: argparse.Namespace) -> int:
         return 0 if ok else 1
 
     print(f"serving the Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C to stop); a gentle write load keeps running")
+    if spec.continuous_sources():  # mode: continuous; the daemon's <name>_follow_sensor sensors start and keep them
+        print(f"continuous followers (one long-lived run each, jobs <name>_follow): {', '.join(spec.continuous_sources())}")
+    writes_paused_file().unlink(missing_ok=True)  # a soak that died mid-quiet must not silence this demo
     gentle = _write_loads(spec, pause=0.5)
     for load in gentle:
         load.start()

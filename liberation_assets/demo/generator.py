@@ -172,8 +172,11 @@ class WriteLoad:
     """A steady mixed write load on the demo shop, in background threads, until stopped."""
 
     def __init__(self, engine: Engine, *, seed_value: int = 11, threads: int = 2, pause: float = 0.01,
-                 long_transaction_seconds: float = 1.5, on_order: Callable[[Connection, dict[str, Any]], None] | None = None):
+                 long_transaction_seconds: float = 1.5, on_order: Callable[[Connection, dict[str, Any]], None] | None = None,
+                 paused: Callable[[], bool] | None = None):
         self.engine = engine
+        self.paused = paused
+        """While this says True the load writes nothing (and holds no transaction open): a quiet source, on demand."""
         self.rng = random.Random(seed_value)
         self.threads = threads
         self.pause = pause
@@ -218,6 +221,9 @@ class WriteLoad:
         ]
         population = [a for a, w in actions for _ in range(w)]
         while not self._stop.is_set():
+            if self.paused is not None and self.paused():
+                self._stop.wait(0.5)
+                continue
             action = rng.choice(population)
             try:
                 with self.engine.begin() as connection:

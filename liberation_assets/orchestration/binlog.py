@@ -109,4 +109,5 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
 def definitions(spec: Spec) -> dg.Definitions:
     sources = binlog_sources(spec)
     return dg.Definitions(assets=[_binlog_assets(spec, source) for source in sources],
-                          sensors=[_binlog_sensor(spec, source) for source in sources])
+                          sensors=[_binlog_sensor(spec, source) for source in sources
+                                   if source not in spec.continuous_sources()])  # continuous: its follower reads the log

@@ -113,5 +113,6 @@ def definitions(spec: Spec) -> dg.Definitions:
     for source in postgres_sources(spec):
         source_assets = _source_assets(spec, source)
         assets.append(source_assets)
-        sensors.append(_pending_sensor(spec, source, source_assets))
+        if source not in spec.continuous_sources():  # a continuous source's follower reads the slot, not micro-batches
+            sensors.append(_pending_sensor(spec, source, source_assets))
     return dg.Definitions(assets=assets, sensors=sensors)

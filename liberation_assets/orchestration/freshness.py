@@ -40,6 +40,7 @@ from liberation_assets.core.spec import FreshnessSpec, Spec
 from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.policy import sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
+from liberation_assets.orchestration.runs import FOLLOW_TAG
 from liberation_assets.orchestration.translator import asset_key
 
 CHECK_NAME = "data_fresh"
@@ -120,6 +121,8 @@ def complete_since(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | No
         return None
     if event.run_id:
         record = instance.get_run_record_by_id(event.run_id)
+        if record is not None and record.dagster_run.tags.get(FOLLOW_TAG):
+            return event.timestamp  # a follower reports as it goes: complete when it reported (continuous.py)
         if record is not None and record.start_time is not None:
             return record.start_time
     return event.timestamp

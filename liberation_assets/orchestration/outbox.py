@@ -57,5 +57,6 @@ def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
 
 def definitions(spec: Spec) -> dg.Definitions:
     assets = [_relay_asset(spec, name) for name in spec.outboxes]
-    sensors = [_pending_sensor(spec, name) for name in spec.outboxes]
+    sensors = [_pending_sensor(spec, name) for name in spec.outboxes
+               if name not in spec.continuous_sources()]  # continuous: its follower relays, not micro-batch runs
     return dg.Definitions(assets=assets, sensors=sensors)

@@ -27,6 +27,8 @@ BINLOG_TAG = "liberation/binlog"
 OUTBOX_TAG = "liberation/outbox"
 QUERY_TAG = "liberation/query"
 VERIFY_TAG = "liberation/verify"
+FOLLOW_TAG = "liberation/follow"
+"""A continuous source's or outbox's long-lived follow run (orchestration/continuous.py), valued with its name."""
 STREAM_TAGS = (CDC_TAG, BINLOG_TAG, OUTBOX_TAG, QUERY_TAG)
 """One tag per kind of run, valued with the source, outbox or stream it works on: the concurrency limits' keys."""
 

@@ -113,3 +113,29 @@ def test_log_based_streams_need_no_cursor() -> None:
     spec = parse_spec(VALID.replace("    key: [id]\n", "    key: [id]\n    patterns: [cdc]\n"))
     assert spec.streams["products"].cursor is None
     assert parse_spec(VALID).streams["products"].cursor == "updated_at"
+
+
+MODE_SPEC = """
+sources:
+  db: {url: "postgresql+psycopg://u:${PW}@h/db"MODE}
+streams:
+  a: {source: db, table: a, key: [id], cursor: null, patterns: [PATTERN]}
+outboxes:
+  box: {source: db, mode: continuous}
+"""
+
+
+def test_a_source_or_outbox_reads_in_micro_batches_unless_the_spec_says_continuous() -> None:
+    default = parse_spec(MODE_SPEC.replace("MODE", "").replace("PATTERN", "cdc"))
+    assert default.sources["db"].mode == "micro_batch" and default.outboxes["box"].mode == "continuous"
+    assert default.continuous_sources() == ["box"]
+    both = parse_spec(MODE_SPEC.replace("MODE", ", mode: continuous").replace("PATTERN", "cdc"))
+    assert both.continuous_sources() == ["db", "box"]
+
+
+def test_the_mode_is_validated() -> None:
+    with pytest.raises(SpecError, match="mode"):
+        parse_spec(MODE_SPEC.replace("MODE", ", mode: streaming").replace("PATTERN", "cdc"))
+    with pytest.raises(SpecError, match="continuous needs a stream with the cdc pattern"):
+        parse_spec(MODE_SPEC.replace("MODE", ", mode: continuous").replace("PATTERN", "query")
+                   .replace("cursor: null", "cursor: updated_at"))

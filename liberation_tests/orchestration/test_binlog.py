@@ -26,8 +26,9 @@ def test_demo_spec_has_cdc_assets_for_the_mariadb_streams() -> None:
         assert node.freshness_policy is not None
         assert node.freshness_policy.fail_window.to_timedelta() == spec.streams[name].freshness.fail_after
         assert {"kafka", "mariadb", "cdc"} <= set(node.kinds) and node.group_name == "shop_maria"
-    sensor = {s.name: s for s in defs.sensors}["shop_maria_binlog_sensor"]
-    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING  # the demo spec turns automation on
+    sensors = {s.name: s for s in defs.sensors}  # the demo's shop_maria is continuous: a follower, no micro-batch sensor
+    assert "shop_maria_binlog_sensor" not in sensors
+    assert sensors["shop_maria_follow_sensor"].default_status == dg.DefaultSensorStatus.RUNNING  # automation on
 
 
 def test_only_mysql_sources_are_handled_here() -> None:

@@ -30,7 +30,10 @@ def test_demo_spec_has_one_cdc_multi_asset_per_postgres_source() -> None:
     assert {"kafka", "postgres", "cdc"} <= set(node.kinds) and node.group_name == "shop"
     assert sorted(c.name for c in assets.check_specs) == ["contract", "contract", "schema_compatible", "schema_compatible",
                                                           "slot_health"]  # the contract checks of both streams, in the same step
-    (sensor,) = defs.sensors
+    assert not defs.sensors  # the demo's shop is continuous: its follower reads the slot, no micro-batch sensor
+    micro_batch = spec.model_copy(update={"sources": {**spec.sources, "shop": spec.sources["shop"].model_copy(
+        update={"mode": "micro_batch"})}})
+    (sensor,) = cdc.definitions(micro_batch).sensors
     assert sensor.name == "shop_cdc_sensor" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
 

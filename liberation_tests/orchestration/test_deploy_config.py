@@ -15,7 +15,7 @@ def test_production_instance_config_validates() -> None:
     assert config["run_launcher"]["class"] == "K8sRunLauncher"
     limits = {limit["key"]: limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     assert limits == {"liberation/cdc": 1, "liberation/binlog": 1, "liberation/outbox": 1, "liberation/query": 1,
-                      "liberation/verify": 1}
+                      "liberation/verify": 1, "liberation/follow": 1}
 
 
 def test_the_demo_instance_config_validates_with_the_same_limits() -> None:
