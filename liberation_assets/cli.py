@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="drop the demo databases, topics and positions first")
     p.set_defaults(func=cmd_demo)
 
-    from liberation_assets.core.contract.commands import register as register_contract_commands
+    from liberation_assets.cli_contract import register as register_contract_commands
 
     register_contract_commands(sub)  # quarantine, redrive, schema
     return parser

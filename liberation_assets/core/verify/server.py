@@ -231,7 +231,7 @@ def _pg_column_exprs(column: _PgColumn, public: str, zone: str, safe: bool = Fal
     element = column.base
     # Array elements are read through jsonb, whose numbers have no negative zero: inside a float array the sign
     # of a zero is not judged (a scalar float's is).
-    src_element = _pg_src(element, f"(CASE WHEN u.x = 0 THEN abs(u.x) ELSE u.x END)" if element in _PG_FLOAT else "u.x", zone)
+    src_element = _pg_src(element, "(CASE WHEN u.x = 0 THEN abs(u.x) ELSE u.x END)" if element in _PG_FLOAT else "u.x", zone)
     pub_element = pub(element, column.element_sql, "(q.e #>> '{}')", "jsonb_typeof(q.e)", zone)
     pjb = f"CAST({pj} AS jsonb)"
     dims = " || ".join(
@@ -635,7 +635,8 @@ def _source_text(comparer: Any, row: tuple[bytes, str], index: int) -> str | Non
     saved = comparer.columns
     try:
         comparer.columns = [(public, source, "NULL", "'\x01'", saved[index][4])]
-        return comparer.batch([row], [0])[0][3 + len(comparer.key_columns)]
+        text: str | None = comparer.batch([row], [0])[0][3 + len(comparer.key_columns)]
+        return text
     finally:
         comparer.columns = saved
 
