@@ -23,21 +23,29 @@ from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.pg_changes import CdcStream, change_events, live_keys, reread_unchanged
 from liberation_assets.core.engine.pg_snapshot import SnapshotSteps
-from liberation_assets.core.engine.pg_summary import CdcSummary, cdc_streams, position_key
-from liberation_assets.core.engine.runtime import StreamRuntime, stream_format
-from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
+from liberation_assets.core.engine.pg_summary import CdcSummary
+from liberation_assets.core.engine.runtime import StreamRuntime, cdc_streams, stream_format
+from liberation_assets.core.engine.runtime import source_position_key as position_key
+from liberation_assets.core.engine.writer import StreamWriter, WriteResult
 from liberation_assets.core.errors import SchemaIncompatible, SlotInUse, SpecError
-from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position
+from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position, StreamIdentity
 from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore, position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.readers.pg_keepalive import replication_keepalive
+from liberation_assets.core.readers.pg_types import PgType, TypeCatalog
 from liberation_assets.core.readers.pgoutput import Delete, Insert, LogicalMessage, Relation, Truncate, Update
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
-from liberation_assets.core.readers.pg_types import PgType, TypeCatalog
 from liberation_assets.core.readers.pgoutput.rows import RowPlan
-from liberation_assets.core.readers.pgoutput.stream import Change, Committed, Cursor, Marker, PgoutputStream, Transaction
+from liberation_assets.core.readers.pgoutput.stream import (
+    Change,
+    Committed,
+    Cursor,
+    Marker,
+    PgoutputStream,
+    Transaction,
+)
 from liberation_assets.core.readers.pgoutput.watermark import WATERMARK_PREFIX, ChunkWindow, parse_watermark
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
@@ -103,7 +111,7 @@ class PostgresCdc(SnapshotSteps):
     def open(self) -> None:
         """Fence a crashed run, load the position, ensure publication and slot, snapshot, start streaming."""
         self._started = time.monotonic()
-        spec, kafka = self.spec, self.spec.kafka
+        kafka = self.spec.kafka
         bootstrap = kafka.resolved_bootstrap_servers()
         self._publisher = TransactionalPublisher(bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer)
         self._positions = PositionStore.for_spec(kafka)

@@ -28,19 +28,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
-from liberation_assets.core.readers.pg_keepalive import replication_keepalive
 from liberation_assets.core.errors import SlotInUse, SpecError
 from liberation_assets.core.events import Position
 from liberation_assets.core.outbox.event_router import EventRouter
 from liberation_assets.core.outbox.relay import (
-    OutboxPosition, Router, TopicCreator, build_records, cleanup_statement, dialect_of, pending_query, position_key,
-    transactional_id, try_lease,
+    OutboxPosition,
+    Router,
+    TopicCreator,
+    build_records,
+    cleanup_statement,
+    dialect_of,
+    pending_query,
+    position_key,
+    transactional_id,
+    try_lease,
 )
 from liberation_assets.core.outbox.table import check_outbox_table, table_for
 from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
+from liberation_assets.core.readers.pg_keepalive import replication_keepalive
 from liberation_assets.core.readers.pgoutput import Insert, Relation
 from liberation_assets.core.readers.pgoutput.position import CdcPosition
 from liberation_assets.core.readers.pgoutput.stream import Change, Marker, PgoutputStream

@@ -22,6 +22,7 @@ from liberation_assets.core.errors import ConnectivityError, PermissionProblem, 
 from liberation_assets.core.readers.pg_types import SESSION_OPTIONS
 from liberation_assets.core.readers.pgoutput.lsn import lsn_to_int
 from liberation_assets.core.spec import SourceSpec
+
 # SESSION_OPTIONS: the text forms that ``pg_types`` parses, set for the walsender's session as for SELECTs.
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 

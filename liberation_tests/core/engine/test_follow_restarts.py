@@ -29,8 +29,8 @@ from pydantic import Field
 from liberation_assets.core.outbox import DomainEvent, create_outbox_table, emit, register
 from liberation_assets.stack import StackSettings, ensure_stack, kafka, mariadb, postgres
 from liberation_tests.core.engine import cdc_postgres_support as pg_support
-from liberation_tests.core.readers.binlog import cdc_support as mysql_support
 from liberation_tests.core.outbox.support import outbox_spec, topic
+from liberation_tests.core.readers.binlog import cdc_support as mysql_support
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
 

@@ -15,7 +15,13 @@ from liberation_assets.core.outbox.relay import Router
 from liberation_assets.core.outbox.table import outbox_table
 from liberation_assets.core.readers.pgoutput import Column, Insert, Relation
 from liberation_tests.core.outbox.support import (
-    CounterBumped, CounterWriters, RelayProcess, assert_exactly_once_in_order, outbox_spec, pending_rows, topic,
+    CounterBumped,
+    CounterWriters,
+    RelayProcess,
+    assert_exactly_once_in_order,
+    outbox_spec,
+    pending_rows,
+    topic,
     wait_until,
 )
 from liberation_tests.fix_kafka import consume_all
