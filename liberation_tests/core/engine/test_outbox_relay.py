@@ -25,10 +25,10 @@ from liberation_tests.core.outbox.support import (
     outbox_spec,
     pending_rows,
     topic,
-    wait_until,
 )
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 
