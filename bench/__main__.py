@@ -15,12 +15,11 @@ import time
 import traceback
 import uuid
 
-from liberation_assets.stack import ensure_stack
-
 from bench import dataset, machine, report
 from bench.context import RESULTS, BenchConfig, RunContext, Skip
 from bench.stats import Samples
 from bench.steps import STEPS
+from liberation_assets.stack import ensure_stack
 
 GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency")
 

@@ -12,11 +12,10 @@ import shutil
 import subprocess
 import time
 
-from liberation_assets.stack.kafka import _find_java
-
 from bench import topics
 from bench.context import REPO, RunContext, Skip
 from bench.dataset import CEILING_PUBLICATION, DATABASE, ORDERS
+from liberation_assets.stack.kafka import _find_java
 
 PG_RECVLOGICAL = "/usr/lib/postgresql/15/bin/pg_recvlogical"
 KAFKA_LIBS = REPO / ".stack" / "kafka" / "libs"

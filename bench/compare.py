@@ -20,10 +20,9 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from liberation_assets.stack import StackSettings, ensure_stack
-
 from bench import dataset, topics
 from bench.context import REPO
+from liberation_assets.stack import StackSettings, ensure_stack
 
 
 def _export(revision: str, into: Path) -> None:

@@ -16,13 +16,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from liberation_assets.stack.kafka import _find_java
-
 from bench import dataset, topics
 from bench.ceilings import KAFKA_LIBS
 from bench.context import BENCH_DIR, WORK, RunContext, Skip
 from bench.dataset import DATABASE, ORDERS, OUTBOX
 from bench.procs import peak_rss_mb
+from liberation_assets.stack.kafka import _find_java
 
 POM = BENCH_DIR / "debezium" / "pom.xml"
 HOME = WORK / "debezium"

@@ -18,10 +18,9 @@ import time
 import uuid
 from collections.abc import Callable
 
-from liberation_assets.stack import ensure_stack
-
 from bench import dataset, topics
 from bench.specs import OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
+from liberation_assets.stack import ensure_stack
 
 
 def _rows_loaded(stack: object) -> int:

@@ -110,7 +110,7 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
         "",
         "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed).",
         "",
-        f"| pattern | unit | ours | Debezium | ceiling (binding) | ours ÷ Debezium | ours ÷ ceiling |",
+        "| pattern | unit | ours | Debezium | ceiling (binding) | ours ÷ Debezium | ours ÷ ceiling |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in THROUGHPUT:

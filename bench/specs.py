@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from bench.dataset import DATABASE, ORDERS, OUTBOX
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import StackSettings
-
-from bench.dataset import DATABASE, ORDERS, OUTBOX
 
 SOURCE = "bench"
 QUERY_STREAM = "orders_q"

@@ -15,7 +15,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench import ceilings, dataset, latency, topics
 from bench.context import WORK, RunContext, Skip
-from bench.debezium import Connect, orders_topic as dbz_orders_topic, outbox_topic as dbz_outbox_topic
+from bench.debezium import Connect
+from bench.debezium import orders_topic as dbz_orders_topic
+from bench.debezium import outbox_topic as dbz_outbox_topic
 from bench.procs import peak_rss_mb, run_worker, start_worker, stop
 from bench.specs import cdc_topic, outbox_topic, query_topic
 

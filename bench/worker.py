@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from bench.specs import OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import default_settings
-
-from bench.specs import OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
 
 
 def _snapshot(spec: Spec, _args: dict[str, Any]) -> int:

@@ -224,7 +224,6 @@ def shots_for(spec: Any) -> list[Shot]:
     leaf = "incremental" if polled else "cdc"
     first = "snapshot" if "snapshot" in spec.streams[fresh].patterns else leaf
     group = spec.streams[fresh].source
-    table = spec.streams[fresh].table
     return [
         Shot("asset-graph.png", f"/assets/{fresh}/{fresh}_replica?view=lineage&lineageScope=upstream&lineageDepth=4",
              ("_replica", f"_{first}", "_topic", "Upstream")),  # the graph shortens long names to "produ…_replica"

@@ -9,7 +9,6 @@ import os
 import sys
 import traceback
 from collections.abc import Sequence
-from pathlib import Path
 
 REPORT_BUGS_AT = "https://github.com/liberation/liberation/issues"
 
@@ -45,9 +44,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from liberation_assets.core.connect import check_database
-    from liberation_assets.core.publish.topics import check_broker
-
     from liberation_assets.core.failures import involve
+    from liberation_assets.core.publish.topics import check_broker
     from liberation_assets.core.source_check import check_source_objects
 
     spec = _spec(args)
@@ -273,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset", action="store_true", help="drop the demo databases, topics and positions first")
     p.set_defaults(func=cmd_demo)
 
-    from liberation_assets.core.contract.commands import register as register_contract_commands
+    from liberation_assets.cli_contract import register as register_contract_commands
 
     register_contract_commands(sub)  # quarantine, redrive, schema
     return parser

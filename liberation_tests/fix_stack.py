@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import pymysql
 import psycopg
+import pymysql
 import pytest
 import sqlalchemy as sa
 

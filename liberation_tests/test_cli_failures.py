@@ -291,7 +291,6 @@ def test_a_distinctive_password_appears_nowhere(operr: Fixture, tmp_path, capfd,
 
 def test_outbox_follow_ends_on_sigterm_with_its_summary(make_spec, pg_engine, pg_database, tmp_path) -> None:
     """SIGTERM: the relay finishes the transaction in flight, prints its summary and exits 0 (not killed by the signal)."""
-    import signal
 
     from liberation_assets.core.outbox import create_outbox_table
     from liberation_tests.core.outbox.support import RelayProcess, outbox_spec
@@ -305,11 +304,10 @@ def test_outbox_follow_ends_on_sigterm_with_its_summary(make_spec, pg_engine, pg
     spec_file.write_text(spec_to_yaml(spec))
     relay = RelayProcess(spec_file)
     relay.wait_relaying()
-    relay.process.send_signal(signal.SIGTERM)
-    code = relay.process.wait(timeout=60)
-    out = relay.process.stdout.read() if relay.process.stdout else ""
-    assert code == 0, "\n".join(relay.lines)
-    assert "recovered_after_crash=" in out  # the summary line
+    code = relay.stop(timeout=60)
+    assert code == 0, relay.tail()
+    assert "recovered_after_crash=" in "\n".join(relay.stdout)  # the summary line
+    assert relay.seen("stopped"), relay.tail()  # and the status line
 
 
 def test_online_check_finds_a_missing_key_column(operr: Fixture, capfd) -> None:

@@ -29,9 +29,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
                                        "liberation_assets.core.engine", "liberation_assets.core.outbox",
                                        "liberation_assets.core.verify"),
 }
-KNOWN = {
-    ("liberation_assets.core.verify.store", "liberation_assets.stack.settings"),  # verify: default stack settings
-}
+KNOWN: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
 
@@ -138,3 +136,21 @@ def test_no_import_cycle_in_the_core() -> None:
         graph[module] = {t for t in targets if t in modules and t != module and _within(t, f"{PACKAGE}.core")
                          and not module.startswith(t + ".")}  # a package's own __init__ is no cycle
     assert set(_cycles(graph)) - KNOWN_CYCLES == set()
+
+
+def _package(module: str) -> str:
+    """``liberation_assets.core.<package or module>``: the unit the package rule is about."""
+    return ".".join(module.split(".")[:3])
+
+
+def test_no_cycle_between_core_packages() -> None:
+    """Packages import one way only, counting every import: lazy ones in functions and ``TYPE_CHECKING`` ones too."""
+    graph: dict[str, set[str]] = {}
+    for module, tree in _sources().items():
+        if not _within(module, f"{PACKAGE}.core."):
+            continue
+        source = _package(module)
+        for imported in _imports(tree, top_level_only=False):
+            if _within(imported, f"{PACKAGE}.core.") and _package(imported) != source:
+                graph.setdefault(source, set()).add(_package(imported))
+    assert _cycles(graph) == []

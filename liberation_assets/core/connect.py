@@ -41,6 +41,6 @@ def check_database(name: str, source: SourceSpec) -> None:
     except ConnectivityError:
         raise
     except Exception as exc:
-        from liberation_assets.core.failures import driver_reason
+        from liberation_assets.core.drivers import driver_reason
 
         raise ConnectivityError(f"source {name!r} at {source.safe_url()}: cannot connect: {driver_reason(exc)}") from None

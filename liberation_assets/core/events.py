@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 # Debezium operation codes.
 CREATE, UPDATE, DELETE, READ, TRUNCATE, MESSAGE = "c", "u", "d", "r", "t", "m"
@@ -62,3 +63,38 @@ class ChangeBatch:
     position: Position | None
     extra_positions: list[Position] = field(default_factory=list)
     """More positions to store in the same transaction (for example a CDC source's streams)."""
+
+
+@dataclass(frozen=True)
+class StreamIdentity:
+    """What a stream's envelope says about where its events come from."""
+
+    name: str
+    topic: str
+    pattern: str
+    db: str
+    db_schema: str | None
+    table: str
+    schema_version: int = 1
+    timezone: str = "UTC"
+
+    def source_base(self) -> dict[str, Any]:
+        return {
+            "version": "liberation-0.1",
+            "connector": "liberation",
+            "name": self.name,
+            "db": self.db,
+            "schema": self.db_schema,
+            "table": self.table,
+        }
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            ("liberation.stream", self.name.encode()),
+            ("liberation.pattern", self.pattern.encode()),
+            ("liberation.schema.version", str(self.schema_version).encode()),
+        ]
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

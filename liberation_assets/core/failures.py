@@ -8,22 +8,15 @@ the two together.  Anything not recognized here is a bug and keeps its traceback
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from liberation_assets.core.drivers import KAFKA_LOGGER, driver_reason, kafka_logger
 from liberation_assets.core.errors import LiberationError
 from liberation_assets.core.spec import SourceSpec, Spec
 
-KAFKA_LOGGER = "liberation.librdkafka"
-"""Where librdkafka's own log lines go (``%3|...|FAIL|rdkafka...``): a log file or ``--verbose``, never raw stderr."""
-
-_kafka_logger = logging.getLogger(KAFKA_LOGGER)
-_kafka_logger.addHandler(logging.NullHandler())  # no handler configured: drop, never Python's last-resort stderr
-_kafka_logger.propagate = False
-
+__all__ = ["KAFKA_LOGGER", "describe_failure", "driver_reason", "involve", "kafka_logger", "preflight"]
 
 @dataclass
 class Involved:
@@ -58,24 +51,6 @@ def preflight(spec: Spec, *, sources: Sequence[str] = (), kafka: bool = False) -
         check_database(name, spec.sources[name])
     if kafka:
         check_broker(spec.kafka.resolved_bootstrap_servers(), timeout=spec.kafka.connect_timeout.total_seconds())
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
-def driver_reason(exc: BaseException) -> str:
-    """The driver's own message, shortened to its cause: no SQL, no parameters, no SQLAlchemy background link."""
-    original = getattr(exc, "orig", None) or exc
-    args: tuple[Any, ...] = tuple(getattr(original, "args", ()))
-    if len(args) == 2 and isinstance(args[0], int) and isinstance(args[1], str):  # PyMySQL: (code, message)
-        return f"{args[1]} (error {args[0]})"
-    text = _first_line(str(original))
-    # psycopg: 'connection failed: connection to server at "h", port p failed: FATAL:  password ...'
-    if " failed: " in text:
-        text = text.rsplit(" failed: ", 1)[1]
-    return re.sub(r"\s+", " ", text.removeprefix("FATAL:")).strip() or type(original).__name__
 
 
 def _database_errors() -> tuple[type[BaseException], ...]:
@@ -148,8 +123,3 @@ def describe_failure(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}"
     return None
-
-
-def kafka_logger() -> logging.Logger:
-    """The logger confluent-kafka clients are given (config key ``logger``)."""
-    return _kafka_logger

@@ -5,7 +5,17 @@ from __future__ import annotations
 import dagster as dg
 
 from liberation_assets.core.spec import Spec
-from liberation_assets.orchestration import binlog, cdc, continuous, contracts, freshness, outbox, query, replica, translator
+from liberation_assets.orchestration import (
+    binlog,
+    cdc,
+    continuous,
+    contracts,
+    freshness,
+    outbox,
+    query,
+    replica,
+    translator,
+)
 from liberation_assets.orchestration.resources import build_resources
 
 PATTERN_MODULES = (query, cdc, binlog, outbox, replica, contracts, freshness, continuous)

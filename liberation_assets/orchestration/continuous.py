@@ -25,19 +25,19 @@ one reader per slot, binlog position or outbox lease.
 
 import re
 import threading
-from typing import Any
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import dagster as dg
 
 from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration import freshness
 from liberation_assets.orchestration.policy import sensor_status
-from liberation_assets.orchestration.translator import asset_key, job_name, sensor_name
 from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import ACTIVE_RUN_STATUSES, FOLLOW_TAG, LOG_PRIORITY
+from liberation_assets.orchestration.translator import asset_key, job_name, sensor_name
 
 REPORT_EVERY_SECONDS = 20.0
 SUPERVISE_EVERY_SECONDS = 15

@@ -95,7 +95,6 @@ def _snapshot_ranges(pattern: QueryPattern, partition: str | None, progress: Pro
 
 def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     stream = spec.streams[name]
-    dialect = spec.sources[stream.source].dialect
 
     @dg.asset(
         **translator.spec_fields(spec, name, "snapshot"),
@@ -115,7 +114,6 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
 
 def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     stream = spec.streams[name]
-    dialect = spec.sources[stream.source].dialect
 
     @dg.asset(
         **translator.spec_fields(spec, name, "incremental"),
@@ -130,7 +128,6 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
 
 
 def _reconcile_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
-    stream = spec.streams[name]
 
     @dg.asset(
         **translator.spec_fields(spec, name, "reconcile"),

@@ -63,7 +63,6 @@ def matches_source_result(comparison: Comparison, lag: LagReport | None = None) 
 
 
 def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
-    stream = spec.streams[name]
     key = asset_key(name, "replica")
 
     @dg.asset(

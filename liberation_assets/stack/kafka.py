@@ -17,7 +17,19 @@ import uuid
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
-from .process import Log, StackError, kill_pid, pid_alive, port_open, read_pid, require_tool, run, start_detached, stop_pid, wait_for
+from .process import (
+    Log,
+    StackError,
+    kill_pid,
+    pid_alive,
+    port_open,
+    read_pid,
+    require_tool,
+    run,
+    start_detached,
+    stop_pid,
+    wait_for,
+)
 from .settings import StackSettings
 
 POM = Path(__file__).with_name("kafka") / "pom.xml"

@@ -13,8 +13,21 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .process import (Log, kill_pid, StackError, apt_install, can_apt, is_root, pid_alive, port_open, read_pid, run,
-                      start_detached, stop_pid, wait_for)
+from .process import (
+    Log,
+    StackError,
+    apt_install,
+    can_apt,
+    is_root,
+    kill_pid,
+    pid_alive,
+    port_open,
+    read_pid,
+    run,
+    start_detached,
+    stop_pid,
+    wait_for,
+)
 from .settings import StackSettings
 
 SEARCH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin", "/usr/libexec"])

@@ -15,8 +15,19 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .process import (Log, StackError, apt_install, can_apt, is_root, log_tail, pid_alive, port_open, read_pid, run,
-                      wait_for)
+from .process import (
+    Log,
+    StackError,
+    apt_install,
+    can_apt,
+    is_root,
+    log_tail,
+    pid_alive,
+    port_open,
+    read_pid,
+    run,
+    wait_for,
+)
 from .settings import StackSettings
 
 OS_USER = "postgres"

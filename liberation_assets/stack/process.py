@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 Log = Callable[[str], None]
 
@@ -159,7 +160,7 @@ def log_tail(*log_files: Path, lines: int = 30) -> str:
     return text
 
 
-def run(cmd: Sequence[str | os.PathLike[str]], *, what: str, **kwargs) -> subprocess.CompletedProcess[str]:
+def run(cmd: Sequence[str | os.PathLike[str]], *, what: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run a command to completion; raise StackError with its output on failure."""
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, **kwargs)
     if proc.returncode != 0:

@@ -10,6 +10,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from liberation_assets.core.paths import repo_root, stack_dir
+
+__all__ = ["StackSettings", "default_settings", "repo_root"]
+
 
 @dataclass(frozen=True)
 class StackSettings:
@@ -51,15 +55,6 @@ class StackSettings:
         return int(self.kafka_bootstrap.rsplit(":", 1)[1])
 
 
-def repo_root() -> Path:
-    """The checkout this package sits in (nearest ancestor with .git or pyproject.toml)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / ".git").exists() or (parent / "pyproject.toml").exists():
-            return parent
-    return here.parents[2]
-
-
 def default_settings() -> StackSettings:
     """Settings from the environment, read when called (not at import time).
 
@@ -67,7 +62,7 @@ def default_settings() -> StackSettings:
     LIBERATION_PG_PORT, LIBERATION_MYSQL_PORT.
     """
     env = os.environ
-    root = Path(env.get("LIBERATION_STACK_DIR") or repo_root() / ".stack").resolve()
+    root = stack_dir()
     return StackSettings(
         root=root,
         kafka_bootstrap=f"127.0.0.1:{int(env.get('LIBERATION_KAFKA_PORT') or 19092)}",

@@ -7,8 +7,14 @@ import pytest
 import sqlalchemy as sa
 
 from liberation_assets.orchestration.build import build_definitions
-from liberation_tests.core.contract.support import (MYSQL_DDL, VALID, VIOLATIONS, insert_items_mysql, items_stream,
-                                                    mysql_rows)
+from liberation_tests.core.contract.support import (
+    MYSQL_DDL,
+    VALID,
+    VIOLATIONS,
+    insert_items_mysql,
+    items_stream,
+    mysql_rows,
+)
 from liberation_tests.core.readers.binlog.cdc_support import cdc_spec, source_of, write_spec
 
 

@@ -19,7 +19,8 @@ our own topics (reconciliation, truncate, verify).
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time as time_of_day, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as time_of_day
 from decimal import Decimal, InvalidOperation
 from typing import Any, Protocol
 
@@ -357,7 +358,8 @@ def _from_connect(raw: bytes) -> dict[str, Any]:
     for image in ("before", "after"):
         if payload.get(image) is not None and image in structs:
             payload[image] = _row_from_connect(structs[image], payload[image])
-    return payload
+    envelope: dict[str, Any] = payload
+    return envelope
 
 
 def _row_from_connect(struct: dict[str, Any], row: Row) -> Row:

@@ -16,9 +16,9 @@ import orjson
 from confluent_kafka import KafkaException, Producer
 
 from liberation_assets.core.contract.formats import connect_schemas
-from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.serialize import now_ms
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import PublishError
 from liberation_assets.core.publish.positions import read_latest
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics

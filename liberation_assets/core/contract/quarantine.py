@@ -30,16 +30,15 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.serialize import dumps, revive
 from liberation_assets.core.contract.validate import check_of
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import ConnectivityError, SerializationError
-from liberation_assets.core.events import ChangeEvent, Row
+from liberation_assets.core.events import ChangeEvent, Row, StreamIdentity
 from liberation_assets.core.publish.reading import settled_watermarks
 from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
-    from liberation_assets.core.engine.writer import StreamIdentity
     from liberation_assets.core.publish.publisher import OutRecord
     from liberation_assets.core.spec import Spec
 

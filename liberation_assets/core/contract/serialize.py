@@ -11,8 +11,8 @@ so serialization costs microseconds.
 from __future__ import annotations
 
 import base64
-import time
-from datetime import date, datetime, time as time_of_day, timedelta, timezone
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 from typing import Any
 
@@ -20,6 +20,10 @@ import orjson
 
 from liberation_assets.core.errors import SerializationError
 from liberation_assets.core.events import ChangeEvent
+from liberation_assets.core.timestamps import normalize_row, now_ms, to_epoch_ms
+
+__all__ = ["CONNECTOR", "SNAPSHOT_FALSE", "dumps", "envelope_bytes", "key_bytes", "normalize_row", "now_ms", "revive",
+           "to_epoch_ms"]
 
 CONNECTOR = "liberation"
 SNAPSHOT_FALSE = "false"
@@ -62,42 +66,6 @@ def envelope_bytes(event: ChangeEvent, source_base: dict[str, Any], processed_ms
     if "snapshot" not in source:
         source["snapshot"] = SNAPSHOT_FALSE
     return dumps({"before": event.before, "after": event.after, "op": event.op, "source": source, "ts_ms": processed_ms})
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def to_epoch_ms(value: datetime | date | int | float | None, zone: timezone | Any = timezone.utc) -> int:
-    """Event time in epoch ms; naive datetimes are read in the given zone."""
-    if value is None:
-        return now_ms()
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=zone)
-        return int(value.timestamp() * 1000)
-    if isinstance(value, date):
-        return int(datetime(value.year, value.month, value.day, tzinfo=zone).timestamp() * 1000)
-    if isinstance(value, (int, float)):
-        return int(value)
-    raise SerializationError(f"cannot use {value!r} as an event time")
-
-
-_UTC = timezone.utc
-
-
-def normalize_row(row: dict[str, Any], zone: Any) -> dict[str, Any]:
-    """Give naive datetimes the configured zone and convert aware ones to UTC, in place."""
-    for name, value in row.items():
-        if isinstance(value, datetime):
-            if value.tzinfo is _UTC:
-                continue  # already UTC, as drivers return timestamptz on a UTC session: the common case
-            if value.tzinfo is None:
-                value = value.replace(tzinfo=zone)
-            row[name] = value.astimezone(timezone.utc)
-        elif isinstance(value, time_of_day) and value.tzinfo is not None:
-            row[name] = value.replace(tzinfo=None)
-    return row
 
 
 def _revive_datetime(text: str) -> datetime:

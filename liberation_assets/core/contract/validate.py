@@ -17,7 +17,6 @@ failure with its reasons, formatted ``<column>: <check> (value <v>)``.
 from __future__ import annotations
 
 import copy
-
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time

@@ -17,9 +17,6 @@ nothing is ever skipped silently.
 from __future__ import annotations
 
 import logging
-import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,22 +28,31 @@ from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.formats import decode_key
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.contract.validate import ContractValidator
-from liberation_assets.core.engine.mysql_summary import CdcSummary, cdc_streams, position_key
-from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
-from liberation_assets.core.engine.runtime import StreamRuntime
+from liberation_assets.core.engine import coordinator
+from liberation_assets.core.engine.mysql_summary import CdcSummary
+from liberation_assets.core.engine.reconcile import end_offsets, unseen_live_keys
+from liberation_assets.core.engine.runtime import StreamRuntime, cdc_streams
+from liberation_assets.core.engine.runtime import source_position_key as position_key
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Position
 from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
-from liberation_assets.core.readers.binlog.client import (LogReader, ServerInfo, binary_logs, bytes_behind, connection_settings,
-                                                          current_coordinates, ensure_resumable, inspect_server,
-                                                          replica_server_id)
+from liberation_assets.core.readers.binlog.client import (
+    LogReader,
+    ServerInfo,
+    binary_logs,
+    bytes_behind,
+    connection_settings,
+    current_coordinates,
+    ensure_resumable,
+    inspect_server,
+    replica_server_id,
+)
 from liberation_assets.core.readers.binlog.decoder import BinlogDecoder, Routes
 from liberation_assets.core.readers.binlog.mapping import Hints, StreamMapper, StreamShape
 from liberation_assets.core.readers.binlog.position import BinlogPosition, StreamSnapshot, coordinates_key
-from liberation_assets.core.engine.reconcile import end_offsets, unseen_live_keys
 from liberation_assets.core.readers.binlog.snapshot import consistent_snapshot, snapshot_chunks
 from liberation_assets.core.readers.mysql_types import source_types
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
@@ -122,7 +128,7 @@ class MySqlCdc:
         self.engine.dispose()
 
     # -- the run ------------------------------------------------------------------------------------------
-    def run(self, *, drain: bool, deadline: float | None = None, stop: threading.Event | None = None,
+    def run(self, *, drain: bool, until: Callable[[], bool] | None = None,
             resnapshot: bool = False, summary: CdcSummary | None = None,
             connected: Callable[[], None] | None = None) -> CdcSummary:
         """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop.
@@ -144,7 +150,7 @@ class MySqlCdc:
             missing = [name for name in self.names if position is None or name not in position.streams]
             if position is None or missing or position.snapshot:
                 position = self._snapshot(position, missing, summary)
-            position = self._stream(position, summary, drain=drain, deadline=deadline, stop=stop)
+            position = self._stream(position, summary, drain=drain, until=until)
             if set(self.names) <= set(position.streams):
                 break  # otherwise a table change asked for some streams to be snapshotted again
         with self.engine.connect() as connection:
@@ -248,8 +254,8 @@ class MySqlCdc:
             routes.setdefault((stream.db_schema or database, stream.table), []).append(mapper)
         return routes
 
-    def _stream(self, position: BinlogPosition, summary: CdcSummary, *, drain: bool, deadline: float | None,
-                stop: threading.Event | None) -> BinlogPosition:
+    def _stream(self, position: BinlogPosition, summary: CdcSummary, *, drain: bool,
+                until: Callable[[], bool] | None) -> BinlogPosition:
         """Publish the binlog from ``position``; returns the last committed position."""
         with self.engine.connect() as connection:
             target = coordinates_key(*current_coordinates(connection)) if drain else None
@@ -287,7 +293,7 @@ class MySqlCdc:
                 count += added
                 finished = ((target is not None and not decoder.in_transaction
                              and coordinates_key(decoder.file, decoder.boundary) >= target)
-                            or (deadline is not None and now >= deadline) or (stop is not None and stop.is_set()))
+                            or (until is not None and until()))
                 moved = decoder.position() != committed
                 if policy.due(pending=count, pending_age=now - first_pending, moved=moved, since_commit=now - last_commit,
                               finishing=finished):
@@ -324,38 +330,44 @@ def drain(spec: Spec, source_name: str, *, resnapshot: bool = False, progress: S
         cdc.close()
 
 
+class MySqlFollow:
+    """MariaDB / MySQL CDC as a ``coordinator.LogSource``: snapshot what needs it, then the binlog."""
+
+    def __init__(self, spec: Spec, source_name: str, summary: CdcSummary, resnapshot: bool):
+        self.cdc = MySqlCdc(spec, source_name)
+        self.summary = summary
+        self.resnapshot = resnapshot
+        self._connected: Callable[[], None] = lambda: None
+
+    def open(self, connected: Callable[[], None]) -> str:
+        self._connected = connected  # the server is reached in ``run``, which snapshots too
+        return f"liberation: following {self.cdc.name} (binlog)"
+
+    def stream(self, until: Callable[[], bool]) -> None:
+        self.cdc.run(drain=False, until=until, resnapshot=self.resnapshot, summary=self.summary,
+                     connected=self._connected)
+
+    def close(self) -> None:
+        self.cdc.close()
+
+
 def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False,
            give_up_after: float | None = None) -> int:
-    """Stream continuously (``liberation follow <source>``) until the duration ends, SIGTERM or Ctrl-C.
+    """Stream continuously (``liberation follow <source>``) until the duration ends or SIGTERM (``coordinator``).
 
     A retriable error (broker or server away, a lost connection) reconnects with backoff from the
-    position in Kafka (``retry.follow_with_retry``); a permanent one raises a ``LiberationError``.
+    position in Kafka; a permanent one raises a ``LiberationError``.
     """
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    deadline = time.monotonic() + duration if duration else None
     total = CdcSummary()
-    first = {"resnapshot": resnapshot}
 
-    def until() -> bool:
-        return stop.is_set() or (deadline is not None and time.monotonic() >= deadline)
+    def make_source() -> MySqlFollow:
+        # a reconnect resumes from what was published since, not with a new snapshot
+        return MySqlFollow(spec, source_name, total, resnapshot and not total.transactions)
 
-    def attempt(_until: Callable[[], bool], connected: Callable[[], None]) -> None:
-        cdc = MySqlCdc(spec, source_name)
-        try:
-            cdc.run(drain=False, deadline=deadline, stop=stop, resnapshot=first["resnapshot"], summary=total,
-                    connected=connected)
-        finally:
-            if total.transactions:
-                first["resnapshot"] = False  # a reconnect resumes from what was published since
-            cdc.close()
-
-    follow_with_retry(f"source {source_name}", attempt, until=until,
-                      log=lambda line: print(line, file=sys.stderr, flush=True),
-                      give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
+    coordinator.follow(source_name, f"source {source_name}", make_source, total, duration=duration,
+                       give_up_after=give_up_after)
     print(f"source {source_name}: {total.describe()}", flush=True)
     return 0
 

@@ -20,20 +20,24 @@ one Kafka transaction; the slot is confirmed only after that commit.
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from liberation_assets.core.connect import create_source_engine
-from liberation_assets.core.engine.pg_capture import (BOUNDARY_PREFIXES, DRAIN_PREFIX, HEARTBEAT_PREFIX,
-                                                      POSITION_EVERY_SECONDS, SLOT_WAIT_SECONDS, PostgresCdc)
+from liberation_assets.core.engine import coordinator
+from liberation_assets.core.engine.pg_capture import (
+    BOUNDARY_PREFIXES,
+    DRAIN_PREFIX,
+    HEARTBEAT_PREFIX,
+    POSITION_EVERY_SECONDS,
+    SLOT_WAIT_SECONDS,
+    PostgresCdc,
+)
 from liberation_assets.core.engine.pg_changes import STABLE_WAIT_SECONDS, live_keys
-from liberation_assets.core.engine.pg_summary import CdcSummary, cdc_streams, position_key
-from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
+from liberation_assets.core.engine.pg_summary import CdcSummary
+from liberation_assets.core.engine.runtime import cdc_streams
+from liberation_assets.core.engine.runtime import source_position_key as position_key
 from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.readers.pgoutput.lsn import lsn_to_str
 from liberation_assets.core.spec import Spec
@@ -81,48 +85,39 @@ def slot_status(spec: Spec, source_name: str) -> SlotStatus:
         engine.dispose()
 
 
+class PostgresFollow:
+    """PostgreSQL CDC as a ``coordinator.LogSource``: slot, snapshot, pgoutput streaming."""
+
+    def __init__(self, spec: Spec, source_name: str, summary: CdcSummary):
+        self.cdc = PostgresCdc(spec, source_name)
+        self.cdc.summary = summary  # one summary across reconnects
+
+    def open(self, connected: Callable[[], None]) -> str:
+        cdc = self.cdc
+        cdc.open()
+        connected()
+        return (f"liberation: following {cdc.source_name} from slot {cdc.slot_names.slot} "
+                f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}")
+
+    def stream(self, until: Callable[[], bool]) -> None:
+        self.cdc.run(until=until)
+        self.cdc.finish()
+
+    def close(self) -> None:
+        self.cdc.close()
+
+
 def follow(spec: Spec, source_name: str, duration: float | None = None,
            on_summary: Callable[[CdcSummary], None] | None = None, *, give_up_after: float | None = None,
            log_line: Callable[[str], None] | None = None) -> int:
     """``liberation follow <source>``: stream continuously (or for ``duration`` seconds), stop on SIGTERM.
 
     A retriable error (broker or database away, walsender timeout) reconnects with backoff
-    (``retry.follow_with_retry``); a permanent one raises a ``LiberationError`` naming the source.
+    (``coordinator.follow``); a permanent one raises a ``LiberationError`` naming the source.
     """
-    stop = {"now": False}
-
-    def request_stop(_signum: int, _frame: Any) -> None:
-        stop["now"] = True
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, request_stop) if in_main else None
-    deadline = time.monotonic() + duration if duration is not None else None
-    say = log_line or (lambda line: print(line, file=sys.stderr, flush=True))
     total = CdcSummary()
-    started = time.monotonic()
-
-    def until() -> bool:
-        return stop["now"] or (deadline is not None and time.monotonic() >= deadline)
-
-    def attempt(until: Callable[[], bool], connected: Callable[[], None]) -> None:
-        cdc = PostgresCdc(spec, source_name)
-        cdc.summary = total  # one summary across reconnects
-        try:
-            cdc.open()
-            connected()
-            say(f"liberation: following {source_name} from slot {cdc.slot_names.slot} "
-                f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}")
-            cdc.run(until=until)
-            cdc.finish()
-        finally:
-            cdc.close()
-
-    try:
-        follow_with_retry(f"source {source_name}", attempt, until=until, log=say,
-                          give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    total.seconds = time.monotonic() - started
+    log = log_line or (lambda line: print(line, file=sys.stderr, flush=True))
+    coordinator.follow(source_name, f"source {source_name}", lambda: PostgresFollow(spec, source_name, total), total,
+                       duration=duration, give_up_after=give_up_after, log=log)
     (on_summary or (lambda s: print(s.describe(), flush=True)))(total)
     return 0

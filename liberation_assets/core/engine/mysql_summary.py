@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from liberation_assets.core.engine.runtime import cdc_streams, source_position_key as position_key
 from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.readers.binlog.position import BinlogPosition
-
-
 
 
 @dataclass
@@ -28,6 +25,8 @@ class CdcSummary:
     ddl: int = 0
     truncated: list[str] = field(default_factory=list)
     skipped_as_published: int = 0
+    seconds: float = 0.0
+    """How long ``follow`` ran (set by the coordinator)."""
 
     def result(self, name: str) -> WriteResult:
         return self.results.setdefault(name, WriteResult())

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from liberation_assets.core.connect import cached_engine
 from liberation_assets.core.contract.serialize import now_ms
-from liberation_assets.core.engine.writer import lag_metadata
-from liberation_assets.core.engine.retry import follow_with_retry, give_up_after_default
+from liberation_assets.core.engine import coordinator
 from liberation_assets.core.engine.summary import counters
+from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.outbox.log_relay import OutboxLogRelay, slot_name
 from liberation_assets.core.outbox.relay import OutboxRelay, pending_stats
 from liberation_assets.core.readers import pg_slot
@@ -64,38 +62,115 @@ class RelaySummary:
         }
 
 
-def _drain(relay: OutboxRelay, summary: RelaySummary, deadline: float) -> None:
-    """Relay full batches until a short one says the outbox is (momentarily) empty, or time is up."""
-    batch_size = relay.outbox.batch_size
-    while time.monotonic() < deadline:
-        events = relay.relay_batch()
-        if events:
-            summary.add_batch(events, getattr(relay, "last_event_ms", None), getattr(relay, "oldest_event_ms", None))
-        if events < batch_size:
-            return
+class _Leased:
+    """An outbox relay as a ``coordinator.LogSource``: take the lease, clean up a crashed batch, relay.
+
+    While another relay holds the lease, ``open`` waits a moment and returns None (standing by).
+    The two kinds (``PollFollow``, ``LogFollow``) differ only in how they stream and drain.
+    """
+
+    def __init__(self, relay: OutboxRelay | OutboxLogRelay, total: RelaySummary, log: Log,
+                 deadline: float = float("inf"), said: set[str] | None = None):
+        self.relay = relay
+        self.total = total
+        self.log = log
+        self.deadline = deadline
+        self.said = said if said is not None else set()
+        """Lines already logged by an earlier source of this ``follow`` (the standby line is said once)."""
+
+    def open(self, connected: Callable[[], None]) -> str | None:
+        name = self.relay.name
+        if not self.relay.acquire():
+            connected()  # the database answered; another relay leads
+            if "standby" not in self.said:
+                self.log(f"outbox {name}: another relay holds the lease; standing by")
+                self.said.add("standby")
+            time.sleep(min(LEASE_RETRY_SECONDS, max(0.0, self.deadline - time.monotonic())))
+            return None
+        connected()
+        recovered = self.relay.recover()
+        self.total.recovered += recovered
+        return f"outbox {name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)"
+
+    def close(self) -> None:
+        self.relay.close()
 
 
-def _relay(spec: Spec, outbox_name: str) -> OutboxRelay | OutboxLogRelay:
-    return OutboxLogRelay(spec, outbox_name) if spec.outboxes[outbox_name].via == "cdc" else OutboxRelay(spec, outbox_name)
+class PollFollow(_Leased):
+    """The outbox table polled in ``seq`` order (``outbox/relay.py``)."""
+
+    relay: OutboxRelay
+
+    def stream(self, until: Callable[[], bool]) -> None:
+        relay, total = self.relay, self.total
+        batch_size = relay.outbox.batch_size
+        idle_wait = relay.outbox.follow_poll_every.total_seconds()
+        next_status = time.monotonic() + STATUS_EVERY_SECONDS
+        while not until():
+            now = time.monotonic()
+            events = relay.relay_batch()
+            if events:
+                total.add_batch(events)
+            if now >= next_status:
+                self.log(f"outbox {relay.name}: {total.relayed} events relayed in {total.transactions} transactions")
+                next_status = now + STATUS_EVERY_SECONDS
+            if events < batch_size:
+                relay.wait(min(idle_wait, max(0.0, self.deadline - time.monotonic())))
+
+    def drain(self, budget_deadline: float) -> None:
+        """Relay full batches until a short one says the outbox is (momentarily) empty, or time is up."""
+        relay = self.relay
+        while time.monotonic() < budget_deadline:
+            events = relay.relay_batch()
+            if events:
+                self.total.add_batch(events, relay.last_event_ms, relay.oldest_event_ms)
+            if events < relay.outbox.batch_size:
+                return
+
+
+class LogFollow(_Leased):
+    """The outbox table's inserts read from a replication slot (``outbox/log_relay.py``)."""
+
+    relay: OutboxLogRelay
+
+    def stream(self, until: Callable[[], bool]) -> None:
+        try:
+            self.relay.run(until=until)
+        finally:
+            self._count()
+
+    def drain(self, budget_deadline: float) -> None:
+        try:
+            self.relay.drain()
+        finally:
+            self._count()
+
+    def _count(self) -> None:
+        self.total.relayed += self.relay.relayed
+        self.total.transactions += self.relay.transactions
+        self.relay.relayed = self.relay.transactions = 0
+
+
+def _source(spec: Spec, outbox_name: str, total: RelaySummary, log: Log = _stderr,
+            deadline: float = float("inf"), said: set[str] | None = None) -> PollFollow | LogFollow:
+    if spec.outboxes[outbox_name].via == "cdc":
+        return LogFollow(OutboxLogRelay(spec, outbox_name), total, log, deadline, said)
+    return PollFollow(OutboxRelay(spec, outbox_name), total, log, deadline, said)
 
 
 def relay_once(spec: Spec, outbox_name: str, *, budget_seconds: float = DEFAULT_BUDGET_SECONDS) -> RelaySummary:
     """Relay what is pending now, within a time budget.  If another relay holds the lease, only report."""
     started = time.monotonic()
     summary = RelaySummary()
-    relay = _relay(spec, outbox_name)
+    source = _source(spec, outbox_name, summary)
     try:
-        if relay.acquire():
-            summary.recovered = relay.recover()
-            if isinstance(relay, OutboxLogRelay):
-                relay.drain()
-                summary.relayed, summary.transactions = relay.relayed, relay.transactions
-            else:
-                _drain(relay, summary, started + budget_seconds)
+        if source.relay.acquire():
+            summary.recovered = source.relay.recover()
+            source.drain(started + budget_seconds)
         else:
             summary.lease_acquired = False
     finally:
-        relay.close()
+        source.close()
     summary.pending, summary.oldest_pending_age_seconds = outbox_pending(spec, outbox_name)
     summary.seconds = time.monotonic() - started
     return summary
@@ -120,73 +195,16 @@ def outbox_pending(spec: Spec, outbox_name: str) -> tuple[int, float]:
 
 def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr,
            give_up_after: float | None = None) -> int:
-    """Relay continuously with low latency until ``duration`` seconds pass (forever if None).
+    """Relay continuously with low latency until ``duration`` seconds pass (forever if None), or SIGTERM.
 
-    Stops on SIGTERM.  Waits as a standby while another relay holds the lease; after a retriable
-    database or Kafka error it reconnects (``retry.follow_with_retry``), which
-    re-runs crash recovery; a permanent one raises a ``LiberationError``.
+    Waits as a standby while another relay holds the lease; after a retriable database or Kafka
+    error it reconnects (``coordinator.follow``), which re-runs crash recovery; a permanent one
+    raises a ``LiberationError``.
     """
-    started = time.monotonic()
-    deadline = started + duration if duration is not None else float("inf")
-    outbox = spec.outboxes[outbox_name]
-    idle_wait = outbox.follow_poll_every.total_seconds()
+    deadline = time.monotonic() + duration if duration is not None else float("inf")
     total = RelaySummary()
-    stop = threading.Event()
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set()) if in_main else None
-
-    def until() -> bool:
-        return stop.is_set() or time.monotonic() >= deadline
-
-    def attempt(until: Callable[[], bool], connected: Callable[[], None]) -> None:
-        waiting_logged = False
-        while not until():
-            relay = _relay(spec, outbox_name)
-            try:
-                if not relay.acquire():
-                    connected()  # the database answered; another relay leads
-                    if not waiting_logged:
-                        log(f"outbox {outbox_name}: another relay holds the lease; standing by")
-                        waiting_logged = True
-                    time.sleep(min(LEASE_RETRY_SECONDS, max(0.0, deadline - time.monotonic())))
-                    continue
-                connected()
-                recovered = relay.recover()
-                total.recovered += recovered
-                log(f"outbox {outbox_name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)")
-                if isinstance(relay, OutboxLogRelay):
-                    try:
-                        relay.run(until=until)
-                    finally:
-                        total.relayed, total.transactions = total.relayed + relay.relayed, total.transactions + relay.transactions
-                else:
-                    _follow_leased(relay, total, until, deadline, idle_wait, log)
-                return
-            finally:
-                relay.close()
-
-    try:
-        follow_with_retry(f"outbox {outbox_name}", attempt, until=until, log=log,
-                          give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    total.seconds = time.monotonic() - started
+    said: set[str] = set()
+    coordinator.follow(outbox_name, f"outbox {outbox_name}", lambda: _source(spec, outbox_name, total, log, deadline, said),
+                       total, duration=duration, give_up_after=give_up_after, log=log)
     print(" ".join(f"{key}={value}" for key, value in total.metadata().items() if key != "pending"), flush=True)
     return 0
-
-
-def _follow_leased(relay: OutboxRelay, total: RelaySummary, until: Callable[[], bool], deadline: float,
-                   idle_wait: float, log: Log) -> None:
-    batch_size = relay.outbox.batch_size
-    next_status = time.monotonic() + STATUS_EVERY_SECONDS
-    while not until():
-        now = time.monotonic()
-        events = relay.relay_batch()
-        if events:
-            total.add_batch(events)
-        if now >= next_status:
-            log(f"outbox {relay.name}: {total.relayed} events relayed in {total.transactions} transactions")
-            next_status = now + STATUS_EVERY_SECONDS
-        if events < batch_size:
-            relay.wait(min(idle_wait, max(0.0, deadline - time.monotonic())))

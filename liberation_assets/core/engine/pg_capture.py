@@ -23,21 +23,29 @@ from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.pg_changes import CdcStream, change_events, live_keys, reread_unchanged
 from liberation_assets.core.engine.pg_snapshot import SnapshotSteps
-from liberation_assets.core.engine.pg_summary import CdcSummary, cdc_streams, position_key
-from liberation_assets.core.engine.runtime import StreamRuntime, stream_format
-from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter, WriteResult
-from liberation_assets.core.errors import SchemaIncompatible, SlotInUse, SpecError
-from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position
+from liberation_assets.core.engine.pg_summary import CdcSummary
+from liberation_assets.core.engine.runtime import StreamRuntime, cdc_streams, stream_format
+from liberation_assets.core.engine.runtime import source_position_key as position_key
+from liberation_assets.core.engine.writer import StreamWriter, WriteResult
+from liberation_assets.core.errors import SchemaIncompatible, SpecError
+from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position, StreamIdentity
 from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore, position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.readers.pg_keepalive import replication_keepalive
+from liberation_assets.core.readers.pg_types import PgType, TypeCatalog
 from liberation_assets.core.readers.pgoutput import Delete, Insert, LogicalMessage, Relation, Truncate, Update
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
-from liberation_assets.core.readers.pg_types import PgType, TypeCatalog
 from liberation_assets.core.readers.pgoutput.rows import RowPlan
-from liberation_assets.core.readers.pgoutput.stream import Change, Committed, Cursor, Marker, PgoutputStream, Transaction
+from liberation_assets.core.readers.pgoutput.stream import (
+    Change,
+    Committed,
+    Cursor,
+    Marker,
+    PgoutputStream,
+    Transaction,
+)
 from liberation_assets.core.readers.pgoutput.watermark import WATERMARK_PREFIX, ChunkWindow, parse_watermark
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
@@ -48,8 +56,7 @@ HEARTBEAT_PREFIX = "liberation.heartbeat"
 DRAIN_PREFIX = "liberation.drain"
 BOUNDARY_PREFIXES = frozenset({HEARTBEAT_PREFIX, DRAIN_PREFIX, WATERMARK_PREFIX})
 """Our logical messages: between transactions, each one is a position the slot may advance to."""
-SLOT_WAIT_SECONDS = 60.0
-"""How long to wait for a killed reader's walsender to release the slot."""
+SLOT_WAIT_SECONDS = pg_slot.SLOT_WAIT_SECONDS
 POSITION_EVERY_SECONDS = 1.0
 """At most this often, a position-only transaction records progress made without events."""
 
@@ -103,7 +110,7 @@ class PostgresCdc(SnapshotSteps):
     def open(self) -> None:
         """Fence a crashed run, load the position, ensure publication and slot, snapshot, start streaming."""
         self._started = time.monotonic()
-        spec, kafka = self.spec, self.spec.kafka
+        kafka = self.spec.kafka
         bootstrap = kafka.resolved_bootstrap_servers()
         self._publisher = TransactionalPublisher(bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer)
         self._positions = PositionStore.for_spec(kafka)
@@ -121,7 +128,7 @@ class PostgresCdc(SnapshotSteps):
                 pg_slot.ensure_replica_identity_full(admin, stream.schema, stream.table.table.name)
         pg_slot.ensure_publication(admin, self.slot_names.publication, sorted(self._by_table))
         database = self.source.resolved_url().database or ""
-        info = self._wait_for_slot()
+        info = pg_slot.released_slot(admin, self.slot_names.slot)
         pg_slot.check_slot(info, slot=self.slot_names.slot, database=database, has_position=stored is not None)
         self._replication = pg_slot.open_replication(self.source)
         self._cursor = self._replication.cursor()
@@ -194,19 +201,6 @@ class PostgresCdc(SnapshotSteps):
             if self._cursor is not None and stream.name not in self._snapshot_queue:
                 self._snapshot_queue.append(stream.name)
         self.position = self.position.with_columns(stream.name, columns)
-
-    def _wait_for_slot(self) -> pg_slot.SlotInfo | None:
-        """The slot, once no other walsender holds it (a killed reader's lingers for a moment)."""
-        assert self._admin is not None
-        deadline = time.monotonic() + SLOT_WAIT_SECONDS
-        while True:
-            info = pg_slot.slot_info(self._admin, self.slot_names.slot)
-            if info is None or info.active_pid is None:
-                return info
-            if time.monotonic() > deadline:
-                raise SlotInUse(f"replication slot {self.slot_names.slot} is held by backend {info.active_pid}; "
-                                "is another `liberation follow` running?")
-            time.sleep(0.5)
 
     # -- streaming ------------------------------------------------------------------------------------------
     def run(self, *, until: Callable[[], bool]) -> None:

@@ -19,8 +19,8 @@ from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.events import CREATE, DELETE, UPDATE, ChangeEvent
 from liberation_assets.core.publish.reading import committed_batches
-from liberation_assets.core.readers.pgoutput import UNCHANGED, Delete, Insert, Relation, Update
 from liberation_assets.core.readers.pg_types import PgType, SqlTypeName, Unconvertible
+from liberation_assets.core.readers.pgoutput import UNCHANGED, Delete, Insert, Relation, Update
 from liberation_assets.core.readers.pgoutput.rows import RowPlan, fill_unchanged, unchanged_columns
 from liberation_assets.core.readers.pgoutput.stream import Transaction
 from liberation_assets.core.readers.table import ProjectedTable

@@ -17,7 +17,13 @@ from liberation_assets.core.engine.pg_summary import CdcSummary
 from liberation_assets.core.events import READ
 from liberation_assets.core.readers import codec, pg_slot
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
-from liberation_assets.core.readers.pgoutput.watermark import HIGH, LOW, WATERMARK_PREFIX, ChunkWindow, watermark_content
+from liberation_assets.core.readers.pgoutput.watermark import (
+    HIGH,
+    LOW,
+    WATERMARK_PREFIX,
+    ChunkWindow,
+    watermark_content,
+)
 from liberation_assets.core.readers.rows import events_from_rows
 from liberation_assets.core.readers.sql import snapshot_chunk_query
 from liberation_assets.core.spec import CdcSpec

@@ -5,12 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from liberation_assets.core.contract.serialize import now_ms
-from liberation_assets.core.engine.runtime import cdc_streams, source_position_key as position_key
 from liberation_assets.core.engine.summary import counters
 from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.readers import pg_slot
-
-
 
 
 @dataclass

@@ -17,10 +17,10 @@ from liberation_assets.core.engine.writer import WriteResult
 from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent
 from liberation_assets.core.publish.positions import read_latest
 from liberation_assets.core.readers.ceiling import read_ceiling
+from liberation_assets.core.readers.pg_types import Unconvertible
 from liberation_assets.core.readers.query import PollStats, QueryPosition, poll_batches
 from liberation_assets.core.readers.rows import key_converter
 from liberation_assets.core.readers.snapshot import SnapshotPosition, snapshot_batches
-from liberation_assets.core.readers.pg_types import Unconvertible
 from liberation_assets.core.readers.sql import key_set_query
 from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
@@ -67,7 +67,7 @@ class QueryPattern:
         self.runtime = StreamRuntime(spec, stream_name, "query")
         self._snapshot_runtimes: dict[str | None, StreamRuntime] = {}
         self._table: ProjectedTable | None = None
-        self._committed_watermark: dict | None = None
+        self._committed_watermark: dict[str, Any] | None = None
         """The last watermark this process committed: we are its only writer (Kafka fences others)."""
 
     def snapshot_runtime(self, part: str | None) -> StreamRuntime:

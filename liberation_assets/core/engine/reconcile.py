@@ -15,7 +15,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from liberation_assets.core.contract.formats import decode_value
-from liberation_assets.core.failures import kafka_logger
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.publish.reading import settled_watermarks
 

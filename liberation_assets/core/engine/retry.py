@@ -121,7 +121,8 @@ def give_up_after_default() -> float | None:
 
 
 def follow_with_retry(what: str, attempt: Attempt, *, until: Until, log: Log,
-                      give_up_after: float | None = None) -> None:
+                      give_up_after: float | None = None,
+                      on_retry: Callable[[str, float, int], None] | None = None) -> None:
     """Run ``attempt`` (at least once) until ``until()``; after a retriable error, wait (0.5 s doubling to 30 s) and run it again.
 
     The backoff and the give-up clock restart once an attempt reports ``connected``.
@@ -157,6 +158,8 @@ def follow_with_retry(what: str, attempt: Attempt, *, until: Until, log: Log,
                 raise GaveUp(f"{what}: gave up after {now - failing_since:.0f}s of failures; last: {failure.reason}") from None
             delay = min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (failures - 1))
             log(f"liberation: {what}: {failure.reason}; reconnecting in {delay:.1f}s (attempt {failures})")
+            if on_retry is not None:
+                on_retry(failure.reason, delay, failures)
             wake = time.monotonic() + delay
             while not until() and time.monotonic() < wake:
                 time.sleep(min(0.2, max(0.0, wake - time.monotonic())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
@@ -11,10 +12,11 @@ from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.formats import ValueFormat, value_format
 from liberation_assets.core.contract.gate import ensure_schema
 from liberation_assets.core.contract.history import SchemaVersion
-from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.quarantine import quarantine_topic
+from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.validate import ContractValidator
-from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter
+from liberation_assets.core.engine.writer import StreamWriter
+from liberation_assets.core.events import StreamIdentity
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import TransactionalPublisher
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
@@ -123,7 +125,7 @@ class StreamRuntime:
     def value_format(self) -> ValueFormat:
         return stream_format(self.spec, self.name, self.pattern, self.schema.schema)
 
-    def positions_for(self, key: str) -> dict | None:
+    def positions_for(self, key: str) -> dict[str, Any] | None:
         """A committed position; builds the writer first, so a crashed run's open transaction is fenced."""
         _ = self.writer
         return self.positions.get(key)

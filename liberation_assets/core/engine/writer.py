@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from liberation_assets.core.contract.formats import DebeziumFormat, ValueFormat
 from liberation_assets.core.contract.quarantine import quarantine_record, quarantine_topic
 from liberation_assets.core.contract.serialize import dumps, now_ms
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.errors import ContractViolation, SerializationError
-from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Row
+from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Row, StreamIdentity
 from liberation_assets.core.publish.positions import position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
@@ -91,41 +90,6 @@ class WriteResult:
             self.last_event_ms = max(self.last_event_ms or 0, other.last_event_ms)
         self.max_publish_lag_ms = max(self.max_publish_lag_ms, other.max_publish_lag_ms)
         self.quarantine_samples = (self.quarantine_samples + other.quarantine_samples)[:5]
-
-
-@dataclass(frozen=True)
-class StreamIdentity:
-    """What a stream's envelope says about where its events come from."""
-
-    name: str
-    topic: str
-    pattern: str
-    db: str
-    db_schema: str | None
-    table: str
-    schema_version: int = 1
-    timezone: str = "UTC"
-
-    def source_base(self) -> dict[str, Any]:
-        return {
-            "version": "liberation-0.1",
-            "connector": "liberation",
-            "name": self.name,
-            "db": self.db,
-            "schema": self.db_schema,
-            "table": self.table,
-        }
-
-    def headers(self) -> list[tuple[str, bytes]]:
-        return [
-            ("liberation.stream", self.name.encode()),
-            ("liberation.pattern", self.pattern.encode()),
-            ("liberation.schema.version", str(self.schema_version).encode()),
-        ]
-
-    @property
-    def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)
 
 
 class StreamWriter:

@@ -28,19 +28,27 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
-from liberation_assets.core.readers.pg_keepalive import replication_keepalive
-from liberation_assets.core.errors import SlotInUse, SpecError
+from liberation_assets.core.errors import SpecError
 from liberation_assets.core.events import Position
 from liberation_assets.core.outbox.event_router import EventRouter
 from liberation_assets.core.outbox.relay import (
-    OutboxPosition, Router, TopicCreator, build_records, cleanup_statement, dialect_of, pending_query, position_key,
-    transactional_id, try_lease,
+    OutboxPosition,
+    Router,
+    TopicCreator,
+    build_records,
+    cleanup_statement,
+    dialect_of,
+    pending_query,
+    position_key,
+    transactional_id,
+    try_lease,
 )
 from liberation_assets.core.outbox.table import check_outbox_table, table_for
 from liberation_assets.core.publish.flush import FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
+from liberation_assets.core.readers.pg_keepalive import replication_keepalive
 from liberation_assets.core.readers.pgoutput import Insert, Relation
 from liberation_assets.core.readers.pgoutput.position import CdcPosition
 from liberation_assets.core.readers.pgoutput.stream import Change, Marker, PgoutputStream
@@ -49,7 +57,6 @@ from liberation_assets.core.spec import Spec
 HEARTBEAT_PREFIX = "liberation.outbox.heartbeat"
 DRAIN_PREFIX = "liberation.outbox.drain"
 POSITION_EVERY_SECONDS = 1.0
-SLOT_WAIT_SECONDS = 60.0
 SNAPSHOT_LIMIT = 100_000
 """Rows a new slot publishes from its snapshot in one transaction; more must be drained with ``via: poll`` first."""
 BOUNDARY_PREFIXES = frozenset({HEARTBEAT_PREFIX, DRAIN_PREFIX})
@@ -103,7 +110,7 @@ class OutboxLogRelay:
         if not try_lease(admin, self.outbox):
             return False
         self._ensure_publication(admin)
-        info = self._slot_released(admin)
+        info = pg_slot.released_slot(admin, self.slot)
         self._replication = pg_slot.open_replication(self.source)
         self._cursor = self._replication.cursor()
         self._start_producer()
@@ -130,15 +137,6 @@ class OutboxLogRelay:
         quote = admin.dialect.identifier_preparer.quote
         admin.exec_driver_sql(f"CREATE PUBLICATION {quote(self.publication)} FOR TABLE "
                               f"{quote(self.events.schema)}.{quote(self.outbox.table)} WITH (publish = 'insert')")
-
-    def _slot_released(self, admin: Connection) -> pg_slot.SlotInfo | None:
-        """The slot once no walsender holds it: a killed relay's walsender may take a moment to exit."""
-        deadline = time.monotonic() + SLOT_WAIT_SECONDS
-        while (info := pg_slot.slot_info(admin, self.slot)) is not None and info.active_pid is not None:
-            if time.monotonic() > deadline:
-                raise SlotInUse(f"replication slot {self.slot} is still streamed by backend {info.active_pid}")
-            time.sleep(0.2)
-        return info
 
     def recover(self) -> int:
         """Clean up the rows of the last batch Kafka committed, if a crash left them; never publish them again."""

@@ -15,7 +15,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from liberation_assets.core.failures import kafka_logger
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import PublishError
 from liberation_assets.core.publish.topics import TOPIC_MAX_MESSAGE_BYTES
 

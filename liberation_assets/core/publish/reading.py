@@ -8,9 +8,8 @@ from collections.abc import Iterable, Iterator
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from liberation_assets.core.failures import kafka_logger
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import ConnectivityError
-
 
 SETTLE_SECONDS = 5.0
 NEW_TOPIC_SECONDS = 30.0

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
-from liberation_assets.core.failures import kafka_logger
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import ConnectivityError, PublishError
-
 
 MAX_RECORD_BYTES = 8 * 1024 * 1024
 """The largest record liberation produces; a row whose record is larger goes to the quarantine."""

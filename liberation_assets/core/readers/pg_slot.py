@@ -9,6 +9,7 @@ trace.  Instead it raises ``PositionLost`` and says how to start over.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,7 @@ from liberation_assets.core.errors import ConnectivityError, PermissionProblem, 
 from liberation_assets.core.readers.pg_types import SESSION_OPTIONS
 from liberation_assets.core.readers.pgoutput.lsn import lsn_to_int
 from liberation_assets.core.spec import SourceSpec
+
 # SESSION_OPTIONS: the text forms that ``pg_types`` parses, set for the walsender's session as for SELECTs.
 _SNAPSHOT_NAME = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?$")
 
@@ -204,6 +206,24 @@ def slot_info(connection: Connection, slot: str) -> SlotInfo | None:
         confirmed_flush_lsn=lsn_to_int(row.confirmed_flush_lsn) if row.confirmed_flush_lsn else None,
         wal_status=row.wal_status, current_lsn=lsn_to_int(row.current_lsn),
     )
+
+
+SLOT_WAIT_SECONDS = 60.0
+"""How long to wait for a killed reader's walsender to release the slot."""
+
+
+def released_slot(connection: Connection, slot: str, *, timeout: float = SLOT_WAIT_SECONDS) -> SlotInfo | None:
+    """The slot (None if absent) once no walsender holds it: a killed reader's lingers for a moment.
+
+    Raises ``SlotInUse`` naming the backend when it is still held after ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while (info := slot_info(connection, slot)) is not None and info.active_pid is not None:
+        if time.monotonic() > deadline:
+            raise SlotInUse(f"replication slot {slot} is held by backend {info.active_pid}; "
+                            "is another `liberation follow` running?")
+        time.sleep(0.2)
+    return info
 
 
 def current_lsn(connection: Connection) -> int:

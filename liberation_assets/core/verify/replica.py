@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from liberation_assets.core.contract.formats import canonical_key, decode_value
-from liberation_assets.core.failures import kafka_logger
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import READ, TRUNCATE

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from liberation_assets.core.errors import SpecError
+from liberation_assets.core.paths import stack_dir
 from liberation_assets.core.spec import resolve_env
 from liberation_assets.core.verify.compare import canonical, document_hash
 
@@ -36,9 +37,7 @@ Change = tuple[bytes, int, int] | None
 
 
 def default_replica_dir() -> str:
-    from liberation_assets.stack.settings import default_settings
-
-    return str(default_settings().root / "replicas")
+    return str(stack_dir() / "replicas")
 
 
 def replica_url(stream: str, topic: str, template: str | None = None) -> str:

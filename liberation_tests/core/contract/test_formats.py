@@ -10,8 +10,15 @@ import orjson
 import pytest
 
 from liberation_assets.core.contract.formats import (
-    ConnectJsonFormat, DebeziumFormat, FlatFormat, canonical_key, connect_schemas, decode_key, decode_value,
-    value_format)
+    ConnectJsonFormat,
+    DebeziumFormat,
+    FlatFormat,
+    canonical_key,
+    connect_schemas,
+    decode_key,
+    decode_value,
+    value_format,
+)
 from liberation_assets.core.contract.schema import FieldSchema, StreamSchema
 from liberation_assets.core.errors import SerializationError
 from liberation_assets.core.events import ChangeEvent

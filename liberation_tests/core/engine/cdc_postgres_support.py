@@ -2,13 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +12,7 @@ from liberation_assets.core.readers.pgoutput.position import CdcPosition
 from liberation_assets.core.spec import Spec
 from liberation_tests.fix_kafka import Message, consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import CliProcess
 
 
 def cdc_spec(make_spec: Any, pg_database: str, streams: dict[str, dict[str, Any]], **cdc: Any) -> Spec:
@@ -70,53 +64,16 @@ def envelopes(spec: Spec, stream: str) -> list[dict[str, Any]]:
     return [m.envelope for m in changes(spec, stream) if m.value is not None]  # type: ignore[misc]
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, message: str | Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(message() if callable(message) else message)
-        time.sleep(0.25)
-
-
-class FollowProcess:
-    """``liberation follow pg`` as a real subprocess, so a test can kill -9 it and measure its memory."""
+class FollowProcess(CliProcess):
+    """``liberation follow <source>`` as a real subprocess, so a test can kill -9 it and measure its memory."""
 
     def __init__(self, spec_file: Path, source: str):
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "liberation_assets.cli", "follow", source],
-            env={**os.environ, "LIBERATION_SPEC": str(spec_file)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
+        super().__init__(["follow", source], spec_file=spec_file)
 
     def status(self, field: str) -> int:
         """A /proc/<pid>/status figure in bytes, e.g. VmRSS or VmHWM (peak)."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-        raise KeyError(field)
+        return self.proc_status(field)
 
-    def assert_alive(self) -> None:
-        assert self.process.poll() is None, "follow died:\n" + self.tail()
-
-    def tail(self, lines: int = 30) -> str:
-        return "\n".join(line for line in self.lines[-lines:] if not line.startswith("%"))
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self._reader.join(timeout=5)
-
-    def stop(self) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM: the engine flushes, prints its summary and exits 0."""
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=60)
-        self._reader.join(timeout=5)
-        return code
+        return super().stop(timeout)

@@ -15,9 +15,16 @@ from liberation_assets.core.engine.cdc_mysql import drain, position_key
 from liberation_assets.core.errors import PositionLost, SchemaIncompatible
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.demo import generator, schema
-from liberation_tests.core.readers.binlog.cdc_support import (assert_replicas_match, cdc_spec, coordinates, demo_streams,
-                                                              purge_binlogs_before_now, snapshot_reads, source_of,
-                                                              write_spec)
+from liberation_tests.core.readers.binlog.cdc_support import (
+    assert_replicas_match,
+    cdc_spec,
+    coordinates,
+    demo_streams,
+    purge_binlogs_before_now,
+    snapshot_reads,
+    source_of,
+    write_spec,
+)
 from liberation_tests.fix_kafka import consume_all
 
 pytestmark = pytest.mark.integration

@@ -10,9 +10,17 @@ import pytest
 
 from liberation_assets.core.engine.cdc_mysql import drain
 from liberation_assets.demo import generator, schema
-from liberation_tests.core.readers.binlog.cdc_support import (FollowProcess, assert_replicas_match, binlog_changes,
-                                                              cdc_spec, demo_streams, published_changes,
-                                                              snapshot_reads, source_of, write_spec)
+from liberation_tests.core.readers.binlog.cdc_support import (
+    FollowProcess,
+    assert_replicas_match,
+    binlog_changes,
+    cdc_spec,
+    demo_streams,
+    published_changes,
+    snapshot_reads,
+    source_of,
+    write_spec,
+)
 from liberation_tests.fix_kafka import consume_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -16,7 +16,14 @@ from liberation_assets.core.errors import PositionLost, SchemaIncompatible
 from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.readers.table import reflect_stream_table
 from liberation_assets.core.verify.compare import compare, source_state, topic_state
-from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, changes, drain, envelopes, source_name, stored_position
+from liberation_tests.core.engine.cdc_postgres_support import (
+    cdc_spec,
+    changes,
+    drain,
+    envelopes,
+    source_name,
+    stored_position,
+)
 
 pytestmark = pytest.mark.integration
 

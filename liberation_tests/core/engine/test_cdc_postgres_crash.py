@@ -20,10 +20,10 @@ from liberation_tests.core.engine.cdc_postgres_support import (
     drain,
     source_name,
     stored_position,
-    wait_until,
     write_spec,
 )
 from liberation_tests.fix_kafka import TopicGrowth
+from liberation_tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

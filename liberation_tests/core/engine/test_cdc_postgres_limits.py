@@ -17,9 +17,9 @@ from liberation_tests.core.engine.cdc_postgres_support import (
     cdc_spec,
     source_name,
     stored_position,
-    wait_until,
     write_spec,
 )
+from liberation_tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

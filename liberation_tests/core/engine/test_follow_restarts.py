@@ -11,7 +11,6 @@ stack (and waits until it serves) before it returns, whatever happens.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -29,10 +28,11 @@ from pydantic import Field
 from liberation_assets.core.outbox import DomainEvent, create_outbox_table, emit, register
 from liberation_assets.stack import StackSettings, ensure_stack, kafka, mariadb, postgres
 from liberation_tests.core.engine import cdc_postgres_support as pg_support
-from liberation_tests.core.readers.binlog import cdc_support as mysql_support
 from liberation_tests.core.outbox.support import outbox_spec, topic
+from liberation_tests.core.readers.binlog import cdc_support as mysql_support
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import CliProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -82,40 +82,6 @@ class SequenceWriter:
             time.sleep(self.pause)
 
 
-class Follow:
-    """``liberation follow <name>`` as a real subprocess."""
-
-    def __init__(self, spec_file: Path, name: str, env: dict[str, str] | None = None):
-        self.process = subprocess.Popen([sys.executable, "-m", "liberation_assets.cli", "follow", name],
-                                        env={**os.environ, "LIBERATION_SPEC": str(spec_file), **(env or {})},
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.rstrip())
-
-    def tail(self, lines: int = 40) -> str:
-        return "\n".join(line for line in self.lines[-lines:] if not line.startswith("%"))
-
-    def assert_alive(self) -> None:
-        assert self.process.poll() is None, "follow died:\n" + self.tail()
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=120)
-        self._reader.join(timeout=5)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-
-
 @pytest.fixture
 def restore_stack(stack: StackSettings) -> Iterator[StackSettings]:
     """Whatever the test stopped is started again, and serving, before the next test runs."""
@@ -123,40 +89,33 @@ def restore_stack(stack: StackSettings) -> Iterator[StackSettings]:
     ensure_stack(stack, log=lambda *_: None)
 
 
-def _wait_until(condition: Callable[[], bool], timeout: float, message: Callable[[], str]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message()
-        time.sleep(0.5)
-
-
 def _seqs(bootstrap: str, topic_name: str, seq_of: Callable[[dict[str, Any]], int]) -> list[int]:
     return [seq_of(orjson.loads(m.value)) for m in consume_all(bootstrap, topic_name) if m.value is not None]
 
 
-def _survive(stack: StackSettings, follow: Follow, writer: SequenceWriter, database: Any, read: Callable[[], list[int]],
+def _survive(stack: StackSettings, follow: CliProcess, writer: SequenceWriter, database: Any, read: Callable[[], list[int]],
              started: Callable[[], bool]) -> list[int]:
     """Broker crash for 20 s, then a database crash, under load; returns what a read_committed consumer sees."""
     writer.start()
     try:
-        _wait_until(lambda: started() and len(writer.committed) > 20, 120, lambda: "follow did not start:\n" + follow.tail())
+        wait_until(lambda: started() and len(writer.committed) > 20, 120, lambda: "follow did not start:\n" + follow.tail())
         kafka.kill(stack)
         time.sleep(BROKER_DOWN_SECONDS)
         follow.assert_alive()
         kafka.up(stack, log=lambda *_: None)
         seen_before = len(writer.committed)
-        _wait_until(lambda: len(writer.committed) > seen_before + 20, 60, lambda: "the writer stalled")
+        wait_until(lambda: len(writer.committed) > seen_before + 20, 60, lambda: "the writer stalled")
         database.kill(stack)
         time.sleep(2)
         follow.assert_alive()
         database.up(stack, log=lambda *_: None)
         seen_before = len(writer.committed)
-        _wait_until(lambda: len(writer.committed) > seen_before + 20, 60, lambda: "the writer did not resume")
+        wait_until(lambda: len(writer.committed) > seen_before + 20, 60, lambda: "the writer did not resume")
     finally:
         writer.stop()
         ensure_stack(stack, log=lambda *_: None)
     last = writer.committed[-1]
-    _wait_until(lambda: last in read(), 180, lambda: f"change {last} never arrived:\n" + follow.tail())
+    wait_until(lambda: last in read(), 180, lambda: f"change {last} never arrived:\n" + follow.tail())
     follow.assert_alive()
     assert follow.stop() == 0, follow.tail()
     # Not asserted: whether our loop reconnected or a driver rode the outage out by itself (pymysqlreplication
@@ -189,11 +148,10 @@ def _robust(url: sa.URL | str) -> sa.Engine:
 
 
 def _run_and_check(stack: StackSettings, spec_file: Path, name: str, writer: SequenceWriter, database: Any,
-                   read: Callable[[], list[int]], started_marker: str) -> None:
-    follow = Follow(spec_file, name)
+                   read: Callable[[], list[int]]) -> None:
+    follow = CliProcess(["follow", name], spec_file=spec_file)
     try:
-        seen = _survive(stack, follow, writer, database, read,
-                        lambda: any(started_marker in line for line in follow.lines))
+        seen = _survive(stack, follow, writer, database, read, lambda: bool(follow.seen("started")))
     finally:
         follow.kill()
         writer.engine.dispose()
@@ -207,8 +165,7 @@ def test_postgres_cdc_survives_broker_and_database_crashes(make_spec, pg_databas
     spec = pg_support.cdc_spec(make_spec, pg_database, {"ticks": {"table": "ticks", "key": ["seq"]}})
     _run_and_check(restore_stack, pg_support.write_spec(spec, tmp_path), pg_support.source_name(spec),
                    SequenceWriter(_insert_tick, _robust(pg_engine.url)), postgres,
-                   lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]),
-                   "following")
+                   lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]))
 
 
 def test_mariadb_cdc_survives_broker_and_database_crashes(make_spec, mysql_database, mysql_engine, restore_stack,
@@ -218,8 +175,7 @@ def test_mariadb_cdc_survives_broker_and_database_crashes(make_spec, mysql_datab
     spec = mysql_support.cdc_spec(make_spec, mysql_database, {"ticks": {"table": "ticks", "key": ["seq"]}})
     _run_and_check(restore_stack, mysql_support.write_spec(spec, tmp_path), mysql_support.source_of(spec),
                    SequenceWriter(_insert_tick, _robust(mysql_engine.url)), mariadb,
-                   lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]),
-                   "streaming the binlog")
+                   lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]))
 
 
 @pytest.mark.parametrize("via", ["poll", "cdc"])
@@ -230,8 +186,7 @@ def test_outbox_relay_survives_broker_and_database_crashes(via, make_spec, pg_da
     spec_file = tmp_path / "liberation.yaml"
     spec_file.write_text(spec_to_yaml(spec))
     _run_and_check(restore_stack, spec_file, "ob", SequenceWriter(_emit_tick, _robust(pg_engine.url)), postgres,
-                   lambda: _seqs(restore_stack.kafka_bootstrap, topic(spec, "tick"), lambda e: e["seq"]),
-                   "relaying")
+                   lambda: _seqs(restore_stack.kafka_bootstrap, topic(spec, "tick"), lambda e: e["seq"]))
 
 
 @pytest.mark.parametrize("pattern", ["postgres cdc", "mariadb cdc", "outbox poll", "outbox cdc"])

@@ -19,10 +19,16 @@ from liberation_assets.demo import schema
 from liberation_assets.demo.generator import WriteLoad, seed
 from liberation_assets.demo.orders_service import on_order, prepare
 from liberation_tests.core.outbox.support import (
-    CounterWriters, RelayProcess, assert_exactly_once_in_order, outbox_spec, pending_rows, topic, wait_until,
+    CounterWriters,
+    RelayProcess,
+    assert_exactly_once_in_order,
+    outbox_spec,
+    pending_rows,
+    topic,
 )
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 

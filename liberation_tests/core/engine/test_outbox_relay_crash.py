@@ -9,10 +9,16 @@ import pytest
 
 from liberation_assets.core.outbox import create_outbox_table
 from liberation_tests.core.outbox.support import (
-    CounterWriters, RelayProcess, assert_exactly_once_in_order, outbox_spec, pending_rows, topic, wait_until,
+    CounterWriters,
+    RelayProcess,
+    assert_exactly_once_in_order,
+    outbox_spec,
+    pending_rows,
+    topic,
 )
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -16,16 +16,17 @@ import sqlalchemy as sa
 
 from liberation_assets.cli import main
 from liberation_assets.core.contract.quarantine import quarantine_topic, summarize
-from liberation_assets.core.contract.redrive import redrive
 from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine import cdc_mysql, cdc_postgres
 from liberation_assets.core.engine.query_pattern import QueryPattern
+from liberation_assets.core.engine.redrive import redrive
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.events import ChangeBatch, ChangeEvent
 from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
 from liberation_assets.core.verify.run import verify
 from liberation_tests.core.engine.cdc_postgres_support import cdc_spec as pg_cdc_spec
-from liberation_tests.core.readers.binlog.cdc_support import cdc_spec as my_cdc_spec, source_of
+from liberation_tests.core.readers.binlog.cdc_support import cdc_spec as my_cdc_spec
+from liberation_tests.core.readers.binlog.cdc_support import source_of
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,6 +12,7 @@ import sqlalchemy as sa
 
 from liberation_tests.fix_kafka import TopicGrowth, consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import CliProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -28,23 +25,19 @@ def _run_until_done_with_kills(spec_file: Path, args: list[str], kills: int, rng
     Returns the kills made.  Progress, not time, decides the kill, so a fast run
     on an idle machine is still killed in the middle of its work.
     """
-    env = {**os.environ, "LIBERATION_SPEC": str(spec_file)}
     made = 0
     while True:
         start = growth.offsets()
-        process = subprocess.Popen([sys.executable, "-m", "liberation_assets.cli", *args], env=env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = CliProcess(args, spec_file=spec_file)
         if made < kills:
             step = rng.randint(80, 400)  # records and markers: 2 to 10 transactions of 40 rows
-            while process.poll() is None and growth.offsets() < start + step:
+            while process.alive and growth.offsets() < start + step:
                 time.sleep(0.01)
-            if process.poll() is None:
-                process.send_signal(signal.SIGKILL)
-                process.wait()
+            if process.alive:
+                process.kill()
                 made += 1
                 continue
-        _out, err = process.communicate(timeout=300)
-        assert process.returncode == 0, err.decode()[-2000:]
+        assert process.wait(timeout=300) == 0, process.tail()
         return made
 
 

@@ -8,8 +8,15 @@ import pytest
 import sqlalchemy as sa
 
 from liberation_assets.core.engine import retry
-from liberation_assets.core.errors import (AuthenticationFailed, ConnectivityError, GaveUp, PositionLost, PublishError,
-                                           SchemaIncompatible, SlotInUse)
+from liberation_assets.core.errors import (
+    AuthenticationFailed,
+    ConnectivityError,
+    GaveUp,
+    PositionLost,
+    PublishError,
+    SchemaIncompatible,
+    SlotInUse,
+)
 
 
 @pytest.mark.parametrize("error", [

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
 import re
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +17,7 @@ from pydantic import Field
 from liberation_assets.core.outbox import DomainEvent, emit, register
 from liberation_assets.core.outbox.table import outbox_table
 from liberation_assets.core.spec import Spec
+from liberation_tests.support import CliProcess
 
 ROUTE = "{topic_prefix}.outbox.event.{aggregatetype}"
 
@@ -54,41 +50,16 @@ def pending_rows(engine: sa.Engine, table: str = "outbox") -> int:
         return int(connection.execute(sa.select(sa.func.count()).select_from(outbox_table(table))).scalar_one())
 
 
-class RelayProcess:
+class RelayProcess(CliProcess):
     """``liberation follow <outbox>`` as a real subprocess, so a test can kill -9 it."""
 
     def __init__(self, spec_file: Path, outbox: str = "ob", *, duration: float | None = None):
-        args = [sys.executable, "-m", "liberation_assets.cli", "follow", outbox]
-        if duration is not None:
-            args += ["--duration", str(duration)]
-        self.process = subprocess.Popen(args, env={**os.environ, "LIBERATION_SPEC": str(spec_file)},
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            self.lines.append(line.rstrip())
+        super().__init__(["follow", outbox, *(["--duration", str(duration)] if duration is not None else [])],
+                         spec_file=spec_file)
 
     def wait_relaying(self, timeout: float = 60.0) -> None:
-        """Until it holds the lease (robust on a loaded machine: a generous deadline, no timing assertion)."""
-        deadline = time.monotonic() + timeout
-        while not any("relaying" in line for line in self.lines):
-            assert self.process.poll() is None, "\n".join(self.lines[-20:])
-            assert time.monotonic() < deadline, "relay did not start: " + "\n".join(self.lines[-20:])
-            time.sleep(0.05)
-
-    @property
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        if self.alive:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self._reader.join(timeout=5)
+        """Until it holds the lease (its ``started`` status line)."""
+        self.wait_for_status("started", timeout)
 
     def recovered(self) -> int:
         """Rows of a crashed batch this relay cleaned up without publishing (from its log)."""
@@ -96,13 +67,6 @@ class RelayProcess:
 
 
 _RECOVERED = re.compile(r"lease taken; (\d+) rows of the last batch cleaned up")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, message: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message
-        time.sleep(0.2)
 
 
 class _Rollback(Exception):

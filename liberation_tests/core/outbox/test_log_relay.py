@@ -15,11 +15,17 @@ from liberation_assets.core.outbox.relay import Router
 from liberation_assets.core.outbox.table import outbox_table
 from liberation_assets.core.readers.pgoutput import Column, Insert, Relation
 from liberation_tests.core.outbox.support import (
-    CounterBumped, CounterWriters, RelayProcess, assert_exactly_once_in_order, outbox_spec, pending_rows, topic,
-    wait_until,
+    CounterBumped,
+    CounterWriters,
+    RelayProcess,
+    assert_exactly_once_in_order,
+    outbox_spec,
+    pending_rows,
+    topic,
 )
 from liberation_tests.fix_kafka import consume_all
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import wait_until
 
 TIMESTAMPTZ, TEXT, UUID, JSON, INT8 = 1184, 25, 2950, 114, 20
 

@@ -9,7 +9,14 @@ from sqlalchemy.dialects import mysql, postgresql
 
 from liberation_assets.core.errors import PublishError
 from liberation_assets.core.outbox.relay import (
-    OutboxPosition, Router, build_records, cleanup_statement, lease_name, pending_query, position_key, seq_ranges,
+    OutboxPosition,
+    Router,
+    build_records,
+    cleanup_statement,
+    lease_name,
+    pending_query,
+    position_key,
+    seq_ranges,
     transactional_id,
 )
 from liberation_assets.core.outbox.table import migration_sql, notify_channel, outbox_table

@@ -9,7 +9,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from liberation_assets.core.errors import UnconvertibleValue
-from liberation_assets.core.readers.mysql_types import RowConverter, SourceType, naive_to_utc, time_value, value_converter
+from liberation_assets.core.readers.mysql_types import (
+    RowConverter,
+    SourceType,
+    naive_to_utc,
+    time_value,
+    value_converter,
+)
 
 NEW_YORK, SEOUL, UTC = ZoneInfo("America/New_York"), ZoneInfo("Asia/Seoul"), timezone.utc
 

@@ -24,8 +24,17 @@ from sqlalchemy.engine import Connection
 
 from liberation_assets.core.errors import PermissionProblem, PositionLost, SourceMisconfigured
 from liberation_assets.core.events import CREATE, DELETE, UPDATE
-from liberation_assets.core.readers.binlog.log import (Begin, ColumnMeta, Commit, Heartbeat, LogItem, LogTable, Rotate, Rows,
-                                                       Statement)
+from liberation_assets.core.readers.binlog.log import (
+    Begin,
+    ColumnMeta,
+    Commit,
+    Heartbeat,
+    LogItem,
+    LogTable,
+    Rotate,
+    Rows,
+    Statement,
+)
 from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
 from liberation_assets.core.readers.binlog.temporal import TEMPORAL, read_temporal
 from liberation_assets.core.readers.binlog.values import MARIADB, MYSQL

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import zlib
 from collections import Counter
@@ -24,6 +22,7 @@ from liberation_assets.core.verify.compare import Comparison, compare, source_st
 from liberation_assets.demo.schema import INTERNAL_COLUMNS, TABLES
 from liberation_tests.fix_kafka import Message
 from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import CliProcess
 
 DEMO_KEYS = {"products": ["id"], "prices": ["product_id", "currency"], "inventory": ["product_id", "warehouse"],
              "orders": ["id"], "payments": ["id"]}
@@ -157,36 +156,20 @@ def purge_binlogs_before_now(stack: Any, must_go: str, timeout: float = 60) -> N
         admin.close()
 
 
-class FollowProcess:
-    """``liberation follow <source>`` in a subprocess, with its output kept for failure messages."""
+class FollowProcess(CliProcess):
+    """``liberation follow <source>`` in a subprocess, with its output kept (also in ``log_file``) for failure messages."""
 
     def __init__(self, spec_file: Path, source: str, log_file: Path):
+        super().__init__(["--spec", str(spec_file), "follow", source], log_file=log_file)
         self.log_file = log_file
-        self._out = open(log_file, "ab")
-        self.started = time.monotonic()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "liberation_assets.cli", "--spec", str(spec_file), "follow", source],
-            stdout=self._out, stderr=subprocess.STDOUT,
-        )
 
     def wait_for(self, text: str, timeout: float = 120) -> bool:
         """Wait until the output shows ``text``; False if the process ended or the time ran out first."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.log_file.read_text(errors="replace"):
-                return True
-            if self.process.poll() is not None:
-                return False
-            time.sleep(0.02)
-        return False
-
-    def kill(self) -> int | None:
-        """kill -9; returns the exit code if it had already ended by itself."""
-        ended = self.process.poll()
-        self.process.kill()
-        self.process.wait(timeout=30)
-        self._out.close()
-        return ended
+        try:
+            self.wait_for_line(text, timeout, every=0.02)  # a kill point inside a short phase
+            return True
+        except AssertionError:
+            return False
 
     def output(self) -> str:
-        return self.log_file.read_text(errors="replace")[-3000:]
+        return self.output_text()[-3000:]

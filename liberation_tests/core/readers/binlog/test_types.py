@@ -7,8 +7,13 @@ import pytest
 
 from liberation_assets.core.contract.serialize import dumps
 from liberation_assets.core.events import ChangeEvent
-from liberation_assets.core.readers.binlog.client import (LogReader, connection_settings, current_coordinates, inspect_server,
-                                                          replica_server_id)
+from liberation_assets.core.readers.binlog.client import (
+    LogReader,
+    connection_settings,
+    current_coordinates,
+    inspect_server,
+    replica_server_id,
+)
 from liberation_assets.core.readers.binlog.decoder import BinlogDecoder
 from liberation_assets.core.readers.binlog.mapping import StreamMapper, StreamShape
 from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key

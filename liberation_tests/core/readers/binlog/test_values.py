@@ -11,7 +11,12 @@ from pymysqlreplication.constants import FIELD_TYPE
 
 from liberation_assets.core.readers.binlog.log import ColumnMeta
 from liberation_assets.core.readers.binlog.temporal import read_date, read_datetime2, read_time2, read_timestamp2
-from liberation_assets.core.readers.binlog.values import dbapi_converter, float_as_mariadb, float_as_mysql, log_converter
+from liberation_assets.core.readers.binlog.values import (
+    dbapi_converter,
+    float_as_mariadb,
+    float_as_mysql,
+    log_converter,
+)
 from liberation_assets.core.readers.mysql_types import SourceType
 from liberation_tests.core.readers.binlog.support import UTC
 

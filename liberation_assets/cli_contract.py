@@ -1,6 +1,6 @@
-"""CLI commands for contracts: ``quarantine``, ``redrive`` and ``schema``.
+"""CLI commands for contracts: ``quarantine``, ``redrive`` and ``schema`` (the CLI layer: it may use every core package).
 
-Kept beside the contract code so ``cli.py`` only registers them.  Output is
+Kept apart from ``cli.py``, which only registers them.  Output is
 plain text for people, or JSON with ``--json`` for scripts.
 """
 
@@ -58,7 +58,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
 
 def cmd_redrive(args: argparse.Namespace) -> int:
     """Republish what now passes; what still fails stays quarantined."""
-    from liberation_assets.core.contract.redrive import redrive
+    from liberation_assets.core.engine.redrive import redrive
 
     found = _spec_and_stream(args, source=True)
     if found is None:

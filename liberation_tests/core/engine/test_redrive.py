@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from liberation_assets.core.contract.quarantine import summarize
-from liberation_assets.core.contract.redrive import redrive
 from liberation_assets.core.engine.query_pattern import QueryPattern
+from liberation_assets.core.engine.redrive import redrive
 from liberation_tests.core.contract.support import CONTRACT, PG_DDL, insert_items, items_stream
 from liberation_tests.fix_kafka import consume_all
 

@@ -29,7 +29,6 @@ import orjson
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from liberation_assets.core.contract.formats import canonical_key
-from liberation_assets.core.failures import kafka_logger
 from liberation_assets.core.contract.quarantine import (
     QuarantinedRow,
     quarantine_record,
@@ -39,6 +38,7 @@ from liberation_assets.core.contract.quarantine import (
 )
 from liberation_assets.core.contract.serialize import dumps, now_ms
 from liberation_assets.core.contract.validate import UNIQUE_KEY_CHECK, ContractValidator
+from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.events import ChangeBatch, Position
