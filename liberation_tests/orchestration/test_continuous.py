@@ -16,7 +16,8 @@ from liberation_assets.orchestration import continuous, freshness, translator
 from liberation_assets.orchestration.build import build_definitions
 from liberation_assets.orchestration.resources import build_resources
 from liberation_assets.orchestration.runs import FOLLOW_TAG
-from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, envelopes, wait_until, write_spec
+from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, envelopes, write_spec
+from liberation_tests.support import wait_until
 
 SPEC = """
 sources:
