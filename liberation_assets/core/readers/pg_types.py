@@ -230,6 +230,21 @@ def guarded(convert: Converter) -> Converter:
     return safe
 
 
+_INFALLIBLE = frozenset({BOOL, INT2, INT4, INT8, OID, XID})
+"""Types whose converter cannot fail on the server's own output (digits, ``t``/``f``): no guard needed."""
+
+
+def value_converter(pg_type: PgType, zone: ZoneInfo | None) -> Converter | None:
+    """The converter a row builder calls per value, chosen once per column: None when the server's text is
+    already the published value (text, json, uuid, ...: no call at all), unguarded when it cannot fail."""
+    convert = converter(pg_type, zone)
+    if convert is _identity:
+        return None
+    if pg_type.element is None and pg_type.oid in _INFALLIBLE:
+        return convert
+    return guarded(convert)
+
+
 BUILTIN_ARRAYS: dict[int, int] = {
     1000: BOOL, 1001: BYTEA, 1002: CHAR, 1003: NAME, 1016: INT8, 1005: INT2, 1007: INT4, 1009: TEXT, 1028: OID,
     1011: XID, 1021: FLOAT4, 1022: FLOAT8, 791: MONEY, 1014: BPCHAR, 1015: VARCHAR, 1182: DATE, 1183: TIME,
