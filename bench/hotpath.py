@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 STAGES = ("decode", "rows", "records")
+FIGURES = (*STAGES, "total", "faults")
 _DDL = """
 DROP TABLE IF EXISTS hot_orders, hot_products;
 CREATE TABLE hot_products (id bigint PRIMARY KEY, sku varchar(32) NOT NULL, name varchar(200) NOT NULL,
@@ -78,6 +79,7 @@ def _capture(rows: int, into: Path) -> int:
 def _worker(messages_path: str, passes: int) -> dict[str, float]:
     """µs per event of each stage, best of ``passes``; runs against whichever liberation_assets is first on the path."""
     import gc
+    import resource
 
     from liberation_assets.core.contract.validate import ContractValidator
     from liberation_assets.core.engine import pg_changes
@@ -107,7 +109,10 @@ def _worker(messages_path: str, passes: int) -> dict[str, float]:
         streams[table] = pg_changes.CdcStream(table, _table(ProjectedTable, table), writer, "public", None, False, None)
     best = {stage: float("inf") for stage in STAGES}
     events_total = 0
-    for _ in range(passes):
+    faults_before = 0
+    for index in range(passes):
+        if index == 1:  # page faults of the passes after the first: a long-running process's steady state
+            faults_before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         gc.collect()
         stream = PgoutputStream(CdcPosition(slot="bench", lsn=0))
         relations: dict[int, Any] = {}
@@ -138,7 +143,8 @@ def _worker(messages_path: str, passes: int) -> dict[str, float]:
         events_total = len(changes)
         for stage, seconds in zip(STAGES, (decoded - started, converted - decoded, written - converted)):
             best[stage] = min(best[stage], seconds * 1e6 / events_total)
-    return {**best, "events": events_total}
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults_before
+    return {**best, "events": events_total, "faults": faults / (events_total * max(1, passes - 1))}
 
 
 def _table(cls: Any, name: str) -> Any:
@@ -184,19 +190,26 @@ def main() -> None:
             versions = {"before": before, "after": REPO}
         results: dict[tuple[str, str], list[float]] = {}
         for round_index in range(args.rounds):
-            for name, root in versions.items():
+            order = list(versions.items())
+            for name, root in (order if round_index % 2 == 0 else order[::-1]):  # ABBA: neither always goes first
                 figures = _run_worker(root, messages_path, args.passes)
                 load = os.getloadavg()[0]
+                figures["total"] = sum(figures[s] for s in STAGES)
                 print(f"round {round_index + 1} {name}: " + ", ".join(f"{s} {figures[s]:.2f}" for s in STAGES)
-                      + f" µs/event (load {load:.2f})", flush=True)
-                for stage in STAGES:
-                    results.setdefault((stage, name), []).append(figures[stage])
-                results.setdefault(("total", name), []).append(sum(figures[s] for s in STAGES))
-    for stage in (*STAGES, "total"):
+                      + f" µs/event, {figures['faults']:.2f} page faults/event (load {load:.2f})", flush=True)
+                for figure in FIGURES:
+                    results.setdefault((figure, name), []).append(figures[figure])
+    for figure in FIGURES:
         for name in versions:
-            values = results[(stage, name)]
-            print(f"{stage:8s} {name:7s} median {statistics.median(values):6.2f} µs/event "
+            values = results[(figure, name)]
+            unit = "page faults/event" if figure == "faults" else "µs/event"
+            print(f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} {unit} "
                   f"(min {min(values):.2f}, max {max(values):.2f})")
+        if len(versions) == 2:
+            ratios = [b / a for b, a in zip(results[(figure, "before")], results[(figure, "after")]) if a]
+            if ratios:
+                print(f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
+                      f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
 
 
 if __name__ == "__main__":
