@@ -3,12 +3,19 @@
     .venv/bin/python -m bench                 # the full run behind BENCHMARKS.md (1M rows, 3 runs)
     .venv/bin/python -m bench --rows 100000   # a quick pass
     .venv/bin/python -m bench --report-only   # rewrite BENCHMARKS.md and plots from bench/results/latest.json
+
+Each headline ratio (ours ÷ Debezium, ours ÷ ceiling) is the median of the per-run ratios of figures measured
+back to back in the same run, with their min–max; the machine's 1-minute load average is recorded at the end
+of every step (``load.<step>`` in the results) and printed next to the figures.  Per-lever before/after
+figures: ``python -m bench.compare REV`` (whole patterns), ``python -m bench.hotpath REV`` (the CDC hot path on
+real pgoutput bytes) and ``python -m bench.levers walk|rows REV`` (one module, same process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -56,7 +63,7 @@ def run_steps(ctx: RunContext, config: BenchConfig, samples: Samples) -> None:
             if name == "prepare":
                 raise
             continue
-        samples.add(figures)
+        samples.add({**figures, f"load.{name}": os.getloadavg()[0]})  # the load next to the figures
         shown = ", ".join(f"{k}={v:,.1f}" for k, v in figures.items())
         print(f"  {name} ({time.monotonic() - step_started:.1f}s) {shown}", flush=True)
 

@@ -66,6 +66,12 @@ def _ceiling(samples: Samples, key: str) -> tuple[float | None, str]:
     return min(candidates)
 
 
+def _binding_key(samples: Samples, key: str) -> str:
+    """The key of the binding ceiling (source or Kafka), for per-run ratios."""
+    _, which = _ceiling(samples, key)
+    return "ceiling.kafka" if which == "Kafka" else key
+
+
 def _k(value: float | None) -> str:
     if value is None:
         return "–"
@@ -87,6 +93,26 @@ def _ratio(value: float | None) -> str:
     return f"{value:.2f}×" if value is not None else "–"
 
 
+def _run_ratio(samples: Samples, numerator: str, denominator: str) -> str:
+    """Median of the per-run ratios (both measured back to back in each run), min–max in brackets."""
+    found = samples.ratios(numerator, denominator)
+    if found is None:
+        return "–"
+    if found.runs == 1:
+        return _ratio(found.median)
+    return f"**{found.median:.2f}×** ({found.low:.2f}–{found.high:.2f})"
+
+
+def _load_line(samples: Samples) -> str:
+    """The machine's 1-minute load average at the end of every step, over all runs."""
+    loads = [v for key, values in samples.values.items() if key.startswith("load.") for v in values]
+    if not loads:
+        return ""
+    return (f"Load average (1 min) at the end of each step: median {sorted(loads)[len(loads) // 2]:.2f}, "
+            f"min {min(loads):.2f}, max {max(loads):.2f}, on {{cpus}} vCPU (per step: `bench/results/latest.json`, "
+            f"`load.<step>`). ")
+
+
 def _ms(samples: Samples, key: str) -> str:
     found = samples.summary(key)
     if found is None:
@@ -104,11 +130,14 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
         + (f"Every figure is the median of {meta['runs']} runs, with min–max in brackets. " if meta["runs"] > 1
            else "A single run: not enough for a median. ")
         + f"Debezium {meta['debezium']} on Kafka Connect {meta['kafka']} standalone. "
-        f"The whole run took {meta['total_minutes']} minutes.",
+        + _load_line(samples).replace("{cpus}", str(meta["cpus"]))
+        + f"The whole run took {meta['total_minutes']} minutes.",
         "",
         "### Throughput",
         "",
-        "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed).",
+        "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed). "
+        "The ratios are the median of the per-run ratios (ours and Debezium measured back to back in the same run), "
+        "min–max in brackets, not a ratio of two independent medians.",
         "",
         f"| pattern | unit | ours | Debezium | ceiling (binding) | ours ÷ Debezium | ours ÷ ceiling |",
         "|---|---|---|---|---|---|---|",
@@ -119,7 +148,8 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
         ceiling, which = _ceiling(samples, row.source_ceiling)
         lines.append(
             f"| {row.label} | {row.unit} | {_spread(samples, row.ours)} | {_spread(samples, row.debezium)} | "
-            f"{_k(ceiling)} ({which}) | {_ratio(ratio(ours, dbz)) if row.debezium else 'n/a'} | {_ratio(ratio(ours, ceiling))} |"
+            f"{_k(ceiling)} ({which}) | {_run_ratio(samples, row.ours, row.debezium) if row.debezium else 'n/a'} | "
+            f"{_run_ratio(samples, row.ours, _binding_key(samples, row.source_ceiling))} |"
         )
     lines += ["", "### Ceilings", "", "| ceiling | unit | per second |", "|---|---|---|"]
     for key, label, unit in CEILINGS:
@@ -155,7 +185,9 @@ def console(samples: Samples, meta: dict[str, Any]) -> str:
         ours = samples.median(row.ours)
         ceiling, which = _ceiling(samples, row.source_ceiling)
         dbz = samples.median(row.debezium) if row.debezium else None
-        out.append(f"  {row.label}: ours/Debezium {_ratio(ratio(ours, dbz))}, ours/ceiling({which}) {_ratio(ratio(ours, ceiling))}")
+        per_run = _run_ratio(samples, row.ours, row.debezium).replace("**", "") if row.debezium else "n/a"
+        out.append(f"  {row.label}: ours/Debezium {per_run} (per-run), of medians {_ratio(ratio(ours, dbz))}, "
+                   f"ours/ceiling({which}) {_ratio(ratio(ours, ceiling))}")
     for name, why in sorted(samples.skipped.items()):
         out.append(f"  not measured: {name}: {why}")
     return "\n".join(out)
