@@ -93,9 +93,6 @@ def _worker(messages_path: str, passes: int) -> dict[str, float]:
     from liberation_assets.core.spec import ColumnContract
 
     relax_gc_for_batches()
-    tune = getattr(__import__("liberation_assets.core.publish.publisher", fromlist=["x"]), "tune_malloc_for_batches", None)
-    if tune is not None:
-        tune()
     messages: list[bytes] = pickle.loads(Path(messages_path).read_bytes())
     contract = {"id": {"nullable": False}, "updated_at": {"type": "datetime", "nullable": False}}
     streams: dict[str, Any] = {}
