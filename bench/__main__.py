@@ -29,7 +29,7 @@ from bench.context import RESULTS, BenchConfig, RunContext, Skip
 from bench.stats import Samples
 from bench.steps import STEPS
 
-GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency")
+GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency", "formats")
 
 
 def parse() -> argparse.Namespace:

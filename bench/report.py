@@ -164,6 +164,19 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
                 f"| {label} | {rate:,} | {_ms(samples, f'lat.ours.{name}.{rate}.p50')} | {_ms(samples, f'lat.ours.{name}.{rate}.p99')} "
                 f"| {_ms(samples, f'lat.dbz.{name}.{rate}.p50')} | {_ms(samples, f'lat.dbz.{name}.{rate}.p99')} |"
             )
+    if any(key.startswith("bytes.") for key in samples.values):
+        lines += ["", "### Value formats: bytes per record", "",
+                  "Key + value bytes of every record with a value, on the mixed-types table of the consumer tests "
+                  "(`python -m bench.formats`; tombstones counted apart).", "",
+                  "| format | query pattern | PostgreSQL CDC | MariaDB CDC |", "|---|---|---|---|"]
+        for value_format in ("debezium", "connect-json", "flat"):
+            cells = []
+            for stream in ("q_mixed", "pg_mixed", "my_mixed"):
+                mean = samples.median(f"bytes.{value_format}.{stream}")
+                count = samples.median(f"records.{value_format}.{stream}")
+                tombstones = samples.median(f"tombstones.{value_format}.{stream}")
+                cells.append("–" if mean is None else f"{mean:,.0f} B ({count or 0:.0f} records, {tombstones or 0:.0f} tombstones)")
+            lines.append(f"| `{value_format}` | " + " | ".join(cells) + " |")
     lines += ["", "### Peak memory (RSS, MB)", "", "| process | peak RSS |", "|---|---|"]
     for key, label in MEMORY:
         lines.append(f"| {label} | {_ms(samples, key)} |")

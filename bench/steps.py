@@ -252,6 +252,21 @@ def _ours_follow(ctx: RunContext, what: str, kind: str, topic: str, rss_key: str
     return figures
 
 
+def value_formats(ctx: RunContext) -> Figures:
+    """Bytes per record of each value format (``bench.formats``), once: they do not vary between runs."""
+    if ctx.run != 0:
+        raise Skip("measured in the first run only (the sizes do not vary)")
+    from bench import formats
+
+    figures: Figures = {}
+    for value_format in formats.FORMATS:
+        for stream, (mean, count, tombstones) in formats.measure(ctx.stack, value_format).items():
+            figures[f"bytes.{value_format}.{stream}"] = mean
+            figures[f"records.{value_format}.{stream}"] = count
+            figures[f"tombstones.{value_format}.{stream}"] = tombstones
+    return figures
+
+
 def cleanup(ctx: RunContext) -> Figures:
     connect = ctx.state.get("connect")
     if connect is not None:
@@ -283,5 +298,6 @@ STEPS: list[tuple[str, str, Step]] = [
     ("ours: outbox relay", "outbox", ours_outbox),
     ("ours: CDC latency", "latency", ours_cdc_latency),
     ("ours: outbox latency", "latency", ours_outbox_latency),
+    ("value formats: bytes per record", "formats", value_formats),
     ("cleanup", "core", cleanup),
 ]
