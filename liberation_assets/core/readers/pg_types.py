@@ -183,6 +183,21 @@ def naive_timestamp(zone: ZoneInfo | None) -> Converter:
     return in_zone
 
 
+def instant_reader(oid: int) -> Callable[[str], datetime | str]:
+    """timestamptz text (a naive timestamp: read as UTC) → an aware datetime, for the outbox's ``occurred_at``
+    (its Kafka timestamp); what Python cannot hold (infinity, BC, years past 9999) stays text."""
+    published = _timestamptz if oid == TIMESTAMPTZ else _utc_timestamp
+
+    def read(text: str) -> datetime | str:
+        value = published(text)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+
+    return read
+
+
 def _iso_utc(instant: datetime) -> str:
     body = instant.replace(tzinfo=None).isoformat()
     return body + "Z"
