@@ -29,7 +29,7 @@ from bench.context import RESULTS, BenchConfig, RunContext, Skip
 from bench.stats import Samples
 from bench.steps import STEPS
 
-GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency", "formats")
+GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency", "mariadb", "formats")
 
 
 def parse() -> argparse.Namespace:
@@ -92,9 +92,9 @@ def main() -> None:
         try:
             run_steps(ctx, config, samples)
         finally:
-            connect = ctx.state.get("connect")
-            if connect is not None:
-                connect.stop()  # never leave a Kafka Connect worker behind, even on Ctrl-C
+            for name in ("connect", "mariadb_connect"):
+                if ctx.state.get(name) is not None:
+                    ctx.state[name].stop()  # never leave a Kafka Connect worker behind, even on Ctrl-C
     meta = machine.describe(config, load_seconds, time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)
     saved = json.dumps({"meta": meta, "samples": samples.to_dict()}, indent=1)

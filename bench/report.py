@@ -34,6 +34,10 @@ THROUGHPUT = [
     Row("Snapshot (CDC, exported slot snapshot)", "Snapshot\n(CDC)", "ours.cdc_snapshot", "dbz.snapshot", "ceiling.copy", "rows/s"),
     Row("CDC, one update per row", "CDC\n(updates)", "ours.cdc", "dbz.cdc", "ceiling.recvlogical", "events/s"),
     Row("Outbox relay", "Outbox\nrelay", "ours.outbox", "dbz.outbox", "ceiling.copy_outbox", "events/s"),
+    Row("MariaDB snapshot (CDC, consistent snapshot)", "MariaDB\nsnapshot", "ours.mariadb_snapshot",
+        "dbz.mariadb_snapshot", "ceiling.mariadb", "rows/s"),
+    Row("MariaDB binlog CDC, one update per row", "MariaDB\nbinlog CDC", "ours.mariadb_cdc", "dbz.mariadb_cdc",
+        "ceiling.mariadb", "events/s"),
     Row("Query incremental (all rows changed)", "Query\nincremental", "ours.query", None, "ceiling.copy", "rows/s"),
 ]
 
@@ -53,7 +57,10 @@ MEMORY = [
     ("rss.ours.outbox", "ours: outbox relay"),
     ("rss.ours.cdc_follow", "ours: CDC follow (latency runs)"),
     ("rss.ours.outbox_follow", "ours: outbox follow (latency runs)"),
+    ("rss.ours.mariadb_snapshot", "ours: MariaDB CDC snapshot + catch-up"),
+    ("rss.ours.mariadb_cdc", "ours: MariaDB CDC drain of the updates"),
     ("rss.dbz", "Debezium: Kafka Connect JVM (-Xmx512m), whole run"),
+    ("rss.dbz.mariadb", "Debezium: Kafka Connect JVM with the MariaDB connector (-Xmx512m)"),
 ]
 
 

@@ -11,6 +11,8 @@ SOURCE = "bench"
 QUERY_STREAM = "orders_q"
 CDC_STREAM = "orders_cdc"
 OUTBOX_NAME = "orders_outbox"
+MARIA_SOURCE = "bench_maria"
+MARIA_STREAM = "orders_maria"
 AGGREGATE = "order"
 
 # The contract users would write for this table; validation is part of the per-event cost we measure.
@@ -30,6 +32,10 @@ def cdc_topic(prefix: str) -> str:
     return f"{prefix}.cdc.{ORDERS}"
 
 
+def mariadb_topic(prefix: str) -> str:
+    return f"{prefix}.maria.{ORDERS}"
+
+
 def outbox_topic(prefix: str) -> str:
     return f"{prefix}.outbox.{AGGREGATE}"
 
@@ -37,15 +43,20 @@ def outbox_topic(prefix: str) -> str:
 def bench_spec(stack: StackSettings, prefix: str, slot: str) -> Spec:
     url = (f"postgresql+psycopg://{stack.pg_user}:${{BENCH_PG_PASSWORD:-{stack.pg_password}}}"
            f"@{stack.pg_host}:{stack.pg_port}/{DATABASE}")
+    maria_url = (f"mysql+pymysql://{stack.mysql_user}:${{BENCH_MYSQL_PASSWORD:-{stack.mysql_password}}}"
+                 f"@{stack.mysql_host}:{stack.mysql_port}/{DATABASE}")
     return Spec.model_validate({
         "kafka": {"bootstrap_servers": stack.kafka_bootstrap, "topic_prefix": prefix,
                   "positions_topic": f"{prefix}.positions", "partitions": 1},
-        "sources": {SOURCE: {"url": url, "cdc": {"slot": slot, "publication": f"{slot}_pub"}}},
+        "sources": {SOURCE: {"url": url, "cdc": {"slot": slot, "publication": f"{slot}_pub"}},
+                    MARIA_SOURCE: {"url": maria_url}},
         "streams": {
             QUERY_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
                            "patterns": ["snapshot", "query"], "topic": query_topic(prefix), "contract": CONTRACT},
             CDC_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
                          "patterns": ["cdc"], "topic": cdc_topic(prefix), "contract": CONTRACT},
+            MARIA_STREAM: {"source": MARIA_SOURCE, "table": ORDERS, "key": ["id"], "cursor": None,
+                           "patterns": ["cdc"], "topic": mariadb_topic(prefix), "contract": CONTRACT},
         },
         "outboxes": {OUTBOX_NAME: {"source": SOURCE, "table": OUTBOX, "route": f"{prefix}.outbox.{{aggregatetype}}"}},
     })

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import ceilings, dataset, latency, topics
+from bench import ceilings, dataset, latency, mariadb, topics
 from bench.context import WORK, RunContext, Skip
 from bench.debezium import Connect, orders_topic as dbz_orders_topic, outbox_topic as dbz_outbox_topic
 from bench.procs import peak_rss_mb, run_worker, start_worker, stop
@@ -267,10 +267,69 @@ def value_formats(ctx: RunContext) -> Figures:
     return figures
 
 
-def cleanup(ctx: RunContext) -> Figures:
-    connect = ctx.state.get("connect")
-    if connect is not None:
+def mariadb_load(ctx: RunContext) -> Figures:
+    """The same orders in MariaDB, loaded afresh every run (a run's readers start from a clean table)."""
+    return {"info.mariadb_load_seconds": mariadb.recreate(ctx.stack, ctx.config.rows)}
+
+
+def ours_mariadb_snapshot(ctx: RunContext) -> Figures:
+    """Our MariaDB CDC's first drain: consistent snapshot of the table, then the binlog up to now."""
+    report = run_worker(ctx, "mariadb_cdc_drain")
+    _expect("MariaDB CDC snapshot", report["events"], ctx.config.rows)
+    ctx.state["ours_mariadb_ready"] = True
+    return {"ours.mariadb_snapshot": report["events"] / report["seconds"],
+            "rss.ours.mariadb_snapshot": report["peak_rss_mb"]}
+
+
+def dbz_mariadb_snapshot(ctx: RunContext) -> Figures:
+    """Debezium's MariaDB connector: its initial snapshot, which also fixes its binlog position before the updates."""
+    connect = mariadb.MariaDbConnect(ctx)
+    connect.prepare()
+    ctx.state["mariadb_connect"] = connect
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, mariadb.orders_topic(ctx))
+    try:
+        connect.start()
+        first, done = connect.wait_for(watch, ctx.config.rows, above=0, timeout=1800)
+        time.sleep(2)  # let the worker flush its offsets (also flushed on shutdown)
+    finally:
+        watch.close()
         connect.stop()
+    ctx.state["dbz_mariadb_ready"] = True
+    return {"dbz.mariadb_snapshot": ctx.config.rows / max(1e-9, done - first)}
+
+
+def mariadb_updates(ctx: RunContext) -> Figures:
+    seconds = mariadb.update_all(ctx.stack, ctx.config.rows, tag=ctx.run)
+    return {"info.mariadb_source_updates": ctx.config.rows / seconds}
+
+
+def ours_mariadb_cdc(ctx: RunContext) -> Figures:
+    if not ctx.state.get("ours_mariadb_ready"):
+        raise Skip("our MariaDB CDC did not snapshot in this run")
+    report = run_worker(ctx, "mariadb_cdc_drain")
+    _expect("MariaDB CDC", report["events"], ctx.config.rows)
+    return {"ours.mariadb_cdc": report["events"] / report["seconds"], "rss.ours.mariadb_cdc": report["peak_rss_mb"]}
+
+
+def dbz_mariadb_cdc(ctx: RunContext) -> Figures:
+    if not ctx.state.get("dbz_mariadb_ready"):
+        raise Skip("Debezium's MariaDB connector did not snapshot in this run")
+    connect = ctx.state["mariadb_connect"]
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, mariadb.orders_topic(ctx))
+    try:
+        base = watch.count()
+        connect.start()
+        first, done = connect.wait_for(watch, base + ctx.config.rows, above=base, timeout=1800)
+    finally:
+        watch.close()
+        connect.stop()
+    return {"dbz.mariadb_cdc": ctx.config.rows / max(1e-9, done - first), "rss.dbz.mariadb": connect.peak_rss_mb}
+
+
+def cleanup(ctx: RunContext) -> Figures:
+    for name in ("connect", "mariadb_connect"):
+        if ctx.state.get(name) is not None:
+            ctx.state[name].stop()
     dataset.drop_slots(ctx.stack, like=f"bench{ctx.run}{ctx.token}%")
     for prefix in (ctx.prefix, f"dbz{ctx.prefix}"):
         topics.delete_prefix(ctx.stack.kafka_bootstrap, prefix)
@@ -298,6 +357,12 @@ STEPS: list[tuple[str, str, Step]] = [
     ("ours: outbox relay", "outbox", ours_outbox),
     ("ours: CDC latency", "latency", ours_cdc_latency),
     ("ours: outbox latency", "latency", ours_outbox_latency),
+    ("mariadb: load orders", "mariadb", mariadb_load),
+    ("ours: MariaDB CDC snapshot", "mariadb", ours_mariadb_snapshot),
+    ("debezium: MariaDB snapshot", "mariadb", dbz_mariadb_snapshot),
+    ("mariadb: 1 update per row", "mariadb", mariadb_updates),
+    ("ours: MariaDB binlog CDC", "mariadb", ours_mariadb_cdc),
+    ("debezium: MariaDB binlog CDC", "mariadb", dbz_mariadb_cdc),
     ("value formats: bytes per record", "formats", value_formats),
     ("cleanup", "core", cleanup),
 ]

@@ -18,7 +18,7 @@ from typing import Any
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import default_settings
 
-from bench.specs import OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
+from bench.specs import MARIA_SOURCE, OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
 
 
 def _snapshot(spec: Spec, _args: dict[str, Any]) -> int:
@@ -49,6 +49,11 @@ def _cdc_drain(spec: Spec, _args: dict[str, Any]) -> int:
 def _cdc_follow(spec: Spec, args: dict[str, Any]) -> int:
     cdc = importlib.import_module("liberation_assets.core.engine.cdc_postgres")
     return _published(cdc.follow(spec, SOURCE, duration=float(args["duration"])))
+
+
+def _mariadb_cdc_drain(spec: Spec, _args: dict[str, Any]) -> int:
+    cdc = importlib.import_module("liberation_assets.core.engine.cdc_mysql")
+    return int(cdc.drain(spec, MARIA_SOURCE).metadata()["published"])
 
 
 def _outbox_relay(spec: Spec, _args: dict[str, Any]) -> int:
@@ -84,6 +89,7 @@ COMMANDS: dict[str, Callable[[Spec, dict[str, Any]], int]] = {
     "query": _query,
     "cdc_drain": _cdc_drain,
     "cdc_follow": _cdc_follow,
+    "mariadb_cdc_drain": _mariadb_cdc_drain,
     "outbox_relay": _outbox_relay,
     "outbox_follow": _outbox_follow,
 }
