@@ -133,7 +133,10 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['cpus']} vCPU ({meta['cpu']}), {meta['memory_gb']} GB RAM, "
         f"shared by Kafka {meta['kafka']}, PostgreSQL {meta['postgres']} and the tools under test. "
-        f"Data set: {meta['rows']:,} orders (8 columns, 80-character note); {meta['outbox_rows']:,} outbox events. "
+        f"Data set: {meta['rows']:,} orders (8 columns, 80-character note), beside them the demo shop's orders "
+        f"({max(1, meta['rows'] // 5):,}; uuid key, jsonb, 11 columns) and products ({max(1, meta['rows'] // 20):,}; 12 columns), "
+        f"read together by the snapshot, CDC and query incremental headlines (the MariaDB rows: the 8-column orders only); "
+        f"{meta['outbox_rows']:,} outbox events. "
         + (f"Every figure is the median of {meta['runs']} runs, with min–max in brackets. " if meta["runs"] > 1
            else "A single run: not enough for a median. ")
         + f"Debezium {meta['debezium']} on Kafka Connect {meta['kafka']} standalone. "

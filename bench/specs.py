@@ -5,11 +5,28 @@ from __future__ import annotations
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import StackSettings
 
-from bench.dataset import DATABASE, ORDERS, OUTBOX
+from bench.dataset import DATABASE, DEMO_ORDERS, ORDERS, OUTBOX, PRODUCTS
 
 SOURCE = "bench"
 QUERY_STREAM = "orders_q"
 CDC_STREAM = "orders_cdc"
+# The demo shop's orders and products beside bench_orders: (query stream, CDC stream, table, contract).
+STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled"]
+DEMO_STREAMS = [
+    ("demo_orders_q", "demo_orders_cdc", DEMO_ORDERS, {
+        "id": {"type": "uuid", "nullable": False},
+        "status": {"type": "str", "nullable": False, "isin": STATUSES},
+        "total": {"type": "decimal", "nullable": False, "ge": 0},
+        "currency": {"type": "str", "nullable": False, "max_length": 3},
+    }),
+    ("products_q", "products_cdc", PRODUCTS, {
+        "id": {"type": "int", "nullable": False, "ge": 1},
+        "sku": {"type": "str", "nullable": False, "max_length": 32},
+        "name": {"type": "str", "nullable": False},
+        "active": {"type": "bool", "nullable": False},
+    }),
+]
+QUERY_STREAMS = [QUERY_STREAM, *(query for query, _cdc, _table, _contract in DEMO_STREAMS)]
 OUTBOX_NAME = "orders_outbox"
 MARIA_SOURCE = "bench_maria"
 MARIA_STREAM = "orders_maria"
@@ -55,6 +72,12 @@ def bench_spec(stack: StackSettings, prefix: str, slot: str) -> Spec:
                            "patterns": ["snapshot", "query"], "topic": query_topic(prefix), "contract": CONTRACT},
             CDC_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
                          "patterns": ["cdc"], "topic": cdc_topic(prefix), "contract": CONTRACT},
+            **{query: {"source": SOURCE, "table": table, "key": ["id"], "cursor": "updated_at",
+                       "patterns": ["snapshot", "query"], "topic": f"{prefix}.q.{table}", "contract": contract}
+               for query, _cdc, table, contract in DEMO_STREAMS},
+            **{cdc: {"source": SOURCE, "table": table, "key": ["id"], "cursor": "updated_at",
+                     "patterns": ["cdc"], "topic": f"{prefix}.cdc.{table}", "contract": contract}
+               for _query, cdc, table, contract in DEMO_STREAMS},
             MARIA_STREAM: {"source": MARIA_SOURCE, "table": ORDERS, "key": ["id"], "cursor": None,
                            "patterns": ["cdc"], "topic": mariadb_topic(prefix), "contract": CONTRACT},
         },

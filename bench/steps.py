@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from bench import ceilings, dataset, latency, mariadb, topics
 from bench.context import WORK, RunContext, Skip
-from bench.debezium import Connect, orders_topic as dbz_orders_topic, outbox_topic as dbz_outbox_topic
+from bench.debezium import Connect, orders_topic as dbz_orders_topic, outbox_topic as dbz_outbox_topic, table_topics as dbz_table_topics
 from bench.procs import peak_rss_mb, run_worker, start_worker, stop
 from bench.specs import cdc_topic, outbox_topic, query_topic
 
@@ -42,12 +42,15 @@ def prepare(ctx: RunContext) -> Figures:
 
 
 def ceiling_copy(ctx: RunContext) -> Figures:
-    return {"ceiling.copy": ceilings.copy_binary(ctx)}
+    """COPY of every table of the data set, one after the other: all rows over the summed seconds."""
+    counts = {dataset.ORDERS: ctx.config.rows, **dataset.demo_rows(ctx.config.rows)}
+    seconds = sum(rows / ceilings.copy_binary(ctx, table, rows) for table, rows in counts.items())
+    return {"ceiling.copy": sum(counts.values()) / seconds}
 
 
 def ours_snapshot(ctx: RunContext) -> Figures:
     report = run_worker(ctx, "snapshot")
-    _expect("snapshot", report["events"], ctx.config.rows)
+    _expect("snapshot", report["events"], dataset.total_rows(ctx.config.rows))
     ctx.state["record_size"] = _average_value_size(ctx, query_topic(ctx.prefix))
     return {"ours.snapshot": report["events"] / report["seconds"], "rss.ours.snapshot": report["peak_rss_mb"]}
 
@@ -76,7 +79,7 @@ def ours_cdc_snapshot(ctx: RunContext) -> Figures:
     """Our CDC's first drain: slot with exported snapshot, snapshot of the table, then catch up."""
     _require("liberation_assets.core.engine.cdc_postgres")
     report = run_worker(ctx, "cdc_drain")
-    _expect("CDC snapshot", report["events"], ctx.config.rows)
+    _expect("CDC snapshot", report["events"], dataset.total_rows(ctx.config.rows))
     ctx.state["ours_cdc_ready"] = True
     return {"ours.cdc_snapshot": report["events"] / report["seconds"], "rss.ours.cdc_snapshot": report["peak_rss_mb"]}
 
@@ -85,19 +88,20 @@ def dbz_snapshot(ctx: RunContext) -> Figures:
     connect = Connect(ctx)
     connect.prepare()
     ctx.state["connect"] = connect
-    watch = topics.Watch(ctx.stack.kafka_bootstrap, dbz_orders_topic(ctx))
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, *dbz_table_topics(ctx))
+    total = dataset.total_rows(ctx.config.rows)
     try:
         started = time.monotonic()
         connect.start()
-        first, done = connect.wait_for(watch, ctx.config.rows, above=0, timeout=1800)
+        first, done = connect.wait_for(watch, total, above=0, timeout=1800)
         _wait_slot(ctx, ctx.slot("dbz_outbox"))
         time.sleep(2)  # let the worker flush its offsets (also flushed on shutdown)
     finally:
         watch.close()
         connect.stop()
     ctx.state["dbz_ready"] = True
-    return {"dbz.snapshot": ctx.config.rows / max(1e-9, done - first),
-            "info.dbz.snapshot_with_startup": ctx.config.rows / (done - started)}
+    return {"dbz.snapshot": total / max(1e-9, done - first),
+            "info.dbz.snapshot_with_startup": total / (done - started)}
 
 
 def _wait_slot(ctx: RunContext, slot: str, timeout: float = 120) -> None:
@@ -113,35 +117,37 @@ def _wait_slot(ctx: RunContext, slot: str, timeout: float = 120) -> None:
 def updates(ctx: RunContext) -> Figures:
     seconds = dataset.update_all(ctx.stack, ctx.config.rows, tag=ctx.run)
     ctx.state["updates_lsn"] = dataset.current_lsn(ctx.stack)
-    return {"info.source_updates": ctx.config.rows / seconds}
+    return {"info.source_updates": dataset.total_rows(ctx.config.rows) / seconds}
 
 
 def ceiling_recvlogical(ctx: RunContext) -> Figures:
     if not ctx.config.wants("ceilings"):
         raise Skip("ceilings skipped")
-    return {"ceiling.recvlogical": ceilings.drain_slot(ctx, ctx.slot("ceiling"), ctx.state["updates_lsn"], ctx.config.rows)}
+    return {"ceiling.recvlogical": ceilings.drain_slot(ctx, ctx.slot("ceiling"), ctx.state["updates_lsn"],
+                                                          dataset.total_rows(ctx.config.rows))}
 
 
 def ours_cdc(ctx: RunContext) -> Figures:
     if not ctx.state.get("ours_cdc_ready"):
         raise Skip("our CDC did not snapshot in this run")
     report = run_worker(ctx, "cdc_drain")
-    _expect("CDC", report["events"], ctx.config.rows)
+    _expect("CDC", report["events"], dataset.total_rows(ctx.config.rows))
     return {"ours.cdc": report["events"] / report["seconds"], "rss.ours.cdc": report["peak_rss_mb"]}
 
 
 def dbz_cdc(ctx: RunContext) -> Figures:
     connect = _connect(ctx)
-    watch = topics.Watch(ctx.stack.kafka_bootstrap, dbz_orders_topic(ctx))
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, *dbz_table_topics(ctx))
+    total = dataset.total_rows(ctx.config.rows)
     try:
         base = watch.count()
         connect.start()
-        first, done = connect.wait_for(watch, base + ctx.config.rows, above=base, timeout=1800)
+        first, done = connect.wait_for(watch, base + total, above=base, timeout=1800)
         time.sleep(2)
     finally:
         watch.close()
         connect.stop()
-    return {"dbz.cdc": ctx.config.rows / max(1e-9, done - first)}
+    return {"dbz.cdc": total / max(1e-9, done - first)}
 
 
 def _connect(ctx: RunContext) -> Connect:
@@ -152,7 +158,7 @@ def _connect(ctx: RunContext) -> Connect:
 
 def ours_query(ctx: RunContext) -> Figures:
     report = run_worker(ctx, "query")
-    _expect("query incremental", report["events"], ctx.config.rows)
+    _expect("query incremental", report["events"], dataset.total_rows(ctx.config.rows))
     return {"ours.query": report["events"] / report["seconds"], "rss.ours.query": report["peak_rss_mb"]}
 
 

@@ -18,27 +18,34 @@ from typing import Any
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import default_settings
 
-from bench.specs import MARIA_SOURCE, OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
+from bench.specs import MARIA_SOURCE, OUTBOX_NAME, QUERY_STREAMS, SOURCE, bench_spec
 
 
 def _snapshot(spec: Spec, _args: dict[str, Any]) -> int:
+    """The query pattern's snapshot of every table of the data set, one stream after the other."""
     from liberation_assets.core.engine.query_pattern import QueryPattern
 
-    pattern = QueryPattern(spec, QUERY_STREAM)
-    try:
-        return pattern.snapshot().result.published
-    finally:
-        pattern.close()
+    total = 0
+    for stream in QUERY_STREAMS:
+        pattern = QueryPattern(spec, stream)
+        try:
+            total += pattern.snapshot().result.published
+        finally:
+            pattern.close()
+    return total
 
 
 def _query(spec: Spec, _args: dict[str, Any]) -> int:
     from liberation_assets.core.engine.query_pattern import QueryPattern
 
-    pattern = QueryPattern(spec, QUERY_STREAM)
-    try:
-        return pattern.incremental().result.published
-    finally:
-        pattern.close()
+    total = 0
+    for stream in QUERY_STREAMS:
+        pattern = QueryPattern(spec, stream)
+        try:
+            total += pattern.incremental().result.published
+        finally:
+            pattern.close()
+    return total
 
 
 def _cdc_drain(spec: Spec, _args: dict[str, Any]) -> int:
