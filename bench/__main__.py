@@ -3,12 +3,19 @@
     .venv/bin/python -m bench                 # the full run behind BENCHMARKS.md (1M rows, 3 runs)
     .venv/bin/python -m bench --rows 100000   # a quick pass
     .venv/bin/python -m bench --report-only   # rewrite BENCHMARKS.md and plots from bench/results/latest.json
+
+Each headline ratio (ours ÷ Debezium, ours ÷ ceiling) is the median of the per-run ratios of figures measured
+back to back in the same run, with their min–max; the machine's 1-minute load average is recorded at the end
+of every step (``load.<step>`` in the results) and printed next to the figures.  Per-lever before/after
+figures: ``python -m bench.compare REV`` (whole patterns), ``python -m bench.hotpath REV`` (the CDC hot path on
+real pgoutput bytes) and ``python -m bench.levers walk|rows REV`` (one module, same process).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -21,7 +28,7 @@ from bench.stats import Samples
 from bench.steps import STEPS
 from liberation_assets.stack import ensure_stack
 
-GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency")
+GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency", "mariadb", "formats")
 
 
 def parse() -> argparse.Namespace:
@@ -55,7 +62,7 @@ def run_steps(ctx: RunContext, config: BenchConfig, samples: Samples) -> None:
             if name == "prepare":
                 raise
             continue
-        samples.add(figures)
+        samples.add({**figures, f"load.{name}": os.getloadavg()[0]})  # the load next to the figures
         shown = ", ".join(f"{k}={v:,.1f}" for k, v in figures.items())
         print(f"  {name} ({time.monotonic() - step_started:.1f}s) {shown}", flush=True)
 
@@ -84,9 +91,9 @@ def main() -> None:
         try:
             run_steps(ctx, config, samples)
         finally:
-            connect = ctx.state.get("connect")
-            if connect is not None:
-                connect.stop()  # never leave a Kafka Connect worker behind, even on Ctrl-C
+            for name in ("connect", "mariadb_connect"):
+                if ctx.state.get(name) is not None:
+                    ctx.state[name].stop()  # never leave a Kafka Connect worker behind, even on Ctrl-C
     meta = machine.describe(config, load_seconds, time.monotonic() - started)
     RESULTS.mkdir(parents=True, exist_ok=True)
     saved = json.dumps({"meta": meta, "samples": samples.to_dict()}, indent=1)

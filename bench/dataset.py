@@ -1,4 +1,6 @@
-"""The fixed data set: an orders-like table (8 columns, 80-character note) and an outbox table.
+"""The fixed data set: an orders-like table (8 columns, 80-character note), the demo shop's ``orders`` and
+``products`` beside it (the shapes of liberation_assets/demo/schema.py: uuid key, jsonb, text, a float, internal
+columns), and an outbox table.
 
 Rows are generated inside PostgreSQL (``generate_series``), so loading a
 million rows takes seconds and every run sees the same bytes.
@@ -20,7 +22,52 @@ DATABASE = "liberation_bench"
 ORDERS = "bench_orders"
 OUTBOX = "bench_outbox"
 CEILING_PUBLICATION = "bench_ceiling"
+DEMO_ORDERS = "orders"
+PRODUCTS = "products"
+DEMO_TABLES = (DEMO_ORDERS, PRODUCTS)
 UPDATE_BATCH = 10_000
+
+
+def demo_rows(rows: int) -> dict[str, int]:
+    """How many demo rows go with ``rows`` bench orders: a fifth as many orders, a twentieth as many products."""
+    return {DEMO_ORDERS: max(1, rows // 5), PRODUCTS: max(1, rows // 20)}
+
+
+def total_rows(rows: int) -> int:
+    """Rows of every table the snapshot and CDC headlines read: bench orders plus the demo's orders and products."""
+    return rows + sum(demo_rows(rows).values())
+
+
+# The demo's shapes (liberation_assets/demo/schema.py), generated in the database; `seq` orders the updates.
+_CREATE_DEMO = f"""
+CREATE TABLE {PRODUCTS} (id bigint PRIMARY KEY, sku varchar(32) NOT NULL UNIQUE, name varchar(200) NOT NULL,
+  description text, category varchar(40) NOT NULL, images jsonb, active boolean NOT NULL, cost numeric(12,2),
+  supplier_notes text, created_at timestamptz NOT NULL, updated_at timestamptz NOT NULL, updated_by varchar(64));
+CREATE INDEX {PRODUCTS}_updated_at_id ON {PRODUCTS} (updated_at, id);
+CREATE TABLE {DEMO_ORDERS} (id uuid PRIMARY KEY, customer_id bigint NOT NULL, status varchar(16) NOT NULL,
+  total numeric(12,2) NOT NULL, currency varchar(3) NOT NULL, placed_at timestamptz NOT NULL, shipping jsonb,
+  note text, internal_notes text, fraud_score double precision, updated_at timestamptz NOT NULL);
+CREATE INDEX {DEMO_ORDERS}_updated_at_id ON {DEMO_ORDERS} (updated_at, id);
+CREATE INDEX {DEMO_ORDERS}_customer_id ON {DEMO_ORDERS} (customer_id);
+"""
+
+_LOAD_PRODUCTS = f"""
+INSERT INTO {PRODUCTS}
+SELECT g, 'SKU-' || g, 'Product number ' || g, repeat('A fine product. ', 5), 'cat' || (g %% 40),
+       jsonb_build_array('https://img.example/' || g || '.jpg'), g %% 7 <> 0, round((g %% 1000) * 1.37, 2), NULL,
+       timestamptz '2024-01-01 00:00:00+00', timestamptz '2024-06-01 00:00:00+00', 'seed'
+FROM generate_series(1, %s::bigint) AS g
+"""
+
+_LOAD_DEMO_ORDERS = f"""
+INSERT INTO {DEMO_ORDERS}
+SELECT md5(g::text)::uuid, g, (ARRAY['placed', 'paid', 'shipped', 'delivered', 'cancelled'])[1 + g %% 5],
+       round((g %% 997) * 3.21, 2), CASE WHEN g %% 3 = 0 THEN 'USD' ELSE 'EUR' END,
+       timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second',
+       jsonb_build_object('city', 'Berlin', 'zip', '10' || (g %% 999), 'street', 'Hauptstraße ' || (g %% 200)),
+       'leave at the door', NULL, (g %% 100) / 100.0, timestamptz '2024-06-01 00:00:00+00'
+FROM generate_series(1, %s::bigint) AS g
+"""
 
 _CREATE_ORDERS = f"""
 CREATE TABLE {ORDERS} (
@@ -84,11 +131,16 @@ def recreate(stack: StackSettings, rows: int) -> float:
         db.execute(_CREATE_ORDERS)
         for low in range(1, rows + 1, 200_000):
             db.execute(_LOAD_ORDERS, (low, min(rows, low + 199_999)))
+        db.execute(_CREATE_DEMO)
+        db.execute(_LOAD_PRODUCTS, (demo_rows(rows)[PRODUCTS],))
+        db.execute(_LOAD_DEMO_ORDERS, (demo_rows(rows)[DEMO_ORDERS],))
         # What our CDC's default (toast: replica_identity_full) sets; set here so every reader sees the same WAL.
-        db.execute(f"ALTER TABLE {ORDERS} REPLICA IDENTITY FULL")
+        for table in (ORDERS, *DEMO_TABLES):
+            db.execute(f"ALTER TABLE {table} REPLICA IDENTITY FULL")
         _create_outbox(stack)
-        db.execute(f"CREATE PUBLICATION {CEILING_PUBLICATION} FOR TABLE {ORDERS}, {OUTBOX}")
-        db.execute(f"VACUUM ANALYZE {ORDERS}")
+        db.execute(f"CREATE PUBLICATION {CEILING_PUBLICATION} FOR TABLE {ORDERS}, {DEMO_ORDERS}, {PRODUCTS}, {OUTBOX}")
+        for table in (ORDERS, *DEMO_TABLES):
+            db.execute(f"VACUUM ANALYZE {table}")
     return time.monotonic() - started
 
 
@@ -103,8 +155,8 @@ def _create_outbox(stack: StackSettings) -> None:
 
 def vacuum(stack: StackSettings) -> None:
     with connect(stack) as db:
-        db.execute(f"VACUUM ANALYZE {ORDERS}")
-        db.execute(f"VACUUM ANALYZE {OUTBOX}")
+        for table in (ORDERS, *DEMO_TABLES, OUTBOX):
+            db.execute(f"VACUUM ANALYZE {table}")
 
 
 def update_all(stack: StackSettings, rows: int, tag: int) -> float:
@@ -117,6 +169,13 @@ def update_all(stack: StackSettings, rows: int, tag: int) -> float:
                 f"WHERE id BETWEEN %s AND %s",
                 (tag, low, min(rows, low + UPDATE_BATCH - 1)),
             )
+        demo = demo_rows(rows)
+        for low in range(1, demo[DEMO_ORDERS] + 1, UPDATE_BATCH):
+            db.execute(f"UPDATE {DEMO_ORDERS} SET status = 'shipped', updated_at = clock_timestamp() "
+                       f"WHERE customer_id BETWEEN %s AND %s", (low, low + UPDATE_BATCH - 1))
+        for low in range(1, demo[PRODUCTS] + 1, UPDATE_BATCH):
+            db.execute(f"UPDATE {PRODUCTS} SET active = NOT active, updated_at = clock_timestamp() "
+                       f"WHERE id BETWEEN %s AND %s", (low, low + UPDATE_BATCH - 1))
     return time.monotonic() - started
 
 

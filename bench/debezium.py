@@ -19,7 +19,7 @@ from pathlib import Path
 from bench import dataset, topics
 from bench.ceilings import KAFKA_LIBS
 from bench.context import BENCH_DIR, WORK, RunContext, Skip
-from bench.dataset import DATABASE, ORDERS, OUTBOX
+from bench.dataset import DATABASE, DEMO_TABLES, ORDERS, OUTBOX
 from bench.procs import peak_rss_mb
 from liberation_assets.stack.kafka import _find_java
 
@@ -61,6 +61,11 @@ def orders_topic(ctx: RunContext) -> str:
     return f"dbz{ctx.prefix}.public.{ORDERS}"
 
 
+def table_topics(ctx: RunContext) -> list[str]:
+    """The topics of every table of the data set: bench_orders and the demo's orders and products."""
+    return [f"dbz{ctx.prefix}.public.{table}" for table in (ORDERS, *DEMO_TABLES)]
+
+
 def outbox_topic(ctx: RunContext) -> str:
     return f"dbz{ctx.prefix}.outbox.order"
 
@@ -92,7 +97,7 @@ def _connector(ctx: RunContext, name: str) -> dict[str, object]:
     }
     if name == "orders":
         return {**common, "name": f"dbz-{ctx.prefix}-orders", "slot.name": ctx.slot("dbz_orders"),
-                "publication.name": ctx.slot("dbz_orders_pub"), "table.include.list": f"public.{ORDERS}",
+                "publication.name": ctx.slot("dbz_orders_pub"), "table.include.list": ",".join(f"public.{t}" for t in (ORDERS, *DEMO_TABLES)),
                 "snapshot.mode": "initial"}
     # A topic prefix of its own: Debezium names its JMX metrics after it, and two alike collide.
     return {**common, "topic.prefix": f"dbz{ctx.prefix}ob", "name": f"dbz-{ctx.prefix}-outbox", "slot.name": ctx.slot("dbz_outbox"),
@@ -119,7 +124,7 @@ class Connect:
             raise Skip("java 17 or the stack's Kafka libs (connect-runtime 4.1.1) not found")
         self.dir.mkdir(parents=True, exist_ok=True)
         bootstrap = self.ctx.stack.kafka_bootstrap
-        topics.create(bootstrap, [orders_topic(self.ctx)], compacted=True)
+        topics.create(bootstrap, table_topics(self.ctx), compacted=True)
         topics.create(bootstrap, [outbox_topic(self.ctx)])
         (self.dir / "worker.properties").write_text(_properties({
             "bootstrap.servers": bootstrap,

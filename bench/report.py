@@ -34,6 +34,10 @@ THROUGHPUT = [
     Row("Snapshot (CDC, exported slot snapshot)", "Snapshot\n(CDC)", "ours.cdc_snapshot", "dbz.snapshot", "ceiling.copy", "rows/s"),
     Row("CDC, one update per row", "CDC\n(updates)", "ours.cdc", "dbz.cdc", "ceiling.recvlogical", "events/s"),
     Row("Outbox relay", "Outbox\nrelay", "ours.outbox", "dbz.outbox", "ceiling.copy_outbox", "events/s"),
+    Row("MariaDB snapshot (CDC, consistent snapshot)", "MariaDB\nsnapshot", "ours.mariadb_snapshot",
+        "dbz.mariadb_snapshot", "ceiling.mariadb", "rows/s"),
+    Row("MariaDB binlog CDC, one update per row", "MariaDB\nbinlog CDC", "ours.mariadb_cdc", "dbz.mariadb_cdc",
+        "ceiling.mariadb", "events/s"),
     Row("Query incremental (all rows changed)", "Query\nincremental", "ours.query", None, "ceiling.copy", "rows/s"),
 ]
 
@@ -53,7 +57,10 @@ MEMORY = [
     ("rss.ours.outbox", "ours: outbox relay"),
     ("rss.ours.cdc_follow", "ours: CDC follow (latency runs)"),
     ("rss.ours.outbox_follow", "ours: outbox follow (latency runs)"),
+    ("rss.ours.mariadb_snapshot", "ours: MariaDB CDC snapshot + catch-up"),
+    ("rss.ours.mariadb_cdc", "ours: MariaDB CDC drain of the updates"),
     ("rss.dbz", "Debezium: Kafka Connect JVM (-Xmx512m), whole run"),
+    ("rss.dbz.mariadb", "Debezium: Kafka Connect JVM with the MariaDB connector (-Xmx512m)"),
 ]
 
 
@@ -64,6 +71,12 @@ def _ceiling(samples: Samples, key: str) -> tuple[float | None, str]:
     if not candidates:
         return None, ""
     return min(candidates)
+
+
+def _binding_key(samples: Samples, key: str) -> str:
+    """The key of the binding ceiling (source or Kafka), for per-run ratios."""
+    _, which = _ceiling(samples, key)
+    return "ceiling.kafka" if which == "Kafka" else key
 
 
 def _k(value: float | None) -> str:
@@ -87,6 +100,26 @@ def _ratio(value: float | None) -> str:
     return f"{value:.2f}×" if value is not None else "–"
 
 
+def _run_ratio(samples: Samples, numerator: str, denominator: str) -> str:
+    """Median of the per-run ratios (both measured back to back in each run), min–max in brackets."""
+    found = samples.ratios(numerator, denominator)
+    if found is None:
+        return "–"
+    if found.runs == 1:
+        return _ratio(found.median)
+    return f"**{found.median:.2f}×** ({found.low:.2f}–{found.high:.2f})"
+
+
+def _load_line(samples: Samples) -> str:
+    """The machine's 1-minute load average at the end of every step, over all runs."""
+    loads = [v for key, values in samples.values.items() if key.startswith("load.") for v in values]
+    if not loads:
+        return ""
+    return (f"Load average (1 min) at the end of each step: median {sorted(loads)[len(loads) // 2]:.2f}, "
+            f"min {min(loads):.2f}, max {max(loads):.2f}, on {{cpus}} vCPU (per step: `bench/results/latest.json`, "
+            f"`load.<step>`). ")
+
+
 def _ms(samples: Samples, key: str) -> str:
     found = samples.summary(key)
     if found is None:
@@ -100,26 +133,31 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
     lines = [
         f"Measured {meta['date']} on {meta['cpus']} vCPU ({meta['cpu']}), {meta['memory_gb']} GB RAM, "
         f"shared by Kafka {meta['kafka']}, PostgreSQL {meta['postgres']} and the tools under test. "
-        f"Data set: {meta['rows']:,} orders (8 columns, 80-character note); {meta['outbox_rows']:,} outbox events. "
+        f"Data set: {meta['rows']:,} orders (8 columns, 80-character note), beside them the demo shop's orders "
+        f"({max(1, meta['rows'] // 5):,}; uuid key, jsonb, 11 columns) and products ({max(1, meta['rows'] // 20):,}; 12 columns), "
+        f"read together by the snapshot, CDC and query incremental headlines (the MariaDB rows: the 8-column orders only); "
+        f"{meta['outbox_rows']:,} outbox events. "
         + (f"Every figure is the median of {meta['runs']} runs, with min–max in brackets. " if meta["runs"] > 1
            else "A single run: not enough for a median. ")
         + f"Debezium {meta['debezium']} on Kafka Connect {meta['kafka']} standalone. "
-        f"The whole run took {meta['total_minutes']} minutes.",
+        + _load_line(samples).replace("{cpus}", str(meta["cpus"]))
+        + f"The whole run took {meta['total_minutes']} minutes.",
         "",
         "### Throughput",
         "",
-        "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed).",
+        "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed). "
+        "The ratios are the median of the per-run ratios (ours and Debezium measured back to back in the same run), "
+        "min–max in brackets, not a ratio of two independent medians.",
         "",
         "| pattern | unit | ours | Debezium | ceiling (binding) | ours ÷ Debezium | ours ÷ ceiling |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in THROUGHPUT:
-        ours = samples.median(row.ours)
-        dbz = samples.median(row.debezium) if row.debezium else None
         ceiling, which = _ceiling(samples, row.source_ceiling)
         lines.append(
             f"| {row.label} | {row.unit} | {_spread(samples, row.ours)} | {_spread(samples, row.debezium)} | "
-            f"{_k(ceiling)} ({which}) | {_ratio(ratio(ours, dbz)) if row.debezium else 'n/a'} | {_ratio(ratio(ours, ceiling))} |"
+            f"{_k(ceiling)} ({which}) | {_run_ratio(samples, row.ours, row.debezium) if row.debezium else 'n/a'} | "
+            f"{_run_ratio(samples, row.ours, _binding_key(samples, row.source_ceiling))} |"
         )
     lines += ["", "### Ceilings", "", "| ceiling | unit | per second |", "|---|---|---|"]
     for key, label, unit in CEILINGS:
@@ -134,6 +172,19 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
                 f"| {label} | {rate:,} | {_ms(samples, f'lat.ours.{name}.{rate}.p50')} | {_ms(samples, f'lat.ours.{name}.{rate}.p99')} "
                 f"| {_ms(samples, f'lat.dbz.{name}.{rate}.p50')} | {_ms(samples, f'lat.dbz.{name}.{rate}.p99')} |"
             )
+    if any(key.startswith("bytes.") for key in samples.values):
+        lines += ["", "### Value formats: bytes per record", "",
+                  "Key + value bytes of every record with a value, on the mixed-types table of the consumer tests "
+                  "(`python -m bench.formats`; tombstones counted apart).", "",
+                  "| format | query pattern | PostgreSQL CDC | MariaDB CDC |", "|---|---|---|---|"]
+        for value_format in ("debezium", "connect-json", "flat"):
+            cells = []
+            for stream in ("q_mixed", "pg_mixed", "my_mixed"):
+                mean = samples.median(f"bytes.{value_format}.{stream}")
+                count = samples.median(f"records.{value_format}.{stream}")
+                tombstones = samples.median(f"tombstones.{value_format}.{stream}")
+                cells.append("–" if mean is None else f"{mean:,.0f} B ({count or 0:.0f} records, {tombstones or 0:.0f} tombstones)")
+            lines.append(f"| `{value_format}` | " + " | ".join(cells) + " |")
     lines += ["", "### Peak memory (RSS, MB)", "", "| process | peak RSS |", "|---|---|"]
     for key, label in MEMORY:
         lines.append(f"| {label} | {_ms(samples, key)} |")
@@ -155,7 +206,9 @@ def console(samples: Samples, meta: dict[str, Any]) -> str:
         ours = samples.median(row.ours)
         ceiling, which = _ceiling(samples, row.source_ceiling)
         dbz = samples.median(row.debezium) if row.debezium else None
-        out.append(f"  {row.label}: ours/Debezium {_ratio(ratio(ours, dbz))}, ours/ceiling({which}) {_ratio(ratio(ours, ceiling))}")
+        per_run = _run_ratio(samples, row.ours, row.debezium).replace("**", "") if row.debezium else "n/a"
+        out.append(f"  {row.label}: ours/Debezium {per_run} (per-run), of medians {_ratio(ratio(ours, dbz))}, "
+                   f"ours/ceiling({which}) {_ratio(ratio(ours, ceiling))}")
     for name, why in sorted(samples.skipped.items()):
         out.append(f"  not measured: {name}: {why}")
     return "\n".join(out)

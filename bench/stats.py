@@ -44,6 +44,17 @@ class Samples:
             return None
         return Summary(statistics.median(data), min(data), max(data), len(data))
 
+    def ratios(self, numerator: str, denominator: str) -> Summary | None:
+        """The per-run ratio of two figures measured back to back in the same run, as median and min–max.
+
+        Both figures swing with the machine's load; a ratio of two medians taken independently mixes runs
+        of different load (issue 18), the ratio within one run does not.  Runs are paired by their index.
+        """
+        pairs = [n / d for n, d in zip(self.values.get(numerator) or [], self.values.get(denominator) or []) if d]
+        if not pairs:
+            return None
+        return Summary(statistics.median(pairs), min(pairs), max(pairs), len(pairs))
+
     def median(self, key: str) -> float | None:
         found = self.summary(key)
         return found.median if found else None

@@ -13,11 +13,12 @@ from collections.abc import Callable
 
 from confluent_kafka import Consumer, TopicPartition
 
-from bench import ceilings, dataset, latency, topics
+from bench import ceilings, dataset, latency, mariadb, topics
 from bench.context import WORK, RunContext, Skip
 from bench.debezium import Connect
 from bench.debezium import orders_topic as dbz_orders_topic
 from bench.debezium import outbox_topic as dbz_outbox_topic
+from bench.debezium import table_topics as dbz_table_topics
 from bench.procs import peak_rss_mb, run_worker, start_worker, stop
 from bench.specs import cdc_topic, outbox_topic, query_topic
 
@@ -44,12 +45,15 @@ def prepare(ctx: RunContext) -> Figures:
 
 
 def ceiling_copy(ctx: RunContext) -> Figures:
-    return {"ceiling.copy": ceilings.copy_binary(ctx)}
+    """COPY of every table of the data set, one after the other: all rows over the summed seconds."""
+    counts = {dataset.ORDERS: ctx.config.rows, **dataset.demo_rows(ctx.config.rows)}
+    seconds = sum(rows / ceilings.copy_binary(ctx, table, rows) for table, rows in counts.items())
+    return {"ceiling.copy": sum(counts.values()) / seconds}
 
 
 def ours_snapshot(ctx: RunContext) -> Figures:
     report = run_worker(ctx, "snapshot")
-    _expect("snapshot", report["events"], ctx.config.rows)
+    _expect("snapshot", report["events"], dataset.total_rows(ctx.config.rows))
     ctx.state["record_size"] = _average_value_size(ctx, query_topic(ctx.prefix))
     return {"ours.snapshot": report["events"] / report["seconds"], "rss.ours.snapshot": report["peak_rss_mb"]}
 
@@ -78,7 +82,7 @@ def ours_cdc_snapshot(ctx: RunContext) -> Figures:
     """Our CDC's first drain: slot with exported snapshot, snapshot of the table, then catch up."""
     _require("liberation_assets.core.engine.cdc_postgres")
     report = run_worker(ctx, "cdc_drain")
-    _expect("CDC snapshot", report["events"], ctx.config.rows)
+    _expect("CDC snapshot", report["events"], dataset.total_rows(ctx.config.rows))
     ctx.state["ours_cdc_ready"] = True
     return {"ours.cdc_snapshot": report["events"] / report["seconds"], "rss.ours.cdc_snapshot": report["peak_rss_mb"]}
 
@@ -87,19 +91,20 @@ def dbz_snapshot(ctx: RunContext) -> Figures:
     connect = Connect(ctx)
     connect.prepare()
     ctx.state["connect"] = connect
-    watch = topics.Watch(ctx.stack.kafka_bootstrap, dbz_orders_topic(ctx))
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, *dbz_table_topics(ctx))
+    total = dataset.total_rows(ctx.config.rows)
     try:
         started = time.monotonic()
         connect.start()
-        first, done = connect.wait_for(watch, ctx.config.rows, above=0, timeout=1800)
+        first, done = connect.wait_for(watch, total, above=0, timeout=1800)
         _wait_slot(ctx, ctx.slot("dbz_outbox"))
         time.sleep(2)  # let the worker flush its offsets (also flushed on shutdown)
     finally:
         watch.close()
         connect.stop()
     ctx.state["dbz_ready"] = True
-    return {"dbz.snapshot": ctx.config.rows / max(1e-9, done - first),
-            "info.dbz.snapshot_with_startup": ctx.config.rows / (done - started)}
+    return {"dbz.snapshot": total / max(1e-9, done - first),
+            "info.dbz.snapshot_with_startup": total / (done - started)}
 
 
 def _wait_slot(ctx: RunContext, slot: str, timeout: float = 120) -> None:
@@ -115,35 +120,37 @@ def _wait_slot(ctx: RunContext, slot: str, timeout: float = 120) -> None:
 def updates(ctx: RunContext) -> Figures:
     seconds = dataset.update_all(ctx.stack, ctx.config.rows, tag=ctx.run)
     ctx.state["updates_lsn"] = dataset.current_lsn(ctx.stack)
-    return {"info.source_updates": ctx.config.rows / seconds}
+    return {"info.source_updates": dataset.total_rows(ctx.config.rows) / seconds}
 
 
 def ceiling_recvlogical(ctx: RunContext) -> Figures:
     if not ctx.config.wants("ceilings"):
         raise Skip("ceilings skipped")
-    return {"ceiling.recvlogical": ceilings.drain_slot(ctx, ctx.slot("ceiling"), ctx.state["updates_lsn"], ctx.config.rows)}
+    return {"ceiling.recvlogical": ceilings.drain_slot(ctx, ctx.slot("ceiling"), ctx.state["updates_lsn"],
+                                                          dataset.total_rows(ctx.config.rows))}
 
 
 def ours_cdc(ctx: RunContext) -> Figures:
     if not ctx.state.get("ours_cdc_ready"):
         raise Skip("our CDC did not snapshot in this run")
     report = run_worker(ctx, "cdc_drain")
-    _expect("CDC", report["events"], ctx.config.rows)
+    _expect("CDC", report["events"], dataset.total_rows(ctx.config.rows))
     return {"ours.cdc": report["events"] / report["seconds"], "rss.ours.cdc": report["peak_rss_mb"]}
 
 
 def dbz_cdc(ctx: RunContext) -> Figures:
     connect = _connect(ctx)
-    watch = topics.Watch(ctx.stack.kafka_bootstrap, dbz_orders_topic(ctx))
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, *dbz_table_topics(ctx))
+    total = dataset.total_rows(ctx.config.rows)
     try:
         base = watch.count()
         connect.start()
-        first, done = connect.wait_for(watch, base + ctx.config.rows, above=base, timeout=1800)
+        first, done = connect.wait_for(watch, base + total, above=base, timeout=1800)
         time.sleep(2)
     finally:
         watch.close()
         connect.stop()
-    return {"dbz.cdc": ctx.config.rows / max(1e-9, done - first)}
+    return {"dbz.cdc": total / max(1e-9, done - first)}
 
 
 def _connect(ctx: RunContext) -> Connect:
@@ -154,7 +161,7 @@ def _connect(ctx: RunContext) -> Connect:
 
 def ours_query(ctx: RunContext) -> Figures:
     report = run_worker(ctx, "query")
-    _expect("query incremental", report["events"], ctx.config.rows)
+    _expect("query incremental", report["events"], dataset.total_rows(ctx.config.rows))
     return {"ours.query": report["events"] / report["seconds"], "rss.ours.query": report["peak_rss_mb"]}
 
 
@@ -254,10 +261,84 @@ def _ours_follow(ctx: RunContext, what: str, kind: str, topic: str, rss_key: str
     return figures
 
 
-def cleanup(ctx: RunContext) -> Figures:
-    connect = ctx.state.get("connect")
-    if connect is not None:
+def value_formats(ctx: RunContext) -> Figures:
+    """Bytes per record of each value format (``bench.formats``), once: they do not vary between runs."""
+    if ctx.run != 0:
+        raise Skip("measured in the first run only (the sizes do not vary)")
+    from bench import formats
+
+    figures: Figures = {}
+    for value_format in formats.FORMATS:
+        for stream, (mean, count, tombstones) in formats.measure(ctx.stack, value_format).items():
+            figures[f"bytes.{value_format}.{stream}"] = mean
+            figures[f"records.{value_format}.{stream}"] = count
+            figures[f"tombstones.{value_format}.{stream}"] = tombstones
+    return figures
+
+
+def mariadb_load(ctx: RunContext) -> Figures:
+    """The same orders in MariaDB, loaded afresh every run (a run's readers start from a clean table)."""
+    return {"info.mariadb_load_seconds": mariadb.recreate(ctx.stack, ctx.config.rows)}
+
+
+def ours_mariadb_snapshot(ctx: RunContext) -> Figures:
+    """Our MariaDB CDC's first drain: consistent snapshot of the table, then the binlog up to now."""
+    report = run_worker(ctx, "mariadb_cdc_drain")
+    _expect("MariaDB CDC snapshot", report["events"], ctx.config.rows)
+    ctx.state["ours_mariadb_ready"] = True
+    return {"ours.mariadb_snapshot": report["events"] / report["seconds"],
+            "rss.ours.mariadb_snapshot": report["peak_rss_mb"]}
+
+
+def dbz_mariadb_snapshot(ctx: RunContext) -> Figures:
+    """Debezium's MariaDB connector: its initial snapshot, which also fixes its binlog position before the updates."""
+    connect = mariadb.MariaDbConnect(ctx)
+    connect.prepare()
+    ctx.state["mariadb_connect"] = connect
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, mariadb.orders_topic(ctx))
+    try:
+        connect.start()
+        first, done = connect.wait_for(watch, ctx.config.rows, above=0, timeout=1800)
+        time.sleep(2)  # let the worker flush its offsets (also flushed on shutdown)
+    finally:
+        watch.close()
         connect.stop()
+    ctx.state["dbz_mariadb_ready"] = True
+    return {"dbz.mariadb_snapshot": ctx.config.rows / max(1e-9, done - first)}
+
+
+def mariadb_updates(ctx: RunContext) -> Figures:
+    seconds = mariadb.update_all(ctx.stack, ctx.config.rows, tag=ctx.run)
+    return {"info.mariadb_source_updates": ctx.config.rows / seconds}
+
+
+def ours_mariadb_cdc(ctx: RunContext) -> Figures:
+    if not ctx.state.get("ours_mariadb_ready"):
+        raise Skip("our MariaDB CDC did not snapshot in this run")
+    report = run_worker(ctx, "mariadb_cdc_drain")
+    _expect("MariaDB CDC", report["events"], ctx.config.rows)
+    return {"ours.mariadb_cdc": report["events"] / report["seconds"], "rss.ours.mariadb_cdc": report["peak_rss_mb"]}
+
+
+def dbz_mariadb_cdc(ctx: RunContext) -> Figures:
+    if not ctx.state.get("dbz_mariadb_ready"):
+        raise Skip("Debezium's MariaDB connector did not snapshot in this run")
+    connect = ctx.state["mariadb_connect"]
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, mariadb.orders_topic(ctx))
+    try:
+        base = watch.count()
+        connect.start()
+        first, done = connect.wait_for(watch, base + ctx.config.rows, above=base, timeout=1800)
+    finally:
+        watch.close()
+        connect.stop()
+    return {"dbz.mariadb_cdc": ctx.config.rows / max(1e-9, done - first), "rss.dbz.mariadb": connect.peak_rss_mb}
+
+
+def cleanup(ctx: RunContext) -> Figures:
+    for name in ("connect", "mariadb_connect"):
+        if ctx.state.get(name) is not None:
+            ctx.state[name].stop()
     dataset.drop_slots(ctx.stack, like=f"bench{ctx.run}{ctx.token}%")
     for prefix in (ctx.prefix, f"dbz{ctx.prefix}"):
         topics.delete_prefix(ctx.stack.kafka_bootstrap, prefix)
@@ -285,5 +366,12 @@ STEPS: list[tuple[str, str, Step]] = [
     ("ours: outbox relay", "outbox", ours_outbox),
     ("ours: CDC latency", "latency", ours_cdc_latency),
     ("ours: outbox latency", "latency", ours_outbox_latency),
+    ("mariadb: load orders", "mariadb", mariadb_load),
+    ("ours: MariaDB CDC snapshot", "mariadb", ours_mariadb_snapshot),
+    ("debezium: MariaDB snapshot", "mariadb", dbz_mariadb_snapshot),
+    ("mariadb: 1 update per row", "mariadb", mariadb_updates),
+    ("ours: MariaDB binlog CDC", "mariadb", ours_mariadb_cdc),
+    ("debezium: MariaDB binlog CDC", "mariadb", dbz_mariadb_cdc),
+    ("value formats: bytes per record", "formats", value_formats),
     ("cleanup", "core", cleanup),
 ]

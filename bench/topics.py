@@ -35,20 +35,24 @@ def delete_prefix(bootstrap: str, prefix: str) -> int:
 
 
 class Watch:
-    """Polls a topic's high watermark: how many records Kafka has acknowledged."""
+    """Polls the high watermarks of one or more topics: how many records Kafka has acknowledged, summed."""
 
-    def __init__(self, bootstrap: str, topic: str):
+    def __init__(self, bootstrap: str, topic: str, *more: str):
         self.topic = topic
+        self.topics = [topic, *more]
         self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4()}",
                                    "enable.auto.commit": False})
 
     def count(self) -> int:
-        metadata = self._consumer.list_topics(self.topic, timeout=10).topics.get(self.topic)
+        return sum(self._count(topic) for topic in self.topics)
+
+    def _count(self, topic: str) -> int:
+        metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return 0
         total = 0
         for partition in metadata.partitions:
-            _low, high = self._consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=10)
+            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
             total += max(0, high)
         return total
 

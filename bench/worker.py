@@ -15,29 +15,36 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.specs import OUTBOX_NAME, QUERY_STREAM, SOURCE, bench_spec
+from bench.specs import MARIA_SOURCE, OUTBOX_NAME, QUERY_STREAMS, SOURCE, bench_spec
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import default_settings
 
 
 def _snapshot(spec: Spec, _args: dict[str, Any]) -> int:
+    """The query pattern's snapshot of every table of the data set, one stream after the other."""
     from liberation_assets.core.engine.query_pattern import QueryPattern
 
-    pattern = QueryPattern(spec, QUERY_STREAM)
-    try:
-        return pattern.snapshot().result.published
-    finally:
-        pattern.close()
+    total = 0
+    for stream in QUERY_STREAMS:
+        pattern = QueryPattern(spec, stream)
+        try:
+            total += pattern.snapshot().result.published
+        finally:
+            pattern.close()
+    return total
 
 
 def _query(spec: Spec, _args: dict[str, Any]) -> int:
     from liberation_assets.core.engine.query_pattern import QueryPattern
 
-    pattern = QueryPattern(spec, QUERY_STREAM)
-    try:
-        return pattern.incremental().result.published
-    finally:
-        pattern.close()
+    total = 0
+    for stream in QUERY_STREAMS:
+        pattern = QueryPattern(spec, stream)
+        try:
+            total += pattern.incremental().result.published
+        finally:
+            pattern.close()
+    return total
 
 
 def _cdc_drain(spec: Spec, _args: dict[str, Any]) -> int:
@@ -48,6 +55,11 @@ def _cdc_drain(spec: Spec, _args: dict[str, Any]) -> int:
 def _cdc_follow(spec: Spec, args: dict[str, Any]) -> int:
     cdc = importlib.import_module("liberation_assets.core.engine.cdc_postgres")
     return _published(cdc.follow(spec, SOURCE, duration=float(args["duration"])))
+
+
+def _mariadb_cdc_drain(spec: Spec, _args: dict[str, Any]) -> int:
+    cdc = importlib.import_module("liberation_assets.core.engine.cdc_mysql")
+    return int(cdc.drain(spec, MARIA_SOURCE).metadata()["published"])
 
 
 def _outbox_relay(spec: Spec, _args: dict[str, Any]) -> int:
@@ -83,6 +95,7 @@ COMMANDS: dict[str, Callable[[Spec, dict[str, Any]], int]] = {
     "query": _query,
     "cdc_drain": _cdc_drain,
     "cdc_follow": _cdc_follow,
+    "mariadb_cdc_drain": _mariadb_cdc_drain,
     "outbox_relay": _outbox_relay,
     "outbox_follow": _outbox_follow,
 }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from datetime import date, datetime, timedelta, timezone
 from datetime import time as time_of_day
-from decimal import Decimal, InvalidOperation
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any, Protocol
 
 import orjson
@@ -370,7 +370,7 @@ def _row_from_connect(struct: dict[str, Any], row: Row) -> Row:
         semantic = f.get("name")
         if semantic == DECIMAL:
             scale = int(f.get("parameters", {}).get("scale", 0))
-            row[name] = format(Decimal(value).quantize(Decimal(1).scaleb(-scale)), "f")
+            row[name] = format(Decimal(value).quantize(Decimal(1).scaleb(-scale), context=Context(prec=len(str(value)) + scale + 2)), "f")  # 28 digits refuse a DECIMAL(65,30)
         elif semantic == MICRO_TIMESTAMP:
             row[name] = _iso_instant(int(value))
         elif semantic == DATE:

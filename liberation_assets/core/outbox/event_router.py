@@ -15,7 +15,8 @@ from liberation_assets.core.errors import OutboxUnavailable
 from liberation_assets.core.outbox.relay import Router
 from liberation_assets.core.outbox.table import REQUIRED_COLUMNS
 from liberation_assets.core.publish.publisher import OutRecord
-from liberation_assets.core.readers.pgoutput import Insert, Relation, parser_for
+from liberation_assets.core.readers.pg_types import instant_reader
+from liberation_assets.core.readers.pgoutput import Insert, Relation
 
 _USED = ("seq", "id", "aggregatetype", "aggregateid", "type", "payload", "occurred_at")
 
@@ -41,7 +42,7 @@ class EventRouter:
             raise OutboxUnavailable(f"outbox table {self.schema}.{self.table} lacks columns {missing}")
         self.relid = message.relid
         self._positions = tuple(names.index(name) for name in _USED)
-        self._occurred_at = parser_for(message.columns[names.index("occurred_at")].type_oid)
+        self._occurred_at = instant_reader(message.columns[names.index("occurred_at")].type_oid)
 
     def record(self, message: Insert) -> tuple[int, OutRecord] | None:
         """The event-router record of an outbox insert; None for any other table."""

@@ -183,6 +183,21 @@ def naive_timestamp(zone: ZoneInfo | None) -> Converter:
     return in_zone
 
 
+def instant_reader(oid: int) -> Callable[[str], datetime | str]:
+    """timestamptz text (a naive timestamp: read as UTC) → an aware datetime, for the outbox's ``occurred_at``
+    (its Kafka timestamp); what Python cannot hold (infinity, BC, years past 9999) stays text."""
+    published = _timestamptz if oid == TIMESTAMPTZ else _utc_timestamp
+
+    def read(text: str) -> datetime | str:
+        value = published(text)
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value
+
+    return read
+
+
 def _iso_utc(instant: datetime) -> str:
     body = instant.replace(tzinfo=None).isoformat()
     return body + "Z"
@@ -228,6 +243,21 @@ def guarded(convert: Converter) -> Converter:
             raise UnconvertibleValue(f"cannot convert {text[:80]!r}: {exc}") from None
 
     return safe
+
+
+_INFALLIBLE = frozenset({BOOL, INT2, INT4, INT8, OID, XID})
+"""Types whose converter cannot fail on the server's own output (digits, ``t``/``f``): no guard needed."""
+
+
+def value_converter(pg_type: PgType, zone: ZoneInfo | None) -> Converter | None:
+    """The converter a row builder calls per value, chosen once per column: None when the server's text is
+    already the published value (text, json, uuid, ...: no call at all), unguarded when it cannot fail."""
+    convert = converter(pg_type, zone)
+    if convert is _identity:
+        return None
+    if pg_type.element is None and pg_type.oid in _INFALLIBLE:
+        return convert
+    return guarded(convert)
 
 
 BUILTIN_ARRAYS: dict[int, int] = {

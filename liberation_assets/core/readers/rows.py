@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import timezone
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from liberation_assets.core.events import DELETE, ChangeEvent
@@ -12,6 +12,56 @@ from liberation_assets.core.readers.mysql_types import RowConverter
 from liberation_assets.core.readers.pg_types import Unconvertible
 from liberation_assets.core.readers.table import CURSOR_LABEL, DELETED_LABEL, KEY_LABEL, ProjectedTable
 from liberation_assets.core.timestamps import normalize_row, now_ms, to_epoch_ms
+
+
+class RowFinisher(Protocol):
+    """Brings one result row into its published form, in place; returns its problems (``column <name>: <reason>``)."""
+
+    def apply(self, row: dict[str, Any]) -> list[str] | None: ...
+
+
+class PublishedRow:
+    """PostgreSQL: values arrive published (``pg_types`` converters in the SELECT); drops the key columns selected
+    a second time for watermarks and takes the source text of values a converter refused."""
+
+    __slots__ = ("hidden", "checked")
+
+    def __init__(self, table: ProjectedTable):
+        self.hidden = [label for label in table.tuple_labels if label.startswith(KEY_LABEL)]
+        self.checked = table.converted_public
+
+    def apply(self, row: dict[str, Any]) -> list[str] | None:
+        problems = None
+        for label in self.hidden:
+            del row[label]
+        for name in self.checked:
+            value = row[name]
+            if value.__class__ is Unconvertible:
+                row[name] = value.text
+                problems = (problems or []) + [f"column {name}: {value.reason}"]
+        return problems
+
+
+class NormalizedRow:
+    """Any other dialect: the driver's Python values, normalized (naive datetimes read in the source's zone)."""
+
+    __slots__ = ("zone",)
+
+    def __init__(self, zone: Any):
+        self.zone = zone
+
+    def apply(self, row: dict[str, Any]) -> list[str] | None:
+        normalize_row(row, self.zone)
+        return None
+
+
+def row_finisher(table: ProjectedTable, zone: Any, columns: dict[str, str] | None = None) -> RowFinisher:
+    """The one row converter of the table's dialect; ``columns`` (public → source) narrows it, for key rows."""
+    if table.pg_types is not None and columns is None:
+        return PublishedRow(table)
+    if table.source_types is not None:
+        return RowConverter.for_columns(table.columns if columns is None else columns, table.source_types, zone)
+    return NormalizedRow(zone)
 
 
 def events_from_rows(
@@ -35,34 +85,18 @@ def events_from_rows(
     soft = table.soft_delete_column is not None
     naive_zone = zone if zone is not None else timezone.utc
     single = key_public[0] if len(key_public) == 1 else None
-    converted = table.pg_types is not None  # PostgreSQL: values arrive in their published form (pg_types)
-    checked = table.converted_public
     labels = table.tuple_labels
-    hidden = [label for label in labels if label.startswith(KEY_LABEL)]
     single_label = labels[0] if len(labels) == 1 else None
     cursor_type = table.source_types.get(table.cursor_column or "") if table.source_types is not None else None
     cursor_zone = timezone.utc if cursor_type is not None and cursor_type.data_type == "timestamp" else naive_zone
-    converter = RowConverter.for_columns(table.columns, table.source_types, naive_zone) \
-        if table.source_types is not None else None
+    finish = row_finisher(table, naive_zone).apply
     for values in rows:
         row = dict(zip(keys, values)) if keys is not None else dict(values)
         cursor = row.pop(CURSOR_LABEL, None) if has_cursor else None
         deleted = row.pop(DELETED_LABEL, None) if soft else None
         key_values = (row[single_label],) if single_label is not None else tuple([row[k] for k in labels])
         tuples.append((cursor, *key_values))
-        problems = None
-        if converted:
-            for label in hidden:
-                del row[label]
-            for name in checked:
-                value = row[name]
-                if value.__class__ is Unconvertible:
-                    row[name] = value.text
-                    problems = (problems or []) + [f"column {name}: {value.reason}"]
-        elif converter is not None:
-            problems = converter.apply(row)
-        else:
-            normalize_row(row, naive_zone)
+        problems = finish(row)
         key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
         ts = to_epoch_ms(cursor, cursor_zone) if cursor is not None else now_ms()
         is_deleted = soft and (bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False)
@@ -75,9 +109,7 @@ def events_from_rows(
 
 def key_converter(table: ProjectedTable, zone: ZoneInfo) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Turns a row of ``key_set_query`` into the key the stream publishes for it, in place."""
-    if table.source_types is None:
-        return lambda row: normalize_row(row, zone)
-    converter = RowConverter.for_columns(dict(zip(table.key_public, table.key_columns)), table.source_types, zone)
+    converter = row_finisher(table, zone, dict(zip(table.key_public, table.key_columns)))
 
     def convert(row: dict[str, Any]) -> dict[str, Any]:
         converter.apply(row)

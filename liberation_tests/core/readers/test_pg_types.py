@@ -69,3 +69,14 @@ def test_arrays_nest_and_convert_their_elements() -> None:
 def test_a_converter_failure_is_a_row_problem() -> None:
     with pytest.raises(UnconvertibleValue):
         convert(pg_types.INT4, "not a number")
+
+
+def test_the_outbox_occurred_at_is_an_instant_or_stays_text() -> None:
+    from datetime import datetime, timezone
+
+    from liberation_assets.core.readers.pg_types import TIMESTAMP, TIMESTAMPTZ, instant_reader
+
+    read = instant_reader(TIMESTAMPTZ)
+    assert read("2024-02-29 13:14:15.5+00") == datetime(2024, 2, 29, 13, 14, 15, 500000, tzinfo=timezone.utc)
+    assert read("infinity") == "infinity" and read("0044-03-15 00:00:00+00 BC") == "-0043-03-15T00:00:00Z"
+    assert instant_reader(TIMESTAMP)("2024-02-29 13:14:15") == datetime(2024, 2, 29, 13, 14, 15, tzinfo=timezone.utc)

@@ -43,28 +43,29 @@ def _string(data: bytes, offset: int) -> tuple[str, int]:
 
 
 def _tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
-    (count,) = _I16.unpack_from(data, offset)
+    """The columns of one tuple: the hottest loop of CDC, so byte arithmetic, one ``struct`` call per value,
+    and the offset moved once per column (issue 18: ~10% of the walk)."""
+    count = (data[offset] << 8) | data[offset + 1]  # int16, never negative
     offset += 2
     values: list[TupleValue] = []
     append = values.append
     unpack_len = _I32.unpack_from
     for _ in range(count):
         kind = data[offset]
-        offset += 1
         if kind == 0x74:  # 't' text
-            (length,) = unpack_len(data, offset)
-            offset += 4
-            append(data[offset:offset + length].decode("utf-8"))
-            offset += length
+            start = offset + 5
+            offset = start + unpack_len(data, offset + 1)[0]
+            append(data[start:offset].decode())
         elif kind == 0x6E:  # 'n' null
+            offset += 1
             append(None)
         elif kind == 0x75:  # 'u' unchanged TOAST
+            offset += 1
             append(UNCHANGED)
         elif kind == 0x62:  # 'b' binary (only with the binary option)
-            (length,) = unpack_len(data, offset)
-            offset += 4
-            append(bytes(data[offset:offset + length]))
-            offset += length
+            start = offset + 5
+            offset = start + unpack_len(data, offset + 1)[0]
+            append(bytes(data[start:offset]))
         else:
             raise ValueError(f"pgoutput: unknown tuple column kind {chr(kind)!r}")
     return tuple(values), offset

@@ -16,7 +16,8 @@ from liberation_assets.core.readers import pg_types
 from liberation_assets.core.readers.pg_types import PgType
 from liberation_assets.core.readers.pgoutput.messages import UNCHANGED, Relation, TupleData
 
-Parser = Callable[[str], Any]
+Parser = Callable[[str], Any] | None
+"""None: the text is published as it is (``pg_types.value_converter``)."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,7 @@ class RowPlan:
         """
         position = {column.name: i for i, column in enumerate(relation.columns)}
         resolve = types if types is not None else builtin_type
-        parsers = [pg_types.guarded(pg_types.converter(resolve(column.type_oid), zone)) for column in relation.columns]
+        parsers = [pg_types.value_converter(resolve(column.type_oid), zone) for column in relation.columns]
         wanted = projection if projection is not None else {c.name: c.name for c in relation.columns}
         missing = [source for source in [*wanted.values(), *key_columns] if source not in position]
         if missing:
@@ -76,7 +77,7 @@ def _convert(columns: tuple[tuple[int, str, Parser], ...], values: TupleData, pr
     row: dict[str, Any] = {}
     for index, name, parse in columns:
         value = values[index]
-        if value.__class__ is str:
+        if parse is not None and value.__class__ is str:
             try:
                 value = parse(value)
             except UnconvertibleValue as exc:

@@ -43,7 +43,15 @@ from liberation_assets.core.readers.pgoutput.messages import (
     Update,
 )
 from liberation_assets.core.readers.pgoutput.position import CdcPosition
-from liberation_assets.core.readers.pgoutput.values import pg_time_to_epoch_ms
+
+PG_EPOCH_MS = 946_684_800_000
+"""2000-01-01T00:00:00Z in Unix epoch milliseconds."""
+
+
+def pg_time_to_epoch_ms(pg_micros: int) -> int:
+    """pgoutput timestamps count microseconds from 2000-01-01 UTC."""
+    return PG_EPOCH_MS + pg_micros // 1000
+
 
 Cursor = tuple[int, int, bool]
 """(commit LSN, index of the change in its transaction, whole transaction done): ``CdcPosition.at`` arguments."""

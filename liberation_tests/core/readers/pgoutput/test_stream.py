@@ -109,3 +109,10 @@ def test_a_change_outside_a_transaction_is_an_error() -> None:
         assert "outside a transaction" in str(exc)
     else:
         raise AssertionError("accepted a change outside a transaction")
+
+
+def test_commit_time_epoch() -> None:
+    from liberation_assets.core.readers.pgoutput import pg_time_to_epoch_ms
+
+    assert pg_time_to_epoch_ms(0) == 946_684_800_000
+    assert pg_time_to_epoch_ms(1_500) == 946_684_800_001
