@@ -32,8 +32,9 @@ GROUPS = ("ceilings", "cdc", "outbox", "debezium", "latency", "mariadb", "format
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000, help="orders in the data set (default 1M)")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure; the median is reported (default 3)")
     parser.add_argument("--outbox-rows", type=int, help="outbox events relayed (default rows/4)")
@@ -75,8 +76,14 @@ def main() -> None:
         report.write(Samples.from_dict(saved["samples"]), saved["meta"])
         return
     only = frozenset(g for g in GROUPS if g not in args.skip)
-    config = BenchConfig(rows=args.rows, runs=args.runs, outbox_rows=args.outbox_rows or max(1, args.rows // 4),
-                         rates=tuple(int(r) for r in args.rates.split(",")), latency_seconds=args.latency_seconds, only=only)
+    config = BenchConfig(
+        rows=args.rows,
+        runs=args.runs,
+        outbox_rows=args.outbox_rows or max(1, args.rows // 4),
+        rates=tuple(int(r) for r in args.rates.split(",")),
+        latency_seconds=args.latency_seconds,
+        only=only,
+    )
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks that stop Kafka Connect
     started = time.monotonic()
     stack = ensure_stack()

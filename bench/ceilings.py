@@ -36,25 +36,50 @@ def copy_binary(ctx: RunContext, table: str = ORDERS, rows: int | None = None) -
         raise Skip("psql not found")
     started = time.monotonic()
     with open(os.devnull, "wb") as sink:
-        subprocess.run([psql, *_pg_args(ctx), "-X", "-q", "-c", f"COPY {table} TO STDOUT (FORMAT binary)"],
-                       stdout=sink, env=_pg_env(ctx), check=True)
+        subprocess.run(
+            [psql, *_pg_args(ctx), "-X", "-q", "-c", f"COPY {table} TO STDOUT (FORMAT binary)"],
+            stdout=sink,
+            env=_pg_env(ctx),
+            check=True,
+        )
     return (rows if rows is not None else ctx.config.rows) / (time.monotonic() - started)
 
 
 def create_slot(ctx: RunContext, slot: str) -> None:
     if not os.path.exists(PG_RECVLOGICAL):
         raise Skip(f"{PG_RECVLOGICAL} not found")
-    subprocess.run([PG_RECVLOGICAL, *_pg_args(ctx), "--slot", slot, "--create-slot", "-P", "pgoutput"],
-                   env=_pg_env(ctx), check=True, capture_output=True)
+    subprocess.run(
+        [PG_RECVLOGICAL, *_pg_args(ctx), "--slot", slot, "--create-slot", "-P", "pgoutput"],
+        env=_pg_env(ctx),
+        check=True,
+        capture_output=True,
+    )
 
 
 def drain_slot(ctx: RunContext, slot: str, end_lsn: str, events: int) -> float:
     """Events/s of ``pg_recvlogical`` (pgoutput, proto 1) streaming a slot up to ``end_lsn`` into /dev/null."""
     started = time.monotonic()
     subprocess.run(
-        [PG_RECVLOGICAL, *_pg_args(ctx), "--slot", slot, "--start", "-f", os.devnull, "--no-loop",
-         "-E", end_lsn, "-o", "proto_version=1", "-o", f"publication_names={CEILING_PUBLICATION}"],
-        env=_pg_env(ctx), check=True, capture_output=True, timeout=1800,
+        [
+            PG_RECVLOGICAL,
+            *_pg_args(ctx),
+            "--slot",
+            slot,
+            "--start",
+            "-f",
+            os.devnull,
+            "--no-loop",
+            "-E",
+            end_lsn,
+            "-o",
+            "proto_version=1",
+            "-o",
+            f"publication_names={CEILING_PUBLICATION}",
+        ],
+        env=_pg_env(ctx),
+        check=True,
+        capture_output=True,
+        timeout=1800,
     )
     return events / (time.monotonic() - started)
 
@@ -67,11 +92,32 @@ def kafka_producer(ctx: RunContext, records: int, record_size: int) -> float:
     topic = f"{ctx.prefix}.ceiling.kafka"
     topics.create(ctx.stack.kafka_bootstrap, [topic])
     done = subprocess.run(
-        [java, "-Xmx512m", "-cp", f"{KAFKA_LIBS}/*", "org.apache.kafka.tools.ProducerPerformance",
-         "--topic", topic, "--num-records", str(records), "--record-size", str(record_size), "--throughput", "-1",
-         "--producer-props", f"bootstrap.servers={ctx.stack.kafka_bootstrap}", "acks=all", "linger.ms=5",
-         "batch.size=1000000", "compression.type=lz4", "enable.idempotence=true"],
-        capture_output=True, text=True, check=True, timeout=1800,
+        [
+            java,
+            "-Xmx512m",
+            "-cp",
+            f"{KAFKA_LIBS}/*",
+            "org.apache.kafka.tools.ProducerPerformance",
+            "--topic",
+            topic,
+            "--num-records",
+            str(records),
+            "--record-size",
+            str(record_size),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            f"bootstrap.servers={ctx.stack.kafka_bootstrap}",
+            "acks=all",
+            "linger.ms=5",
+            "batch.size=1000000",
+            "compression.type=lz4",
+            "enable.idempotence=true",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=1800,
     )
     match = re.search(r"(\d+) records sent, ([\d.]+) records/sec", done.stdout.strip().splitlines()[-1])
     if not match:

@@ -26,23 +26,35 @@ from liberation_assets.stack import StackSettings, ensure_stack
 
 
 def _export(revision: str, into: Path) -> None:
-    archive = subprocess.run(["git", "archive", revision, "liberation_assets"], cwd=REPO, capture_output=True, check=True)
+    archive = subprocess.run(
+        ["git", "archive", revision, "liberation_assets"], cwd=REPO, capture_output=True, check=True
+    )
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
 
 
 def _worker(what: str, prefix: str, package_root: Path) -> float:
-    env = {**os.environ, "PYTHONPATH": f"{package_root}{os.pathsep}{REPO}",
-           "LIBERATION_STACK_DIR": os.environ.get("LIBERATION_STACK_DIR", str(REPO / ".stack"))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{package_root}{os.pathsep}{REPO}",
+        "LIBERATION_STACK_DIR": os.environ.get("LIBERATION_STACK_DIR", str(REPO / ".stack")),
+    }
     payload = json.dumps({"what": what, "prefix": prefix, "slot": f"{prefix}_ours"})
-    done = subprocess.run([sys.executable, "-m", "bench.worker", payload], cwd=tempfile.gettempdir(), env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.worker", payload],
+        cwd=tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"{what} failed:\n{done.stderr[-2000:]}")
     report = json.loads(done.stdout.strip().splitlines()[-1])
     return report["events"] / report["seconds"]
 
 
-def _round(stack: StackSettings, patterns: set[str], rows: int, round_index: int, prefix: str, root: Path) -> dict[str, float]:
+def _round(
+    stack: StackSettings, patterns: set[str], rows: int, round_index: int, prefix: str, root: Path
+) -> dict[str, float]:
     """One version's figures for one round; the CDC figures need the slot its snapshot created."""
     figures: dict[str, float] = {}
     if "snapshot" in patterns:
@@ -66,8 +78,11 @@ def main() -> None:
     parser.add_argument("before", help="git revision of the 'before' version (the working tree is 'after')")
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--patterns", default="snapshot,cdc,query",
-                        help="comma-separated, of snapshot (also the CDC snapshot), cdc, query, outbox")
+    parser.add_argument(
+        "--patterns",
+        default="snapshot,cdc,query",
+        help="comma-separated, of snapshot (also the CDC snapshot), cdc, query, outbox",
+    )
     args = parser.parse_args()
     patterns = set(args.patterns.split(","))
     if unknown := patterns - {"snapshot", "cdc", "query", "outbox"}:
@@ -90,8 +105,10 @@ def main() -> None:
                 for key, value in figures.items():
                     results.setdefault((key, name), []).append(value)
     for (key, name), values in sorted(results.items()):
-        print(f"{key:14s} {name:7s} median {statistics.median(values):9,.0f}/s  "
-              f"min {min(values):9,.0f}  max {max(values):9,.0f}")
+        print(
+            f"{key:14s} {name:7s} median {statistics.median(values):9,.0f}/s  "
+            f"min {min(values):9,.0f}  max {max(values):9,.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -97,10 +97,15 @@ FROM generate_series(%s::bigint, %s::bigint) AS g
 """
 
 
-
 def connect(stack: StackSettings, database: str = DATABASE, *, autocommit: bool = True) -> psycopg.Connection[Any]:
-    return psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user,
-                           password=stack.pg_password, dbname=database, autocommit=autocommit)
+    return psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname=database,
+        autocommit=autocommit,
+    )
 
 
 def drop_slots(stack: StackSettings, *, like: str = "%") -> None:
@@ -110,8 +115,11 @@ def drop_slots(stack: StackSettings, *, like: str = "%") -> None:
             "SELECT slot_name FROM pg_replication_slots WHERE database = %s AND slot_name LIKE %s", (DATABASE, like)
         ).fetchall()
         for (slot,) in slots:
-            admin.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
-                          "WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,))
+            admin.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots "
+                "WHERE slot_name = %s AND active_pid IS NOT NULL",
+                (slot,),
+            )
             for _ in range(50):
                 try:
                     admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
@@ -171,11 +179,16 @@ def update_all(stack: StackSettings, rows: int, tag: int) -> float:
             )
         demo = demo_rows(rows)
         for low in range(1, demo[DEMO_ORDERS] + 1, UPDATE_BATCH):
-            db.execute(f"UPDATE {DEMO_ORDERS} SET status = 'shipped', updated_at = clock_timestamp() "
-                       f"WHERE customer_id BETWEEN %s AND %s", (low, low + UPDATE_BATCH - 1))
+            db.execute(
+                f"UPDATE {DEMO_ORDERS} SET status = 'shipped', updated_at = clock_timestamp() "
+                f"WHERE customer_id BETWEEN %s AND %s",
+                (low, low + UPDATE_BATCH - 1),
+            )
         for low in range(1, demo[PRODUCTS] + 1, UPDATE_BATCH):
-            db.execute(f"UPDATE {PRODUCTS} SET active = NOT active, updated_at = clock_timestamp() "
-                       f"WHERE id BETWEEN %s AND %s", (low, low + UPDATE_BATCH - 1))
+            db.execute(
+                f"UPDATE {PRODUCTS} SET active = NOT active, updated_at = clock_timestamp() WHERE id BETWEEN %s AND %s",
+                (low, low + UPDATE_BATCH - 1),
+            )
     return time.monotonic() - started
 
 

@@ -41,8 +41,11 @@ def ensure_jars() -> Path:
         raise Skip("mvn not found: cannot resolve io.debezium:debezium-connector-postgres")
     staging = HOME / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    done = subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                           f"-DoutputDirectory={staging}"], capture_output=True, text=True)
+    done = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         missing = [line for line in done.stdout.splitlines() if "Could not" in line or "not find" in line]
         raise Skip(f"Maven could not resolve io.debezium:debezium-connector-postgres: {' '.join(missing)[:400]}")
@@ -96,16 +99,30 @@ def _connector(ctx: RunContext, name: str) -> dict[str, object]:
         "message.prefix.exclude.list": "liberation.*",
     }
     if name == "orders":
-        return {**common, "name": f"dbz-{ctx.prefix}-orders", "slot.name": ctx.slot("dbz_orders"),
-                "publication.name": ctx.slot("dbz_orders_pub"), "table.include.list": ",".join(f"public.{t}" for t in (ORDERS, *DEMO_TABLES)),
-                "snapshot.mode": "initial"}
+        return {
+            **common,
+            "name": f"dbz-{ctx.prefix}-orders",
+            "slot.name": ctx.slot("dbz_orders"),
+            "publication.name": ctx.slot("dbz_orders_pub"),
+            "table.include.list": ",".join(f"public.{t}" for t in (ORDERS, *DEMO_TABLES)),
+            "snapshot.mode": "initial",
+        }
     # A topic prefix of its own: Debezium names its JMX metrics after it, and two alike collide.
-    return {**common, "topic.prefix": f"dbz{ctx.prefix}ob", "name": f"dbz-{ctx.prefix}-outbox", "slot.name": ctx.slot("dbz_outbox"),
-            "publication.name": ctx.slot("dbz_outbox_pub"), "table.include.list": f"public.{OUTBOX}",
-            "snapshot.mode": "no_data", "tombstones.on.delete": "false", "skipped.operations": "u,d,t",
-            "transforms": "outbox", "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
-            "transforms.outbox.route.topic.replacement": f"dbz{ctx.prefix}.outbox.${{routedByValue}}",
-            "transforms.outbox.table.expand.json.payload": "true"}
+    return {
+        **common,
+        "topic.prefix": f"dbz{ctx.prefix}ob",
+        "name": f"dbz-{ctx.prefix}-outbox",
+        "slot.name": ctx.slot("dbz_outbox"),
+        "publication.name": ctx.slot("dbz_outbox_pub"),
+        "table.include.list": f"public.{OUTBOX}",
+        "snapshot.mode": "no_data",
+        "tombstones.on.delete": "false",
+        "skipped.operations": "u,d,t",
+        "transforms": "outbox",
+        "transforms.outbox.type": "io.debezium.transforms.outbox.EventRouter",
+        "transforms.outbox.route.topic.replacement": f"dbz{ctx.prefix}.outbox.${{routedByValue}}",
+        "transforms.outbox.table.expand.json.payload": "true",
+    }
 
 
 class Connect:
@@ -126,22 +143,26 @@ class Connect:
         bootstrap = self.ctx.stack.kafka_bootstrap
         topics.create(bootstrap, table_topics(self.ctx), compacted=True)
         topics.create(bootstrap, [outbox_topic(self.ctx)])
-        (self.dir / "worker.properties").write_text(_properties({
-            "bootstrap.servers": bootstrap,
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable": "false",
-            "value.converter.schemas.enable": "false",
-            "offset.storage.file.filename": self.dir / "offsets.dat",
-            "offset.flush.interval.ms": 1000,
-            "listeners": f"http://127.0.0.1:{REST_PORT}",
-            "plugin.discovery": "only_scan",
-            "topic.creation.enable": "false",
-            "producer.acks": "all",
-            "producer.linger.ms": 5,
-            "producer.batch.size": 1_000_000,
-            "producer.compression.type": "lz4",
-        }))
+        (self.dir / "worker.properties").write_text(
+            _properties(
+                {
+                    "bootstrap.servers": bootstrap,
+                    "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+                    "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+                    "key.converter.schemas.enable": "false",
+                    "value.converter.schemas.enable": "false",
+                    "offset.storage.file.filename": self.dir / "offsets.dat",
+                    "offset.flush.interval.ms": 1000,
+                    "listeners": f"http://127.0.0.1:{REST_PORT}",
+                    "plugin.discovery": "only_scan",
+                    "topic.creation.enable": "false",
+                    "producer.acks": "all",
+                    "producer.linger.ms": 5,
+                    "producer.batch.size": 1_000_000,
+                    "producer.compression.type": "lz4",
+                }
+            )
+        )
         for name in ("orders", "outbox"):
             (self.dir / f"{name}.properties").write_text(_properties(_connector(self.ctx, name)))
         (self.dir / "log4j2.properties").write_text(
@@ -157,16 +178,30 @@ class Connect:
         classpath = f"{LIBS}/*:{KAFKA_LIBS}/*"
         out = (self.dir / "connect.out").open("ab")
         self.process = subprocess.Popen(
-            [java, *HEAP, f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp", classpath,
-             "org.apache.kafka.connect.cli.ConnectStandalone", str(self.dir / "worker.properties"),
-             str(self.dir / "orders.properties"), str(self.dir / "outbox.properties")],
-            stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
+            [
+                java,
+                *HEAP,
+                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+                "-cp",
+                classpath,
+                "org.apache.kafka.connect.cli.ConnectStandalone",
+                str(self.dir / "worker.properties"),
+                str(self.dir / "orders.properties"),
+                str(self.dir / "outbox.properties"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
         )
         self.starts += 1
 
     def check(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            tail = (self.dir / "connect.log").read_text(errors="replace")[-3000:] if (self.dir / "connect.log").exists() else ""
+            tail = (
+                (self.dir / "connect.log").read_text(errors="replace")[-3000:]
+                if (self.dir / "connect.log").exists()
+                else ""
+            )
             raise RuntimeError(f"Kafka Connect exited with {self.process.returncode}; log tail:\n{tail}")
 
     def sample_rss(self) -> None:
@@ -193,8 +228,10 @@ class Connect:
         deadline = time.monotonic() + timeout
         with dataset.connect(self.ctx.stack) as db:
             while time.monotonic() < deadline:
-                busy = db.execute("SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name LIKE %s",
-                                  (self.ctx.slot("dbz") + "%",)).fetchone()
+                busy = db.execute(
+                    "SELECT count(*) FROM pg_replication_slots WHERE active AND slot_name LIKE %s",
+                    (self.ctx.slot("dbz") + "%",),
+                ).fetchone()
                 if not busy or not busy[0]:
                     return
                 time.sleep(0.2)

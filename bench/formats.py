@@ -30,22 +30,45 @@ def _spec_builder(stack: StackSettings) -> Any:
     token = uuid.uuid4().hex[:8]
 
     def build(*, pg: str, mysql: str, kafka: dict[str, Any]) -> Spec:
-        return Spec.model_validate({
-            "kafka": {"bootstrap_servers": stack.kafka_bootstrap, "topic_prefix": f"bf{token}",
-                      "positions_topic": f"bf{token}.positions", "partitions": 1, **kafka},
-            "sources": {
-                "pg": {"url": f"postgresql+psycopg://{stack.pg_user}:${{BENCH_PG_PASSWORD:-{stack.pg_password}}}@"
-                              f"{stack.pg_host}:{stack.pg_port}/{pg}", "clock_skew": "0s"},
-                "mysql": {"url": f"mysql+pymysql://{stack.mysql_user}:${{BENCH_MY_PASSWORD:-{stack.mysql_password}}}@"
-                                 f"{stack.mysql_host}:{stack.mysql_port}/{mysql}", "safety_lag": "1s", "clock_skew": "0s"},
-            },
-            "streams": {}})
+        return Spec.model_validate(
+            {
+                "kafka": {
+                    "bootstrap_servers": stack.kafka_bootstrap,
+                    "topic_prefix": f"bf{token}",
+                    "positions_topic": f"bf{token}.positions",
+                    "partitions": 1,
+                    **kafka,
+                },
+                "sources": {
+                    "pg": {
+                        "url": f"postgresql+psycopg://{stack.pg_user}:${{BENCH_PG_PASSWORD:-{stack.pg_password}}}@"
+                        f"{stack.pg_host}:{stack.pg_port}/{pg}",
+                        "clock_skew": "0s",
+                    },
+                    "mysql": {
+                        "url": f"mysql+pymysql://{stack.mysql_user}:${{BENCH_MY_PASSWORD:-{stack.mysql_password}}}@"
+                        f"{stack.mysql_host}:{stack.mysql_port}/{mysql}",
+                        "safety_lag": "1s",
+                        "clock_skew": "0s",
+                    },
+                },
+                "streams": {},
+            }
+        )
+
     return build
 
 
 def _sizes(bootstrap: str, topic: str) -> tuple[list[int], int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{uuid.uuid4()}", "enable.partition.eof": True,
-                         "isolation.level": "read_committed", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4()}",
+            "enable.partition.eof": True,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
     consumer.assign([TopicPartition(topic, 0, 0)])
     sizes, tombstones = [], 0
     try:
@@ -68,10 +91,21 @@ def _sizes(bootstrap: str, topic: str) -> tuple[list[int], int]:
 
 def measure(stack: StackSettings, value_format: str) -> dict[str, tuple[float, int, int]]:
     name = f"bf_{uuid.uuid4().hex[:10]}"
-    admin = psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                            dbname="liberation", autocommit=True)
-    my_admin = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                               password=stack.mysql_password, autocommit=True)
+    admin = psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname="liberation",
+        autocommit=True,
+    )
+    my_admin = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        autocommit=True,
+    )
     admin.execute(f'CREATE DATABASE "{name}"')
     with my_admin.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
@@ -88,7 +122,9 @@ def measure(stack: StackSettings, value_format: str) -> dict[str, tuple[float, i
     finally:
         pg.dispose()
         my.dispose()
-        for (slot,) in admin.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)).fetchall():
+        for (slot,) in admin.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
             admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         with my_admin.cursor() as cursor:
@@ -103,8 +139,10 @@ def main() -> None:
     print("|---|---|---|---|")
     for value_format in FORMATS:
         figures = measure(stack, value_format)
-        cells = [f"{mean:.0f} B ({count} records, {tombstones} tombstones)" for mean, count, tombstones in
-                 (figures[s] for s in STREAMS)]
+        cells = [
+            f"{mean:.0f} B ({count} records, {tombstones} tombstones)"
+            for mean, count, tombstones in (figures[s] for s in STREAMS)
+        ]
         print(f"| `{value_format}` | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -65,9 +65,13 @@ def _capture(rows: int, into: Path) -> int:
         try:
             db.execute("UPDATE hot_products SET name = name || ' v2', updated_at = clock_timestamp()")
             db.execute("UPDATE hot_orders SET status = 'shipped', updated_at = clock_timestamp()")
-            messages = [bytes(r[0]) for r in db.execute(
-                f"SELECT data FROM pg_logical_slot_peek_binary_changes('{name}', NULL, NULL, "
-                f"'proto_version', '1', 'publication_names', '{name}')").fetchall()]
+            messages = [
+                bytes(r[0])
+                for r in db.execute(
+                    f"SELECT data FROM pg_logical_slot_peek_binary_changes('{name}', NULL, NULL, "
+                    f"'proto_version', '1', 'publication_names', '{name}')"
+                ).fetchall()
+            ]
         finally:
             db.execute(f"SELECT pg_drop_replication_slot('{name}')")
             db.execute(f"DROP PUBLICATION {name}")
@@ -96,12 +100,19 @@ def _worker(messages_path: str, passes: int) -> dict[str, float]:
     contract = {"id": {"nullable": False}, "updated_at": {"type": "datetime", "nullable": False}}
     streams: dict[str, Any] = {}
     for table, key_type in (("hot_products", "int"), ("hot_orders", "uuid")):
-        contract_of = {**contract, "id": {"type": key_type, "nullable": False},
-                       ("name" if table == "hot_products" else "status"): {"type": "str", "max_length": 200},
-                       ("cost" if table == "hot_products" else "total"): {"type": "decimal", "ge": 0}}
+        contract_of = {
+            **contract,
+            "id": {"type": key_type, "nullable": False},
+            ("name" if table == "hot_products" else "status"): {"type": "str", "max_length": 200},
+            ("cost" if table == "hot_products" else "total"): {"type": "decimal", "ge": 0},
+        }
         identity = StreamIdentity(table, f"bench.{table}", "cdc", "bench", "public", table)
-        writer = StreamWriter(identity, None, "bench.positions", ContractValidator(
-            {name: ColumnContract(**rule) for name, rule in contract_of.items()}, ["id"]))  # type: ignore[arg-type]
+        writer = StreamWriter(
+            identity,
+            None,
+            "bench.positions",
+            ContractValidator({name: ColumnContract(**rule) for name, rule in contract_of.items()}, ["id"]),
+        )  # type: ignore[arg-type]
         streams[table] = pg_changes.CdcStream(table, _table(ProjectedTable, table), writer, "public", None, False, None)
     best = {stage: float("inf") for stage in STAGES}
     events_total = 0
@@ -133,7 +144,7 @@ def _worker(messages_path: str, passes: int) -> dict[str, float]:
         for name, target in streams.items():
             pending = events[name]
             for start in range(0, len(pending), 5000):
-                out, _ = target.writer.records(ChangeBatch(pending[start:start + 5000], None))
+                out, _ = target.writer.records(ChangeBatch(pending[start : start + 5000], None))
                 count += len(out)
         written = time.perf_counter()
         events_total = len(changes)
@@ -153,16 +164,22 @@ def _table(cls: Any, name: str) -> Any:
 
 def _run_worker(root: Path, messages_path: Path, passes: int) -> dict[str, float]:
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{Path(__file__).resolve().parent.parent}"}
-    done = subprocess.run([sys.executable, "-m", "bench.hotpath", "--worker", str(messages_path), "--passes", str(passes)],
-                          cwd=tempfile.gettempdir(), env=env, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath", "--worker", str(messages_path), "--passes", str(passes)],
+        cwd=tempfile.gettempdir(),
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-3000:])
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.hotpath", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.hotpath", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("before", nargs="?", help="git revision of the 'before' version (the working tree is 'after')")
     parser.add_argument("--rows", type=int, default=20_000, help="rows of each table, each updated once")
     parser.add_argument("--rounds", type=int, default=7)
@@ -187,25 +204,33 @@ def main() -> None:
         results: dict[tuple[str, str], list[float]] = {}
         for round_index in range(args.rounds):
             order = list(versions.items())
-            for name, root in (order if round_index % 2 == 0 else order[::-1]):  # ABBA: neither always goes first
+            for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
                 figures = _run_worker(root, messages_path, args.passes)
                 load = os.getloadavg()[0]
                 figures["total"] = sum(figures[s] for s in STAGES)
-                print(f"round {round_index + 1} {name}: " + ", ".join(f"{s} {figures[s]:.2f}" for s in STAGES)
-                      + f" µs/event, {figures['faults']:.2f} page faults/event (load {load:.2f})", flush=True)
+                print(
+                    f"round {round_index + 1} {name}: "
+                    + ", ".join(f"{s} {figures[s]:.2f}" for s in STAGES)
+                    + f" µs/event, {figures['faults']:.2f} page faults/event (load {load:.2f})",
+                    flush=True,
+                )
                 for figure in FIGURES:
                     results.setdefault((figure, name), []).append(figures[figure])
     for figure in FIGURES:
         for name in versions:
             values = results[(figure, name)]
             unit = "page faults/event" if figure == "faults" else "µs/event"
-            print(f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} {unit} "
-                  f"(min {min(values):.2f}, max {max(values):.2f})")
+            print(
+                f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} {unit} "
+                f"(min {min(values):.2f}, max {max(values):.2f})"
+            )
         if len(versions) == 2:
             ratios = [b / a for b, a in zip(results[(figure, "before")], results[(figure, "after")]) if a]
             if ratios:
-                print(f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
-                      f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
+                print(
+                    f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
+                    f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+                )
 
 
 if __name__ == "__main__":

@@ -55,12 +55,16 @@ class _Load:
 
     def statement(self) -> str:
         if self.kind == "orders":
-            return (f"UPDATE {ORDERS} SET customer_id = %(seq)s, updated_at = clock_timestamp() "
-                    f"WHERE id BETWEEN %(low)s AND %(high)s")
-        return (f"INSERT INTO {OUTBOX} (id, aggregatetype, aggregateid, type, payload, occurred_at) "
-                f"SELECT gen_random_uuid(), 'order', g::text, 'OrderPaid', json_build_object('seq', %(seq)s::bigint, 'n', g), "
-                f"clock_timestamp() "
-                f"FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g")
+            return (
+                f"UPDATE {ORDERS} SET customer_id = %(seq)s, updated_at = clock_timestamp() "
+                f"WHERE id BETWEEN %(low)s AND %(high)s"
+            )
+        return (
+            f"INSERT INTO {OUTBOX} (id, aggregatetype, aggregateid, type, payload, occurred_at) "
+            f"SELECT gen_random_uuid(), 'order', g::text, 'OrderPaid', json_build_object('seq', %(seq)s::bigint, 'n', g), "
+            f"clock_timestamp() "
+            f"FROM generate_series(%(low)s::bigint, %(high)s::bigint) AS g"
+        )
 
     def one(self, connection: Any, seq: int, low: int) -> None:
         connection.execute(self.statement(), {"seq": seq, "low": low, "high": low + self.per_transaction - 1})
@@ -100,11 +104,16 @@ def _seq_of_payload(value: Any) -> int | None:
 def measure(ctx: RunContext, *, kind: str, topic: str, rate: int, ready_timeout: float = 180) -> LatencyResult:
     """Run the load against a follower that is already running, and collect visibility times."""
     extract: Callable[[Any], int | None] = _seq_of_envelope if kind == "orders" else _seq_of_payload
-    consumer = Consumer({
-        "bootstrap.servers": ctx.stack.kafka_bootstrap, "group.id": f"bench-latency-{uuid.uuid4()}",
-        "isolation.level": "read_committed", "enable.auto.commit": False, "fetch.wait.max.ms": 5,
-        "fetch.min.bytes": 1,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ctx.stack.kafka_bootstrap,
+            "group.id": f"bench-latency-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "fetch.wait.max.ms": 5,
+            "fetch.min.bytes": 1,
+        }
+    )
     base = SEQ_BASE * (1 + ctx.run) + rate * 1000 + int(time.time()) % 1000 * 10**6
     try:
         # An explicit offset: OFFSET_END resolves lazily, after the canary may already be in.
@@ -134,18 +143,23 @@ def measure(ctx: RunContext, *, kind: str, topic: str, rate: int, ready_timeout:
         if load.error is not None:
             raise load.error
         latencies = sorted(
-            (arrival - load.commit_ns[seq]) / 1e6 for seq, times in arrivals.items() if seq in load.commit_ns for arrival in times
+            (arrival - load.commit_ns[seq]) / 1e6
+            for seq, times in arrivals.items()
+            if seq in load.commit_ns
+            for arrival in times
         )
         if not latencies:
             raise RuntimeError(f"no events of the load reached {topic}")
-        return LatencyResult(percentile(latencies, 0.50), percentile(latencies, 0.99),
-                             expected_tx * load.per_transaction, received)
+        return LatencyResult(
+            percentile(latencies, 0.50), percentile(latencies, 0.99), expected_tx * load.per_transaction, received
+        )
     finally:
         consumer.close()
 
 
-def _wait_ready(ctx: RunContext, consumer: Consumer, kind: str, extract: Callable[[Any], int | None],
-                canary: int, timeout: float) -> None:
+def _wait_ready(
+    ctx: RunContext, consumer: Consumer, kind: str, extract: Callable[[Any], int | None], canary: int, timeout: float
+) -> None:
     """Commit one canary change and wait until it shows up: the follower is streaming."""
     load = _Load(ctx, kind, 1, 0, canary)
     with connect(ctx.stack, autocommit=False) as connection:

@@ -26,8 +26,10 @@ from types import ModuleType
 
 from bench.context import REPO
 
-MODULES = {"walk": "liberation_assets/core/readers/pgoutput/decoder.py",
-           "rows": "liberation_assets/core/readers/pgoutput/rows.py"}
+MODULES = {
+    "walk": "liberation_assets/core/readers/pgoutput/decoder.py",
+    "rows": "liberation_assets/core/readers/pgoutput/rows.py",
+}
 
 
 def _old_module(revision: str, path: str, folder: Path) -> ModuleType:
@@ -83,9 +85,17 @@ def _produce(with_callback: bool) -> Callable[[], int]:
     from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
 
     ensure_topics(stack.kafka_bootstrap, [TopicSpec("bench-levers-produce", 1)])
-    producer = Producer({"bootstrap.servers": stack.kafka_bootstrap, "linger.ms": 5, "batch.size": 1_000_000,
-                         "compression.type": "lz4", "acks": "all", "enable.idempotence": True,
-                         "queue.buffering.max.messages": 500_000})
+    producer = Producer(
+        {
+            "bootstrap.servers": stack.kafka_bootstrap,
+            "linger.ms": 5,
+            "batch.size": 1_000_000,
+            "compression.type": "lz4",
+            "acks": "all",
+            "enable.idempotence": True,
+            "queue.buffering.max.messages": 500_000,
+        }
+    )
     headers = [("liberation.stream", b"orders"), ("liberation.pattern", b"cdc"), ("liberation.schema.version", b"1")]
     value = b'{"before":null,"after":{"id":1,"note":"' + b"n" * 240 + b'"},"op":"u"}'
     delivered: list[int] = [0]
@@ -110,11 +120,14 @@ def _produce(with_callback: bool) -> Callable[[], int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.levers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.levers", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("lever", choices=[*sorted(MODULES), "produce"])
     parser.add_argument("before", help="git revision of the 'before' module")
-    parser.add_argument("--messages", default="", help="pickled pgoutput messages (default: capture 10,000 rows a table)")
+    parser.add_argument(
+        "--messages", default="", help="pickled pgoutput messages (default: capture 10,000 rows a table)"
+    )
     parser.add_argument("--passes", type=int, default=15)
     args = parser.parse_args()
     if args.lever == "produce":
@@ -139,16 +152,20 @@ def main() -> None:
 def _compare(runs: dict[str, Callable[[], int]], lever: str, passes: int) -> None:
     figures: dict[str, list[float]] = {"before": [], "after": []}
     for index in range(passes):
-        for name in (("before", "after") if index % 2 == 0 else ("after", "before")):
+        for name in ("before", "after") if index % 2 == 0 else ("after", "before"):
             started = time.perf_counter()
             count = runs[name]()
             figures[name].append((time.perf_counter() - started) * 1e6 / count)
     ratios = [b / a for b, a in zip(figures["before"], figures["after"])]
     for name, values in figures.items():
-        print(f"{lever} {name:6s} median {statistics.median(values):6.2f} µs/event "
-              f"(min {min(values):.2f}, max {max(values):.2f})")
-    print(f"{lever} before/after: median {statistics.median(ratios):.2f}× (min {min(ratios):.2f}, max {max(ratios):.2f}) "
-          f"over {passes} back-to-back pairs")
+        print(
+            f"{lever} {name:6s} median {statistics.median(values):6.2f} µs/event "
+            f"(min {min(values):.2f}, max {max(values):.2f})"
+        )
+    print(
+        f"{lever} before/after: median {statistics.median(ratios):.2f}× (min {min(ratios):.2f}, max {max(ratios):.2f}) "
+        f"over {passes} back-to-back pairs"
+    )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,14 @@ FROM seq_{{low}}_to_{{high}}
 
 
 def connect(stack: StackSettings, database: str | None = DATABASE) -> Any:
-    return pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                           password=stack.mysql_password, database=database, autocommit=True)
+    return pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        database=database,
+        autocommit=True,
+    )
 
 
 def recreate(stack: StackSettings, rows: int) -> float:
@@ -84,8 +90,11 @@ def update_all(stack: StackSettings, rows: int, tag: int) -> float:
     started = time.monotonic()
     with connect(stack) as db, db.cursor() as cursor:
         for low in range(1, rows + 1, UPDATE_BATCH):
-            cursor.execute(f"UPDATE {ORDERS} SET status = 'paid', customer_id = %s, updated_at = NOW(6) "
-                           f"WHERE id BETWEEN %s AND %s", (tag, low, min(rows, low + UPDATE_BATCH - 1)))
+            cursor.execute(
+                f"UPDATE {ORDERS} SET status = 'paid', customer_id = %s, updated_at = NOW(6) "
+                f"WHERE id BETWEEN %s AND %s",
+                (tag, low, min(rows, low + UPDATE_BATCH - 1)),
+            )
     return time.monotonic() - started
 
 
@@ -100,8 +109,11 @@ def ensure_jars() -> Path:
         raise Skip(f"mvn not found: cannot resolve {ARTIFACT}")
     staging = HOME / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    done = subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                           f"-DoutputDirectory={staging}"], capture_output=True, text=True)
+    done = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         missing = [line for line in done.stdout.splitlines() if "Could not" in line or "not find" in line]
         raise Skip(f"Maven could not resolve {ARTIFACT}: {' '.join(missing)[:400]}")
@@ -136,45 +148,53 @@ class MariaDbConnect(Connect):
         bootstrap = stack.kafka_bootstrap
         topics.create(bootstrap, [orders_topic(self.ctx)], compacted=True)
         topics.create(bootstrap, [f"dbz{self.ctx.prefix}m"])  # its schema-change topic
-        (self.dir / "worker.properties").write_text(_properties({
-            "bootstrap.servers": bootstrap,
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable": "false",
-            "value.converter.schemas.enable": "false",
-            "offset.storage.file.filename": self.dir / "offsets.dat",
-            "offset.flush.interval.ms": 1000,
-            "listeners": f"http://127.0.0.1:{REST_PORT}",
-            "plugin.discovery": "only_scan",
-            "topic.creation.enable": "false",
-            "producer.acks": "all",
-            "producer.linger.ms": 5,
-            "producer.batch.size": 1_000_000,
-            "producer.compression.type": "lz4",
-        }))
-        (self.dir / "orders.properties").write_text(_properties({
-            "name": f"dbz-{self.ctx.prefix}-mariadb",
-            "connector.class": "io.debezium.connector.mariadb.MariaDbConnector",
-            "tasks.max": 1,
-            "database.hostname": stack.mysql_host,
-            "database.port": stack.mysql_port,
-            "database.user": stack.mysql_user,
-            "database.password": stack.mysql_password,
-            "database.server.id": SERVER_ID,
-            "database.include.list": DATABASE,
-            "table.include.list": f"{DATABASE}.{ORDERS}",
-            "topic.prefix": f"dbz{self.ctx.prefix}m",
-            "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
-            "schema.history.internal.file.filename": self.dir / "schema-history.dat",
-            "include.schema.changes": "false",
-            "snapshot.mode": "initial",
-            "snapshot.locking.mode": "none",
-            "decimal.handling.mode": "string",
-            "max.batch.size": 8192,
-            "max.queue.size": 32768,
-            "poll.interval.ms": 50,
-            "snapshot.fetch.size": 10240,
-        }))
+        (self.dir / "worker.properties").write_text(
+            _properties(
+                {
+                    "bootstrap.servers": bootstrap,
+                    "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+                    "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+                    "key.converter.schemas.enable": "false",
+                    "value.converter.schemas.enable": "false",
+                    "offset.storage.file.filename": self.dir / "offsets.dat",
+                    "offset.flush.interval.ms": 1000,
+                    "listeners": f"http://127.0.0.1:{REST_PORT}",
+                    "plugin.discovery": "only_scan",
+                    "topic.creation.enable": "false",
+                    "producer.acks": "all",
+                    "producer.linger.ms": 5,
+                    "producer.batch.size": 1_000_000,
+                    "producer.compression.type": "lz4",
+                }
+            )
+        )
+        (self.dir / "orders.properties").write_text(
+            _properties(
+                {
+                    "name": f"dbz-{self.ctx.prefix}-mariadb",
+                    "connector.class": "io.debezium.connector.mariadb.MariaDbConnector",
+                    "tasks.max": 1,
+                    "database.hostname": stack.mysql_host,
+                    "database.port": stack.mysql_port,
+                    "database.user": stack.mysql_user,
+                    "database.password": stack.mysql_password,
+                    "database.server.id": SERVER_ID,
+                    "database.include.list": DATABASE,
+                    "table.include.list": f"{DATABASE}.{ORDERS}",
+                    "topic.prefix": f"dbz{self.ctx.prefix}m",
+                    "schema.history.internal": "io.debezium.storage.file.history.FileSchemaHistory",
+                    "schema.history.internal.file.filename": self.dir / "schema-history.dat",
+                    "include.schema.changes": "false",
+                    "snapshot.mode": "initial",
+                    "snapshot.locking.mode": "none",
+                    "decimal.handling.mode": "string",
+                    "max.batch.size": 8192,
+                    "max.queue.size": 32768,
+                    "poll.interval.ms": 50,
+                    "snapshot.fetch.size": 10240,
+                }
+            )
+        )
         (self.dir / "log4j2.properties").write_text(
             "status = warn\nappender.file.type = File\nappender.file.name = file\n"
             f"appender.file.fileName = {self.dir / 'connect.log'}\nappender.file.append = true\n"
@@ -187,10 +207,19 @@ class MariaDbConnect(Connect):
         assert java is not None
         out = (self.dir / "connect.out").open("ab")
         self.process = subprocess.Popen(
-            [java, *HEAP, f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}", "-cp",
-             f"{LIBS}/*:{KAFKA_LIBS}/*", "org.apache.kafka.connect.cli.ConnectStandalone",
-             str(self.dir / "worker.properties"), str(self.dir / "orders.properties")],
-            stdout=out, stderr=subprocess.STDOUT, cwd=self.dir,
+            [
+                java,
+                *HEAP,
+                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+                "-cp",
+                f"{LIBS}/*:{KAFKA_LIBS}/*",
+                "org.apache.kafka.connect.cli.ConnectStandalone",
+                str(self.dir / "worker.properties"),
+                str(self.dir / "orders.properties"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
         )
         self.starts += 1
 

@@ -30,14 +30,40 @@ class Row:
 
 
 THROUGHPUT = [
-    Row("Snapshot (query pattern, keyset chunks)", "Snapshot\n(query)", "ours.snapshot", "dbz.snapshot", "ceiling.copy", "rows/s"),
-    Row("Snapshot (CDC, exported slot snapshot)", "Snapshot\n(CDC)", "ours.cdc_snapshot", "dbz.snapshot", "ceiling.copy", "rows/s"),
+    Row(
+        "Snapshot (query pattern, keyset chunks)",
+        "Snapshot\n(query)",
+        "ours.snapshot",
+        "dbz.snapshot",
+        "ceiling.copy",
+        "rows/s",
+    ),
+    Row(
+        "Snapshot (CDC, exported slot snapshot)",
+        "Snapshot\n(CDC)",
+        "ours.cdc_snapshot",
+        "dbz.snapshot",
+        "ceiling.copy",
+        "rows/s",
+    ),
     Row("CDC, one update per row", "CDC\n(updates)", "ours.cdc", "dbz.cdc", "ceiling.recvlogical", "events/s"),
     Row("Outbox relay", "Outbox\nrelay", "ours.outbox", "dbz.outbox", "ceiling.copy_outbox", "events/s"),
-    Row("MariaDB snapshot (CDC, consistent snapshot)", "MariaDB\nsnapshot", "ours.mariadb_snapshot",
-        "dbz.mariadb_snapshot", "ceiling.mariadb", "rows/s"),
-    Row("MariaDB binlog CDC, one update per row", "MariaDB\nbinlog CDC", "ours.mariadb_cdc", "dbz.mariadb_cdc",
-        "ceiling.mariadb", "events/s"),
+    Row(
+        "MariaDB snapshot (CDC, consistent snapshot)",
+        "MariaDB\nsnapshot",
+        "ours.mariadb_snapshot",
+        "dbz.mariadb_snapshot",
+        "ceiling.mariadb",
+        "rows/s",
+    ),
+    Row(
+        "MariaDB binlog CDC, one update per row",
+        "MariaDB\nbinlog CDC",
+        "ours.mariadb_cdc",
+        "dbz.mariadb_cdc",
+        "ceiling.mariadb",
+        "events/s",
+    ),
     Row("Query incremental (all rows changed)", "Query\nincremental", "ours.query", None, "ceiling.copy", "rows/s"),
 ]
 
@@ -115,9 +141,11 @@ def _load_line(samples: Samples) -> str:
     loads = [v for key, values in samples.values.items() if key.startswith("load.") for v in values]
     if not loads:
         return ""
-    return (f"Load average (1 min) at the end of each step: median {sorted(loads)[len(loads) // 2]:.2f}, "
-            f"min {min(loads):.2f}, max {max(loads):.2f}, on {{cpus}} vCPU (per step: `bench/results/latest.json`, "
-            f"`load.<step>`). ")
+    return (
+        f"Load average (1 min) at the end of each step: median {sorted(loads)[len(loads) // 2]:.2f}, "
+        f"min {min(loads):.2f}, max {max(loads):.2f}, on {{cpus}} vCPU (per step: `bench/results/latest.json`, "
+        f"`load.<step>`). "
+    )
 
 
 def _ms(samples: Samples, key: str) -> str:
@@ -137,8 +165,11 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
         f"({max(1, meta['rows'] // 5):,}; uuid key, jsonb, 11 columns) and products ({max(1, meta['rows'] // 20):,}; 12 columns), "
         f"read together by the snapshot, CDC and query incremental headlines (the MariaDB rows: the 8-column orders only); "
         f"{meta['outbox_rows']:,} outbox events. "
-        + (f"Every figure is the median of {meta['runs']} runs, with min–max in brackets. " if meta["runs"] > 1
-           else "A single run: not enough for a median. ")
+        + (
+            f"Every figure is the median of {meta['runs']} runs, with min–max in brackets. "
+            if meta["runs"] > 1
+            else "A single run: not enough for a median. "
+        )
         + f"Debezium {meta['debezium']} on Kafka Connect {meta['kafka']} standalone. "
         + _load_line(samples).replace("{cpus}", str(meta["cpus"]))
         + f"The whole run took {meta['total_minutes']} minutes.",
@@ -162,10 +193,16 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
     lines += ["", "### Ceilings", "", "| ceiling | unit | per second |", "|---|---|---|"]
     for key, label, unit in CEILINGS:
         lines.append(f"| {label} | {unit} | {_spread(samples, key)} |")
-    lines += ["", "### Commit-to-Kafka latency", "",
-              f"Milliseconds from the source COMMIT returning to the change being visible to a read_committed "
-              f"consumer, at a fixed rate ({meta['latency_seconds']:.0f} s of load per point, 100 transactions a second).",
-              "", "| pattern | rate (events/s) | ours p50 | ours p99 | Debezium p50 | Debezium p99 |", "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "### Commit-to-Kafka latency",
+        "",
+        f"Milliseconds from the source COMMIT returning to the change being visible to a read_committed "
+        f"consumer, at a fixed rate ({meta['latency_seconds']:.0f} s of load per point, 100 transactions a second).",
+        "",
+        "| pattern | rate (events/s) | ours p50 | ours p99 | Debezium p50 | Debezium p99 |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, label in (("cdc", "CDC"), ("outbox", "Outbox")):
         for rate in meta["rates"]:
             lines.append(
@@ -173,17 +210,27 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
                 f"| {_ms(samples, f'lat.dbz.{name}.{rate}.p50')} | {_ms(samples, f'lat.dbz.{name}.{rate}.p99')} |"
             )
     if any(key.startswith("bytes.") for key in samples.values):
-        lines += ["", "### Value formats: bytes per record", "",
-                  "Key + value bytes of every record with a value, on the mixed-types table of the consumer tests "
-                  "(`python -m bench.formats`; tombstones counted apart).", "",
-                  "| format | query pattern | PostgreSQL CDC | MariaDB CDC |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "### Value formats: bytes per record",
+            "",
+            "Key + value bytes of every record with a value, on the mixed-types table of the consumer tests "
+            "(`python -m bench.formats`; tombstones counted apart).",
+            "",
+            "| format | query pattern | PostgreSQL CDC | MariaDB CDC |",
+            "|---|---|---|---|",
+        ]
         for value_format in ("debezium", "connect-json", "flat"):
             cells = []
             for stream in ("q_mixed", "pg_mixed", "my_mixed"):
                 mean = samples.median(f"bytes.{value_format}.{stream}")
                 count = samples.median(f"records.{value_format}.{stream}")
                 tombstones = samples.median(f"tombstones.{value_format}.{stream}")
-                cells.append("–" if mean is None else f"{mean:,.0f} B ({count or 0:.0f} records, {tombstones or 0:.0f} tombstones)")
+                cells.append(
+                    "–"
+                    if mean is None
+                    else f"{mean:,.0f} B ({count or 0:.0f} records, {tombstones or 0:.0f} tombstones)"
+                )
             lines.append(f"| `{value_format}` | " + " | ".join(cells) + " |")
     lines += ["", "### Peak memory (RSS, MB)", "", "| process | peak RSS |", "|---|---|"]
     for key, label in MEMORY:
@@ -191,8 +238,12 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
     if samples.skipped:
         lines += ["", "### Not measured in this run", ""]
         lines += [f"- {name}: {why}" for name, why in sorted(samples.skipped.items())]
-    lines += ["", "![throughput](bench/plots/throughput.png)", "![latency](bench/plots/latency.png)",
-              "![memory](bench/plots/memory.png)"]
+    lines += [
+        "",
+        "![throughput](bench/plots/throughput.png)",
+        "![latency](bench/plots/latency.png)",
+        "![memory](bench/plots/memory.png)",
+    ]
     return "\n".join(lines)
 
 
@@ -207,8 +258,10 @@ def console(samples: Samples, meta: dict[str, Any]) -> str:
         ceiling, which = _ceiling(samples, row.source_ceiling)
         dbz = samples.median(row.debezium) if row.debezium else None
         per_run = _run_ratio(samples, row.ours, row.debezium).replace("**", "") if row.debezium else "n/a"
-        out.append(f"  {row.label}: ours/Debezium {per_run} (per-run), of medians {_ratio(ratio(ours, dbz))}, "
-                   f"ours/ceiling({which}) {_ratio(ratio(ours, ceiling))}")
+        out.append(
+            f"  {row.label}: ours/Debezium {per_run} (per-run), of medians {_ratio(ratio(ours, dbz))}, "
+            f"ours/ceiling({which}) {_ratio(ratio(ours, ceiling))}"
+        )
     for name, why in sorted(samples.skipped.items()):
         out.append(f"  not measured: {name}: {why}")
     return "\n".join(out)
@@ -244,8 +297,15 @@ def _bar(ax: Any, x: float, samples: Samples, key: str | None, width: float, lab
     found = samples.summary(key) if key else None
     if found is None:
         return
-    ax.bar(x, found.median, width, color=color, label=label,
-           yerr=[[found.median - found.low], [found.high - found.median]], capsize=3)
+    ax.bar(
+        x,
+        found.median,
+        width,
+        color=color,
+        label=label,
+        yerr=[[found.median - found.low], [found.high - found.median]],
+        capsize=3,
+    )
 
 
 def _throughput_plot(plt: Any, samples: Samples, meta: dict[str, Any], path: Path) -> None:
@@ -254,8 +314,10 @@ def _throughput_plot(plt: Any, samples: Samples, meta: dict[str, Any], path: Pat
     seen: set[str] = set()
     for index, row in enumerate(THROUGHPUT):
         ceiling, _ = _ceiling(samples, row.source_ceiling)
-        for offset, key, label, color in ((-width, row.ours, "liberation", "#2a7ab9"),
-                                          (0.0, row.debezium, f"Debezium {meta['debezium']}", "#d9822b")):
+        for offset, key, label, color in (
+            (-width, row.ours, "liberation", "#2a7ab9"),
+            (0.0, row.debezium, f"Debezium {meta['debezium']}", "#d9822b"),
+        ):
             _bar(ax, index + offset, samples, key, width, label if label not in seen else "_", color)
             seen.add(label)
         if ceiling:
@@ -276,11 +338,22 @@ def _latency_plot(plt: Any, samples: Samples, meta: dict[str, Any], path: Path) 
     width = 0.2
     seen: set[str] = set()
     for index, (name, rate) in enumerate(groups):
-        for offset, tool, pct, color in ((-1.5, "ours", "p50", "#2a7ab9"), (-0.5, "ours", "p99", "#8cc2ea"),
-                                         (0.5, "dbz", "p50", "#d9822b"), (1.5, "dbz", "p99", "#f2c08f")):
+        for offset, tool, pct, color in (
+            (-1.5, "ours", "p50", "#2a7ab9"),
+            (-0.5, "ours", "p99", "#8cc2ea"),
+            (0.5, "dbz", "p50", "#d9822b"),
+            (1.5, "dbz", "p99", "#f2c08f"),
+        ):
             label = f"{'liberation' if tool == 'ours' else 'Debezium'} {pct}"
-            _bar(ax, index + offset * width, samples, f"lat.{tool}.{name}.{rate}.{pct}", width,
-                 label if label not in seen else "_", color)
+            _bar(
+                ax,
+                index + offset * width,
+                samples,
+                f"lat.{tool}.{name}.{rate}.{pct}",
+                width,
+                label if label not in seen else "_",
+                color,
+            )
             seen.add(label)
     ax.set_xticks(range(len(groups)), [f"{n.upper() if n == 'cdc' else 'Outbox'} @ {r:,}/s" for n, r in groups])
     ax.set_ylabel("commit → visible in Kafka, ms")
@@ -295,8 +368,14 @@ def _memory_plot(plt: Any, samples: Samples, path: Path) -> None:
     present = [(key, label, found) for key, label in MEMORY if (found := samples.summary(key)) is not None]
     fig, ax = plt.subplots(figsize=(10, 0.45 * len(present) + 1.2))
     for index, (key, _label, found) in enumerate(present):
-        ax.barh(index, found.median, 0.6, color="#d9822b" if key == "rss.dbz" else "#2a7ab9",
-                xerr=[[found.median - found.low], [found.high - found.median]], capsize=3)
+        ax.barh(
+            index,
+            found.median,
+            0.6,
+            color="#d9822b" if key == "rss.dbz" else "#2a7ab9",
+            xerr=[[found.median - found.low], [found.high - found.median]],
+            capsize=3,
+        )
     ax.set_yticks(range(len(present)), [label for _, label, _ in present], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("peak RSS, MB")

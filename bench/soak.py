@@ -61,8 +61,11 @@ CHECK = """c{n}: assetCheckExecutions(assetKey: {{path: {path}}}, checkName: "da
 
 
 def graphql(port: int, query: str) -> dict[str, Any]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         body = json.loads(response.read())
     if body.get("errors"):
@@ -114,21 +117,37 @@ def sample(port: int, started: float, quiet: bool = False) -> Sample:
                 if value is not None:
                     lag[name] = value
                 if _is_continuous(materializations[0]["metadataEntries"]):  # keyed by the window's time in the soak
-                    windows[name] = {f"{float(m['timestamp']) / 1000 - started:.3f}": v for m in materializations
-                                     if _is_continuous(m["metadataEntries"])
-                                     and (v := _metadata_value(m["metadataEntries"], "event_to_publish_lag_seconds")) is not None}
+                    windows[name] = {
+                        f"{float(m['timestamp']) / 1000 - started:.3f}": v
+                        for m in materializations
+                        if _is_continuous(m["metadataEntries"])
+                        and (v := _metadata_value(m["metadataEntries"], "event_to_publish_lag_seconds")) is not None
+                    }
     data_fresh = {}
     if publishing:
-        checks = graphql(port, "query Checks {\n" + "\n".join(
-            CHECK.format(n=i, path=json.dumps(path)) for i, path in enumerate(publishing)) + "\n}")
+        checks = graphql(
+            port,
+            "query Checks {\n"
+            + "\n".join(CHECK.format(n=i, path=json.dumps(path)) for i, path in enumerate(publishing))
+            + "\n}",
+        )
         for i, path in enumerate(publishing):
             executions = checks.get(f"c{i}") or []
             evaluation = executions[0].get("evaluation") if executions else None
             if evaluation is not None:
                 state = "PASS" if evaluation["success"] else ("WARN" if evaluation["severity"] == "WARN" else "FAIL")
                 data_fresh["/".join(path)] = state
-    return Sample(time.time() - started, data["queued"]["count"], data["running"]["count"], data["failed"]["count"],
-                  dagster_freshness, data_fresh, lag, windows, quiet)
+    return Sample(
+        time.time() - started,
+        data["queued"]["count"],
+        data["running"]["count"],
+        data["failed"]["count"],
+        dagster_freshness,
+        data_fresh,
+        lag,
+        windows,
+        quiet,
+    )
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -148,8 +167,9 @@ def _windows(samples: list[Sample], name: str, after: float) -> list[float]:
     return [lag for at, lag in seen.items() if float(at) >= after]
 
 
-def report(samples: list[Sample], command: str, minutes: float, out: Path, image: Path,
-           warmup_seconds: float = WARMUP_SECONDS) -> str:
+def report(
+    samples: list[Sample], command: str, minutes: float, out: Path, image: Path, warmup_seconds: float = WARMUP_SECONDS
+) -> str:
     judged = [s for s in samples if s.t >= warmup_seconds] or samples
     continuous = sorted({k for s in samples for k in s.windows})
     quiet = [s for s in samples if s.quiet]
@@ -171,24 +191,31 @@ def report(samples: list[Sample], command: str, minutes: float, out: Path, image
         "",
     ]
     if quiet:
-        lines += [f"- quiet period (no writes, {len(quiet)} samples from {quiet[0].t / 60:.1f} to {quiet[-1].t / 60:.1f} min): "
-                  f"every asset's `data_fresh` passing in {sum(_all_fresh(s.data_fresh, 'PASS') for s in quiet)}/{len(quiet)}, "
-                  f"every Dagster freshness policy healthy in "
-                  f"{sum(_all_fresh(s.dagster_freshness, 'HEALTHY') for s in quiet)}/{len(quiet)}"]
+        lines += [
+            f"- quiet period (no writes, {len(quiet)} samples from {quiet[0].t / 60:.1f} to {quiet[-1].t / 60:.1f} min): "
+            f"every asset's `data_fresh` passing in {sum(_all_fresh(s.data_fresh, 'PASS') for s in quiet)}/{len(quiet)}, "
+            f"every Dagster freshness policy healthy in "
+            f"{sum(_all_fresh(s.dagster_freshness, 'HEALTHY') for s in quiet)}/{len(quiet)}"
+        ]
     lines += [""]
     if continuous:
-        lines += [f"Continuous streams (`mode: continuous`, target p99 < {CONTINUOUS_TARGET_SECONDS:g} s): the largest "
-                  "event-to-publish lag of every window their follow run reported (~20 s each), after warm-up.", "",
-                  "| asset | windows | lag p50 (s) | lag p99 (s) | lag max (s) | target met | data_fresh passing |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            f"Continuous streams (`mode: continuous`, target p99 < {CONTINUOUS_TARGET_SECONDS:g} s): the largest "
+            "event-to-publish lag of every window their follow run reported (~20 s each), after warm-up.",
+            "",
+            "| asset | windows | lag p50 (s) | lag p99 (s) | lag max (s) | target met | data_fresh passing |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for name in continuous:
             values = _windows(samples, name, warmup_seconds if any(s.t >= warmup_seconds for s in samples) else 0)
             fresh = [s.data_fresh[name] for s in judged if name in s.data_fresh]
             if values:
                 p99 = _percentile(values, 0.99)
-                lines.append(f"| `{name}` | {len(values)} | {_percentile(values, 0.5):.3f} | {p99:.3f} | {max(values):.3f} | "
-                             f"{'yes' if p99 < CONTINUOUS_TARGET_SECONDS else '**no**'} | "
-                             + (f"{sum(v == 'PASS' for v in fresh)}/{len(fresh)} |" if fresh else "– |"))
+                lines.append(
+                    f"| `{name}` | {len(values)} | {_percentile(values, 0.5):.3f} | {p99:.3f} | {max(values):.3f} | "
+                    f"{'yes' if p99 < CONTINUOUS_TARGET_SECONDS else '**no**'} | "
+                    + (f"{sum(v == 'PASS' for v in fresh)}/{len(fresh)} |" if fresh else "– |")
+                )
             else:
                 lines.append(f"| `{name}` | 0 | – | – | – | – | – |")
         lines += ["", f"Micro-batch streams (target p99 < {MICRO_BATCH_TARGET_SECONDS:g} s):", ""]
@@ -203,19 +230,28 @@ def report(samples: list[Sample], command: str, minutes: float, out: Path, image
         fresh = [s.data_fresh[name] for s in judged if name in s.data_fresh]
         policy = [s.dagster_freshness[name] for s in judged if name in s.dagster_freshness]
         cell = (lambda q: f"{_percentile(lags, q):.1f}") if lags else (lambda q: "–")
-        lines.append(f"| `{name}` | {cell(0.5)} | {cell(0.99)} | {max(lags):.1f} | " if lags else f"| `{name}` | – | – | – | ")
-        lines[-1] += (f"{sum(v == 'PASS' for v in fresh)}/{len(fresh)} | " if fresh else "– | ")
-        lines[-1] += (f"{sum(v == 'HEALTHY' for v in policy)}/{len(policy)} |" if policy else "– |")
-    lines += ["", "The lag is each stream's `event_to_publish_lag_seconds` as its latest materialization reported it "
-              "(the largest in that run), sampled every interval.", "",
-              f"![queue, failed runs and lag over the soak](img/{image.name})", "",
-              "| t (s) | queued | running | failed | data_fresh not passing | Dagster freshness not healthy |",
-              "|---|---|---|---|---|---|"]
+        lines.append(
+            f"| `{name}` | {cell(0.5)} | {cell(0.99)} | {max(lags):.1f} | " if lags else f"| `{name}` | – | – | – | "
+        )
+        lines[-1] += f"{sum(v == 'PASS' for v in fresh)}/{len(fresh)} | " if fresh else "– | "
+        lines[-1] += f"{sum(v == 'HEALTHY' for v in policy)}/{len(policy)} |" if policy else "– |"
+    lines += [
+        "",
+        "The lag is each stream's `event_to_publish_lag_seconds` as its latest materialization reported it "
+        "(the largest in that run), sampled every interval.",
+        "",
+        f"![queue, failed runs and lag over the soak](img/{image.name})",
+        "",
+        "| t (s) | queued | running | failed | data_fresh not passing | Dagster freshness not healthy |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in samples:
         stale = ", ".join(f"{k} {v}" for k, v in sorted(s.data_fresh.items()) if v != "PASS") or "–"
         unhealthy = ", ".join(f"{k} {v}" for k, v in sorted(s.dagster_freshness.items()) if v != "HEALTHY") or "–"
-        lines.append(f"| {s.t:.0f}{' (quiet)' if s.quiet else ''} | {s.queued} | {s.running} | {s.failed} | {stale} | "
-                     f"{unhealthy} |")
+        lines.append(
+            f"| {s.t:.0f}{' (quiet)' if s.quiet else ''} | {s.queued} | {s.running} | {s.failed} | {stale} | "
+            f"{unhealthy} |"
+        )
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     _plot(samples, streams, image)
@@ -253,17 +289,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=30)
     parser.add_argument("--attach", action="store_true", help="sample a demo that is already serving on --port")
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "soak.md")
-    parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS / 60, metavar="MINUTES",
-                        help="samples before this are shown but not judged")
-    parser.add_argument("--quiet-after", type=float, default=None, metavar="MINUTES",
-                        help="stop the demo's write load this many minutes into the soak")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=WARMUP_SECONDS / 60,
+        metavar="MINUTES",
+        help="samples before this are shown but not judged",
+    )
+    parser.add_argument(
+        "--quiet-after",
+        type=float,
+        default=None,
+        metavar="MINUTES",
+        help="stop the demo's write load this many minutes into the soak",
+    )
     parser.add_argument("--quiet-minutes", type=float, default=15, help="for this long (with --quiet-after)")
     args = parser.parse_args(argv)
     command = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])
     demo = None
     if not args.attach:
-        demo = subprocess.Popen([str(Path(sys.executable).parent / "liberation"), "demo", "--port", str(args.port)],
-                                cwd=REPO, start_new_session=True)
+        demo = subprocess.Popen(
+            [str(Path(sys.executable).parent / "liberation"), "demo", "--port", str(args.port)],
+            cwd=REPO,
+            start_new_session=True,
+        )
     try:
         deadline = time.time() + 1800
         while True:  # the demo seeds, runs the main job, then serves the UI
@@ -291,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 samples.append(sample(args.port, started, quiet=quiet and minute >= args.quiet_after + 0.5))
                 s = samples[-1]
-                print(f"{s.t:7.0f}s queued={s.queued} running={s.running} failed={s.failed} "
-                      f"stale={[k for k, v in s.data_fresh.items() if v != 'PASS']}", flush=True)
+                print(
+                    f"{s.t:7.0f}s queued={s.queued} running={s.running} failed={s.failed} "
+                    f"stale={[k for k, v in s.data_fresh.items() if v != 'PASS']}",
+                    flush=True,
+                )
             except Exception as exc:  # a slow answer is a figure too: note it and go on
                 print(f"sample failed: {exc}", flush=True)
             time.sleep(args.interval)

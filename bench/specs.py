@@ -12,18 +12,28 @@ CDC_STREAM = "orders_cdc"
 # The demo shop's orders and products beside bench_orders: (query stream, CDC stream, table, contract).
 STATUSES = ["placed", "paid", "shipped", "delivered", "cancelled"]
 DEMO_STREAMS = [
-    ("demo_orders_q", "demo_orders_cdc", DEMO_ORDERS, {
-        "id": {"type": "uuid", "nullable": False},
-        "status": {"type": "str", "nullable": False, "isin": STATUSES},
-        "total": {"type": "decimal", "nullable": False, "ge": 0},
-        "currency": {"type": "str", "nullable": False, "max_length": 3},
-    }),
-    ("products_q", "products_cdc", PRODUCTS, {
-        "id": {"type": "int", "nullable": False, "ge": 1},
-        "sku": {"type": "str", "nullable": False, "max_length": 32},
-        "name": {"type": "str", "nullable": False},
-        "active": {"type": "bool", "nullable": False},
-    }),
+    (
+        "demo_orders_q",
+        "demo_orders_cdc",
+        DEMO_ORDERS,
+        {
+            "id": {"type": "uuid", "nullable": False},
+            "status": {"type": "str", "nullable": False, "isin": STATUSES},
+            "total": {"type": "decimal", "nullable": False, "ge": 0},
+            "currency": {"type": "str", "nullable": False, "max_length": 3},
+        },
+    ),
+    (
+        "products_q",
+        "products_cdc",
+        PRODUCTS,
+        {
+            "id": {"type": "int", "nullable": False, "ge": 1},
+            "sku": {"type": "str", "nullable": False, "max_length": 32},
+            "name": {"type": "str", "nullable": False},
+            "active": {"type": "bool", "nullable": False},
+        },
+    ),
 ]
 QUERY_STREAMS = [QUERY_STREAM, *(query for query, _cdc, _table, _contract in DEMO_STREAMS)]
 OUTBOX_NAME = "orders_outbox"
@@ -57,28 +67,81 @@ def outbox_topic(prefix: str) -> str:
 
 
 def bench_spec(stack: StackSettings, prefix: str, slot: str) -> Spec:
-    url = (f"postgresql+psycopg://{stack.pg_user}:${{BENCH_PG_PASSWORD:-{stack.pg_password}}}"
-           f"@{stack.pg_host}:{stack.pg_port}/{DATABASE}")
-    maria_url = (f"mysql+pymysql://{stack.mysql_user}:${{BENCH_MYSQL_PASSWORD:-{stack.mysql_password}}}"
-                 f"@{stack.mysql_host}:{stack.mysql_port}/{DATABASE}")
-    return Spec.model_validate({
-        "kafka": {"bootstrap_servers": stack.kafka_bootstrap, "topic_prefix": prefix,
-                  "positions_topic": f"{prefix}.positions", "partitions": 1},
-        "sources": {SOURCE: {"url": url, "cdc": {"slot": slot, "publication": f"{slot}_pub"}},
-                    MARIA_SOURCE: {"url": maria_url}},
-        "streams": {
-            QUERY_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
-                           "patterns": ["snapshot", "query"], "topic": query_topic(prefix), "contract": CONTRACT},
-            CDC_STREAM: {"source": SOURCE, "table": ORDERS, "key": ["id"], "cursor": "updated_at",
-                         "patterns": ["cdc"], "topic": cdc_topic(prefix), "contract": CONTRACT},
-            **{query: {"source": SOURCE, "table": table, "key": ["id"], "cursor": "updated_at",
-                       "patterns": ["snapshot", "query"], "topic": f"{prefix}.q.{table}", "contract": contract}
-               for query, _cdc, table, contract in DEMO_STREAMS},
-            **{cdc: {"source": SOURCE, "table": table, "key": ["id"], "cursor": "updated_at",
-                     "patterns": ["cdc"], "topic": f"{prefix}.cdc.{table}", "contract": contract}
-               for _query, cdc, table, contract in DEMO_STREAMS},
-            MARIA_STREAM: {"source": MARIA_SOURCE, "table": ORDERS, "key": ["id"], "cursor": None,
-                           "patterns": ["cdc"], "topic": mariadb_topic(prefix), "contract": CONTRACT},
-        },
-        "outboxes": {OUTBOX_NAME: {"source": SOURCE, "table": OUTBOX, "route": f"{prefix}.outbox.{{aggregatetype}}"}},
-    })
+    url = (
+        f"postgresql+psycopg://{stack.pg_user}:${{BENCH_PG_PASSWORD:-{stack.pg_password}}}"
+        f"@{stack.pg_host}:{stack.pg_port}/{DATABASE}"
+    )
+    maria_url = (
+        f"mysql+pymysql://{stack.mysql_user}:${{BENCH_MYSQL_PASSWORD:-{stack.mysql_password}}}"
+        f"@{stack.mysql_host}:{stack.mysql_port}/{DATABASE}"
+    )
+    return Spec.model_validate(
+        {
+            "kafka": {
+                "bootstrap_servers": stack.kafka_bootstrap,
+                "topic_prefix": prefix,
+                "positions_topic": f"{prefix}.positions",
+                "partitions": 1,
+            },
+            "sources": {
+                SOURCE: {"url": url, "cdc": {"slot": slot, "publication": f"{slot}_pub"}},
+                MARIA_SOURCE: {"url": maria_url},
+            },
+            "streams": {
+                QUERY_STREAM: {
+                    "source": SOURCE,
+                    "table": ORDERS,
+                    "key": ["id"],
+                    "cursor": "updated_at",
+                    "patterns": ["snapshot", "query"],
+                    "topic": query_topic(prefix),
+                    "contract": CONTRACT,
+                },
+                CDC_STREAM: {
+                    "source": SOURCE,
+                    "table": ORDERS,
+                    "key": ["id"],
+                    "cursor": "updated_at",
+                    "patterns": ["cdc"],
+                    "topic": cdc_topic(prefix),
+                    "contract": CONTRACT,
+                },
+                **{
+                    query: {
+                        "source": SOURCE,
+                        "table": table,
+                        "key": ["id"],
+                        "cursor": "updated_at",
+                        "patterns": ["snapshot", "query"],
+                        "topic": f"{prefix}.q.{table}",
+                        "contract": contract,
+                    }
+                    for query, _cdc, table, contract in DEMO_STREAMS
+                },
+                **{
+                    cdc: {
+                        "source": SOURCE,
+                        "table": table,
+                        "key": ["id"],
+                        "cursor": "updated_at",
+                        "patterns": ["cdc"],
+                        "topic": f"{prefix}.cdc.{table}",
+                        "contract": contract,
+                    }
+                    for _query, cdc, table, contract in DEMO_STREAMS
+                },
+                MARIA_STREAM: {
+                    "source": MARIA_SOURCE,
+                    "table": ORDERS,
+                    "key": ["id"],
+                    "cursor": None,
+                    "patterns": ["cdc"],
+                    "topic": mariadb_topic(prefix),
+                    "contract": CONTRACT,
+                },
+            },
+            "outboxes": {
+                OUTBOX_NAME: {"source": SOURCE, "table": OUTBOX, "route": f"{prefix}.outbox.{{aggregatetype}}"}
+            },
+        }
+    )

@@ -59,8 +59,14 @@ def ours_snapshot(ctx: RunContext) -> Figures:
 
 
 def _average_value_size(ctx: RunContext, topic: str, sample: int = 2000) -> int:
-    consumer = Consumer({"bootstrap.servers": ctx.stack.kafka_bootstrap, "group.id": f"bench-size-{ctx.token}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": ctx.stack.kafka_bootstrap,
+            "group.id": f"bench-size-{ctx.token}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         consumer.assign([TopicPartition(topic, 0, 0)])
         sizes: list[int] = []
@@ -74,8 +80,10 @@ def _average_value_size(ctx: RunContext, topic: str, sample: int = 2000) -> int:
 
 def ceiling_kafka(ctx: RunContext) -> Figures:
     size = int(ctx.state.get("record_size", 400))
-    return {"ceiling.kafka": ceilings.kafka_producer(ctx, min(ctx.config.rows, 1_000_000), size),
-            "info.record_size": size}
+    return {
+        "ceiling.kafka": ceilings.kafka_producer(ctx, min(ctx.config.rows, 1_000_000), size),
+        "info.record_size": size,
+    }
 
 
 def ours_cdc_snapshot(ctx: RunContext) -> Figures:
@@ -103,8 +111,7 @@ def dbz_snapshot(ctx: RunContext) -> Figures:
         watch.close()
         connect.stop()
     ctx.state["dbz_ready"] = True
-    return {"dbz.snapshot": total / max(1e-9, done - first),
-            "info.dbz.snapshot_with_startup": total / (done - started)}
+    return {"dbz.snapshot": total / max(1e-9, done - first), "info.dbz.snapshot_with_startup": total / (done - started)}
 
 
 def _wait_slot(ctx: RunContext, slot: str, timeout: float = 120) -> None:
@@ -126,8 +133,11 @@ def updates(ctx: RunContext) -> Figures:
 def ceiling_recvlogical(ctx: RunContext) -> Figures:
     if not ctx.config.wants("ceilings"):
         raise Skip("ceilings skipped")
-    return {"ceiling.recvlogical": ceilings.drain_slot(ctx, ctx.slot("ceiling"), ctx.state["updates_lsn"],
-                                                          dataset.total_rows(ctx.config.rows))}
+    return {
+        "ceiling.recvlogical": ceilings.drain_slot(
+            ctx, ctx.slot("ceiling"), ctx.state["updates_lsn"], dataset.total_rows(ctx.config.rows)
+        )
+    }
 
 
 def ours_cdc(ctx: RunContext) -> Figures:
@@ -177,8 +187,9 @@ def ceiling_outbox(ctx: RunContext) -> Figures:
     count = dataset.outbox_count(ctx.stack)
     return {
         "ceiling.copy_outbox": ceilings.copy_binary(ctx, dataset.OUTBOX, count),
-        "ceiling.recvlogical_outbox": ceilings.drain_slot(ctx, ctx.slot("ceiling"), ctx.state["outbox_lsn"],
-                                                          ctx.config.outbox_rows),
+        "ceiling.recvlogical_outbox": ceilings.drain_slot(
+            ctx, ctx.slot("ceiling"), ctx.state["outbox_lsn"], ctx.config.outbox_rows
+        ),
     }
 
 
@@ -222,8 +233,11 @@ def dbz_memory(ctx: RunContext) -> Figures:
 def _latency(ctx: RunContext, tool: str, kind: str, topic: str, rate: int) -> Figures:
     result = latency.measure(ctx, kind=kind, topic=topic, rate=rate)
     name = "cdc" if kind == "orders" else "outbox"
-    print(f"    {tool} {name} @ {rate}/s: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms "
-          f"({result.received}/{result.expected} events)", flush=True)
+    print(
+        f"    {tool} {name} @ {rate}/s: p50 {result.p50_ms:.1f} ms, p99 {result.p99_ms:.1f} ms "
+        f"({result.received}/{result.expected} events)",
+        flush=True,
+    )
     return {f"lat.{tool}.{name}.{rate}.p50": result.p50_ms, f"lat.{tool}.{name}.{rate}.p99": result.p99_ms}
 
 
@@ -286,8 +300,10 @@ def ours_mariadb_snapshot(ctx: RunContext) -> Figures:
     report = run_worker(ctx, "mariadb_cdc_drain")
     _expect("MariaDB CDC snapshot", report["events"], ctx.config.rows)
     ctx.state["ours_mariadb_ready"] = True
-    return {"ours.mariadb_snapshot": report["events"] / report["seconds"],
-            "rss.ours.mariadb_snapshot": report["peak_rss_mb"]}
+    return {
+        "ours.mariadb_snapshot": report["events"] / report["seconds"],
+        "rss.ours.mariadb_snapshot": report["peak_rss_mb"],
+    }
 
 
 def dbz_mariadb_snapshot(ctx: RunContext) -> Figures:

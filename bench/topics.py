@@ -40,8 +40,9 @@ class Watch:
     def __init__(self, bootstrap: str, topic: str, *more: str):
         self.topic = topic
         self.topics = [topic, *more]
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4()}",
-                                   "enable.auto.commit": False})
+        self._consumer = Consumer(
+            {"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4()}", "enable.auto.commit": False}
+        )
 
     def count(self) -> int:
         return sum(self._count(topic) for topic in self.topics)

@@ -42,9 +42,18 @@ from websockets.sync.client import ClientConnection, connect
 
 REPO = Path(__file__).resolve().parents[1]
 WIDTH, HEIGHT = 1600, 1000
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--hide-scrollbars", f"--window-size={WIDTH},{HEIGHT}"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    f"--window-size={WIDTH},{HEIGHT}",
+]
 FRESHNESS_STATES = ("Passing", "Pass", "Warning", "Warn", "Failing", "Fail")
 INSTANCE_YAML = "telemetry:\n  enabled: false\n"
 DISMISS_DIALOGS = """[...document.querySelectorAll('button')].filter(b => ['Skip', 'Dismiss'].includes(b.innerText.trim()))
@@ -84,7 +93,9 @@ class Page:
         self.call("Page.navigate", url=url)
 
     def text(self) -> str:
-        result = self.call("Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True)
+        result = self.call(
+            "Runtime.evaluate", expression="document.body ? document.body.innerText : ''", returnByValue=True
+        )
         return str(result.get("result", {}).get("value", ""))
 
     def wait_for(self, shot: Shot, timeout: float) -> str:
@@ -95,20 +106,27 @@ class Page:
             text = self.text()
             if all(t in text for t in shot.texts) and (not shot.any_of or any(t in text for t in shot.any_of)):
                 if shot.click:
-                    self.call("Runtime.evaluate", expression=f"[...document.querySelectorAll('button')]"
-                              f".filter(b => b.innerText.trim() === {json.dumps(shot.click)}).forEach(b => b.click())")
+                    self.call(
+                        "Runtime.evaluate",
+                        expression=f"[...document.querySelectorAll('button')]"
+                        f".filter(b => b.innerText.trim() === {json.dumps(shot.click)}).forEach(b => b.click())",
+                    )
                 time.sleep(2.5)  # let charts and the graph layout settle
                 return text
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{shot.name}: {shot.texts} / any of {shot.any_of} not on {shot.path} after {timeout:.0f}s; "
-                                   f"page text: {text[:1500]!r}")
+                raise TimeoutError(
+                    f"{shot.name}: {shot.texts} / any of {shot.any_of} not on {shot.path} after {timeout:.0f}s; "
+                    f"page text: {text[:1500]!r}"
+                )
             time.sleep(0.5)
 
     def screenshot(self, path: Path) -> None:
         """Capture once no dialog (Dagster's community prompt pops up late) covers the page."""
         deadline = time.monotonic() + 30
-        while self.call("Runtime.evaluate", expression=DISMISS_DIALOGS, returnByValue=True)["result"].get("value") and \
-                time.monotonic() < deadline:
+        while (
+            self.call("Runtime.evaluate", expression=DISMISS_DIALOGS, returnByValue=True)["result"].get("value")
+            and time.monotonic() < deadline
+        ):
             time.sleep(1)
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path.write_bytes(base64.b64decode(data))
@@ -120,17 +138,25 @@ def chromium() -> Iterator[Page]:
     if binary is None:
         raise SystemExit("chromium is not installed: apt-get install -y chromium")
     profile = tempfile.mkdtemp(prefix="liberation-chromium-")
-    process = subprocess.Popen([binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                                "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         port_file = Path(profile) / "DevToolsActivePort"
         port = _wait(lambda: port_file.exists() and port_file.read_text().split()[0], 60, "chromium's DevTools port")
-        targets = _wait(lambda: [t for t in _get_json(f"http://127.0.0.1:{port}/json/list") if t["type"] == "page"], 30,
-                        "a chromium tab")
+        targets = _wait(
+            lambda: [t for t in _get_json(f"http://127.0.0.1:{port}/json/list") if t["type"] == "page"],
+            30,
+            "a chromium tab",
+        )
         with connect(targets[0]["webSocketDebuggerUrl"], max_size=64 * 1024 * 1024, open_timeout=30) as socket_:
             page = Page(socket_)
             page.call("Page.enable")
-            page.call("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False)
+            page.call(
+                "Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT, deviceScaleFactor=1, mobile=False
+            )
             yield page
     finally:
         process.terminate()
@@ -225,17 +251,44 @@ def shots_for(spec: Any) -> list[Shot]:
     first = "snapshot" if "snapshot" in spec.streams[fresh].patterns else leaf
     group = spec.streams[fresh].source
     return [
-        Shot("asset-graph.png", f"/assets/{fresh}/{fresh}_replica?view=lineage&lineageScope=upstream&lineageDepth=4",
-             ("_replica", f"_{first}", "_topic", "Upstream")),  # the graph shortens long names to "produ…_replica"
-        Shot("catalog.png", f"/locations/liberation/asset-groups/{group}/list",
-             (f"{fresh} / {fresh}_replica", f"{fresh} / {fresh}_{leaf}", "Materialized")),
-        Shot("column-schema.png", f"/assets/{fresh}/{fresh}_{first}", ("Columns", "primary key", spec.streams[fresh].key[0])),
-        Shot("freshness.png", f"/assets/{fresh}/{fresh}_{leaf}", ("Freshness policy", "Latest materialization"), FRESHNESS_STATES),
-        Shot("checks.png", f"/assets/{fresh}/{fresh}_replica?view=checks", ("matches_source", "quarantine", "source_rows")),
-        Shot("quarantine.png", f"/assets/{fresh}/{fresh}_replica?view=checks&checkDetail=quarantine",
-             ("quarantine", "quarantine_open", "liberation quarantine")),
+        Shot(
+            "asset-graph.png",
+            f"/assets/{fresh}/{fresh}_replica?view=lineage&lineageScope=upstream&lineageDepth=4",
+            ("_replica", f"_{first}", "_topic", "Upstream"),
+        ),  # the graph shortens long names to "produ…_replica"
+        Shot(
+            "catalog.png",
+            f"/locations/liberation/asset-groups/{group}/list",
+            (f"{fresh} / {fresh}_replica", f"{fresh} / {fresh}_{leaf}", "Materialized"),
+        ),
+        Shot(
+            "column-schema.png",
+            f"/assets/{fresh}/{fresh}_{first}",
+            ("Columns", "primary key", spec.streams[fresh].key[0]),
+        ),
+        Shot(
+            "freshness.png",
+            f"/assets/{fresh}/{fresh}_{leaf}",
+            ("Freshness policy", "Latest materialization"),
+            FRESHNESS_STATES,
+        ),
+        Shot(
+            "checks.png",
+            f"/assets/{fresh}/{fresh}_replica?view=checks",
+            ("matches_source", "quarantine", "source_rows"),
+        ),
+        Shot(
+            "quarantine.png",
+            f"/assets/{fresh}/{fresh}_replica?view=checks&checkDetail=quarantine",
+            ("quarantine", "quarantine_open", "liberation quarantine"),
+        ),
         Shot("automation.png", "/automation", (f"{fresh}_poll_schedule" if polled else "sensor",)),
-        Shot("lag-plots.png", f"/assets/{fresh}/{fresh}_replica", ("last_event_age_seconds", "records_applied"), click="Plots"),
+        Shot(
+            "lag-plots.png",
+            f"/assets/{fresh}/{fresh}_replica",
+            ("last_event_age_seconds", "records_applied"),
+            click="Plots",
+        ),
     ]
 
 
@@ -310,8 +363,12 @@ def main(argv: list[str] | None = None) -> int:
         spec = private_copy(load_spec(REPO / "liberation.yaml"), "ui")
         spec_path = home / "liberation.yaml"
         spec_path.write_text(yaml.safe_dump(_plain(spec.model_dump(by_alias=True, exclude_none=True)), sort_keys=False))
-    env = {**os.environ, "DAGSTER_HOME": str(home), "LIBERATION_SPEC": str(spec_path),
-           "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "LIBERATION_SPEC": str(spec_path),
+        "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5",
+    }
     os.environ.update(env)  # the main job below runs in this process, on the same instance
     if args.products:
         from liberation_assets.demo.cli import seed_spec_sources

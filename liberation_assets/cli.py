@@ -49,8 +49,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     from liberation_assets.core.source_check import check_source_objects
 
     spec = _spec(args)
-    print(f"spec {args.spec or os.environ.get('LIBERATION_SPEC', 'liberation.yaml')}: ok "
-          f"({len(spec.sources)} sources, {len(spec.streams)} streams, {len(spec.outboxes)} outboxes)")
+    print(
+        f"spec {args.spec or os.environ.get('LIBERATION_SPEC', 'liberation.yaml')}: ok "
+        f"({len(spec.sources)} sources, {len(spec.streams)} streams, {len(spec.outboxes)} outboxes)"
+    )
     if args.offline:
         return 0
     involve(spec, *spec.sources)
@@ -71,7 +73,12 @@ def cmd_check(args: argparse.Namespace) -> int:
 def _progress_bar(label: str):
     from tqdm import tqdm
 
-    bar = tqdm(desc=label, unit="rows", dynamic_ncols=True, disable=not sys.stderr.isatty() and not os.environ.get("LIBERATION_PROGRESS"))
+    bar = tqdm(
+        desc=label,
+        unit="rows",
+        dynamic_ncols=True,
+        disable=not sys.stderr.isatty() and not os.environ.get("LIBERATION_PROGRESS"),
+    )
 
     def update(done: int, total: int | None) -> None:
         if total and bar.total != total:
@@ -118,8 +125,11 @@ def cmd_follow(args: argparse.Namespace) -> int:
         involve(spec, spec.outboxes[args.name].source)
         return _call_follow(outbox_relay.follow, spec, args.name, args) or 0
     if args.name not in spec.sources:
-        print(f"liberation: error: unknown source or outbox {args.name!r}; sources: {', '.join(spec.sources)}; "
-              f"outboxes: {', '.join(spec.outboxes) or '(none)'}", file=sys.stderr)
+        print(
+            f"liberation: error: unknown source or outbox {args.name!r}; sources: {', '.join(spec.sources)}; "
+            f"outboxes: {', '.join(spec.outboxes) or '(none)'}",
+            file=sys.stderr,
+        )
         return 2
     involve(spec, args.name)
     if spec.sources[args.name].dialect == "postgresql":
@@ -151,7 +161,9 @@ def _wait_for_broker(spec, give_up_after: float | None) -> None:
         except ConnectivityError as exc:
             waited = time.monotonic() - started
             if give_up_after is not None and waited >= give_up_after:
-                raise ConnectivityError(f"{exc} Gave up after {waited:.0f}s (--give-up-after {give_up_after:g}).") from None
+                raise ConnectivityError(
+                    f"{exc} Gave up after {waited:.0f}s (--give-up-after {give_up_after:g})."
+                ) from None
             if not said:
                 print(f"liberation: waiting for the Kafka broker at {bootstrap}", file=sys.stderr, flush=True)
                 said = True
@@ -213,11 +225,16 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="liberation", description="Liberate database tables into Kafka event streams.")
+    parser = argparse.ArgumentParser(
+        prog="liberation", description="Liberate database tables into Kafka event streams."
+    )
     parser.add_argument("--spec", default=None, help="spec file (default: $LIBERATION_SPEC or ./liberation.yaml)")
     parser.add_argument("--verbose", "-v", action="store_true", help="also show librdkafka's own log lines on stderr")
-    parser.add_argument("--log-file", default=os.environ.get("LIBERATION_LOG_FILE"),
-                        help="append librdkafka's log lines to this file (default: $LIBERATION_LOG_FILE; else dropped)")
+    parser.add_argument(
+        "--log-file",
+        default=os.environ.get("LIBERATION_LOG_FILE"),
+        help="append librdkafka's log lines to this file (default: $LIBERATION_LOG_FILE; else dropped)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("stack", help="start, stop or inspect the local Kafka, PostgreSQL and MariaDB")
@@ -240,11 +257,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("follow", help="stream a source's change log or relay an outbox continuously")
     p.add_argument("name", help="a source (CDC) or an outbox name")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
-    p.add_argument("--give-up-after", type=float, default=None, metavar="SECONDS",
-                   help="end with exit 2 after this many seconds of uninterrupted retriable errors "
-                        "(default: $LIBERATION_GIVE_UP_AFTER, else never); a wrong password ends it at once")
-    p.add_argument("--resnapshot", action="store_true",
-                   help="MySQL/MariaDB: discard the stored binlog position and snapshot again (after PositionLost)")
+    p.add_argument(
+        "--give-up-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="end with exit 2 after this many seconds of uninterrupted retriable errors "
+        "(default: $LIBERATION_GIVE_UP_AFTER, else never); a wrong password ends it at once",
+    )
+    p.add_argument(
+        "--resnapshot",
+        action="store_true",
+        help="MySQL/MariaDB: discard the stored binlog position and snapshot again (after PositionLost)",
+    )
     p.set_defaults(func=cmd_follow)
 
     p = sub.add_parser("outbox", help="create an outbox table (its migration), or print the DDL with --sql")
@@ -254,17 +279,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="rebuild a stream's replica from its topic and compare it with the source")
     p.add_argument("stream")
-    p.add_argument("--replica", default=None, help="replica database URL (default: $LIBERATION_REPLICA_URL or .stack/replicas/<topic>.sqlite)")
+    p.add_argument(
+        "--replica",
+        default=None,
+        help="replica database URL (default: $LIBERATION_REPLICA_URL or .stack/replicas/<topic>.sqlite)",
+    )
     p.add_argument("--rebuild", action="store_true", help="rebuild the replica from the topic's beginning")
-    p.add_argument("--strict", action="store_true",
-                   help="exit 1 on any difference, documented lag too (rows changed after the last poll, hard deletes awaiting the reconcile)")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 on any difference, documented lag too (rows changed after the last poll, hard deletes awaiting the reconcile)",
+    )
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("seed", help="create and seed the demo shop databases")
     p.add_argument("--products", type=int, default=int(os.environ.get("LIBERATION_DEMO_PRODUCTS", "20000")))
     p.set_defaults(func=cmd_seed)
 
-    p = sub.add_parser("demo", help="stack up, seed the demo shop, liberate it through every pattern and serve the Dagster UI")
+    p = sub.add_parser(
+        "demo", help="stack up, seed the demo shop, liberate it through every pattern and serve the Dagster UI"
+    )
     p.add_argument("--products", type=int, default=int(os.environ.get("LIBERATION_DEMO_PRODUCTS", "20000")))
     p.add_argument("--port", type=int, default=int(os.environ.get("LIBERATION_UI_PORT", "3000")))
     p.add_argument("--no-ui", action="store_true", help="run the main job and exit instead of serving the UI")
@@ -318,8 +352,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = failure_line(exc)
         if line is None:
             traceback.print_exc()
-            print(f"liberation: internal error ({type(exc).__name__}): this is a bug; please report it with the "
-                  f"traceback above at {REPORT_BUGS_AT}", file=sys.stderr)
+            print(
+                f"liberation: internal error ({type(exc).__name__}): this is a bug; please report it with the "
+                f"traceback above at {REPORT_BUGS_AT}",
+                file=sys.stderr,
+            )
             return 1
         print(f"liberation: error: {line}", file=sys.stderr)
         return 2

@@ -38,21 +38,35 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     if found is None:
         return 2
     summary = summarize(found[0], found[1], list_rows=args.list)
-    rows: list[dict[str, Any]] = [{"partition": r.partition, "offset": r.offset, "stream": r.value.get("stream"),
-                                   "key": r.value.get("key"), "op": r.value.get("op"), "columns": r.value.get("columns"),
-                                   "poison": r.poison, "failed_checks": r.value.get("failed_checks"), "row": r.value.get("row")}
-                                  for r in summary.rows]
+    rows: list[dict[str, Any]] = [
+        {
+            "partition": r.partition,
+            "offset": r.offset,
+            "stream": r.value.get("stream"),
+            "key": r.value.get("key"),
+            "op": r.value.get("op"),
+            "columns": r.value.get("columns"),
+            "poison": r.poison,
+            "failed_checks": r.value.get("failed_checks"),
+            "row": r.value.get("row"),
+        }
+        for r in summary.rows
+    ]
     if args.json:
         _print_json({**summary.metadata(), "topic": summary.topic, "by_check": dict(summary.by_check), "rows": rows})
         return 0
-    print(f"{summary.topic}: {summary.total} records, {summary.open} open "
-          f"(re-drive so far: {summary.republished} republished, {summary.superseded} superseded, "
-          f"{summary.requarantined} quarantined again)")
+    print(
+        f"{summary.topic}: {summary.total} records, {summary.open} open "
+        f"(re-drive so far: {summary.republished} republished, {summary.superseded} superseded, "
+        f"{summary.requarantined} quarantined again)"
+    )
     for check, count in summary.by_check.most_common():
         print(f"  {count:8d}  {check}")
     for row in rows:
-        print(f"  [{row['partition']}:{row['offset']}] stream={row['stream']} key={orjson.dumps(row['key']).decode()} "
-              f"{'(poison: stays until the source row changes) ' if row['poison'] else ''}{'; '.join(row['failed_checks'] or [])}")
+        print(
+            f"  [{row['partition']}:{row['offset']}] stream={row['stream']} key={orjson.dumps(row['key']).decode()} "
+            f"{'(poison: stays until the source row changes) ' if row['poison'] else ''}{'; '.join(row['failed_checks'] or [])}"
+        )
     return 0
 
 
@@ -85,8 +99,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     try:
         if args.accept_incompatible:
             version = accept(spec, name, engine)
-            print(f"stream {name}: schema version {version.version} registered"
-                  + (f", accepting: {'; '.join(version.accepted_incompatible)}" if version.accepted_incompatible else ""))
+            print(
+                f"stream {name}: schema version {version.version} registered"
+                + (f", accepting: {'; '.join(version.accepted_incompatible)}" if version.accepted_incompatible else "")
+            )
             return 0
         decision = evaluate(spec, name, engine)
     finally:
@@ -120,6 +136,9 @@ def register(sub: Any) -> None:
     p.add_argument("stream")
     p.add_argument("--format", choices=["text", "json-schema", "avro", "connect"], default="text")
     p.add_argument("--history", action="store_true", help="print every published version")
-    p.add_argument("--accept-incompatible", action="store_true",
-                   help="register the current schema even though it breaks consumers (after telling them)")
+    p.add_argument(
+        "--accept-incompatible",
+        action="store_true",
+        help="register the current schema even though it breaks consumers (after telling them)",
+    )
     p.set_defaults(func=cmd_schema)

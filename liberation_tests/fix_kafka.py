@@ -37,8 +37,11 @@ def consume_all(bootstrap: str, topic: str, **settle: Any) -> list[Message]:
 
     ``settle`` goes to ``committed_batches`` (``settle_seconds``, ``must_settle``).
     """
-    return [Message(msg.key(), msg.value(), msg.timestamp()[1], dict(msg.headers() or []), msg.partition(), msg.offset())
-            for batch in committed_batches(bootstrap, topic, **settle) for msg in batch]
+    return [
+        Message(msg.key(), msg.value(), msg.timestamp()[1], dict(msg.headers() or []), msg.partition(), msg.offset())
+        for batch in committed_batches(bootstrap, topic, **settle)
+        for msg in batch
+    ]
 
 
 class TopicGrowth:
@@ -51,8 +54,14 @@ class TopicGrowth:
 
     def __init__(self, bootstrap: str, topic: str):
         self.topic = topic
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"test-growth-{uuid.uuid4()}",
-                                   "isolation.level": "read_uncommitted", "enable.auto.commit": False})
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"test-growth-{uuid.uuid4()}",
+                "isolation.level": "read_uncommitted",
+                "enable.auto.commit": False,
+            }
+        )
 
     def offsets(self) -> int:
         """The sum of the partitions' log ends (records and transaction markers); 0 while the topic is absent."""
@@ -60,8 +69,10 @@ class TopicGrowth:
             described = self._consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
             if described is None or described.error is not None:
                 return 0
-            return sum(self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)[1]
-                       for p in described.partitions)
+            return sum(
+                self._consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5, cached=False)[1]
+                for p in described.partitions
+            )
         except KafkaException:
             return 0
 

@@ -32,8 +32,14 @@ def _unique(prefix: str) -> str:
 
 
 def _pg_admin(stack: StackSettings) -> psycopg.Connection[Any]:
-    return psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user,
-                           password=stack.pg_password, dbname="liberation", autocommit=True)
+    return psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname="liberation",
+        autocommit=True,
+    )
 
 
 @pytest.fixture
@@ -44,8 +50,13 @@ def pg_database(stack: StackSettings) -> Iterator[str]:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield name
     with _pg_admin(stack) as admin:
-        for (slot,) in admin.execute("SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)).fetchall():
-            admin.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active_pid IS NOT NULL", (slot,))
+        for (slot,) in admin.execute(
+            "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
+        ).fetchall():
+            admin.execute(
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s AND active_pid IS NOT NULL",
+                (slot,),
+            )
             try:
                 admin.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
             except psycopg.Error:
@@ -65,8 +76,13 @@ def pg_engine(stack: StackSettings, pg_database: str) -> Iterator[sa.Engine]:
 def mysql_database(stack: StackSettings) -> Iterator[str]:
     """A fresh MariaDB database, dropped afterwards."""
     name = _unique("t")
-    connection = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                                 password=stack.mysql_password, autocommit=True)
+    connection = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        autocommit=True,
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     yield name
@@ -78,7 +94,9 @@ def mysql_database(stack: StackSettings) -> Iterator[str]:
 
 @pytest.fixture
 def mysql_engine(stack: StackSettings, mysql_database: str) -> Iterator[sa.Engine]:
-    engine = sa.create_engine(stack.mysql_url(mysql_database), connect_args={"init_command": "SET time_zone = '+00:00'"})
+    engine = sa.create_engine(
+        stack.mysql_url(mysql_database), connect_args={"init_command": "SET time_zone = '+00:00'"}
+    )
     yield engine
     engine.dispose()
 
@@ -91,22 +109,38 @@ def make_spec(stack: StackSettings, request: pytest.FixtureRequest):
     """
     token = uuid.uuid4().hex[:8]
 
-    def build(*, streams: dict[str, Any] | None = None, outboxes: dict[str, Any] | None = None,
-              pg: str | None = None, mysql: str | None = None, kafka: dict[str, Any] | None = None,
-              sources: dict[str, Any] | None = None) -> Spec:
+    def build(
+        *,
+        streams: dict[str, Any] | None = None,
+        outboxes: dict[str, Any] | None = None,
+        pg: str | None = None,
+        mysql: str | None = None,
+        kafka: dict[str, Any] | None = None,
+        sources: dict[str, Any] | None = None,
+    ) -> Spec:
         all_sources: dict[str, Any] = dict(sources or {})
         if pg:
             # One server clock for writers and poller, so no clock-skew allowance is needed in tests.
-            all_sources["pg"] = {"url": f"postgresql+psycopg://{stack.pg_user}:${{LIBERATION_TEST_PG_PASSWORD:-{stack.pg_password}}}@{stack.pg_host}:{stack.pg_port}/{pg}",
-                                 "clock_skew": "0s"}
+            all_sources["pg"] = {
+                "url": f"postgresql+psycopg://{stack.pg_user}:${{LIBERATION_TEST_PG_PASSWORD:-{stack.pg_password}}}@{stack.pg_host}:{stack.pg_port}/{pg}",
+                "clock_skew": "0s",
+            }
         if mysql:
-            all_sources["mysql"] = {"url": f"mysql+pymysql://{stack.mysql_user}:${{LIBERATION_TEST_MYSQL_PASSWORD:-{stack.mysql_password}}}@{stack.mysql_host}:{stack.mysql_port}/{mysql}",
-                                    "safety_lag": "1s", "clock_skew": "0s"}
-        kafka_settings = {"bootstrap_servers": stack.kafka_bootstrap, "topic_prefix": f"t{token}",
-                          "positions_topic": f"t{token}.positions", "partitions": 1}
+            all_sources["mysql"] = {
+                "url": f"mysql+pymysql://{stack.mysql_user}:${{LIBERATION_TEST_MYSQL_PASSWORD:-{stack.mysql_password}}}@{stack.mysql_host}:{stack.mysql_port}/{mysql}",
+                "safety_lag": "1s",
+                "clock_skew": "0s",
+            }
+        kafka_settings = {
+            "bootstrap_servers": stack.kafka_bootstrap,
+            "topic_prefix": f"t{token}",
+            "positions_topic": f"t{token}.positions",
+            "partitions": 1,
+        }
         kafka_settings.update(kafka or {})
-        return Spec.model_validate({"kafka": kafka_settings, "sources": all_sources,
-                                    "streams": streams or {}, "outboxes": outboxes or {}})
+        return Spec.model_validate(
+            {"kafka": kafka_settings, "sources": all_sources, "streams": streams or {}, "outboxes": outboxes or {}}
+        )
 
     return build
 

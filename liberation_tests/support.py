@@ -22,8 +22,9 @@ T = TypeVar("T")
 POLL_SECONDS = 0.25
 
 
-def wait_until(condition: Callable[[], T | None], timeout: float, what: str | Callable[[], str], *,
-               every: float = POLL_SECONDS) -> T:
+def wait_until(
+    condition: Callable[[], T | None], timeout: float, what: str | Callable[[], str], *, every: float = POLL_SECONDS
+) -> T:
     """Poll ``condition`` until it returns something true, and return that; fail naming ``what`` after ``timeout`` s.
 
     Generous timeouts and no timing assertion: a loaded machine only makes a test slower, never red.
@@ -45,13 +46,23 @@ class CliProcess:
     also land in ``statuses``.  ``log_file``: also append the output there (for a test that reads it later).
     """
 
-    def __init__(self, args: Sequence[str], *, spec_file: Path | None = None, env: dict[str, str] | None = None,
-                 log_file: Path | None = None):
+    def __init__(
+        self,
+        args: Sequence[str],
+        *,
+        spec_file: Path | None = None,
+        env: dict[str, str] | None = None,
+        log_file: Path | None = None,
+    ):
         extra = {"LIBERATION_SPEC": str(spec_file)} if spec_file is not None else {}
         self.started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "liberation_assets.cli", *args],
-                                        env={**os.environ, **extra, **(env or {})},
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "liberation_assets.cli", *args],
+            env={**os.environ, **extra, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: list[str] = []
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -59,8 +70,10 @@ class CliProcess:
         self._log = open(log_file, "a") if log_file is not None else None
         self._lock = threading.Lock()
         assert self.process.stdout is not None and self.process.stderr is not None
-        self._readers = [threading.Thread(target=self._read, args=(self.process.stdout, self.stdout), daemon=True),
-                         threading.Thread(target=self._read, args=(self.process.stderr, self.stderr), daemon=True)]
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr), daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -93,21 +106,25 @@ class CliProcess:
 
     def wait_for_status(self, event: str, timeout: float = 120.0, *, count: int = 1) -> dict[str, Any]:
         """The ``count``-th status line of ``event``; fails if the process ends first or time runs out."""
+
         def arrived() -> dict[str, Any] | None:
             found = self.seen(event)
             if len(found) >= count:
                 return found[count - 1]
             assert self.alive, f"ended (code {self.process.returncode}) before {event!r}:\n{self.tail()}"
             return None
+
         return wait_until(arrived, timeout, lambda: f"status {event!r}:\n{self.tail()}")
 
     def wait_for_line(self, text: str, timeout: float = 120.0, *, every: float = POLL_SECONDS) -> str:
         """The first output line holding ``text``; fails if the process ends first or time runs out."""
+
         def arrived() -> str | None:
             found = next((line for line in list(self.lines) if text in line), None)
             if found is None:
                 assert self.alive, f"ended (code {self.process.returncode}) before {text!r}:\n{self.tail()}"
             return found
+
         return wait_until(arrived, timeout, lambda: f"a line with {text!r}:\n{self.tail()}", every=every)
 
     # -- state ----------------------------------------------------------------------------------------------

@@ -47,8 +47,14 @@ class Fixture:
 
 def create_pg_role(stack: StackSettings, database: str, role: str, password: str) -> None:
     """A login role owning the test's tables; its password is sent hashed, so no server log can hold it."""
-    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                         dbname=database, autocommit=True) as admin:
+    with psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname=database,
+        autocommit=True,
+    ) as admin:
         verifier = admin.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
         admin.execute(f"CREATE ROLE \"{role}\" LOGIN REPLICATION PASSWORD '{verifier}'")
         admin.execute("CREATE TABLE t (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
@@ -60,12 +66,24 @@ def create_pg_role(stack: StackSettings, database: str, role: str, password: str
 
 
 def drop_pg_role(stack: StackSettings, database: str, role: str) -> None:
-    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                         dbname=database, autocommit=True) as admin:
+    with psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname=database,
+        autocommit=True,
+    ) as admin:
         admin.execute(f'REASSIGN OWNED BY "{role}" TO "{stack.pg_user}"')
         admin.execute(f'DROP OWNED BY "{role}"')
-    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                         dbname="liberation", autocommit=True) as admin:
+    with psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname="liberation",
+        autocommit=True,
+    ) as admin:
         admin.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
@@ -109,9 +127,18 @@ outboxes:
 
 def write_spec(tmp_path, stack: StackSettings, *, role: str, pg_db: str, my_db: str) -> str:
     path = tmp_path / "liberation.yaml"
-    path.write_text(SPEC.format(kafka=stack.kafka_bootstrap, prefix=f"t{uuid.uuid4().hex[:8]}", role=role,
-                                pg_port=stack.pg_port, pg_db=pg_db, my_user=stack.mysql_user, my_port=stack.mysql_port,
-                                my_db=my_db))
+    path.write_text(
+        SPEC.format(
+            kafka=stack.kafka_bootstrap,
+            prefix=f"t{uuid.uuid4().hex[:8]}",
+            role=role,
+            pg_port=stack.pg_port,
+            pg_db=pg_db,
+            my_user=stack.mysql_user,
+            my_port=stack.mysql_port,
+            my_db=my_db,
+        )
+    )
     return str(path)
 
 
@@ -119,16 +146,28 @@ def write_spec(tmp_path, stack: StackSettings, *, role: str, pg_db: str, my_db: 
 def operr(stack, pg_database, mysql_database, tmp_path, monkeypatch) -> Iterator[Fixture]:
     role, password = f"op_{uuid.uuid4().hex[:8]}", distinctive_password()
     create_pg_role(stack, pg_database, role, password)
-    connection = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                                 password=stack.mysql_password, database=mysql_database, autocommit=True)
+    connection = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        database=mysql_database,
+        autocommit=True,
+    )
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE m (id INT PRIMARY KEY, updated_at DATETIME(6) NOT NULL DEFAULT NOW(6))")
     connection.close()
     monkeypatch.setenv("T_PG_PASSWORD", password)
     monkeypatch.setenv("T_MY_PASSWORD", stack.mysql_password)
     cached_engine.cache_clear()
-    yield Fixture(write_spec(tmp_path, stack, role=role, pg_db=pg_database, my_db=mysql_database), role, password,
-                  pg_database, mysql_database, stack)
+    yield Fixture(
+        write_spec(tmp_path, stack, role=role, pg_db=pg_database, my_db=mysql_database),
+        role,
+        password,
+        pg_database,
+        mysql_database,
+        stack,
+    )
     cached_engine.cache_clear()
     drop_pg_role(stack, pg_database, role)
 
@@ -156,15 +195,18 @@ COMMANDS: list[tuple[list[str], str | None, bool]] = [
     (["follow", "ob", "--duration", "5", "--give-up-after", "1"], "pg", True),
     (["seed", "--products", "10"], "pg", False),
 ]
-CASES = [pytest.param(command, source, failure, id=f"{'-'.join(command[:2])}-{failure}")
-         for command, source, uses_kafka in COMMANDS
-         for failure in ("wrong_password", "closed_port", "unreachable_broker")
-         if (failure == "unreachable_broker" and uses_kafka) or (failure != "unreachable_broker" and source)]
+CASES = [
+    pytest.param(command, source, failure, id=f"{'-'.join(command[:2])}-{failure}")
+    for command, source, uses_kafka in COMMANDS
+    for failure in ("wrong_password", "closed_port", "unreachable_broker")
+    if (failure == "unreachable_broker" and uses_kafka) or (failure != "unreachable_broker" and source)
+]
 
 
 @pytest.mark.parametrize(("command", "source", "failure"), CASES)
-def test_each_command_fails_in_one_line_naming_the_address(operr: Fixture, command, source, failure, capfd,
-                                                           monkeypatch) -> None:
+def test_each_command_fails_in_one_line_naming_the_address(
+    operr: Fixture, command, source, failure, capfd, monkeypatch
+) -> None:
     if command[:2] == ["follow", "ob"] and not _follow_gives_up():
         pytest.skip("the outbox relay's give-up comes with the runners' retry loop (branch one-runner)")
     wrong = f"wrong-{operr.pg_password}"
@@ -193,9 +235,14 @@ def test_each_command_fails_in_one_line_naming_the_address(operr: Fixture, comma
     if failure == "unreachable_broker":
         assert f"Kafka broker at 127.0.0.1:{port}" in line, line
     else:
-        expected_port = port if failure == "closed_port" else (operr.stack.pg_port if source == "pg" else operr.stack.mysql_port)
-        scheme, user, db = (("postgresql+psycopg", operr.pg_role, operr.pg_database) if source == "pg"
-                            else ("mysql+pymysql", operr.stack.mysql_user, operr.mysql_database))
+        expected_port = (
+            port if failure == "closed_port" else (operr.stack.pg_port if source == "pg" else operr.stack.mysql_port)
+        )
+        scheme, user, db = (
+            ("postgresql+psycopg", operr.pg_role, operr.pg_database)
+            if source == "pg"
+            else ("mysql+pymysql", operr.stack.mysql_user, operr.mysql_database)
+        )
         if command[0] == "seed":
             db = operr.pg_database
         assert f"source '{source}' at {scheme}://{user}:***@127.0.0.1:{expected_port}/{db}" in line, line
@@ -212,8 +259,15 @@ def _topic_bytes(bootstrap: str) -> list[bytes]:
     from confluent_kafka import Consumer, TopicPartition
 
     found: list[bytes] = []
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"leak-{uuid.uuid4()}", "enable.auto.commit": False,
-                         "isolation.level": "read_uncommitted", "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"leak-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+            "enable.partition.eof": True,
+        }
+    )
     try:
         topics = consumer.list_topics(timeout=10).topics
         partitions = []
@@ -261,17 +315,22 @@ def test_a_distinctive_password_appears_nowhere(operr: Fixture, tmp_path, capfd,
     from liberation_assets.core.spec import load_spec
 
     spec = load_spec(operr.spec_path)
-    [snapshot] = [a for a in query.definitions(spec).assets
-                  if isinstance(a, dg.AssetsDefinition) and a.key == query.asset_key("t", "snapshot")]
+    [snapshot] = [
+        a
+        for a in query.definitions(spec).assets
+        if isinstance(a, dg.AssetsDefinition) and a.key == query.asset_key("t", "snapshot")
+    ]
     with dg.DagsterInstance.get() as instance:
-        ok = dg.materialize([snapshot], instance=instance, resources=build_resources(operr.spec_path),
-                            tags={"liberation/test": "leak"})
+        ok = dg.materialize(
+            [snapshot], instance=instance, resources=build_resources(operr.spec_path), tags={"liberation/test": "leak"}
+        )
         assert ok.success
         cached_engine.cache_clear()
         monkeypatch.setenv("T_PG_PASSWORD", f"wrong-{operr.pg_password}")
         assert main(["--spec", operr.spec_path, "run", "t", "--snapshot", "--restart"]) == 2
-        failed = dg.materialize([snapshot], instance=instance, resources=build_resources(operr.spec_path),
-                                raise_on_error=False)
+        failed = dg.materialize(
+            [snapshot], instance=instance, resources=build_resources(operr.spec_path), raise_on_error=False
+        )
         assert not failed.success
         cached_engine.cache_clear()
 
@@ -325,8 +384,14 @@ def test_online_check_names_each_missing_right_and_its_grant(operr: Fixture, cap
     """A role that may log in but owns nothing, reads nothing and may not replicate."""
     weak, password = f"weak_{uuid.uuid4().hex[:8]}", distinctive_password()
     stack = operr.stack
-    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                         dbname=operr.pg_database, autocommit=True) as admin:
+    with psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname=operr.pg_database,
+        autocommit=True,
+    ) as admin:
         verifier = admin.pgconn.encrypt_password(password.encode(), weak.encode(), b"scram-sha-256").decode()
         admin.execute(f"CREATE ROLE \"{weak}\" LOGIN PASSWORD '{verifier}'")
         admin.execute("CREATE TABLE outbox_probe (id int)")  # nothing else: the weak role sees t but may not read it
@@ -338,13 +403,19 @@ def test_online_check_names_each_missing_right_and_its_grant(operr: Fixture, cap
         monkeypatch.setenv("T_PG_PASSWORD", password)
         assert main(["--spec", path, "check"]) == 2
         err = capfd.readouterr().err
-        assert f'GRANT SELECT ON t TO {weak}' in err
+        assert f"GRANT SELECT ON t TO {weak}" in err
         assert f"GRANT pg_read_all_stats TO {weak}" in err
         assert f"ALTER ROLE {weak} WITH REPLICATION" in err
         assert "CREATE PUBLICATION liberation_pg FOR TABLE" in err
         assert 'ALTER TABLE "public"."t" REPLICA IDENTITY FULL' in err
         assert password not in err
     finally:
-        with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                             dbname="liberation", autocommit=True) as admin:
+        with psycopg.connect(
+            host=stack.pg_host,
+            port=stack.pg_port,
+            user=stack.pg_user,
+            password=stack.pg_password,
+            dbname="liberation",
+            autocommit=True,
+        ) as admin:
             admin.execute(f'DROP ROLE IF EXISTS "{weak}"')

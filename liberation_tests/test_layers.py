@@ -21,13 +21,25 @@ ROOT = Path(liberation_assets.__file__).parent
 PACKAGE = "liberation_assets"
 
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "liberation_assets.core": ("dagster", "liberation_assets.orchestration", "liberation_assets.cli",
-                               "liberation_assets.stack"),
-    "liberation_assets.core.readers": ("liberation_assets.core.publish", "liberation_assets.core.engine",
-                                       "liberation_assets.core.outbox", "liberation_assets.core.verify"),
-    "liberation_assets.core.publish": ("liberation_assets.core.readers", "liberation_assets.core.contract",
-                                       "liberation_assets.core.engine", "liberation_assets.core.outbox",
-                                       "liberation_assets.core.verify"),
+    "liberation_assets.core": (
+        "dagster",
+        "liberation_assets.orchestration",
+        "liberation_assets.cli",
+        "liberation_assets.stack",
+    ),
+    "liberation_assets.core.readers": (
+        "liberation_assets.core.publish",
+        "liberation_assets.core.engine",
+        "liberation_assets.core.outbox",
+        "liberation_assets.core.verify",
+    ),
+    "liberation_assets.core.publish": (
+        "liberation_assets.core.readers",
+        "liberation_assets.core.contract",
+        "liberation_assets.core.engine",
+        "liberation_assets.core.outbox",
+        "liberation_assets.core.verify",
+    ),
 }
 KNOWN: set[tuple[str, str]] = set()
 KNOWN_CYCLES: set[frozenset[str]] = set()
@@ -40,8 +52,9 @@ def _module(path: Path) -> str:
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _imports(tree: ast.Module, *, top_level_only: bool) -> set[str]:
@@ -86,8 +99,9 @@ def test_layers_import_only_downwards() -> None:
                     broken.add((module, imported))
     known = {(m, i) for m, i in broken if any(m == km and _within(i, ki) for km, ki in KNOWN)}
     assert broken - known == set()
-    assert {k for k in KNOWN if not any(m == k[0] and _within(i, k[1]) for m, i in broken)} == set(), \
+    assert {k for k in KNOWN if not any(m == k[0] and _within(i, k[1]) for m, i in broken)} == set(), (
         "fixed: remove it from KNOWN"
+    )
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
@@ -133,8 +147,11 @@ def test_no_import_cycle_in_the_core() -> None:
         if not _within(module, f"{PACKAGE}.core"):
             continue
         targets = {name if name in modules else name.rsplit(".", 1)[0] for name in _imports(tree, top_level_only=True)}
-        graph[module] = {t for t in targets if t in modules and t != module and _within(t, f"{PACKAGE}.core")
-                         and not module.startswith(t + ".")}  # a package's own __init__ is no cycle
+        graph[module] = {
+            t
+            for t in targets
+            if t in modules and t != module and _within(t, f"{PACKAGE}.core") and not module.startswith(t + ".")
+        }  # a package's own __init__ is no cycle
     assert set(_cycles(graph)) - KNOWN_CYCLES == set()
 
 

@@ -7,7 +7,8 @@ bash scripts/setup.sh
 source scripts/stack-env.sh
 source scripts/flink-setup.sh  # PyFlink for the Flink consumer test, cached outside the clone
 .venv/bin/liberation stack up
-.venv/bin/ruff check liberation_assets liberation_tests bench docs || { echo "ruff failed" >&2; exit 1; }
+.venv/bin/ruff check liberation_assets liberation_tests bench docs && .venv/bin/ruff format --check liberation_assets liberation_tests bench docs \
+  || { echo "ruff (lint or format) failed" >&2; exit 1; }
 # mypy --strict over core and stack; a "type: ignore" only another environment needs (other stubs) may stay
 .venv/bin/python -m mypy --strict --no-warn-unused-ignores --no-error-summary liberation_assets/core liberation_assets/stack \
   || { echo "mypy failed" >&2; exit 1; }

@@ -43,4 +43,6 @@ def check_database(name: str, source: SourceSpec) -> None:
     except Exception as exc:
         from liberation_assets.core.drivers import driver_reason
 
-        raise ConnectivityError(f"source {name!r} at {source.safe_url()}: cannot connect: {driver_reason(exc)}") from None
+        raise ConnectivityError(
+            f"source {name!r} at {source.safe_url()}: cannot connect: {driver_reason(exc)}"
+        ) from None

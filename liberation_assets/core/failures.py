@@ -18,6 +18,7 @@ from liberation_assets.core.spec import SourceSpec, Spec
 
 __all__ = ["KAFKA_LOGGER", "describe_failure", "driver_reason", "involve", "kafka_logger", "preflight"]
 
+
 @dataclass
 class Involved:
     """What the running command talks to: the spec, the sources it uses and whether it uses Kafka."""
@@ -71,7 +72,9 @@ def _source_for(exc: BaseException) -> tuple[str, SourceSpec] | None:
     spec = involved.spec
     if spec is None:
         return None
-    candidates = [(name, spec.sources[name]) for name in involved.sources if name in spec.sources] or list(spec.sources.items())
+    candidates = [(name, spec.sources[name]) for name in involved.sources if name in spec.sources] or list(
+        spec.sources.items()
+    )
     module = type(getattr(exc, "orig", None) or exc).__module__.split(".")[0]
     dialect = {"psycopg": "postgresql", "psycopg2": "postgresql", "pymysql": "mysql"}.get(module)
     if dialect:

@@ -42,7 +42,9 @@ class TopicWindow:
             ordered = sorted(self.lags_ms)
             data["event_to_publish_lag_seconds"] = round(ordered[-1] / 1000, 3)
             data["event_to_publish_lag_p50_seconds"] = round(ordered[len(ordered) // 2] / 1000, 3)
-            data["event_to_publish_lag_p99_seconds"] = round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000, 3)
+            data["event_to_publish_lag_p99_seconds"] = round(
+                ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] / 1000, 3
+            )
         if self.last_event_ms is not None:
             data["last_event_age_seconds"] = round(max(0, time.time() * 1000 - self.last_event_ms) / 1000, 3)
         return data
@@ -77,20 +79,29 @@ class ProgressProbe:
     ``pattern`` (an outbox's routes) count in ``pattern_label``, as they appear.
     """
 
-    def __init__(self, bootstrap_servers: str, labels: dict[str, str], positions_topic: str, position_key: str,
-                 pattern: re.Pattern[str] | None = None, pattern_label: str | None = None):
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        labels: dict[str, str],
+        positions_topic: str,
+        position_key: str,
+        pattern: re.Pattern[str] | None = None,
+        pattern_label: str | None = None,
+    ):
         self.labels = dict(labels)
         self.pattern, self.pattern_label = pattern, pattern_label
         self.position_key = position_key.encode()
         self.positions_topic = positions_topic
-        self._consumer = Consumer({
-            "logger": kafka_logger(),
-            "bootstrap.servers": bootstrap_servers,
-            "group.id": f"liberation-progress-{uuid.uuid4()}",  # nothing is committed: offsets only matter in memory
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "fetch.wait.max.ms": 100,
-        })
+        self._consumer = Consumer(
+            {
+                "logger": kafka_logger(),
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"liberation-progress-{uuid.uuid4()}",  # nothing is committed: offsets only matter in memory
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 100,
+            }
+        )
         self._assigned: set[str] = set()
         self._window = self._empty()
         self._started = time.monotonic()
@@ -111,9 +122,12 @@ class ProgressProbe:
                 if name not in self.labels and self.pattern.fullmatch(name) and not name.endswith(quarantine_topic("")):
                     self.labels[name] = self.pattern_label
         wanted = [self.positions_topic, *self.labels, *(quarantine_topic(t) for t in self.labels)]
-        new = [TopicPartition(name, p, OFFSET_END) for name in wanted if name not in self._assigned
-               and name in metadata.topics and metadata.topics[name].error is None
-               for p in metadata.topics[name].partitions]
+        new = [
+            TopicPartition(name, p, OFFSET_END)
+            for name in wanted
+            if name not in self._assigned and name in metadata.topics and metadata.topics[name].error is None
+            for p in metadata.topics[name].partitions
+        ]
         if new:
             self._consumer.incremental_assign(new)
             self._assigned |= {tp.topic for tp in new}
@@ -157,7 +171,9 @@ class ProgressProbe:
             # Not an envelope (an outbox event, the flat format): the record's timestamp is the event time, and
             # the probe reads as soon as the transaction commits, so now is the publish time within a fetch.
             kind, stamp = message.timestamp()
-            event_ms, published_ms, envelope = (stamp, int(time.time() * 1000), {}) if kind and stamp > 0 else (None, None, {})
+            event_ms, published_ms, envelope = (
+                (stamp, int(time.time() * 1000), {}) if kind and stamp > 0 else (None, None, {})
+            )
         if isinstance(event_ms, int):
             window.last_event_ms = max(window.last_event_ms or event_ms, event_ms)
             if envelope.get("op") != READ and isinstance(published_ms, int):

@@ -33,7 +33,9 @@ MAX_SPEC_BYTES = 64 * 1024 * 1024
 MAX_ALIAS_EXPANSION = 100_000
 """YAML aliases may add at most this many nodes beyond the document's own: an alias bomb is refused, not expanded."""
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-SECRET_QUERY_KEYS = frozenset({"password", "passwd", "pwd", "pass", "sslpassword", "secret", "token", "auth_token", "api_key", "apikey"})
+SECRET_QUERY_KEYS = frozenset(
+    {"password", "passwd", "pwd", "pass", "sslpassword", "secret", "token", "auth_token", "api_key", "apikey"}
+)
 """URL query parameters that carry a secret: they must come from ``${VAR}`` and are never printed."""
 
 
@@ -87,7 +89,7 @@ def _references(text: str) -> list[_Reference]:
             scan += 1
         if depth:
             raise SpecError(f"unterminated ${{{match.group()}:-...}} reference in {text!r}")
-        found.append(_Reference(start, scan, match.group(), text[cursor + 2:scan - 1]))
+        found.append(_Reference(start, scan, match.group(), text[cursor + 2 : scan - 1]))
         position = scan
     return found
 
@@ -95,15 +97,16 @@ def _references(text: str) -> list[_Reference]:
 def _substitute(text: str, value_of: Callable[[_Reference], str]) -> str:
     pieces, position = [], 0
     for reference in _references(text):
-        pieces.append(text[position:reference.start])
+        pieces.append(text[position : reference.start])
         pieces.append(value_of(reference))
         position = reference.end
     pieces.append(text[position:])
     return "".join(pieces)
 
 
-def resolve_env(text: str, *, environ: Mapping[str, str] | None = None,
-                escape: Callable[[int, str], str] | None = None) -> str:
+def resolve_env(
+    text: str, *, environ: Mapping[str, str] | None = None, escape: Callable[[int, str], str] | None = None
+) -> str:
     """Replace ``${VAR}`` and ``${VAR:-default}`` (defaults may nest); a missing variable is an error.
 
     ``escape(index, value)`` transforms the value of the index-th top-level reference (URL escaping).
@@ -118,7 +121,9 @@ def resolve_env(text: str, *, environ: Mapping[str, str] | None = None,
         elif reference.default is not None:
             value = resolve_env(reference.default, environ=env)
         else:
-            raise SpecError(f"environment variable {reference.name} is not set (referenced as ${{{reference.name}}} in the spec)")
+            raise SpecError(
+                f"environment variable {reference.name} is not set (referenced as ${{{reference.name}}} in the spec)"
+            )
         return escape(position[reference.start], value) if escape else value
 
     return _substitute(text, value_of)
@@ -174,7 +179,7 @@ def literal_url_secret(template: str) -> str | None:
                 return "the password"
     query_start = masked.find("?", authority_end)
     if query_start != -1:
-        for key, value in parse_qsl(masked[query_start + 1:].split("#")[0], keep_blank_values=True):
+        for key, value in parse_qsl(masked[query_start + 1 :].split("#")[0], keep_blank_values=True):
             if key.lower() in SECRET_QUERY_KEYS and value and not _is_one_reference(value):
                 return f"the query parameter {key}"
     return None
@@ -193,7 +198,9 @@ def resolve_url(template: str, *, environ: Mapping[str, str] | None = None) -> U
 def render_safe_url(url: URL) -> str:
     """A URL as text with its password and secret query parameters replaced by ***."""
     if any(key.lower() in SECRET_QUERY_KEYS for key in url.query):
-        url = url.set(query={key: ("***" if key.lower() in SECRET_QUERY_KEYS else value) for key, value in url.query.items()})
+        url = url.set(
+            query={key: ("***" if key.lower() in SECRET_QUERY_KEYS else value) for key, value in url.query.items()}
+        )
     return url.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")
 
 
@@ -212,8 +219,8 @@ def safe_url_of(template: str) -> str:
     secret = set()
     for index, part in enumerate(parts):
         token = f"{_TOKEN}{index}{_TOKEN}"
-        before = masked[:masked.index(token)]
-        if part == "userinfo" and ":" in before[before.find("://") + 3:]:
+        before = masked[: masked.index(token)]
+        if part == "userinfo" and ":" in before[before.find("://") + 3 :]:
             secret.add(index)
         elif part == "query" and re.split(r"[?&]", before)[-1].rstrip("=").lower() in SECRET_QUERY_KEYS:
             secret.add(index)
@@ -223,9 +230,9 @@ def safe_url_of(template: str) -> str:
         if index in secret:
             return "***"
         try:
-            return resolve_env(template[reference.start:reference.end])
+            return resolve_env(template[reference.start : reference.end])
         except SpecError:
-            return template[reference.start:reference.end]
+            return template[reference.start : reference.end]
 
     return _substitute(template, shown)
 
@@ -294,13 +301,19 @@ class SourceSpec(_Model):
         try:
             url = make_url(placeholder)
         except Exception as exc:  # sqlalchemy raises ArgumentError with a terse message
-            raise ValueError(f"not a SQLAlchemy URL such as postgresql+psycopg://user:${{PASSWORD}}@host:5432/db ({exc})") from None
+            raise ValueError(
+                f"not a SQLAlchemy URL such as postgresql+psycopg://user:${{PASSWORD}}@host:5432/db ({exc})"
+            ) from None
         if url.get_backend_name() not in SUPPORTED_DIALECTS:
-            raise ValueError(f"unsupported database {url.get_backend_name()!r}; expected one of {', '.join(SUPPORTED_DIALECTS)}")
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}; expected one of {', '.join(SUPPORTED_DIALECTS)}"
+            )
         if url.get_backend_name() != "sqlite" and (where := literal_url_secret(value)):
             # A literal secret in the spec would end up in git and in the UI.
-            raise ValueError(f"{where} is written literally; take it from an environment variable, "
-                             "e.g. postgresql+psycopg://user:${PG_PASSWORD}@host/db")
+            raise ValueError(
+                f"{where} is written literally; take it from an environment variable, "
+                "e.g. postgresql+psycopg://user:${PG_PASSWORD}@host/db"
+            )
         return value
 
     @field_validator("timezone")
@@ -387,8 +400,10 @@ class SnapshotPartitionsSpec(_Model):
     def ranges(self) -> dict[str, tuple[int | None, int | None]]:
         """Partition name → half-open key range [low, high); None is unbounded."""
         edges: list[int | None] = [None, *self.split_points(), None]
-        return {f"{'min' if low is None else low}..{'max' if high is None else high}": (low, high)
-                for low, high in zip(edges, edges[1:])}
+        return {
+            f"{'min' if low is None else low}..{'max' if high is None else high}": (low, high)
+            for low, high in zip(edges, edges[1:])
+        }
 
 
 Pattern = Literal["snapshot", "query", "cdc"]
@@ -505,20 +520,30 @@ class Spec(_Model):
     def _references_resolve(self) -> "Spec":
         for name, stream in self.streams.items():
             if stream.source not in self.sources:
-                raise ValueError(f"streams.{name}.source: unknown source {stream.source!r}; defined: {sorted(self.sources)}")
+                raise ValueError(
+                    f"streams.{name}.source: unknown source {stream.source!r}; defined: {sorted(self.sources)}"
+                )
         for name, outbox in self.outboxes.items():
             if outbox.source not in self.sources:
-                raise ValueError(f"outboxes.{name}.source: unknown source {outbox.source!r}; defined: {sorted(self.sources)}")
+                raise ValueError(
+                    f"outboxes.{name}.source: unknown source {outbox.source!r}; defined: {sorted(self.sources)}"
+                )
         for name, source in self.sources.items():
-            if source.mode == "continuous" and not any(s.source == name and "cdc" in s.patterns for s in self.streams.values()):
-                raise ValueError(f"sources.{name}.mode: continuous needs a stream with the cdc pattern on this source "
-                                 "(query streams always poll; an outbox sets its own mode)")
+            if source.mode == "continuous" and not any(
+                s.source == name and "cdc" in s.patterns for s in self.streams.values()
+            ):
+                raise ValueError(
+                    f"sources.{name}.mode: continuous needs a stream with the cdc pattern on this source "
+                    "(query streams always poll; an outbox sets its own mode)"
+                )
         return self
 
     def continuous_sources(self) -> list[str]:
         """Sources whose log, and outboxes that, are read by one long-lived follower instead of micro-batch runs."""
-        return [*(n for n, s in self.sources.items() if s.mode == "continuous"),
-                *(n for n, o in self.outboxes.items() if o.mode == "continuous")]
+        return [
+            *(n for n, s in self.sources.items() if s.mode == "continuous"),
+            *(n for n, o in self.outboxes.items() if o.mode == "continuous"),
+        ]
 
     def transactional_id(self, *parts: str) -> str:
         """A producer's stable transactional.id, scoped by the topic prefix so separate deployments never fence each other."""
@@ -564,8 +589,10 @@ def load_spec(path: str | Path | None = None) -> Spec:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise SpecError(f"{spec_path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save the spec as UTF-8") from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError(
+            f"{spec_path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save the spec as UTF-8"
+        ) from None
     return parse_spec(text, source_name=str(spec_path))
 
 
@@ -598,8 +625,11 @@ class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
                 continue  # unhashable key: SafeLoader reports it
             if first is not None:
                 raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {key!r} (first at line {first}, again at line {key_node.start_mark.line + 1})",
-                    key_node.start_mark)
+                    None,
+                    None,
+                    f"duplicate key {key!r} (first at line {first}, again at line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
             seen[key] = key_node.start_mark.line + 1
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call,no-any-return]
 
@@ -615,11 +645,16 @@ def _check_alias_expansion(root: yaml.Node, source_name: str) -> None:
         node, children_done = stack.pop()
         if id(node) in expanded:
             continue
-        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else (
-            list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else (list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        )
         if not children_done:
             if id(node) in visiting:
-                raise SpecError(f"{source_name}:{node.start_mark.line + 1}: a YAML alias refers to its own anchor (a cycle)")
+                raise SpecError(
+                    f"{source_name}:{node.start_mark.line + 1}: a YAML alias refers to its own anchor (a cycle)"
+                )
             visiting.add(id(node))
             stack.append((node, True))
             stack.extend((child, False) for child in children if id(child) not in expanded)
@@ -628,8 +663,10 @@ def _check_alias_expansion(root: yaml.Node, source_name: str) -> None:
         visiting.discard(id(node))
         expanded[id(node)] = 1 + sum(expanded.get(id(child), 1) for child in children)
         if expanded[id(node)] > distinct + MAX_ALIAS_EXPANSION:
-            raise SpecError(f"{source_name}:{node.start_mark.line + 1}: YAML aliases expand past {MAX_ALIAS_EXPANSION} "
-                            "extra nodes; write the repeated parts out or use fewer aliases")
+            raise SpecError(
+                f"{source_name}:{node.start_mark.line + 1}: YAML aliases expand past {MAX_ALIAS_EXPANSION} "
+                "extra nodes; write the repeated parts out or use fewer aliases"
+            )
 
 
 def parse_spec(text: str, *, source_name: str = DEFAULT_SPEC_FILE) -> Spec:
@@ -696,7 +733,7 @@ def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], source_na
         if not loc and (named := re.match(r"^([\w.]+): ", text)):
             # Cross-field checks name their own path; point the line at it.
             loc = tuple(named.group(1).split("."))
-            text = text[named.end():]
+            text = text[named.end() :]
         kind = error["type"]
         if kind == "extra_forbidden":
             text = "unknown field"

@@ -54,8 +54,10 @@ def seed_spec_sources(spec: Spec, products: int, log=print) -> None:
         if existing == 0:
             report = generator.seed(engine, products_count=products, orders_count=products // 2)
             breakers = generator.seed_contract_breakers(engine)
-            log(f"seeded {name}: {report.total} rows ({report}), and {breakers} products in the category 'gadgets' "
-                "that break the contract (see `liberation quarantine products`)")
+            log(
+                f"seeded {name}: {report.total} rows ({report}), and {breakers} products in the category 'gadgets' "
+                "that break the contract (see `liberation quarantine products`)"
+            )
         else:
             log(f"{name} already seeded ({existing} products)")
         for outbox in spec.outboxes.values():
@@ -75,11 +77,16 @@ def reset_demo(spec: Spec, log=print) -> None:
         engine = sa.create_engine(_server_url(url), isolation_level="AUTOCOMMIT")
         with engine.connect() as connection:
             if url.get_backend_name() == "postgresql":
-                connection.execute(sa.text(
-                    "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = :d AND active_pid IS NOT NULL"),
-                    {"d": url.database})
-                connection.execute(sa.text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = :d"),
-                                   {"d": url.database})
+                connection.execute(
+                    sa.text(
+                        "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE database = :d AND active_pid IS NOT NULL"
+                    ),
+                    {"d": url.database},
+                )
+                connection.execute(
+                    sa.text("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE database = :d"),
+                    {"d": url.database},
+                )
                 connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
             else:
                 connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{url.database}`"))
@@ -87,8 +94,11 @@ def reset_demo(spec: Spec, log=print) -> None:
         log(f"dropped database {url.database} of {name}")
     admin = AdminClient({"logger": kafka_logger(), "bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
     prefix = spec.kafka.topic_prefix + "."
-    topics = [t for t in admin.list_topics(timeout=10).topics
-              if t.startswith(prefix) or t == spec.kafka.positions_topic or t.startswith("outbox.event.")]
+    topics = [
+        t
+        for t in admin.list_topics(timeout=10).topics
+        if t.startswith(prefix) or t == spec.kafka.positions_topic or t.startswith("outbox.event.")
+    ]
     if topics:
         for future in admin.delete_topics(topics, operation_timeout=30).values():
             future.result()
@@ -145,9 +155,16 @@ def _write_loads(spec: Spec, *, pause: float) -> list[generator.WriteLoad]:
     loads = []
     for name, source in spec.sources.items():
         has_outbox = any(o.source == name and o.table == "outbox" for o in spec.outboxes.values())
-        loads.append(generator.WriteLoad(create_source_engine(source), threads=1, pause=pause,
-                                         long_transaction_seconds=0.5, on_order=on_order if has_outbox else None,
-                                         paused=writes_paused_file().exists))
+        loads.append(
+            generator.WriteLoad(
+                create_source_engine(source),
+                threads=1,
+                pause=pause,
+                long_transaction_seconds=0.5,
+                on_order=on_order if has_outbox else None,
+                paused=writes_paused_file().exists,
+            )
+        )
     return loads
 
 
@@ -198,7 +215,9 @@ def run_demo(args: argparse.Namespace) -> int:
 
     print(f"serving the Dagster UI on http://127.0.0.1:{args.port} (Ctrl-C to stop); a gentle write load keeps running")
     if spec.continuous_sources():  # mode: continuous; the daemon's <name>_follow_sensor sensors start and keep them
-        print(f"continuous followers (one long-lived run each, jobs <name>_follow): {', '.join(spec.continuous_sources())}")
+        print(
+            f"continuous followers (one long-lived run each, jobs <name>_follow): {', '.join(spec.continuous_sources())}"
+        )
     writes_paused_file().unlink(missing_ok=True)  # a soak that died mid-quiet must not silence this demo
     gentle = _write_loads(spec, pause=0.5)
     for load in gentle:

@@ -38,7 +38,10 @@ def _product_row(rng: random.Random, sku_number: int, now: Any) -> dict[str, Any
         "name": f"{rng.choice(NAMES)} {sku_number}",
         "description": " ".join(rng.choices(WORDS, k=rng.randint(5, 40))),
         "category": rng.choice(CATEGORIES),
-        "images": {"main": f"https://img.example/{sku_number}.jpg", "thumbs": [f"t{i}.jpg" for i in range(rng.randint(0, 3))]},
+        "images": {
+            "main": f"https://img.example/{sku_number}.jpg",
+            "thumbs": [f"t{i}.jpg" for i in range(rng.randint(0, 3))],
+        },
         "active": True,
         "cost": _money(rng, 0.5, 200),
         "supplier_notes": "internal: supplier " + rng.choice(WORDS),
@@ -80,8 +83,14 @@ class SeedReport:
         return self.products + self.prices + self.inventory + self.orders + self.payments
 
 
-def seed(engine: Engine, *, products_count: int = 1000, orders_count: int | None = None, seed_value: int = 7,
-         progress: Callable[[int], None] | None = None) -> SeedReport:
+def seed(
+    engine: Engine,
+    *,
+    products_count: int = 1000,
+    orders_count: int | None = None,
+    seed_value: int = 7,
+    progress: Callable[[int], None] | None = None,
+) -> SeedReport:
     """Insert an initial data set; each product gets prices and stock, each order a payment."""
     rng = random.Random(seed_value)
     orders_count = products_count if orders_count is None else orders_count
@@ -95,18 +104,36 @@ def seed(engine: Engine, *, products_count: int = 1000, orders_count: int | None
             now = connection.execute(sa.select(db_now(engine))).scalar_one()
             rows = [_product_row(rng, start + offset + i + 1, now) for i in range(count)]
             connection.execute(products.insert(), rows)
-            ids = connection.execute(
-                sa.select(products.c.id).where(products.c.sku.in_([r["sku"] for r in rows]))
-            ).scalars().all()
+            ids = (
+                connection.execute(sa.select(products.c.id).where(products.c.sku.in_([r["sku"] for r in rows])))
+                .scalars()
+                .all()
+            )
             price_rows = [
-                {"product_id": pid, "currency": cur, "amount": _money(rng), "valid_from": now,
-                 "margin": Decimal(f"{rng.uniform(0.05, 0.6):.4f}"), "updated_at": now, "updated_by": "seed"}
-                for pid in ids for cur in CURRENCIES
+                {
+                    "product_id": pid,
+                    "currency": cur,
+                    "amount": _money(rng),
+                    "valid_from": now,
+                    "margin": Decimal(f"{rng.uniform(0.05, 0.6):.4f}"),
+                    "updated_at": now,
+                    "updated_by": "seed",
+                }
+                for pid in ids
+                for cur in CURRENCIES
             ]
             stock_rows = [
-                {"product_id": pid, "warehouse": wh, "quantity": rng.randint(0, 500), "reserved": 0,
-                 "reorder_level": 20, "audit_note": "seeded", "updated_at": now}
-                for pid in ids for wh in rng.sample(WAREHOUSES, 2)
+                {
+                    "product_id": pid,
+                    "warehouse": wh,
+                    "quantity": rng.randint(0, 500),
+                    "reserved": 0,
+                    "reorder_level": 20,
+                    "audit_note": "seeded",
+                    "updated_at": now,
+                }
+                for pid in ids
+                for wh in rng.sample(WAREHOUSES, 2)
             ]
             connection.execute(prices.insert(), price_rows)
             connection.execute(inventory.insert(), stock_rows)
@@ -171,9 +198,17 @@ class LoadReport:
 class WriteLoad:
     """A steady mixed write load on the demo shop, in background threads, until stopped."""
 
-    def __init__(self, engine: Engine, *, seed_value: int = 11, threads: int = 2, pause: float = 0.01,
-                 long_transaction_seconds: float = 1.5, on_order: Callable[[Connection, dict[str, Any]], None] | None = None,
-                 paused: Callable[[], bool] | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        seed_value: int = 11,
+        threads: int = 2,
+        pause: float = 0.01,
+        long_transaction_seconds: float = 1.5,
+        on_order: Callable[[Connection, dict[str, Any]], None] | None = None,
+        paused: Callable[[], bool] | None = None,
+    ):
         self.engine = engine
         self.paused = paused
         """While this says True the load writes nothing (and holds no transaction open): a quiet source, on demand."""
@@ -216,8 +251,14 @@ class WriteLoad:
 
     def _run(self, rng: random.Random) -> None:
         actions = [
-            (self._insert_product, 3), (self._update_price, 6), (self._adjust_stock, 6), (self._place_order, 4),
-            (self._capture_payment, 3), (self._delete_stock, 1), (self._delete_product, 1), (self._long_transaction, 1),
+            (self._insert_product, 3),
+            (self._update_price, 6),
+            (self._adjust_stock, 6),
+            (self._place_order, 4),
+            (self._capture_payment, 3),
+            (self._delete_stock, 1),
+            (self._delete_product, 1),
+            (self._long_transaction, 1),
         ]
         population = [a for a, w in actions for _ in range(w)]
         while not self._stop.is_set():
@@ -253,26 +294,57 @@ class WriteLoad:
         now = connection.execute(sa.select(db_now(self.engine))).scalar_one()
         row = _product_row(rng, rng.randint(10**7, 10**8 - 1), now)
         row["sku"] = f"SKU-L{uuid.uuid4().hex[:12]}"
-        product_id = connection.execute(products.insert().values(**row).returning(products.c.id)).scalar_one() \
-            if self.engine.dialect.name == "postgresql" else connection.execute(products.insert().values(**row)).inserted_primary_key[0]
-        connection.execute(prices.insert(), [{"product_id": product_id, "currency": c, "amount": _money(rng), "valid_from": now,
-                                              "margin": Decimal("0.2500"), "updated_at": now, "updated_by": "load"} for c in CURRENCIES])
+        product_id = (
+            connection.execute(products.insert().values(**row).returning(products.c.id)).scalar_one()
+            if self.engine.dialect.name == "postgresql"
+            else connection.execute(products.insert().values(**row)).inserted_primary_key[0]
+        )
+        connection.execute(
+            prices.insert(),
+            [
+                {
+                    "product_id": product_id,
+                    "currency": c,
+                    "amount": _money(rng),
+                    "valid_from": now,
+                    "margin": Decimal("0.2500"),
+                    "updated_at": now,
+                    "updated_by": "load",
+                }
+                for c in CURRENCIES
+            ],
+        )
         return "insert_product"
 
     def _update_price(self, connection: Connection, rng: random.Random) -> str | None:
         product_id = self._random_id(connection, prices, prices.c.product_id)
         if product_id is None:
             return None
-        connection.execute(prices.update().where(prices.c.product_id == product_id).values(
-            amount=_money(rng), margin=Decimal(f"{rng.uniform(0.05, 0.6):.4f}"), updated_at=db_now(self.engine), updated_by="load"))
+        connection.execute(
+            prices.update()
+            .where(prices.c.product_id == product_id)
+            .values(
+                amount=_money(rng),
+                margin=Decimal(f"{rng.uniform(0.05, 0.6):.4f}"),
+                updated_at=db_now(self.engine),
+                updated_by="load",
+            )
+        )
         return "update_price"
 
     def _adjust_stock(self, connection: Connection, rng: random.Random) -> str | None:
         product_id = self._random_id(connection, inventory, inventory.c.product_id)
         if product_id is None:
             return None
-        connection.execute(inventory.update().where(inventory.c.product_id == product_id).values(
-            quantity=inventory.c.quantity + rng.randint(-5, 20), audit_note="load adjust", updated_at=db_now(self.engine)))
+        connection.execute(
+            inventory.update()
+            .where(inventory.c.product_id == product_id)
+            .values(
+                quantity=inventory.c.quantity + rng.randint(-5, 20),
+                audit_note="load adjust",
+                updated_at=db_now(self.engine),
+            )
+        )
         return "adjust_stock"
 
     def _place_order(self, connection: Connection, rng: random.Random) -> str:
@@ -290,9 +362,15 @@ class WriteLoad:
         if payment_id is None:
             return None
         now = db_now(self.engine)
-        connection.execute(payments.update().where(payments.c.id == payment_id).values(status="captured", captured_at=now, updated_at=now))
+        connection.execute(
+            payments.update()
+            .where(payments.c.id == payment_id)
+            .values(status="captured", captured_at=now, updated_at=now)
+        )
         order_id = connection.execute(sa.select(payments.c.order_id).where(payments.c.id == payment_id)).scalar()
-        connection.execute(orders.update().where(orders.c.id == order_id).values(status=rng.choice(STATUSES[1:]), updated_at=now))
+        connection.execute(
+            orders.update().where(orders.c.id == order_id).values(status=rng.choice(STATUSES[1:]), updated_at=now)
+        )
         return "capture_payment"
 
     def _delete_stock(self, connection: Connection, rng: random.Random) -> str | None:
@@ -316,12 +394,17 @@ class WriteLoad:
         product_id = self._random_id(connection, products, products.c.id)
         if product_id is None:
             return None
-        connection.execute(products.update().where(products.c.id == product_id).values(
-            name=f"late {rng.randint(0, 10**6)} ✓", updated_at=db_now(self.engine), updated_by="long-tx"))
+        connection.execute(
+            products.update()
+            .where(products.c.id == product_id)
+            .values(name=f"late {rng.randint(0, 10**6)} ✓", updated_at=db_now(self.engine), updated_by="long-tx")
+        )
         self._stop.wait(self.long_transaction_seconds)
         return "long_transaction"
 
 
 def _is_retryable(exc: sa.exc.DBAPIError) -> bool:
     text = str(exc.orig).lower()
-    return any(s in text for s in ("deadlock", "could not serialize", "lock wait timeout", "duplicate key", "duplicate entry"))
+    return any(
+        s in text for s in ("deadlock", "could not serialize", "lock wait timeout", "duplicate key", "duplicate entry")
+    )

@@ -20,8 +20,13 @@ DAGSTER_DATABASE = "dagster"
 
 def storage_environment(settings: StackSettings, database: str = DAGSTER_DATABASE) -> dict[str, str]:
     """The ``DAGSTER_PG_*`` variables the instance file reads."""
-    return {"DAGSTER_PG_HOST": settings.pg_host, "DAGSTER_PG_PORT": str(settings.pg_port),
-            "DAGSTER_PG_USER": settings.pg_user, "DAGSTER_PG_PASSWORD": settings.pg_password, "DAGSTER_PG_DB": database}
+    return {
+        "DAGSTER_PG_HOST": settings.pg_host,
+        "DAGSTER_PG_PORT": str(settings.pg_port),
+        "DAGSTER_PG_USER": settings.pg_user,
+        "DAGSTER_PG_PASSWORD": settings.pg_password,
+        "DAGSTER_PG_DB": database,
+    }
 
 
 def create_database(settings: StackSettings, database: str = DAGSTER_DATABASE) -> None:
@@ -29,8 +34,15 @@ def create_database(settings: StackSettings, database: str = DAGSTER_DATABASE) -
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
-                         password=settings.pg_password, dbname="postgres", autocommit=True, connect_timeout=10) as conn:
+    with psycopg.connect(
+        host=settings.pg_host,
+        port=settings.pg_port,
+        user=settings.pg_user,
+        password=settings.pg_password,
+        dbname="postgres",
+        autocommit=True,
+        connect_timeout=10,
+    ) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 

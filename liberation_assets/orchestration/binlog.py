@@ -20,8 +20,15 @@ from liberation_assets.orchestration.resources import LiberationResource
 from liberation_assets.orchestration.runs import BINLOG_TAG, Probe, log_sensor
 from liberation_assets.orchestration.translator import Materialized, asset_key
 
-SOURCE_FIGURES = ("kafka_transactions", "binlog_bytes_behind", "binlog_file_index", "binlog_pos", "snapshot_lock_ms",
-                  "reconciled_deletes", "ddl_events")
+SOURCE_FIGURES = (
+    "kafka_transactions",
+    "binlog_bytes_behind",
+    "binlog_file_index",
+    "binlog_pos",
+    "snapshot_lock_ms",
+    "reconciled_deletes",
+    "ddl_events",
+)
 
 
 class BinlogRunConfig(dg.Config):
@@ -60,12 +67,17 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         description=f"Drains the binlog of {source} for {', '.join(names)}: one Kafka transaction per micro-batch.",
         pool=f"liberation-{source}-cdc",
     )
-    def binlog(context: dg.AssetExecutionContext, config: BinlogRunConfig,
-               liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
+    def binlog(
+        context: dg.AssetExecutionContext, config: BinlogRunConfig, liberation: LiberationResource
+    ) -> Iterator[Materialized | dg.AssetCheckResult]:
         spec = liberation.load_spec()
         try:
-            summary = drain(spec, source, resnapshot=config.resnapshot,
-                            progress=lambda stream, rows: context.log.debug(f"snapshot {stream}: {rows} rows"))
+            summary = drain(
+                spec,
+                source,
+                resnapshot=config.resnapshot,
+                progress=lambda stream, rows: context.log.debug(f"snapshot {stream}: {rows} rows"),
+            )
         except SchemaIncompatible:
             yield from refused_results(spec, keys)
             raise
@@ -73,16 +85,21 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         metadata = {name: _stream_metadata(summary, name) for name in names}
         contracts = source_contract_results(spec, keys, metadata)
         for name in names:
-            yield dg.MaterializeResult(asset_key=keys[name], metadata=translator.readable_metadata(metadata[name]),
-                                       check_results=contracts[name])
+            yield dg.MaterializeResult(
+                asset_key=keys[name],
+                metadata=translator.readable_metadata(metadata[name]),
+                check_results=contracts[name],
+            )
 
     return binlog
 
 
 def _heartbeat_seconds(spec: Spec, source: str) -> float:
     """An idle binlog is still drained this often, so the assets stay fresh while nothing changes."""
-    windows = [(s.freshness.warn_after or s.freshness.fail_after).total_seconds()
-               for s in (spec.streams[n] for n in cdc_streams(spec, source))]
+    windows = [
+        (s.freshness.warn_after or s.freshness.fail_after).total_seconds()
+        for s in (spec.streams[n] for n in cdc_streams(spec, source))
+    ]
     return min(windows) / 2
 
 
@@ -92,8 +109,11 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
     def probe(spec: Spec) -> Probe:
         lag = log_lag(spec, source)
         behind = "no position yet" if lag.stored is None else f"{lag.bytes_behind} bytes" if lag.behind else "0 bytes"
-        return Probe(bool(lag.behind), f"the binlog of {source} is at the stored position {lag.current[0]}:{lag.current[1]}",
-                     {"liberation/behind": behind})
+        return Probe(
+            bool(lag.behind),
+            f"the binlog of {source} is at the stored position {lag.current[0]}:{lag.current[1]}",
+            {"liberation/behind": behind},
+        )
 
     return log_sensor(
         name=translator.sensor_name(source, "binlog"),
@@ -101,13 +121,17 @@ def _binlog_sensor(spec: Spec, source: str) -> dg.SensorDefinition:
         interval_seconds=max(5, int(spec.sources[source].cdc.heartbeat_every.total_seconds())),
         default_status=sensor_status(spec),
         description=f"Requests a drain of {source}'s binlog when it has moved past the stored position.",
-        tags={BINLOG_TAG: source}, what=f"binlog run of {source}",
-        heartbeat_key=keys[0], heartbeat_seconds=_heartbeat_seconds(spec, source), probe=probe,
+        tags={BINLOG_TAG: source},
+        what=f"binlog run of {source}",
+        heartbeat_key=keys[0],
+        heartbeat_seconds=_heartbeat_seconds(spec, source),
+        probe=probe,
     )
 
 
 def definitions(spec: Spec) -> dg.Definitions:
     sources = binlog_sources(spec)
-    return dg.Definitions(assets=[_binlog_assets(spec, source) for source in sources],
-                          sensors=[_binlog_sensor(spec, source) for source in sources
-                                   if source not in spec.continuous_sources()])  # continuous: its follower reads the log
+    return dg.Definitions(
+        assets=[_binlog_assets(spec, source) for source in sources],
+        sensors=[_binlog_sensor(spec, source) for source in sources if source not in spec.continuous_sources()],
+    )  # continuous: its follower reads the log

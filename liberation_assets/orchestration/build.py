@@ -25,12 +25,16 @@ MAIN_JOB = "liberate_all"
 def build_definitions(spec: Spec, spec_path: str | None = None) -> dg.Definitions:
     parts = [module.definitions(spec) for module in PATTERN_MODULES]
     main_job = dg.define_asset_job(
-        MAIN_JOB, selection=dg.AssetSelection.all(),
+        MAIN_JOB,
+        selection=dg.AssetSelection.all(),
         description="The main job: every stream of the spec, through every pattern it declares.",
     )
     lineage = dg.Definitions(assets=translator.external_assets(spec))
     # Every job runs its steps in the run's own process: a step costs its work, not a Python start and imports.
     # (The partitioned snapshot backfill job names the multiprocess executor itself.)
-    defs = dg.Definitions.merge(*parts, lineage, dg.Definitions(jobs=[main_job], resources=build_resources(spec_path),
-                                                                executor=dg.in_process_executor))
+    defs = dg.Definitions.merge(
+        *parts,
+        lineage,
+        dg.Definitions(jobs=[main_job], resources=build_resources(spec_path), executor=dg.in_process_executor),
+    )
     return translator.with_code_references(defs, spec, spec_path)

@@ -22,7 +22,6 @@ The micro-batch sensors of such a source are not created (cdc, binlog and outbox
 one reader per slot, binlog position or outbox lease.
 """
 
-
 import re
 import threading
 import time
@@ -80,13 +79,22 @@ def followers(spec: Spec) -> list[Follower]:
         if source.mode != "continuous" or source.dialect not in ("postgresql", "mysql"):
             continue
         streams = cdc_streams(spec, name)
-        found.append(Follower(name, source.dialect, {s: asset_key(s, "cdc") for s in streams},
-                              {spec.topic_for(s): s for s in streams}, source_position_key(name)))
+        found.append(
+            Follower(
+                name,
+                source.dialect,
+                {s: asset_key(s, "cdc") for s in streams},
+                {spec.topic_for(s): s for s in streams},
+                source_position_key(name),
+            )
+        )
     for name, outbox in spec.outboxes.items():
         if outbox.mode == "continuous":
             route = outbox.route.format(aggregatetype="\0", topic_prefix=spec.kafka.topic_prefix, outbox=name)
             pattern = re.compile(re.escape(route).replace("\0", "[A-Za-z0-9._-]+"))
-            found.append(Follower(name, "outbox", {name: asset_key(name, "relay")}, {}, outbox_position_key(name), pattern))
+            found.append(
+                Follower(name, "outbox", {name: asset_key(name, "relay")}, {}, outbox_position_key(name), pattern)
+            )
     return found
 
 
@@ -121,17 +129,28 @@ def _freshness_targets(spec: Spec, follower: Follower) -> list[freshness.Target]
 class Reporter(threading.Thread):
     """Logs the follower's progress into its run every ``every`` seconds, from what Kafka shows."""
 
-    def __init__(self, log_event: Callable[[object], None], instance: dg.DagsterInstance, spec: Spec,
-                 follower: Follower, every: float):
+    def __init__(
+        self,
+        log_event: Callable[[object], None],
+        instance: dg.DagsterInstance,
+        spec: Spec,
+        follower: Follower,
+        every: float,
+    ):
         super().__init__(name=f"{follower.name}-reporter", daemon=True)
         from liberation_assets.core.progress import ProgressProbe
 
         self.log_event, self.instance, self.spec, self.follower, self.every = log_event, instance, spec, follower, every
         self.stopping = threading.Event()
         self.targets = _freshness_targets(spec, follower)
-        self.probe = ProgressProbe(spec.kafka.resolved_bootstrap_servers(), follower.topics, spec.kafka.positions_topic,
-                                   follower.position_key, follower.route_pattern,
-                                   follower.name if follower.kind == "outbox" else None)
+        self.probe = ProgressProbe(
+            spec.kafka.resolved_bootstrap_servers(),
+            follower.topics,
+            spec.kafka.positions_topic,
+            follower.position_key,
+            follower.route_pattern,
+            follower.name if follower.kind == "outbox" else None,
+        )
         self.reports = 0
 
     def run(self) -> None:
@@ -164,21 +183,33 @@ class Reporter(threading.Thread):
         now = time.time()
         for stream, key in self.follower.keys.items():
             figures = window.topics.get(stream)
-            metadata: dict[str, Any] = {**(figures.metadata() if figures else {}),
-                                           "positions_committed": window.positions_committed,
-                                           "window_seconds": round(window.seconds, 1), "pattern": "continuous"}
+            metadata: dict[str, Any] = {
+                **(figures.metadata() if figures else {}),
+                "positions_committed": window.positions_committed,
+                "window_seconds": round(window.seconds, 1),
+                "pattern": "continuous",
+            }
             if window.position is not None:
                 metadata["position"] = window.position
             if current:
-                self.log_event(dg.AssetMaterialization(asset_key=key, metadata=metadata,
-                                                       description="published by the continuous follower"))
+                self.log_event(
+                    dg.AssetMaterialization(
+                        asset_key=key, metadata=metadata, description="published by the continuous follower"
+                    )
+                )
             else:
-                self.log_event(dg.AssetObservation(asset_key=key, metadata=metadata,
-                                                   description="the follower committed nothing in this window"))
+                self.log_event(
+                    dg.AssetObservation(
+                        asset_key=key, metadata=metadata, description="the follower committed nothing in this window"
+                    )
+                )
         if pending is not None:
             for target in self.targets:
-                self.log_event(freshness.freshness_evaluation(
-                    target.key, target.freshness, pending, freshness.complete_since(self.instance, target.key), now))
+                self.log_event(
+                    freshness.freshness_evaluation(
+                        target.key, target.freshness, pending, freshness.complete_since(self.instance, target.key), now
+                    )
+                )
         self.reports += 1
 
 
@@ -193,9 +224,11 @@ class FollowConfig(dg.Config):
 def follow_job(spec: Spec, follower: Follower) -> dg.JobDefinition:
     kind = {"postgresql": "PostgreSQL slot", "mysql": "binlog", "outbox": "outbox"}[follower.kind]
 
-    @dg.op(name=f"{follower.name}_follower",
-           description=f"Streams the {kind} of {follower.name} continuously (liberation follow {follower.name}), "
-                       f"reporting {', '.join(k.to_user_string() for k in follower.keys.values())} as it goes.")
+    @dg.op(
+        name=f"{follower.name}_follower",
+        description=f"Streams the {kind} of {follower.name} continuously (liberation follow {follower.name}), "
+        f"reporting {', '.join(k.to_user_string() for k in follower.keys.values())} as it goes.",
+    )
     def follow_op(context: dg.OpExecutionContext, config: FollowConfig, liberation: LiberationResource) -> None:
         spec = liberation.load_spec()
         reporter = Reporter(context.log_event, context.instance, spec, follower, config.report_every_seconds)  # type: ignore[arg-type]
@@ -210,9 +243,13 @@ def follow_job(spec: Spec, follower: Follower) -> dg.JobDefinition:
             reporter.stop()
         context.log.info(f"follower of {follower.name} stopped after {reporter.reports} reports")
 
-    @dg.job(name=follower.job_name, tags=follower.tags, executor_def=dg.in_process_executor,
-            description=f"The long-lived follower of {follower.name} (mode: continuous); "
-                        f"{sensor_name(follower.name, 'follow')} keeps one running.")
+    @dg.job(
+        name=follower.job_name,
+        tags=follower.tags,
+        executor_def=dg.in_process_executor,
+        description=f"The long-lived follower of {follower.name} (mode: continuous); "
+        f"{sensor_name(follower.name, 'follow')} keeps one running.",
+    )
     def job() -> None:
         follow_op()
 
@@ -225,9 +262,13 @@ def _last_event_time(instance: dg.DagsterInstance, run_id: str) -> float | None:
 
 
 def supervisor(spec: Spec, follower: Follower, job: dg.JobDefinition) -> dg.SensorDefinition:
-    @dg.sensor(name=sensor_name(follower.name, "follow"), job=job, minimum_interval_seconds=SUPERVISE_EVERY_SECONDS,
-               default_status=sensor_status(spec),
-               description=f"Keeps one {follower.job_name} run going: starts it when none is queued or running.")
+    @dg.sensor(
+        name=sensor_name(follower.name, "follow"),
+        job=job,
+        minimum_interval_seconds=SUPERVISE_EVERY_SECONDS,
+        default_status=sensor_status(spec),
+        description=f"Keeps one {follower.job_name} run going: starts it when none is queued or running.",
+    )
     def supervise(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         instance, tags = context.instance, {FOLLOW_TAG: follower.name}
         active = instance.get_run_records(filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1)
@@ -236,14 +277,22 @@ def supervisor(spec: Spec, follower: Follower, job: dg.JobDefinition) -> dg.Sens
             if run.status == dg.DagsterRunStatus.STARTED:
                 last = _last_event_time(instance, run.run_id) or active[0].start_time or time.time()
                 if time.time() - last > STALE_AFTER_SECONDS:
-                    instance.report_run_failed(run, f"no event for {STALE_AFTER_SECONDS:.0f}s: the run's process is gone")
+                    instance.report_run_failed(
+                        run, f"no event for {STALE_AFTER_SECONDS:.0f}s: the run's process is gone"
+                    )
                     return dg.SkipReason(f"marked the silent run {run.run_id} failed; a new one starts next tick")
             return dg.SkipReason(f"the follower run {run.run_id} is {run.status.value.lower()}")
         last_runs = instance.get_run_records(filters=dg.RunsFilter(tags=tags), limit=1)
-        if last_runs and last_runs[0].dagster_run.status == dg.DagsterRunStatus.FAILURE and last_runs[0].end_time \
-                and time.time() - last_runs[0].end_time < BACKOFF_AFTER_FAILURE_SECONDS:
-            return dg.SkipReason(f"the follower run {last_runs[0].dagster_run.run_id} failed; restarting after "
-                                 f"{BACKOFF_AFTER_FAILURE_SECONDS:.0f}s")
+        if (
+            last_runs
+            and last_runs[0].dagster_run.status == dg.DagsterRunStatus.FAILURE
+            and last_runs[0].end_time
+            and time.time() - last_runs[0].end_time < BACKOFF_AFTER_FAILURE_SECONDS
+        ):
+            return dg.SkipReason(
+                f"the follower run {last_runs[0].dagster_run.run_id} failed; restarting after "
+                f"{BACKOFF_AFTER_FAILURE_SECONDS:.0f}s"
+            )
         return dg.RunRequest(tags=follower.tags)
 
     return supervise

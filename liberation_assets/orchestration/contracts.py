@@ -31,7 +31,9 @@ SAMPLE_SIZE = 5
 CHECKS_SHOWN = 10
 
 
-def contract_result(run: Mapping[str, Any], summary: QuarantineSummary, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
+def contract_result(
+    run: Mapping[str, Any], summary: QuarantineSummary, key: dg.AssetKey | None = None
+) -> dg.AssetCheckResult:
     """Pass when the last run quarantined nothing; counts and a failure sample either way."""
     quarantined = int(run.get("quarantined", 0))
     published = int(run.get(PUBLISHED, 0))  # every pattern's asset reports the same counters (core.engine.summary)
@@ -45,17 +47,30 @@ def contract_result(run: Mapping[str, Any], summary: QuarantineSummary, key: dg.
     }
     for check, count in summary.by_check.most_common(CHECKS_SHOWN):
         metadata[f"open: {check}"] = count
-    metadata["failure_sample"] = dg.MetadataValue.json([
-        {"key": row.value.get("key"), "failed_checks": row.value.get("failed_checks"),
-         "partition": row.partition, "offset": row.offset}
-        for row in summary.rows[:SAMPLE_SIZE]
-    ])
-    description = (f"{quarantined} of {rows_in} rows quarantined in the last run; "
-                   f"{summary.open} open in {summary.topic} (`liberation quarantine {summary.stream}`)")
+    metadata["failure_sample"] = dg.MetadataValue.json(
+        [
+            {
+                "key": row.value.get("key"),
+                "failed_checks": row.value.get("failed_checks"),
+                "partition": row.partition,
+                "offset": row.offset,
+            }
+            for row in summary.rows[:SAMPLE_SIZE]
+        ]
+    )
+    description = (
+        f"{quarantined} of {rows_in} rows quarantined in the last run; "
+        f"{summary.open} open in {summary.topic} (`liberation quarantine {summary.stream}`)"
+    )
     # A warning: the quarantine held those rows back and the rest was published, so nothing downstream is wrong.
-    return dg.AssetCheckResult(passed=quarantined == 0, severity=dg.AssetCheckSeverity.WARN,
-                               metadata=metadata, description=description, asset_key=key,
-                               check_name="contract" if key else None)
+    return dg.AssetCheckResult(
+        passed=quarantined == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata=metadata,
+        description=description,
+        asset_key=key,
+        check_name="contract" if key else None,
+    )
 
 
 def compatibility_result(decision: SchemaDecision, key: dg.AssetKey | None = None) -> dg.AssetCheckResult:
@@ -66,18 +81,31 @@ def compatibility_result(decision: SchemaDecision, key: dg.AssetKey | None = Non
         "changes": len(decision.changes),
         "fingerprint": decision.schema.fingerprint,
     }
-    return dg.AssetCheckResult(passed=decision.compatible, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=decision.describe(), asset_key=key,
-                               check_name="schema_compatible" if key else None)
+    return dg.AssetCheckResult(
+        passed=decision.compatible,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=decision.describe(),
+        asset_key=key,
+        check_name="schema_compatible" if key else None,
+    )
 
 
 def contract_check_specs(name: str, key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     """The two checks a pattern asset declares and evaluates in its own step."""
     return [
-        dg.AssetCheckSpec("contract", asset=key, blocking=True,
-                          description=f"Rows of {name} that failed the contract went to the quarantine, not to consumers."),
-        dg.AssetCheckSpec("schema_compatible", asset=key, blocking=True,
-                          description=f"The schema {name} would publish now is backward compatible with the published one."),
+        dg.AssetCheckSpec(
+            "contract",
+            asset=key,
+            blocking=True,
+            description=f"Rows of {name} that failed the contract went to the quarantine, not to consumers.",
+        ),
+        dg.AssetCheckSpec(
+            "schema_compatible",
+            asset=key,
+            blocking=True,
+            description=f"The schema {name} would publish now is backward compatible with the published one.",
+        ),
     ]
 
 
@@ -97,16 +125,18 @@ def _decisions(spec: Spec, names: list[str]) -> dict[str, SchemaDecision]:
     return decisions
 
 
-def contract_results(spec: Spec, name: str, key: dg.AssetKey, run: Mapping[str, Any],
-                     decision: SchemaDecision | None = None) -> list[dg.AssetCheckResult]:
+def contract_results(
+    spec: Spec, name: str, key: dg.AssetKey, run: Mapping[str, Any], decision: SchemaDecision | None = None
+) -> list[dg.AssetCheckResult]:
     """Both checks of one asset, from the counters the asset just produced: returned with its MaterializeResult."""
     summary = summarize(spec, name, list_rows=SAMPLE_SIZE)
     decision = decision or _decisions(spec, [name])[name]
     return [contract_result(run, summary, key), compatibility_result(decision, key)]
 
 
-def source_contract_results(spec: Spec, keys: Mapping[str, dg.AssetKey],
-                            runs: Mapping[str, Mapping[str, Any]]) -> dict[str, list[dg.AssetCheckResult]]:
+def source_contract_results(
+    spec: Spec, keys: Mapping[str, dg.AssetKey], runs: Mapping[str, Mapping[str, Any]]
+) -> dict[str, list[dg.AssetCheckResult]]:
     """``contract_results`` for every stream of a multi-asset (one source connection)."""
     decisions = _decisions(spec, list(keys))
     return {name: contract_results(spec, name, key, runs[name], decisions[name]) for name, key in keys.items()}

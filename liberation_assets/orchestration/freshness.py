@@ -85,8 +85,9 @@ def _seconds(value: float) -> str:
     return translator.duration(timedelta(seconds=round(value)))
 
 
-def freshness_evaluation(key: dg.AssetKey, freshness: FreshnessSpec, pending: Pending,
-                         complete_since: float | None, now: float) -> dg.AssetCheckEvaluation:
+def freshness_evaluation(
+    key: dg.AssetKey, freshness: FreshnessSpec, pending: Pending, complete_since: float | None, now: float
+) -> dg.AssetCheckEvaluation:
     """Pass under ``warn_after``; WARN past it; ERROR past ``fail_after`` (or when nothing was ever published)."""
     stale = staleness_seconds(pending, complete_since, now)
     fail_after = freshness.fail_after.total_seconds()
@@ -98,20 +99,34 @@ def freshness_evaluation(key: dg.AssetKey, freshness: FreshnessSpec, pending: Pe
         "fail_after_seconds": fail_after,
     }
     if stale is None:
-        return dg.AssetCheckEvaluation(asset_key=key, check_name=CHECK_NAME, passed=False, metadata=metadata,
-                                       severity=dg.AssetCheckSeverity.ERROR,
-                                       description="nothing published yet while the source has changes")
+        return dg.AssetCheckEvaluation(
+            asset_key=key,
+            check_name=CHECK_NAME,
+            passed=False,
+            metadata=metadata,
+            severity=dg.AssetCheckSeverity.ERROR,
+            description="nothing published yet while the source has changes",
+        )
     if stale >= fail_after:
         severity, passed = dg.AssetCheckSeverity.ERROR, False
     elif stale >= warn_after:
         severity, passed = dg.AssetCheckSeverity.WARN, False
     else:
         severity, passed = dg.AssetCheckSeverity.WARN, True
-    description = ("the source holds no unpublished change" if stale == 0.0 else
-                   f"the source has held unpublished changes for {_seconds(stale)} "
-                   f"(warn after {_seconds(warn_after)}, fail after {_seconds(fail_after)})")
-    return dg.AssetCheckEvaluation(asset_key=key, check_name=CHECK_NAME, passed=passed, metadata=metadata,
-                                   severity=severity, description=description)
+    description = (
+        "the source holds no unpublished change"
+        if stale == 0.0
+        else f"the source has held unpublished changes for {_seconds(stale)} "
+        f"(warn after {_seconds(warn_after)}, fail after {_seconds(fail_after)})"
+    )
+    return dg.AssetCheckEvaluation(
+        asset_key=key,
+        check_name=CHECK_NAME,
+        passed=passed,
+        metadata=metadata,
+        severity=severity,
+        description=description,
+    )
 
 
 def complete_since(instance: dg.DagsterInstance, key: dg.AssetKey) -> float | None:
@@ -140,6 +155,7 @@ def _pg_pending(source: str) -> Callable[[Spec], Pending]:
         if status.pending is None and status.info is not None:  # a follower holds the slot: is it keeping up?
             return Pending(status.info.lag_bytes > FOLLOWER_CURRENT_BYTES)
         return Pending(status.pending)
+
     return pending
 
 
@@ -148,6 +164,7 @@ def _binlog_pending(source: str) -> Callable[[Spec], Pending]:
         from liberation_assets.core.engine.cdc_mysql import log_lag
 
         return Pending(log_lag(spec, source).behind)
+
     return pending
 
 
@@ -157,6 +174,7 @@ def _outbox_pending(name: str) -> Callable[[Spec], Pending]:
 
         count, age = outbox_pending(spec, name)
         return Pending(bool(count), age if count and age else None)
+
     return pending
 
 
@@ -175,14 +193,24 @@ def targets(spec: Spec) -> list[Target]:
             found.append(Target(asset_key(name, "incremental"), stream.freshness, f"query:{name}", _query_pending))
     for source_name, source in spec.sources.items():
         if source.dialect == "postgresql":
-            found += [Target(asset_key(n, "cdc"), spec.streams[n].freshness, f"slot:{source_name}", _pg_pending(source_name))
-                      for n in pg_streams(spec, source_name)]
+            found += [
+                Target(asset_key(n, "cdc"), spec.streams[n].freshness, f"slot:{source_name}", _pg_pending(source_name))
+                for n in pg_streams(spec, source_name)
+            ]
         elif source.dialect == "mysql":
-            found += [Target(asset_key(n, "cdc"), spec.streams[n].freshness, f"binlog:{source_name}",
-                             _binlog_pending(source_name))
-                      for n in mysql_streams(spec, source_name)]
-    found += [Target(asset_key(name, "relay"), outbox.freshness, f"outbox:{name}", _outbox_pending(name))
-              for name, outbox in spec.outboxes.items()]
+            found += [
+                Target(
+                    asset_key(n, "cdc"),
+                    spec.streams[n].freshness,
+                    f"binlog:{source_name}",
+                    _binlog_pending(source_name),
+                )
+                for n in mysql_streams(spec, source_name)
+            ]
+    found += [
+        Target(asset_key(name, "relay"), outbox.freshness, f"outbox:{name}", _outbox_pending(name))
+        for name, outbox in spec.outboxes.items()
+    ]
     return found
 
 
@@ -194,27 +222,47 @@ def evaluate_all(spec: Spec, instance: dg.DagsterInstance, now: float | None = N
     for target in targets(spec):
         if target.source not in asked:
             asked[target.source] = target.pending(spec)
-        evaluations.append(freshness_evaluation(target.key, target.freshness, asked[target.source],
-                                                complete_since(instance, target.key), now))
+        evaluations.append(
+            freshness_evaluation(
+                target.key, target.freshness, asked[target.source], complete_since(instance, target.key), now
+            )
+        )
     return evaluations
 
 
 def _check(spec: Spec, target: Target) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=target.key, name=CHECK_NAME, blocking=False,
-                    description="How long the source has held changes not yet published: warn past warn_after, "
-                                "fail past fail_after (the data's clock, not the runs').")
+    @dg.asset_check(
+        asset=target.key,
+        name=CHECK_NAME,
+        blocking=False,
+        description="How long the source has held changes not yet published: warn past warn_after, "
+        "fail past fail_after (the data's clock, not the runs').",
+    )
     def data_fresh(context: dg.AssetCheckExecutionContext, liberation: LiberationResource) -> dg.AssetCheckResult:
-        evaluation = freshness_evaluation(target.key, target.freshness, target.pending(liberation.load_spec()),
-                                          complete_since(context.instance, target.key), time.time())
-        return dg.AssetCheckResult(passed=evaluation.passed, severity=evaluation.severity,
-                                   metadata=evaluation.metadata, description=evaluation.description)
+        evaluation = freshness_evaluation(
+            target.key,
+            target.freshness,
+            target.pending(liberation.load_spec()),
+            complete_since(context.instance, target.key),
+            time.time(),
+        )
+        return dg.AssetCheckResult(
+            passed=evaluation.passed,
+            severity=evaluation.severity,
+            metadata=evaluation.metadata,
+            description=evaluation.description,
+        )
 
     return data_fresh
 
 
 def _sensor(spec: Spec) -> dg.SensorDefinition:
-    @dg.sensor(name=SENSOR_NAME, minimum_interval_seconds=SENSOR_INTERVAL_SECONDS, default_status=sensor_status(spec),
-               description="Reports every stream's data_fresh check from its source, without a run.")
+    @dg.sensor(
+        name=SENSOR_NAME,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
+        default_status=sensor_status(spec),
+        description="Reports every stream's data_fresh check from its source, without a run.",
+    )
     def data_freshness(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SkipReason:
         evaluations = evaluate_all(liberation.load_spec(), context.instance)
         for evaluation in evaluations:

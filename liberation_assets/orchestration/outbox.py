@@ -22,10 +22,14 @@ def _relay_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
     def relay(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Materialized:
         summary = relay_once(liberation.load_spec(), name)
         if summary.lease_acquired:
-            context.log.info(f"relayed {summary.relayed} events in {summary.transactions} transactions; "
-                             f"{summary.pending} pending, oldest {summary.oldest_pending_age_seconds:.1f}s")
+            context.log.info(
+                f"relayed {summary.relayed} events in {summary.transactions} transactions; "
+                f"{summary.pending} pending, oldest {summary.oldest_pending_age_seconds:.1f}s"
+            )
         else:
-            context.log.info(f"another relay (e.g. `liberation follow {name}`) holds the lease; {summary.pending} pending")
+            context.log.info(
+                f"another relay (e.g. `liberation follow {name}`) holds the lease; {summary.pending} pending"
+            )
         return dg.MaterializeResult(metadata=translator.readable_metadata(summary.metadata()))
 
     return relay
@@ -48,15 +52,20 @@ def _pending_sensor(spec: Spec, name: str) -> dg.SensorDefinition:
     return log_sensor(
         name=translator.sensor_name(name, "relay"),
         job=translator.asset_job(name, "relay", [key], f"Relay the pending rows of {outbox.table}."),
-        interval_seconds=max(1, int(outbox.poll_every.total_seconds())), default_status=sensor_status(spec),
+        interval_seconds=max(1, int(outbox.poll_every.total_seconds())),
+        default_status=sensor_status(spec),
         description=f"Requests {name}_relay when {outbox.table} has pending rows (checked every {translator.duration(outbox.poll_every)}).",
-        tags={OUTBOX_TAG: name}, what=f"relay run of {name}",
-        heartbeat_key=key, heartbeat_seconds=_heartbeat_seconds(spec, name), probe=probe,
+        tags={OUTBOX_TAG: name},
+        what=f"relay run of {name}",
+        heartbeat_key=key,
+        heartbeat_seconds=_heartbeat_seconds(spec, name),
+        probe=probe,
     )
 
 
 def definitions(spec: Spec) -> dg.Definitions:
     assets = [_relay_asset(spec, name) for name in spec.outboxes]
-    sensors = [_pending_sensor(spec, name) for name in spec.outboxes
-               if name not in spec.continuous_sources()]  # continuous: its follower relays, not micro-batch runs
+    sensors = [
+        _pending_sensor(spec, name) for name in spec.outboxes if name not in spec.continuous_sources()
+    ]  # continuous: its follower relays, not micro-batch runs
     return dg.Definitions(assets=assets, sensors=sensors)

@@ -18,4 +18,6 @@ def sensor_status(spec: Spec) -> dg.DefaultSensorStatus:
 
 def schedule_status(spec: Spec) -> dg.DefaultScheduleStatus:
     """Schedules start stopped unless the spec's ``automation.schedules`` says running."""
-    return dg.DefaultScheduleStatus.RUNNING if spec.automation.schedules == "running" else dg.DefaultScheduleStatus.STOPPED
+    return (
+        dg.DefaultScheduleStatus.RUNNING if spec.automation.schedules == "running" else dg.DefaultScheduleStatus.STOPPED
+    )

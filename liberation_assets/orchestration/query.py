@@ -1,6 +1,5 @@
 """Query-based pattern: ``<stream>/<stream>_snapshot`` and ``<stream>/<stream>_incremental`` assets, schedules and reconciliation."""
 
-
 from collections.abc import Callable, Iterator
 
 import dagster as dg
@@ -40,8 +39,13 @@ def _progress_logger(context: dg.AssetExecutionContext, label: str) -> ProgressC
     return report
 
 
-def _materialize(summary: RunSummary, context: dg.AssetExecutionContext,
-                 checks: list[dg.AssetCheckResult] | None = None, *, row_count: bool = False) -> Materialized:
+def _materialize(
+    summary: RunSummary,
+    context: dg.AssetExecutionContext,
+    checks: list[dg.AssetCheckResult] | None = None,
+    *,
+    row_count: bool = False,
+) -> Materialized:
     """The run's figures (readable: timestamps, LSNs); a snapshot also reports ``dagster/row_count``, the rows it read."""
     r = summary.result
     context.log.info(
@@ -53,9 +57,14 @@ def _materialize(summary: RunSummary, context: dg.AssetExecutionContext,
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
-def _publish_checked(context: dg.AssetExecutionContext, liberation: LiberationResource, name: str,
-                     work: Callable[[QueryPattern], RunSummary], *,
-                     row_count: bool = False) -> Iterator[Materialized | dg.AssetCheckResult]:
+def _publish_checked(
+    context: dg.AssetExecutionContext,
+    liberation: LiberationResource,
+    name: str,
+    work: Callable[[QueryPattern], RunSummary],
+    *,
+    row_count: bool = False,
+) -> Iterator[Materialized | dg.AssetCheckResult]:
     """Run one pattern step and evaluate its contract checks in the same step, from the counters it produced."""
     spec = liberation.load_spec()
     pattern = QueryPattern(spec, name)
@@ -66,8 +75,9 @@ def _publish_checked(context: dg.AssetExecutionContext, liberation: LiberationRe
         raise
     finally:
         pattern.close()
-    yield _materialize(summary, context, contract_results(spec, name, context.asset_key, summary.metadata()),
-                       row_count=row_count)
+    yield _materialize(
+        summary, context, contract_results(spec, name, context.asset_key, summary.metadata()), row_count=row_count
+    )
 
 
 def snapshot_partitions(stream: StreamSpec) -> dg.StaticPartitionsDefinition | None:
@@ -83,8 +93,10 @@ def _snapshot_ranges(pattern: QueryPattern, partition: str | None, progress: Pro
     if not ranges:
         return pattern.snapshot(progress=progress)
     if not isinstance(pattern.table.key_exprs[0].type, sa.Integer):
-        raise SpecError(f"stream {pattern.name}: snapshot_partitions needs an integer first key column, "
-                        f"{pattern.table.key_columns[0]} is {pattern.table.key_exprs[0].type}")
+        raise SpecError(
+            f"stream {pattern.name}: snapshot_partitions needs an integer first key column, "
+            f"{pattern.table.key_columns[0]} is {pattern.table.key_exprs[0].type}"
+        )
     total = RunSummary(rows_total=0)
     for part in [partition] if partition else list(ranges):
         summary = pattern.snapshot(key_range=ranges[part], part=part, progress=progress)
@@ -103,11 +115,14 @@ def _snapshot_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         partitions_def=snapshot_partitions(stream),
         check_specs=contract_check_specs(name, asset_key(name, "snapshot")),
     )
-    def snapshot(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
+    def snapshot(
+        context: dg.AssetExecutionContext, liberation: LiberationResource
+    ) -> Iterator[Materialized | dg.AssetCheckResult]:
         partition = context.partition_key if context.has_partition_key else None
         progress = _progress_logger(context, f"snapshot {name} {partition or ''}".rstrip())
-        yield from _publish_checked(context, liberation, name,
-                                    lambda pattern: _snapshot_ranges(pattern, partition, progress), row_count=True)
+        yield from _publish_checked(
+            context, liberation, name, lambda pattern: _snapshot_ranges(pattern, partition, progress), row_count=True
+        )
 
     return snapshot
 
@@ -121,7 +136,9 @@ def _incremental_asset(spec: Spec, name: str) -> dg.AssetsDefinition:
         pool=f"liberation-{name}-query",
         check_specs=contract_check_specs(name, asset_key(name, "incremental")),
     )
-    def incremental(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Iterator[Materialized | dg.AssetCheckResult]:
+    def incremental(
+        context: dg.AssetExecutionContext, liberation: LiberationResource
+    ) -> Iterator[Materialized | dg.AssetCheckResult]:
         yield from _publish_checked(context, liberation, name, lambda pattern: pattern.incremental())
 
     return incremental
@@ -152,24 +169,48 @@ def definitions(spec: Spec) -> dg.Definitions:
         if "snapshot" in stream.patterns:
             assets.append(_snapshot_asset(spec, name))
             if stream.snapshot_partitions is not None:
-                jobs.append(translator.asset_job(
-                    name, "snapshot_backfill", [asset_key(name, "snapshot")],
-                    f"Snapshot {stream.table} by key range: backfill the partitions to run them in parallel.",
-                    partitions_def=snapshot_partitions(stream),
-                    executor_def=dg.multiprocess_executor,  # the one job whose steps are worth their own processes
-                ))
+                jobs.append(
+                    translator.asset_job(
+                        name,
+                        "snapshot_backfill",
+                        [asset_key(name, "snapshot")],
+                        f"Snapshot {stream.table} by key range: backfill the partitions to run them in parallel.",
+                        partitions_def=snapshot_partitions(stream),
+                        executor_def=dg.multiprocess_executor,  # the one job whose steps are worth their own processes
+                    )
+                )
         if "query" in stream.patterns:
             assets.append(_incremental_asset(spec, name))
             tags = {QUERY_TAG: name}  # poll and reconcile of one stream share the tag: one at a time
-            poll_job = translator.asset_job(name, "poll", [asset_key(name, "incremental")],
-                                            f"Poll {stream.table} for changes past the watermark.", tags)
-            schedules.append(skipping_schedule(translator.schedule_name(name, "poll"), poll_job,
-                                               _cron_for(stream.poll_every.total_seconds()), tags,
-                                               f"query run of {name}", schedule_status(spec)))
+            poll_job = translator.asset_job(
+                name,
+                "poll",
+                [asset_key(name, "incremental")],
+                f"Poll {stream.table} for changes past the watermark.",
+                tags,
+            )
+            schedules.append(
+                skipping_schedule(
+                    translator.schedule_name(name, "poll"),
+                    poll_job,
+                    _cron_for(stream.poll_every.total_seconds()),
+                    tags,
+                    f"query run of {name}",
+                    schedule_status(spec),
+                )
+            )
             assets.append(_reconcile_asset(spec, name))
-            reconcile_job = translator.asset_job(name, "reconcile", [asset_key(name, "reconcile")],
-                                                 f"Find hard deletes in {stream.table}.", tags)
-            schedules.append(skipping_schedule(translator.schedule_name(name, "reconcile"), reconcile_job,
-                                               _cron_for(stream.reconcile_every.total_seconds()), tags,
-                                               f"query run of {name}", schedule_status(spec)))
+            reconcile_job = translator.asset_job(
+                name, "reconcile", [asset_key(name, "reconcile")], f"Find hard deletes in {stream.table}.", tags
+            )
+            schedules.append(
+                skipping_schedule(
+                    translator.schedule_name(name, "reconcile"),
+                    reconcile_job,
+                    _cron_for(stream.reconcile_every.total_seconds()),
+                    tags,
+                    f"query run of {name}",
+                    schedule_status(spec),
+                )
+            )
     return dg.Definitions(assets=assets, schedules=schedules, jobs=jobs)

@@ -54,12 +54,19 @@ def matches_source_result(comparison: Comparison, lag: LagReport | None = None) 
     metadata["first_different_keys"] = dg.MetadataValue.json(comparison.differing_keys[:KEYS_SHOWN])
     if comparison.details:
         metadata["first_different_values"] = dg.MetadataValue.json(
-            [{"key": d.key, "column": d.column, "source": d.source, "published": d.published, "note": d.note}
-             for d in comparison.details[:KEYS_SHOWN]])
+            [
+                {"key": d.key, "column": d.column, "source": d.source, "published": d.published, "note": d.note}
+                for d in comparison.details[:KEYS_SHOWN]
+            ]
+        )
     only_lag = lag is not None and lag.only_lag
-    return dg.AssetCheckResult(check_name="matches_source", passed=comparison.matches,
-                               severity=dg.AssetCheckSeverity.WARN if only_lag else dg.AssetCheckSeverity.ERROR,
-                               metadata=metadata, description=lag.describe() if lag is not None else comparison.describe())
+    return dg.AssetCheckResult(
+        check_name="matches_source",
+        passed=comparison.matches,
+        severity=dg.AssetCheckSeverity.WARN if only_lag else dg.AssetCheckSeverity.ERROR,
+        metadata=metadata,
+        description=lag.describe() if lag is not None else comparison.describe(),
+    )
 
 
 def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
@@ -67,39 +74,65 @@ def _replica_asset(spec: Spec, name: str, deps: list[dg.AssetKey]) -> dg.AssetsD
 
     @dg.asset(
         **translator.spec_fields(spec, name, "replica"),
-        check_specs=[dg.AssetCheckSpec("matches_source", asset=key, blocking=True,
-                                       description="Every published value read back by the source server equals its own (key, column, both values).")],
+        check_specs=[
+            dg.AssetCheckSpec(
+                "matches_source",
+                asset=key,
+                blocking=True,
+                description="Every published value read back by the source server equals its own (key, column, both values).",
+            )
+        ],
         pool=f"liberation-{name}-replica",
     )
     def replica(context: dg.AssetExecutionContext, liberation: LiberationResource) -> Materialized:
         verification = verify(liberation.load_spec(), name, replica=liberation.replica_url or None)
         applied = verification.applied
-        context.log.info(f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "
-                         f"to {verification.replica_url}; {verification.comparison.describe()}")
-        return dg.MaterializeResult(metadata={**translator.readable_metadata(applied.metadata()), "replica": dg.MetadataValue.text(verification.replica_url),
-                                              "dagster/row_count": verification.comparison.replica_rows},
-                                    check_results=[matches_source_result(verification.comparison, verification.lag)])
+        context.log.info(
+            f"applied {applied.records} records ({applied.upserts} upserts, {applied.deletes} deletes) "
+            f"to {verification.replica_url}; {verification.comparison.describe()}"
+        )
+        return dg.MaterializeResult(
+            metadata={
+                **translator.readable_metadata(applied.metadata()),
+                "replica": dg.MetadataValue.text(verification.replica_url),
+                "dagster/row_count": verification.comparison.replica_rows,
+            },
+            check_results=[matches_source_result(verification.comparison, verification.lag)],
+        )
 
     return replica
 
 
 def _quarantine_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=asset_key(name, "replica"), name="quarantine", blocking=False,
-                    description=f"Rows of {name} held back by the contract (`liberation quarantine {name}`).")
+    @dg.asset_check(
+        asset=asset_key(name, "replica"),
+        name="quarantine",
+        blocking=False,
+        description=f"Rows of {name} held back by the contract (`liberation quarantine {name}`).",
+    )
     def quarantine(liberation: LiberationResource) -> dg.AssetCheckResult:
         summary = summarize(liberation.load_spec(), name)
-        return dg.AssetCheckResult(passed=summary.open == 0, severity=dg.AssetCheckSeverity.WARN, metadata=summary.metadata(),
-                                   description=f"{summary.open} open of {summary.total} quarantined records in {summary.topic}")
+        return dg.AssetCheckResult(
+            passed=summary.open == 0,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata=summary.metadata(),
+            description=f"{summary.open} open of {summary.total} quarantined records in {summary.topic}",
+        )
 
     return quarantine
 
 
-def backlog_result(pending: int, oldest_age_seconds: float, warn_after: float, fail_after: float) -> dg.AssetCheckResult:
+def backlog_result(
+    pending: int, oldest_age_seconds: float, warn_after: float, fail_after: float
+) -> dg.AssetCheckResult:
     """Pass while the oldest waiting row is younger than the warn window; past the fail window it is an error."""
     severity = dg.AssetCheckSeverity.ERROR if oldest_age_seconds > fail_after else dg.AssetCheckSeverity.WARN
-    return dg.AssetCheckResult(passed=oldest_age_seconds <= warn_after, severity=severity,
-                               metadata={"pending": pending, "oldest_pending_age_seconds": round(oldest_age_seconds, 3)},
-                               description=f"{pending} rows waiting, the oldest for {oldest_age_seconds:.1f}s")
+    return dg.AssetCheckResult(
+        passed=oldest_age_seconds <= warn_after,
+        severity=severity,
+        metadata={"pending": pending, "oldest_pending_age_seconds": round(oldest_age_seconds, 3)},
+        description=f"{pending} rows waiting, the oldest for {oldest_age_seconds:.1f}s",
+    )
 
 
 def _backlog_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
@@ -107,9 +140,13 @@ def _backlog_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
     fail_after = freshness.fail_after.total_seconds()
     warn_after = freshness.warn_after.total_seconds() if freshness.warn_after else fail_after
 
-    @dg.asset_check(asset=asset_key(name, "relay"), name="backlog", blocking=False,
-                    description=f"Rows waiting in {spec.outboxes[name].table}: warn after {translator.duration(freshness.warn_after or freshness.fail_after)}, "
-                                f"fail after {translator.duration(freshness.fail_after)}.")
+    @dg.asset_check(
+        asset=asset_key(name, "relay"),
+        name="backlog",
+        blocking=False,
+        description=f"Rows waiting in {spec.outboxes[name].table}: warn after {translator.duration(freshness.warn_after or freshness.fail_after)}, "
+        f"fail after {translator.duration(freshness.fail_after)}.",
+    )
     def backlog(liberation: LiberationResource) -> dg.AssetCheckResult:
         pending, age = outbox_pending(liberation.load_spec(), name)
         return backlog_result(pending, age, warn_after, fail_after)
@@ -120,11 +157,17 @@ def _backlog_check(spec: Spec, name: str) -> dg.AssetChecksDefinition:
 def definitions(spec: Spec) -> dg.Definitions:
     upstream = publishing_assets(spec)
     assets = [_replica_asset(spec, name, upstream[name]) for name in spec.streams]
-    checks = [_quarantine_check(spec, name) for name in spec.streams] + [_backlog_check(spec, name) for name in spec.outboxes]
+    checks = [_quarantine_check(spec, name) for name in spec.streams] + [
+        _backlog_check(spec, name) for name in spec.outboxes
+    ]
     if not assets:
         return dg.Definitions(asset_checks=checks)
     tags = {VERIFY_TAG: VERIFY_JOB}
-    job = dg.define_asset_job(VERIFY_JOB, selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
-                              description="Catch every replica up from its topic and compare it with the source.", tags=tags)
+    job = dg.define_asset_job(
+        VERIFY_JOB,
+        selection=dg.AssetSelection.assets(*[asset_key(n, "replica") for n in spec.streams]),
+        description="Catch every replica up from its topic and compare it with the source.",
+        tags=tags,
+    )
     schedule = skipping_schedule(f"{VERIFY_JOB}_schedule", job, "30 * * * *", tags, "verify", schedule_status(spec))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=[job], schedules=[schedule])

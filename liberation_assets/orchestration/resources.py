@@ -4,7 +4,6 @@ Environment variables are read lazily, when a run needs a connection, never at
 import time, so the code location loads even where secrets are absent.
 """
 
-
 import os
 
 import dagster as dg

@@ -18,8 +18,12 @@ import dagster as dg
 from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration.resources import LiberationResource
 
-ACTIVE_RUN_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED,
-                       dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 """A run in one of these states has not finished: a new run of the same stream would only queue behind it."""
 
 CDC_TAG = "liberation/cdc"
@@ -51,8 +55,15 @@ def skip_while_active(instance: dg.DagsterInstance, tags: Mapping[str, str], wha
     return None
 
 
-def skipping_schedule(name: str, job: dg.UnresolvedAssetJobDefinition, cron: str, tags: Mapping[str, str],
-                      what: str, default_status: dg.DefaultScheduleStatus, description: str | None = None) -> dg.ScheduleDefinition:
+def skipping_schedule(
+    name: str,
+    job: dg.UnresolvedAssetJobDefinition,
+    cron: str,
+    tags: Mapping[str, str],
+    what: str,
+    default_status: dg.DefaultScheduleStatus,
+    description: str | None = None,
+) -> dg.ScheduleDefinition:
     """A cron schedule that requests its job only when no run with ``tags`` is queued or running."""
 
     @dg.schedule(name=name, job=job, cron_schedule=cron, default_status=default_status, description=description)
@@ -77,16 +88,30 @@ class Probe:
     """Extra run tags that say what was found (bytes behind, rows pending)."""
 
 
-def log_sensor(*, name: str, job: dg.UnresolvedAssetJobDefinition, interval_seconds: int,
-               default_status: dg.DefaultSensorStatus, description: str, tags: Mapping[str, str], what: str,
-               heartbeat_key: dg.AssetKey, heartbeat_seconds: float,
-               probe: Callable[[Spec], Probe]) -> dg.SensorDefinition:
+def log_sensor(
+    *,
+    name: str,
+    job: dg.UnresolvedAssetJobDefinition,
+    interval_seconds: int,
+    default_status: dg.DefaultSensorStatus,
+    description: str,
+    tags: Mapping[str, str],
+    what: str,
+    heartbeat_key: dg.AssetKey,
+    heartbeat_seconds: float,
+    probe: Callable[[Spec], Probe],
+) -> dg.SensorDefinition:
     """The one sensor of the log patterns (CDC, binlog, outbox): skip while a run with ``tags`` is active; request a
     run (first in the queue) when ``probe`` finds changes, or when the asset is older than ``heartbeat_seconds`` so an
     idle source stays fresh; otherwise skip with the probe's reason."""
 
-    @dg.sensor(name=name, job=job, minimum_interval_seconds=interval_seconds, default_status=default_status,
-               description=description)
+    @dg.sensor(
+        name=name,
+        job=job,
+        minimum_interval_seconds=interval_seconds,
+        default_status=default_status,
+        description=description,
+    )
     def tick(context: dg.SensorEvaluationContext, liberation: LiberationResource) -> dg.SensorResult | dg.SkipReason:
         skip = skip_while_active(context.instance, tags, what)
         if skip is not None:
@@ -99,6 +124,8 @@ def log_sensor(*, name: str, job: dg.UnresolvedAssetJobDefinition, interval_seco
             if last is not None and time.time() - last.timestamp <= heartbeat_seconds:
                 return dg.SkipReason(found.reason)
         reason = "pending" if found.pending else "heartbeat"
-        return dg.SensorResult(run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, **found.tags, REASON_TAG: reason})])
+        return dg.SensorResult(
+            run_requests=[dg.RunRequest(tags={**tags, **LOG_PRIORITY, **found.tags, REASON_TAG: reason})]
+        )
 
     return tick

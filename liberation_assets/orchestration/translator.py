@@ -36,10 +36,17 @@ else:  # Dagster recognises only the bare class as an asset's result annotation
 LEAVES = ("snapshot", "incremental", "reconcile", "cdc", "replica", "relay", "topic")
 _PATTERN_LEAVES = {"snapshot": ("snapshot",), "query": ("incremental", "reconcile"), "cdc": ("cdc",)}
 _DIALECT_KINDS = {"postgresql": "postgres", "mysql": "mariadb", "sqlite": "sqlite"}
-_PATTERN_KINDS = {"snapshot": "snapshot", "incremental": "query", "reconcile": "reconcile", "cdc": "cdc", "relay": "outbox"}
+_PATTERN_KINDS = {
+    "snapshot": "snapshot",
+    "incremental": "query",
+    "reconcile": "reconcile",
+    "cdc": "cdc",
+    "relay": "outbox",
+}
 
 
 # --- keys and names -------------------------------------------------------------------------------------------------
+
 
 def asset_key(stream: str, leaf: str) -> dg.AssetKey:
     """``<stream>/<stream>_<leaf>``: the first part groups a stream's assets, the last (the node's name) says which."""
@@ -80,12 +87,23 @@ def schedule_name(subject: str, action: str) -> str:
     return f"{job_name(subject, action)}_schedule"
 
 
-def asset_job(subject: str, action: str, keys: list[dg.AssetKey], description: str,
-              tags: Mapping[str, str] | None = None, **options: Any) -> dg.UnresolvedAssetJobDefinition:
+def asset_job(
+    subject: str,
+    action: str,
+    keys: list[dg.AssetKey],
+    description: str,
+    tags: Mapping[str, str] | None = None,
+    **options: Any,
+) -> dg.UnresolvedAssetJobDefinition:
     """A named job over some assets, so a sensor's or schedule's runs say what they are (``shop_drain``), never
     ``__ASSET_JOB``; ``options`` go to ``define_asset_job`` (partitions, executor)."""
-    return dg.define_asset_job(job_name(subject, action), selection=dg.AssetSelection.assets(*keys), description=description,
-                               tags=dict(tags) if tags else None, **options)
+    return dg.define_asset_job(
+        job_name(subject, action),
+        selection=dg.AssetSelection.assets(*keys),
+        description=description,
+        tags=dict(tags) if tags else None,
+        **options,
+    )
 
 
 def publishing_leaves(spec: Spec, name: str) -> list[str]:
@@ -99,6 +117,7 @@ def publishing_keys(spec: Spec, name: str) -> list[dg.AssetKey]:
 
 
 # --- readable values ------------------------------------------------------------------------------------------------
+
 
 def duration(value: timedelta | None) -> str:
     """``1m``, ``1h30m``, ``500ms``: as a spec writes durations, not ``0:01:00``."""
@@ -138,6 +157,7 @@ def readable_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
 
 # --- table metadata -------------------------------------------------------------------------------------------------
 
+
 def _constraints(contract: ColumnContract | None) -> list[str]:
     if contract is None:
         return []
@@ -172,20 +192,28 @@ def column_schema(stream: StreamSpec) -> dg.TableSchema:
         other = (["primary key"] if in_key else []) + _constraints(rule)
         nullable = False if in_key else (rule.nullable if rule else True)
         description = f"source column {source}" if source != public else None
-        columns.append(dg.TableColumn(
-            name=public, type=rule.type if rule else "as source", description=description,
-            constraints=dg.TableColumnConstraints(nullable=nullable, unique=in_key and len(stream.key) == 1, other=other),
-        ))
+        columns.append(
+            dg.TableColumn(
+                name=public,
+                type=rule.type if rule else "as source",
+                description=description,
+                constraints=dg.TableColumnConstraints(
+                    nullable=nullable, unique=in_key and len(stream.key) == 1, other=other
+                ),
+            )
+        )
     return dg.TableSchema(columns=columns)
 
 
 def column_lineage(spec: Spec, name: str) -> dg.TableColumnLineage:
     """Each public column from its source column of the source table."""
     table = stream_table_key(spec, name)
-    return dg.TableColumnLineage(deps_by_column={
-        public: [dg.TableColumnDep(asset_key=table, column_name=source)]
-        for public, source in public_columns(spec.streams[name]).items()
-    })
+    return dg.TableColumnLineage(
+        deps_by_column={
+            public: [dg.TableColumnDep(asset_key=table, column_name=source)]
+            for public, source in public_columns(spec.streams[name]).items()
+        }
+    )
 
 
 def _qualified(source: str, table: str, schema: str | None) -> str:
@@ -193,6 +221,7 @@ def _qualified(source: str, table: str, schema: str | None) -> str:
 
 
 # --- asset fields ---------------------------------------------------------------------------------------------------
+
 
 class AssetFields(TypedDict):
     """The keyword arguments the translator gives ``@dg.asset`` and ``dg.AssetSpec``."""
@@ -227,26 +256,38 @@ def _description(spec: Spec, name: str, leaf: str) -> str:
     if leaf == "snapshot":
         return f"Resumable, chunked snapshot of {table} into {topic}: one read event per row."
     if leaf == "incremental":
-        return (f"Polls {table} every {duration(stream.poll_every)} on ({stream.cursor}, {', '.join(stream.key)}), "
-                f"below the late-commit ceiling, into {topic}.")
+        return (
+            f"Polls {table} every {duration(stream.poll_every)} on ({stream.cursor}, {', '.join(stream.key)}), "
+            f"below the late-commit ceiling, into {topic}."
+        )
     if leaf == "reconcile":
-        return (f"Hard deletes of {table}: a delete and a tombstone for every key live in {topic} but gone from the "
-                f"source (every {duration(stream.reconcile_every)}).")
+        return (
+            f"Hard deletes of {table}: a delete and a tombstone for every key live in {topic} but gone from the "
+            f"source (every {duration(stream.reconcile_every)})."
+        )
     if leaf == "cdc" and spec.sources[stream.source].dialect == "postgresql":
         from liberation_assets.core.readers.pg_slot import SlotNames
 
         slot = SlotNames.for_source(stream.source, spec.sources[stream.source])
-        return (f"Changes of {table} from replication slot {slot.slot} (pgoutput) into {topic}: "
-                "snapshot first, then every insert, update, delete and truncate.")
+        return (
+            f"Changes of {table} from replication slot {slot.slot} (pgoutput) into {topic}: "
+            "snapshot first, then every insert, update, delete and truncate."
+        )
     if leaf == "cdc":
-        return (f"Changes of {table} read from the MariaDB/MySQL binlog of {stream.source} into {topic}, "
-                "after a consistent snapshot.")
+        return (
+            f"Changes of {table} read from the MariaDB/MySQL binlog of {stream.source} into {topic}, "
+            "after a consistent snapshot."
+        )
     if leaf == "replica":
-        return (f"{table} rebuilt from {topic} (read_committed, upserts and tombstones), incrementally, "
-                "and compared with the source row by row.")
+        return (
+            f"{table} rebuilt from {topic} (read_committed, upserts and tombstones), incrementally, "
+            "and compared with the source row by row."
+        )
     if leaf == "topic":
-        return (f"The compacted Kafka topic {topic}: one record per change of {table}, keyed by "
-                f"{', '.join(stream.key)}. Consumers depend on this asset.")
+        return (
+            f"The compacted Kafka topic {topic}: one record per change of {table}, keyed by "
+            f"{', '.join(stream.key)}. Consumers depend on this asset."
+        )
     raise ValueError(f"unknown leaf {leaf!r}")
 
 
@@ -270,8 +311,13 @@ def _metadata(spec: Spec, name: str, leaf: str) -> dict[str, Any]:
 
         slot = SlotNames.for_source(stream.source, spec.sources[stream.source])
         metadata.update(slot=slot.slot, publication=slot.publication)
-    table_name = (replica_table_name(name) if leaf == "replica" else spec.topic_for(name) if leaf == "topic"
-                  else _qualified(stream.source, stream.table, stream.db_schema))
+    table_name = (
+        replica_table_name(name)
+        if leaf == "replica"
+        else spec.topic_for(name)
+        if leaf == "topic"
+        else _qualified(stream.source, stream.table, stream.db_schema)
+    )
     metadata.update({"dagster/column_schema": column_schema(stream), "dagster/table_name": table_name})
     if leaf != "replica":
         metadata["dagster/column_lineage"] = column_lineage(spec, name)
@@ -316,12 +362,19 @@ def outbox_fields(spec: Spec, name: str) -> AssetFields:
         "key": asset_key(name, "relay"),
         "group_name": group_name(outbox.source),
         "kinds": {_db_kind(spec, outbox.source), "kafka", "outbox"},
-        "description": (f"Relays committed rows of the outbox table {outbox.table} to {outbox.route}, exactly once: "
-                        f"records and position in one Kafka transaction, then {outbox.cleanup} the rows "
-                        f"(checked every {duration(outbox.poll_every)})."),
+        "description": (
+            f"Relays committed rows of the outbox table {outbox.table} to {outbox.route}, exactly once: "
+            f"records and position in one Kafka transaction, then {outbox.cleanup} the rows "
+            f"(checked every {duration(outbox.poll_every)})."
+        ),
         "deps": [table_key(outbox.source, outbox.table, outbox.db_schema)],
-        "metadata": {"table": outbox.table, "route": outbox.route, "cleanup": outbox.cleanup, "pattern": "outbox",
-                     "dagster/table_name": _qualified(outbox.source, outbox.table, outbox.db_schema)},
+        "metadata": {
+            "table": outbox.table,
+            "route": outbox.route,
+            "cleanup": outbox.cleanup,
+            "pattern": "outbox",
+            "dagster/table_name": _qualified(outbox.source, outbox.table, outbox.db_schema),
+        },
         "owners": [],
         "tags": {},
     }
@@ -329,28 +382,40 @@ def outbox_fields(spec: Spec, name: str) -> AssetFields:
 
 # --- external assets: source tables and topics -------------------------------------------------------------------------
 
+
 def external_assets(spec: Spec) -> list[dg.AssetSpec]:
     """Each source table (upstream of its streams and outboxes) and each stream's topic (upstream of its replica)."""
     tables: dict[dg.AssetKey, dg.AssetSpec] = {}
     for name, stream in spec.streams.items():
         key = stream_table_key(spec, name)
-        tables.setdefault(key, dg.AssetSpec(
-            key=key, group_name=group_name(stream.source), kinds={_db_kind(spec, stream.source), "table"},
-            description=f"The source table {_qualified(stream.source, stream.table, stream.db_schema)}; liberation only reads it.",
-            metadata={"dagster/table_name": _qualified(stream.source, stream.table, stream.db_schema)},
-        ))
+        tables.setdefault(
+            key,
+            dg.AssetSpec(
+                key=key,
+                group_name=group_name(stream.source),
+                kinds={_db_kind(spec, stream.source), "table"},
+                description=f"The source table {_qualified(stream.source, stream.table, stream.db_schema)}; liberation only reads it.",
+                metadata={"dagster/table_name": _qualified(stream.source, stream.table, stream.db_schema)},
+            ),
+        )
     for outbox in spec.outboxes.values():
         key = table_key(outbox.source, outbox.table, outbox.db_schema)
-        tables.setdefault(key, dg.AssetSpec(
-            key=key, group_name=group_name(outbox.source), kinds={_db_kind(spec, outbox.source), "table"},
-            description=f"The outbox table {_qualified(outbox.source, outbox.table, outbox.db_schema)}, written by the application.",
-            metadata={"dagster/table_name": _qualified(outbox.source, outbox.table, outbox.db_schema)},
-        ))
+        tables.setdefault(
+            key,
+            dg.AssetSpec(
+                key=key,
+                group_name=group_name(outbox.source),
+                kinds={_db_kind(spec, outbox.source), "table"},
+                description=f"The outbox table {_qualified(outbox.source, outbox.table, outbox.db_schema)}, written by the application.",
+                metadata={"dagster/table_name": _qualified(outbox.source, outbox.table, outbox.db_schema)},
+            ),
+        )
     topics = [dg.AssetSpec(**spec_fields(spec, name, "topic")) for name in spec.streams]
     return [*tables.values(), *topics]
 
 
 # --- code references ------------------------------------------------------------------------------------------------
+
 
 def spec_lines(path: str | Path) -> dict[tuple[str, str], int]:
     """(section, name) → line of each stream's and outbox's entry in the spec file (1-based)."""
@@ -384,8 +449,9 @@ def with_code_references(defs: dg.Definitions, spec: Spec, path: str | Path | No
             return asset
         with warnings.catch_warnings():  # code references are beta in Dagster 1.13; the UI shows them all the same
             warnings.simplefilter("ignore", dg.BetaWarning)
-            reference = dg.CodeReferencesMetadataValue(code_references=[
-                dg.LocalFileCodeReference(file_path=absolute, line_number=line, label="spec entry")])
+            reference = dg.CodeReferencesMetadataValue(
+                code_references=[dg.LocalFileCodeReference(file_path=absolute, line_number=line, label="spec entry")]
+            )
         return asset.merge_attributes(metadata={"dagster/code_references": reference})
 
     with warnings.catch_warnings():  # map_asset_specs is a preview API in Dagster 1.13

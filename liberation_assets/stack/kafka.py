@@ -164,8 +164,19 @@ def _format_once(java: str, paths: _Paths, log: Log) -> None:
         return
     log(f"kafka: formatting KRaft storage in {paths.data}")
     run(
-        [java, f"-Dlog4j2.configurationFile={paths.log4j}", "-cp", _classpath(paths), "kafka.tools.StorageTool",
-         "format", "--standalone", "-t", _cluster_id(paths), "-c", paths.properties],
+        [
+            java,
+            f"-Dlog4j2.configurationFile={paths.log4j}",
+            "-cp",
+            _classpath(paths),
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            _cluster_id(paths),
+            "-c",
+            paths.properties,
+        ],
         what="formatting Kafka storage",
     )
 
@@ -212,9 +223,19 @@ def up(settings: StackSettings, log: Log) -> None:
                 )
         log(f"kafka: starting on {settings.kafka_bootstrap} (logs in {paths.logs})")
         start_detached(
-            [java, *HEAP, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
-             f"-Dlog4j2.configurationFile={paths.log4j}", f"-Dkafka.logs.dir={paths.logs}",
-             "-cp", _classpath(paths), MAIN, paths.properties],
+            [
+                java,
+                *HEAP,
+                "-XX:+UseG1GC",
+                "-XX:MaxGCPauseMillis=20",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={paths.log4j}",
+                f"-Dkafka.logs.dir={paths.logs}",
+                "-cp",
+                _classpath(paths),
+                MAIN,
+                paths.properties,
+            ],
             log_file=paths.out,
             pid_file=paths.pid,
             cwd=paths.home,

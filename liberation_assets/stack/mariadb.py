@@ -78,10 +78,20 @@ def _install_once(bins: dict[str, str], paths: _Paths, log: Log) -> None:
         shutil.rmtree(paths.data)
     log(f"mariadb: installing system tables in {paths.data}")
     user = ["--user=root"] if is_root() else []
-    run([bins["mariadb-install-db"], "--no-defaults", f"--datadir={paths.data}", *user,
-         "--auth-root-authentication-method=socket", f"--auth-root-socket-user={_os_user()}",
-         "--skip-test-db", "--skip-name-resolve"],
-        what="mariadb-install-db", cwd=paths.home)
+    run(
+        [
+            bins["mariadb-install-db"],
+            "--no-defaults",
+            f"--datadir={paths.data}",
+            *user,
+            "--auth-root-authentication-method=socket",
+            f"--auth-root-socket-user={_os_user()}",
+            "--skip-test-db",
+            "--skip-name-resolve",
+        ],
+        what="mariadb-install-db",
+        cwd=paths.home,
+    )
 
 
 def _marker(settings: StackSettings) -> str:
@@ -98,8 +108,13 @@ def healthy(settings: StackSettings) -> bool:
     import pymysql
 
     try:
-        conn = pymysql.connect(host=settings.mysql_host, port=settings.mysql_port, user=settings.mysql_user,
-                               password=settings.mysql_password, connect_timeout=3)
+        conn = pymysql.connect(
+            host=settings.mysql_host,
+            port=settings.mysql_port,
+            user=settings.mysql_user,
+            password=settings.mysql_password,
+            connect_timeout=3,
+        )
     except pymysql.MySQLError:
         return False
     try:
@@ -125,9 +140,19 @@ def _bootstrap(settings: StackSettings, bins: dict[str, str], paths: _Paths) -> 
             f"ALTER USER {account} IDENTIFIED BY {pw}",
             f"GRANT ALL PRIVILEGES ON *.* TO {account} WITH GRANT OPTION",
         ]
-    run([bins["mariadb"], "--no-defaults", f"--socket={paths.socket}", "-u", _os_user(), "--batch",
-         "-e", ";\n".join(statements) + ";"],
-        what="creating the MariaDB stack user")
+    run(
+        [
+            bins["mariadb"],
+            "--no-defaults",
+            f"--socket={paths.socket}",
+            "-u",
+            _os_user(),
+            "--batch",
+            "-e",
+            ";\n".join(statements) + ";",
+        ],
+        what="creating the MariaDB stack user",
+    )
     _load_time_zones(bins, paths)
 
 
@@ -140,7 +165,9 @@ def _load_time_zones(bins: dict[str, str], paths: _Paths) -> None:
     client = [bins["mariadb"], "--no-defaults", f"--socket={paths.socket}", "-u", _os_user(), "--batch"]
     if tzinfo_to_sql is None or not ZONEINFO.is_dir():
         return
-    loaded = subprocess.run([*client, "-N", "-e", "SELECT COUNT(*) FROM mysql.time_zone_name"], capture_output=True, text=True)
+    loaded = subprocess.run(
+        [*client, "-N", "-e", "SELECT COUNT(*) FROM mysql.time_zone_name"], capture_output=True, text=True
+    )
     if loaded.returncode != 0 or loaded.stdout.strip() not in ("0", ""):
         return
     sql = subprocess.run([tzinfo_to_sql, str(ZONEINFO)], capture_output=True)
@@ -163,30 +190,65 @@ def up(settings: StackSettings, log: Log) -> None:
     _install_once(bins, paths, log)
     if not running(settings):
         if port_open(settings.mysql_host, settings.mysql_port):
-            raise StackError(f"mariadb: port {settings.mysql_port} is already in use by another process; "
-                             "set LIBERATION_MYSQL_PORT")
+            raise StackError(
+                f"mariadb: port {settings.mysql_port} is already in use by another process; set LIBERATION_MYSQL_PORT"
+            )
         log(f"mariadb: starting on {settings.mysql_host}:{settings.mysql_port} (log {paths.error_log})")
         user = ["--user=root"] if is_root() else []
         start_detached(
-            [bins["mariadbd"], "--no-defaults", f"--datadir={paths.data}", f"--socket={paths.socket}",
-             f"--port={settings.mysql_port}", f"--bind-address={settings.mysql_host}", *user,
-             f"--pid-file={paths.run / 'mariadbd.pid'}", f"--log-error={paths.error_log}", f"--tmpdir={paths.tmp}",
-             f"--log-bin={paths.binlog / 'mariadb-bin'}", f"--log-bin-index={paths.binlog / 'mariadb-bin.index'}",
-             "--binlog-format=ROW", "--binlog-row-image=FULL", "--binlog-row-metadata=FULL", "--server-id=1",
-             "--binlog-expire-logs-seconds=604800", "--skip-name-resolve", "--max-connections=200",
-             "--innodb-buffer-pool-size=256M", "--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
+            [
+                bins["mariadbd"],
+                "--no-defaults",
+                f"--datadir={paths.data}",
+                f"--socket={paths.socket}",
+                f"--port={settings.mysql_port}",
+                f"--bind-address={settings.mysql_host}",
+                *user,
+                f"--pid-file={paths.run / 'mariadbd.pid'}",
+                f"--log-error={paths.error_log}",
+                f"--tmpdir={paths.tmp}",
+                f"--log-bin={paths.binlog / 'mariadb-bin'}",
+                f"--log-bin-index={paths.binlog / 'mariadb-bin.index'}",
+                "--binlog-format=ROW",
+                "--binlog-row-image=FULL",
+                "--binlog-row-metadata=FULL",
+                "--server-id=1",
+                "--binlog-expire-logs-seconds=604800",
+                "--skip-name-resolve",
+                "--max-connections=200",
+                "--innodb-buffer-pool-size=256M",
+                "--innodb-flush-log-at-trx-commit=2",
+                "--sync-binlog=0",
+                "--character-set-server=utf8mb4",
+                "--collation-server=utf8mb4_unicode_ci",
+            ],
             log_file=paths.out,
             pid_file=paths.pid,
             cwd=paths.home,
         )
-    ping = [bins["mariadb-admin"], "--no-defaults", f"--socket={paths.socket}", "-u", _os_user(),
-            "--connect-timeout=2", "ping"]
-    wait_for(lambda: paths.socket.exists() and _ok(ping), timeout=90, what="mariadbd to accept connections",
-             alive=lambda: running(settings), logs=[paths.out, paths.error_log])
+    ping = [
+        bins["mariadb-admin"],
+        "--no-defaults",
+        f"--socket={paths.socket}",
+        "-u",
+        _os_user(),
+        "--connect-timeout=2",
+        "ping",
+    ]
+    wait_for(
+        lambda: paths.socket.exists() and _ok(ping),
+        timeout=90,
+        what="mariadbd to accept connections",
+        alive=lambda: running(settings),
+        logs=[paths.out, paths.error_log],
+    )
     _bootstrap(settings, bins, paths)
-    wait_for(lambda: healthy(settings), timeout=30, what=f"MariaDB login on port {settings.mysql_port}",
-             logs=[paths.error_log])
+    wait_for(
+        lambda: healthy(settings),
+        timeout=30,
+        what=f"MariaDB login on port {settings.mysql_port}",
+        logs=[paths.error_log],
+    )
 
 
 def _ok(cmd: list[str]) -> bool:

@@ -79,8 +79,10 @@ def _ensure_os_user(log: Log) -> tuple[int, int]:
         entry = pwd.getpwnam(OS_USER)
     except KeyError:
         log(f"postgres: creating system user {OS_USER}")
-        run(["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", OS_USER],
-            what="creating the postgres OS user")
+        run(
+            ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", OS_USER],
+            what="creating the postgres OS user",
+        )
         entry = pwd.getpwnam(OS_USER)
     return entry.pw_uid, entry.pw_gid
 
@@ -119,9 +121,23 @@ def _initdb_once(bin_dir: Path, paths: _Paths, log: Log) -> None:
         shutil.rmtree(paths.data)
     log(f"postgres: initdb in {paths.data}")
     run(
-        _as_owner([bin_dir / "initdb", "-D", paths.data, "-U", SUPERUSER, "-E", "UTF8", "--no-locale",
-                   "--auth-local=trust", "--auth-host=scram-sha-256"]),
-        what="initdb", cwd=paths.home, env=ENV,
+        _as_owner(
+            [
+                bin_dir / "initdb",
+                "-D",
+                paths.data,
+                "-U",
+                SUPERUSER,
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ]
+        ),
+        what="initdb",
+        cwd=paths.home,
+        env=ENV,
     )
     with open(paths.data / "postgresql.conf", "a") as fh:
         fh.write("\n# Stack settings (rewritten on every `up`).\ninclude 'liberation.conf'\n")
@@ -181,8 +197,14 @@ def healthy(settings: StackSettings) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(host=settings.pg_host, port=settings.pg_port, user=settings.pg_user,
-                             password=settings.pg_password, dbname="postgres", connect_timeout=3) as conn:
+        with psycopg.connect(
+            host=settings.pg_host,
+            port=settings.pg_port,
+            user=settings.pg_user,
+            password=settings.pg_password,
+            dbname="postgres",
+            connect_timeout=3,
+        ) as conn:
             conn.execute("SELECT 1")
         return True
     except psycopg.Error:
@@ -194,13 +216,17 @@ def _bootstrap(settings: StackSettings, paths: _Paths) -> None:
     import psycopg
     from psycopg import sql
 
-    with psycopg.connect(host=str(paths.run), port=settings.pg_port, user=SUPERUSER, dbname="postgres",
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        host=str(paths.run), port=settings.pg_port, user=SUPERUSER, dbname="postgres", autocommit=True
+    ) as conn:
         role = sql.Identifier(settings.pg_user)
         if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [settings.pg_user]).fetchone():
             conn.execute(sql.SQL("CREATE ROLE {}").format(role))
-        conn.execute(sql.SQL("ALTER ROLE {} WITH SUPERUSER REPLICATION LOGIN PASSWORD {}").format(
-            role, sql.Literal(settings.pg_password)))
+        conn.execute(
+            sql.SQL("ALTER ROLE {} WITH SUPERUSER REPLICATION LOGIN PASSWORD {}").format(
+                role, sql.Literal(settings.pg_password)
+            )
+        )
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings.pg_user]).fetchone():
             conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
 
@@ -219,20 +245,26 @@ def up(settings: StackSettings, log: Log) -> None:
     _write_config(settings, paths)
     if not running(settings):
         if port_open(settings.pg_host, settings.pg_port):
-            raise StackError(f"postgres: port {settings.pg_port} is already in use by another process; "
-                             "set LIBERATION_PG_PORT")
+            raise StackError(
+                f"postgres: port {settings.pg_port} is already in use by another process; set LIBERATION_PG_PORT"
+            )
         log(f"postgres: starting on {settings.pg_host}:{settings.pg_port} (log {paths.log})")
         try:
-            run(_as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-l", paths.log, "-w", "-t", "60", "start"]),
-                what="pg_ctl start", cwd=paths.home, env=ENV)
+            run(
+                _as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-l", paths.log, "-w", "-t", "60", "start"]),
+                what="pg_ctl start",
+                cwd=paths.home,
+                env=ENV,
+            )
         except StackError as exc:
             raise StackError(f"{exc}{log_tail(paths.log)}") from None
     else:
         # Running but the stack login failed: pick up pg_hba/config changes first.
         run(_as_owner([bin_dir / "pg_ctl", "-D", paths.data, "reload"]), what="pg_ctl reload", cwd=paths.home, env=ENV)
     _bootstrap(settings, paths)
-    wait_for(lambda: healthy(settings), timeout=30, what=f"PostgreSQL login on port {settings.pg_port}",
-             logs=[paths.log])
+    wait_for(
+        lambda: healthy(settings), timeout=30, what=f"PostgreSQL login on port {settings.pg_port}", logs=[paths.log]
+    )
 
 
 def down(settings: StackSettings) -> bool:
@@ -243,8 +275,12 @@ def down(settings: StackSettings) -> bool:
     bin_dir = _find_bin()
     if bin_dir is None:
         raise StackError("postgres: pg_ctl not found, cannot stop the cluster")
-    run(_as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-m", "fast", "-w", "-t", "60", "stop"]),
-        what="pg_ctl stop", cwd=paths.home, env=ENV)
+    run(
+        _as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-m", "fast", "-w", "-t", "60", "stop"]),
+        what="pg_ctl stop",
+        cwd=paths.home,
+        env=ENV,
+    )
     return True
 
 
@@ -254,6 +290,10 @@ def kill(settings: StackSettings) -> bool:
     bin_dir = _find_bin()
     if not running(settings) or bin_dir is None:
         return False
-    run(_as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-m", "immediate", "-w", "-t", "60", "stop"]),
-        what="pg_ctl stop", cwd=paths.home, env=ENV)
+    run(
+        _as_owner([bin_dir / "pg_ctl", "-D", paths.data, "-m", "immediate", "-w", "-t", "60", "stop"]),
+        what="pg_ctl stop",
+        cwd=paths.home,
+        env=ENV,
+    )
     return True

@@ -40,8 +40,11 @@ def ensure_jars() -> Path:
         pytest.skip("mvn not found: cannot resolve io.debezium:debezium-connector-jdbc from Maven Central")
     staging = CACHE / f"{digest}.partial.{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
-    done = subprocess.run([mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-                           f"-DoutputDirectory={staging}"], capture_output=True, text=True)
+    done = subprocess.run(
+        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         pytest.skip(f"Maven could not resolve the Debezium connectors: {(done.stdout + done.stderr)[-400:]}")
     (staging / ".complete").write_text(digest)
@@ -79,19 +82,23 @@ class ConnectWorker:
             pytest.skip("java 17 or the stack's Kafka libs (connect-runtime 4.1.1) not found")
         libs = ensure_jars()
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "worker.properties").write_text(_properties({
-            "bootstrap.servers": self.stack.kafka_bootstrap,
-            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-            "key.converter.schemas.enable": "true",
-            "value.converter.schemas.enable": "true",
-            "consumer.isolation.level": "read_committed",  # our topics are transactional
-            "consumer.auto.offset.reset": "earliest",
-            "offset.storage.file.filename": self.dir / "offsets.dat",
-            "offset.flush.interval.ms": 1000,
-            "listeners": f"http://127.0.0.1:{self.port}",
-            "plugin.discovery": "only_scan",
-        }))
+        (self.dir / "worker.properties").write_text(
+            _properties(
+                {
+                    "bootstrap.servers": self.stack.kafka_bootstrap,
+                    "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+                    "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+                    "key.converter.schemas.enable": "true",
+                    "value.converter.schemas.enable": "true",
+                    "consumer.isolation.level": "read_committed",  # our topics are transactional
+                    "consumer.auto.offset.reset": "earliest",
+                    "offset.storage.file.filename": self.dir / "offsets.dat",
+                    "offset.flush.interval.ms": 1000,
+                    "listeners": f"http://127.0.0.1:{self.port}",
+                    "plugin.discovery": "only_scan",
+                }
+            )
+        )
         files = []
         for name, config in self.connectors.items():
             path = self.dir / f"{name}.properties"
@@ -101,13 +108,24 @@ class ConnectWorker:
             "status = warn\nappender.file.type = File\nappender.file.name = file\n"
             f"appender.file.fileName = {self.dir / 'connect.log'}\nappender.file.append = true\n"
             "appender.file.layout.type = PatternLayout\nappender.file.layout.pattern = %d %p %c{1} %m%n\n"
-            "rootLogger.level = info\nrootLogger.appenderRef.file.ref = file\n")
+            "rootLogger.level = info\nrootLogger.appenderRef.file.ref = file\n"
+        )
         out = (self.dir / "connect.out").open("ab")
         self.process = subprocess.Popen(
-            [java, *HEAP, f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-             "-cp", f"{libs}/*:{kafka_libs}/*", "org.apache.kafka.connect.cli.ConnectStandalone",
-             str(self.dir / "worker.properties"), *files],
-            stdout=out, stderr=subprocess.STDOUT, cwd=self.dir)
+            [
+                java,
+                *HEAP,
+                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
+                "-cp",
+                f"{libs}/*:{kafka_libs}/*",
+                "org.apache.kafka.connect.cli.ConnectStandalone",
+                str(self.dir / "worker.properties"),
+                *files,
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+        )
         return self
 
     def __exit__(self, *exc: Any) -> None:

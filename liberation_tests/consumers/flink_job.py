@@ -22,15 +22,21 @@ COLUMNS = """id INT, small SMALLINT, big BIGINT, amount DECIMAL(12, 2), label ST
 
 
 def ddl(bootstrap: str, topic: str, connector: str) -> str:
-    common = (f"'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
-              "'properties.isolation.level' = 'read_committed', 'properties.group.id' = 'flink-recipe', "
-              "'scan.bounded.mode' = 'latest-offset'")
+    common = (
+        f"'topic' = '{topic}', 'properties.bootstrap.servers' = '{bootstrap}', "
+        "'properties.isolation.level' = 'read_committed', 'properties.group.id' = 'flink-recipe', "
+        "'scan.bounded.mode' = 'latest-offset'"
+    )
     if connector == "debezium-json":
-        options = (f"'connector' = 'kafka', {common}, 'scan.startup.mode' = 'earliest-offset', "
-                   "'format' = 'debezium-json', 'debezium-json.timestamp-format.standard' = 'ISO-8601'")
+        options = (
+            f"'connector' = 'kafka', {common}, 'scan.startup.mode' = 'earliest-offset', "
+            "'format' = 'debezium-json', 'debezium-json.timestamp-format.standard' = 'ISO-8601'"
+        )
     else:
-        options = (f"'connector' = 'upsert-kafka', {common}, 'key.format' = 'json', 'value.format' = 'json', "
-                   "'value.json.timestamp-format.standard' = 'ISO-8601'")
+        options = (
+            f"'connector' = 'upsert-kafka', {common}, 'key.format' = 'json', 'value.format' = 'json', "
+            "'value.json.timestamp-format.standard' = 'ISO-8601'"
+        )
     return f"CREATE TABLE mixed ({COLUMNS}) WITH ({options})"
 
 
@@ -48,12 +54,16 @@ def main() -> None:
     config.set_string("pipeline.jars", f"file://{jar}")
     config.set_string("table.local-time-zone", "UTC")
     config.set_string("parallelism.default", "1")
-    env = TableEnvironment.create(EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build())
+    env = TableEnvironment.create(
+        EnvironmentSettings.new_instance().in_streaming_mode().with_configuration(config).build()
+    )
     env.execute_sql(ddl(bootstrap, topic, connector))
     table: dict[int, list[object]] = {}
     # PyFlink cannot hand a TIMESTAMP_LTZ (a java Instant) to Python: read those two as text.
-    query = ("SELECT id, small, big, amount, label, flag, CAST(happened AS STRING), CAST(local_ts AS STRING), "
-             "`day`, doc, bin FROM mixed")
+    query = (
+        "SELECT id, small, big, amount, label, flag, CAST(happened AS STRING), CAST(local_ts AS STRING), "
+        "`day`, doc, bin FROM mixed"
+    )
     with env.execute_sql(query).collect() as rows:
         for row in rows:
             kind = str(row.get_row_kind())  # +I, -U, +U, -D

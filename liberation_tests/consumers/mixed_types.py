@@ -31,19 +31,74 @@ MY_TABLE = """CREATE TABLE mixed (
   updated_at DATETIME(6) NOT NULL DEFAULT NOW(6))"""
 
 ROWS = [
-    (1, 7, 9_000_000_000, Decimal("12.50"), "Piñata 🎉", True, datetime(2024, 3, 10, 6, 59, 59, 999999, timezone.utc),
-     datetime(2024, 3, 10, 2, 30), date(2024, 3, 10), '{"a": [1, 2], "b": null}', b"\x00\x01\xff"),
-    (2, -32768, -1, Decimal("-0.05"), "two", False, datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
-     datetime(2000, 1, 1), date(1970, 1, 1), '[]', b""),
+    (
+        1,
+        7,
+        9_000_000_000,
+        Decimal("12.50"),
+        "Piñata 🎉",
+        True,
+        datetime(2024, 3, 10, 6, 59, 59, 999999, timezone.utc),
+        datetime(2024, 3, 10, 2, 30),
+        date(2024, 3, 10),
+        '{"a": [1, 2], "b": null}',
+        b"\x00\x01\xff",
+    ),
+    (
+        2,
+        -32768,
+        -1,
+        Decimal("-0.05"),
+        "two",
+        False,
+        datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc),
+        datetime(2000, 1, 1),
+        date(1970, 1, 1),
+        "[]",
+        b"",
+    ),
     (3, None, 3, None, None, None, None, None, None, None, None),
-    (4, 4, 4, Decimal("9999999999.99"), "it's \"quoted\"", True, datetime(2026, 1, 1, tzinfo=timezone.utc),
-     datetime(2026, 7, 1, 12, 0, 0, 1), date(2026, 2, 28), '{"nested": {"x": 1.5}}', b"blob"),
-    (5, 5, 5, Decimal("0.10"), "five", False, datetime(2020, 2, 29, 12, tzinfo=timezone.utc), datetime(2020, 2, 29),
-     date(2020, 2, 29), '{"s": "text"}', b"\x10"),
+    (
+        4,
+        4,
+        4,
+        Decimal("9999999999.99"),
+        'it\'s "quoted"',
+        True,
+        datetime(2026, 1, 1, tzinfo=timezone.utc),
+        datetime(2026, 7, 1, 12, 0, 0, 1),
+        date(2026, 2, 28),
+        '{"nested": {"x": 1.5}}',
+        b"blob",
+    ),
+    (
+        5,
+        5,
+        5,
+        Decimal("0.10"),
+        "five",
+        False,
+        datetime(2020, 2, 29, 12, tzinfo=timezone.utc),
+        datetime(2020, 2, 29),
+        date(2020, 2, 29),
+        '{"s": "text"}',
+        b"\x10",
+    ),
 ]
 AFTER_TRUNCATE = [
-    (8, 8, 8, Decimal("8.80"), "after truncate", True, datetime(2027, 5, 5, tzinfo=timezone.utc),
-     datetime(2027, 5, 5, 5, 5, 5), date(2027, 5, 5), '{"k": "v"}', b"\x08"),
+    (
+        8,
+        8,
+        8,
+        Decimal("8.80"),
+        "after truncate",
+        True,
+        datetime(2027, 5, 5, tzinfo=timezone.utc),
+        datetime(2027, 5, 5, 5, 5, 5),
+        date(2027, 5, 5),
+        '{"k": "v"}',
+        b"\x08",
+    ),
     (9, None, 9, Decimal("1.00"), "nine", None, None, None, None, None, None),
 ]
 
@@ -81,12 +136,14 @@ def change(pg: sa.Engine, my: sa.Engine) -> None:
     for engine, dialect in ((pg, "pg"), (my, "mysql")):
         ts = now[dialect]
         doc = "'{\"changed\": true}'"
-        _sql(engine,
-             f"UPDATE mixed SET amount = amount + 1, label = 'changed', doc = {doc}, updated_at = {ts} WHERE id = 1",
-             f"UPDATE mixed SET small = 3, amount = 3.30, flag = true, label = 'filled', updated_at = {ts} WHERE id = 3",
-             f"UPDATE mixed SET amount = NULL, day = NULL, bin = NULL, updated_at = {ts} WHERE id = 5",
-             "DELETE FROM mixed WHERE id = 2",
-             f"UPDATE mixed SET id = 40, updated_at = {ts} WHERE id = 4")
+        _sql(
+            engine,
+            f"UPDATE mixed SET amount = amount + 1, label = 'changed', doc = {doc}, updated_at = {ts} WHERE id = 1",
+            f"UPDATE mixed SET small = 3, amount = 3.30, flag = true, label = 'filled', updated_at = {ts} WHERE id = 3",
+            f"UPDATE mixed SET amount = NULL, day = NULL, bin = NULL, updated_at = {ts} WHERE id = 5",
+            "DELETE FROM mixed WHERE id = 2",
+            f"UPDATE mixed SET id = 40, updated_at = {ts} WHERE id = 4",
+        )
     _insert(pg, ROWS[1:2], "pg")  # the deleted key comes back as a new row
     _insert(my, ROWS[1:2], "mysql")
 
@@ -110,12 +167,33 @@ def spec_for(make_spec: Any, pg_database: str, mysql_database: str, value_format
     }
     projection = COLUMNS
     data["streams"] = {
-        "q_mixed": {"source": pg_source, "table": "mixed", "key": ["id"], "patterns": ["snapshot", "query"],
-                    "cursor": "updated_at", "projection": projection, "topic": f"{data['kafka']['topic_prefix']}.query.mixed"},
-        "pg_mixed": {"source": pg_source, "table": "mixed", "key": ["id"], "patterns": ["cdc"], "cursor": None,
-                     "projection": projection, "topic": f"{data['kafka']['topic_prefix']}.pgcdc.mixed"},
-        "my_mixed": {"source": my_source, "table": "mixed", "key": ["id"], "patterns": ["cdc"], "cursor": None,
-                     "projection": projection, "topic": f"{data['kafka']['topic_prefix']}.mycdc.mixed"},
+        "q_mixed": {
+            "source": pg_source,
+            "table": "mixed",
+            "key": ["id"],
+            "patterns": ["snapshot", "query"],
+            "cursor": "updated_at",
+            "projection": projection,
+            "topic": f"{data['kafka']['topic_prefix']}.query.mixed",
+        },
+        "pg_mixed": {
+            "source": pg_source,
+            "table": "mixed",
+            "key": ["id"],
+            "patterns": ["cdc"],
+            "cursor": None,
+            "projection": projection,
+            "topic": f"{data['kafka']['topic_prefix']}.pgcdc.mixed",
+        },
+        "my_mixed": {
+            "source": my_source,
+            "table": "mixed",
+            "key": ["id"],
+            "patterns": ["cdc"],
+            "cursor": None,
+            "projection": projection,
+            "topic": f"{data['kafka']['topic_prefix']}.mycdc.mixed",
+        },
     }
     return Spec.model_validate(data)
 

@@ -36,12 +36,24 @@ SINK_SETTINGS = {
 def sink_database(stack: StackSettings) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for the sink."""
     name = f"sink_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                         dbname="liberation", autocommit=True) as admin:
+    with psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname="liberation",
+        autocommit=True,
+    ) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield name
-    with psycopg.connect(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password,
-                         dbname="liberation", autocommit=True) as admin:
+    with psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname="liberation",
+        autocommit=True,
+    ) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
@@ -51,9 +63,13 @@ def _sink_table(topic: str) -> str:
 
 def _column_types(engine: sa.Engine, table: str) -> dict[str, tuple[Any, ...]]:
     with engine.connect() as connection:
-        found = connection.execute(sa.text(
-            "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
-            "WHERE table_name = :t"), {"t": table}).all()
+        found = connection.execute(
+            sa.text(
+                "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns "
+                "WHERE table_name = :t"
+            ),
+            {"t": table},
+        ).all()
     return {name: tuple(rest) for name, *rest in found if name in mixed_types.COLUMNS}
 
 
@@ -61,16 +77,24 @@ def _debezium_source(stack: StackSettings, pg_database: str, prefix: str) -> dic
     """Debezium's own PostgreSQL connector on the same table, with its defaults for value types."""
     return {
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-        "database.hostname": stack.pg_host, "database.port": stack.pg_port, "database.user": stack.pg_user,
-        "database.password": stack.pg_password, "database.dbname": pg_database, "topic.prefix": prefix,
-        "plugin.name": "pgoutput", "slot.name": f"dbz_{prefix}", "publication.name": f"dbz_{prefix}",
-        "publication.autocreate.mode": "filtered", "table.include.list": "public.mixed", "snapshot.mode": "initial",
+        "database.hostname": stack.pg_host,
+        "database.port": stack.pg_port,
+        "database.user": stack.pg_user,
+        "database.password": stack.pg_password,
+        "database.dbname": pg_database,
+        "topic.prefix": prefix,
+        "plugin.name": "pgoutput",
+        "slot.name": f"dbz_{prefix}",
+        "publication.name": f"dbz_{prefix}",
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": "public.mixed",
+        "snapshot.mode": "initial",
     }
 
 
 def test_the_jdbc_sink_replicates_every_pattern_value_for_value(
-        stack: StackSettings, make_spec, pg_database, pg_engine, mysql_database, mysql_engine, sink_database,
-        tmp_path: Path) -> None:
+    stack: StackSettings, make_spec, pg_database, pg_engine, mysql_database, mysql_engine, sink_database, tmp_path: Path
+) -> None:
     spec = mixed_types.spec_for(make_spec, pg_database, mysql_database, "connect-json")
     mixed_types.replay(spec, pg_engine, mysql_engine)
     topics = {name: spec.topic_for(name) for name in ("q_mixed", "pg_mixed", "my_mixed")}
@@ -78,13 +102,22 @@ def test_the_jdbc_sink_replicates_every_pattern_value_for_value(
     dbz_topic = f"{dbz_prefix}.public.mixed"
     ensure_topics(stack.kafka_bootstrap, [TopicSpec(dbz_topic, 1, 1, {})])
 
-    sink = {**SINK_SETTINGS, "topics": ",".join([*topics.values(), dbz_topic]),
-            "connection.url": f"jdbc:postgresql://{stack.pg_host}:{stack.pg_port}/{sink_database}",
-            "connection.username": stack.pg_user, "connection.password": stack.pg_password}
+    sink = {
+        **SINK_SETTINGS,
+        "topics": ",".join([*topics.values(), dbz_topic]),
+        "connection.url": f"jdbc:postgresql://{stack.pg_host}:{stack.pg_port}/{sink_database}",
+        "connection.username": stack.pg_user,
+        "connection.password": stack.pg_password,
+    }
     sink_engine = sa.create_engine(stack.pg_url(sink_database))
-    expected = {"q_mixed": mixed_types.rows(pg_engine, "mixed"), "pg_mixed": mixed_types.rows(pg_engine, "mixed"),
-                "my_mixed": mixed_types.rows(mysql_engine, "mixed")}
-    assert [row[0] for row in expected["pg_mixed"]] == [row[0] for row in expected["my_mixed"]] == mixed_types.FINAL_KEYS
+    expected = {
+        "q_mixed": mixed_types.rows(pg_engine, "mixed"),
+        "pg_mixed": mixed_types.rows(pg_engine, "mixed"),
+        "my_mixed": mixed_types.rows(mysql_engine, "mixed"),
+    }
+    assert (
+        [row[0] for row in expected["pg_mixed"]] == [row[0] for row in expected["my_mixed"]] == mixed_types.FINAL_KEYS
+    )
     for name in topics:  # what liberation's verify reads back from connect-json is our JSON forms again
         state = topic_state(stack.kafka_bootstrap, topics[name])
         assert [mixed_types.typed(state[k]) for k in sorted(state, key=lambda k: int(k[6:-1]))] == expected[name]
@@ -105,10 +138,14 @@ def test_the_jdbc_sink_replicates_every_pattern_value_for_value(
             return False
 
     try:
-        with ConnectWorker(stack, tmp_path / "connect", {
-            f"sink-{dbz_prefix}": sink,
-            f"source-{dbz_prefix}": _debezium_source(stack, pg_database, dbz_prefix),
-        }) as worker:
+        with ConnectWorker(
+            stack,
+            tmp_path / "connect",
+            {
+                f"sink-{dbz_prefix}": sink,
+                f"source-{dbz_prefix}": _debezium_source(stack, pg_database, dbz_prefix),
+            },
+        ) as worker:
             try:
                 worker.wait_until(replicas, timeout=240, what="the sink's replicas to equal the sources")
             except AssertionError:

@@ -24,8 +24,16 @@ FLINK_ISO_LTZ = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?
 
 def upsert_table(bootstrap: str, topic: str) -> dict[Any, dict[str, Any]]:
     """What any upsert consumer does with a flat topic: the value replaces the row, a tombstone deletes it."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"upsert-{topic}", "isolation.level": "read_committed",
-                         "auto.offset.reset": "earliest", "enable.partition.eof": True, "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"upsert-{topic}",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     table: dict[Any, dict[str, Any]] = {}
@@ -51,7 +59,8 @@ def upsert_table(bootstrap: str, topic: str) -> dict[Any, dict[str, Any]]:
 
 
 def test_a_flat_consumer_applying_upserts_and_tombstones_rebuilds_the_source(
-        make_spec, pg_database, pg_engine, mysql_database, mysql_engine) -> None:
+    make_spec, pg_database, pg_engine, mysql_database, mysql_engine
+) -> None:
     spec = mixed_types.spec_for(make_spec, pg_database, mysql_database, "flat")
     mixed_types.replay(spec, pg_engine, mysql_engine)
     bootstrap = spec.kafka.resolved_bootstrap_servers()
@@ -65,15 +74,23 @@ def test_a_flat_consumer_applying_upserts_and_tombstones_rebuilds_the_source(
 
 
 def test_the_debezium_format_keeps_flinks_debezium_json_rules(
-        make_spec, pg_database, pg_engine, mysql_database, mysql_engine) -> None:
+    make_spec, pg_database, pg_engine, mysql_database, mysql_engine
+) -> None:
     """DebeziumJsonDeserializationSchema: c and r need ``after``; u needs ``before`` and ``after``; d needs
     ``before``; any other op is an error; a tombstone is skipped; TIMESTAMP_LTZ parses ISO-8601 with a Z."""
     spec = mixed_types.spec_for(make_spec, pg_database, mysql_database, "debezium")
     mixed_types.replay(spec, pg_engine, mysql_engine)
     bootstrap = spec.kafka.resolved_bootstrap_servers()
     for name in STREAMS:
-        consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"flink-{name}", "enable.partition.eof": True,
-                             "isolation.level": "read_committed", "enable.auto.commit": False})
+        consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"flink-{name}",
+                "enable.partition.eof": True,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+            }
+        )
         topic = spec.topic_for(name)
         consumer.assign([TopicPartition(topic, 0, 0)])
         envelopes = []

@@ -137,5 +137,8 @@ def test_the_mode_is_validated() -> None:
     with pytest.raises(SpecError, match="mode"):
         parse_spec(MODE_SPEC.replace("MODE", ", mode: streaming").replace("PATTERN", "cdc"))
     with pytest.raises(SpecError, match="continuous needs a stream with the cdc pattern"):
-        parse_spec(MODE_SPEC.replace("MODE", ", mode: continuous").replace("PATTERN", "query")
-                   .replace("cursor: null", "cursor: updated_at"))
+        parse_spec(
+            MODE_SPEC.replace("MODE", ", mode: continuous")
+            .replace("PATTERN", "query")
+            .replace("cursor: null", "cursor: updated_at")
+        )

@@ -62,13 +62,16 @@ def test_duplicate_stream_names_are_refused_naming_both_lines() -> None:
         parse_spec(text)
 
 
-@pytest.mark.parametrize("url", [
-    "postgresql+psycopg://u:LITERAL@${HOST:-127.0.0.1}:45432/db",
-    "postgresql+psycopg://u:LITERAL${X:-}@127.0.0.1:45432/db",
-    "postgresql+psycopg://u:${PW}@127.0.0.1/db?password=LITERAL",
-    "postgresql+psycopg://u@127.0.0.1/db?sslmode=require&PASSWORD=LITERAL",
-    "mysql+pymysql://u:LITERAL@${HOST}/db",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://u:LITERAL@${HOST:-127.0.0.1}:45432/db",
+        "postgresql+psycopg://u:LITERAL${X:-}@127.0.0.1:45432/db",
+        "postgresql+psycopg://u:${PW}@127.0.0.1/db?password=LITERAL",
+        "postgresql+psycopg://u@127.0.0.1/db?sslmode=require&PASSWORD=LITERAL",
+        "mysql+pymysql://u:LITERAL@${HOST}/db",
+    ],
+)
 def test_a_literal_password_is_refused_wherever_it_sits(url: str) -> None:
     with pytest.raises(SpecError, match="written literally") as caught:
         parse_spec(f"sources:\n  shop:\n    url: '{url}'\n")
@@ -103,7 +106,9 @@ def test_the_printed_address_is_the_resolved_one_without_secrets(monkeypatch) ->
     monkeypatch.setenv("SHOP_PW", "hunter2")
     source = parse_spec(HEAD).sources["shop"]
     assert source.safe_url() == "postgresql+psycopg://app:***@127.0.0.1:55432/shop"
-    unset = parse_spec("sources:\n  shop:\n    url: postgresql+psycopg://app:${SHOP_PW}@127.0.0.1:${NO_SUCH_PORT_VAR}/shop\n")
+    unset = parse_spec(
+        "sources:\n  shop:\n    url: postgresql+psycopg://app:${SHOP_PW}@127.0.0.1:${NO_SUCH_PORT_VAR}/shop\n"
+    )
     shown = unset.sources["shop"].safe_url()
     assert shown == "postgresql+psycopg://app:***@127.0.0.1:${NO_SUCH_PORT_VAR}/shop" and ":0" not in shown
     query = parse_spec("sources:\n  s:\n    url: postgresql+psycopg://app@h/d?password=${SHOP_PW}\n").sources["s"]
@@ -113,7 +118,9 @@ def test_the_printed_address_is_the_resolved_one_without_secrets(monkeypatch) ->
 def test_sixty_thousand_streams_load(tmp_path) -> None:
     """The figure in the README (about 5 s on a quiet machine) comes from this file; no time is asserted here."""
     path = tmp_path / "big.yaml"
-    body = "".join(f"  s{i}:\n    source: shop\n    table: t{i}\n    key: [id]\n    projection: [id, name, updated_at]\n"
-                   for i in range(60_000))
+    body = "".join(
+        f"  s{i}:\n    source: shop\n    table: t{i}\n    key: [id]\n    projection: [id, name, updated_at]\n"
+        for i in range(60_000)
+    )
     path.write_text(HEAD + "streams:\n" + body)
     assert len(load_spec(path).streams) == 60_000

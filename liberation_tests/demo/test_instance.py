@@ -14,7 +14,9 @@ from liberation_assets.orchestration.runs import STREAM_TAGS
 pytestmark = pytest.mark.integration
 
 
-def test_the_demo_instance_keeps_runs_events_and_schedules_in_postgres(stack, pg_database, tmp_path, monkeypatch) -> None:
+def test_the_demo_instance_keeps_runs_events_and_schedules_in_postgres(
+    stack, pg_database, tmp_path, monkeypatch
+) -> None:
     home = tmp_path / "dagster_home"
     for name, value in prepare_home(home, stack, database=pg_database).items():
         monkeypatch.setenv(name, value)

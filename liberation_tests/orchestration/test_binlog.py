@@ -26,18 +26,27 @@ def test_demo_spec_has_cdc_assets_for_the_mariadb_streams() -> None:
         assert node.freshness_policy is not None
         assert node.freshness_policy.fail_window.to_timedelta() == spec.streams[name].freshness.fail_after
         assert {"kafka", "mariadb", "cdc"} <= set(node.kinds) and node.group_name == "shop_maria"
-    sensors = {s.name: s for s in defs.sensors}  # the demo's shop_maria is continuous: a follower, no micro-batch sensor
+    sensors = {
+        s.name: s for s in defs.sensors
+    }  # the demo's shop_maria is continuous: a follower, no micro-batch sensor
     assert "shop_maria_binlog_sensor" not in sensors
     assert sensors["shop_maria_follow_sensor"].default_status == dg.DefaultSensorStatus.RUNNING  # automation on
 
 
 def test_only_mysql_sources_are_handled_here() -> None:
-    spec = Spec.model_validate({
-        "sources": {"pg": {"url": "postgresql+psycopg://u:${P:-x}@h/db"}, "my": {"url": "mysql+pymysql://u:${P:-x}@h/db"}},
-        "streams": {"a": {"source": "pg", "table": "a", "key": ["id"], "patterns": ["cdc"]},
-                    "b": {"source": "my", "table": "b", "key": ["id"], "patterns": ["cdc"]},
-                    "c": {"source": "my", "table": "c", "key": ["id"], "patterns": ["snapshot", "query"]}},
-    })
+    spec = Spec.model_validate(
+        {
+            "sources": {
+                "pg": {"url": "postgresql+psycopg://u:${P:-x}@h/db"},
+                "my": {"url": "mysql+pymysql://u:${P:-x}@h/db"},
+            },
+            "streams": {
+                "a": {"source": "pg", "table": "a", "key": ["id"], "patterns": ["cdc"]},
+                "b": {"source": "my", "table": "b", "key": ["id"], "patterns": ["cdc"]},
+                "c": {"source": "my", "table": "c", "key": ["id"], "patterns": ["snapshot", "query"]},
+            },
+        }
+    )
     defs = dg.Definitions.merge(binlog.definitions(spec), dg.Definitions(resources=build_resources()))
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys() if graph.get(k).is_materializable}
@@ -45,8 +54,9 @@ def test_only_mysql_sources_are_handled_here() -> None:
 
 
 @pytest.mark.integration
-def test_sensor_requests_runs_and_the_run_reports_numeric_metadata(make_spec, mysql_database, mysql_engine,
-                                                                   tmp_path) -> None:
+def test_sensor_requests_runs_and_the_run_reports_numeric_metadata(
+    make_spec, mysql_database, mysql_engine, tmp_path
+) -> None:
     with mysql_engine.begin() as connection:
         connection.exec_driver_sql(ITEMS)
         connection.exec_driver_sql("INSERT INTO items (id, v) SELECT seq, seq FROM seq_1_to_120")
@@ -87,6 +97,7 @@ def test_resnapshot_run_config(make_spec, mysql_database, mysql_engine, tmp_path
     assets = build_definitions(spec, str(path)).resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize([assets], instance=instance).success
-    again = dg.materialize([assets], instance=instance,
-                           run_config={"ops": {f"{source}_binlog": {"config": {"resnapshot": True}}}})
+    again = dg.materialize(
+        [assets], instance=instance, run_config={"ops": {f"{source}_binlog": {"config": {"resnapshot": True}}}}
+    )
     assert again.asset_materializations_for_node(f"{source}_binlog")[0].metadata["snapshot_rows"].value == 2

@@ -28,11 +28,17 @@ def test_demo_spec_has_one_cdc_multi_asset_per_postgres_source() -> None:
     assert node.freshness_policy is not None
     assert node.freshness_policy.fail_window.to_timedelta() == spec.streams["orders"].freshness.fail_after
     assert {"kafka", "postgres", "cdc"} <= set(node.kinds) and node.group_name == "shop"
-    assert sorted(c.name for c in assets.check_specs) == ["contract", "contract", "schema_compatible", "schema_compatible",
-                                                          "slot_health"]  # the contract checks of both streams, in the same step
+    assert sorted(c.name for c in assets.check_specs) == [
+        "contract",
+        "contract",
+        "schema_compatible",
+        "schema_compatible",
+        "slot_health",
+    ]  # the contract checks of both streams, in the same step
     assert not defs.sensors  # the demo's shop is continuous: its follower reads the slot, no micro-batch sensor
-    micro_batch = spec.model_copy(update={"sources": {**spec.sources, "shop": spec.sources["shop"].model_copy(
-        update={"mode": "micro_batch"})}})
+    micro_batch = spec.model_copy(
+        update={"sources": {**spec.sources, "shop": spec.sources["shop"].model_copy(update={"mode": "micro_batch"})}}
+    )
     (sensor,) = cdc.definitions(micro_batch).sensors
     assert sensor.name == "shop_cdc_sensor" and sensor.default_status == dg.DefaultSensorStatus.RUNNING
 
@@ -80,10 +86,17 @@ def test_sensor_and_materialization_drain_the_slot(make_spec, pg_database, pg_en
     assert metadata["a/a_cdc"]["published"].value == 30 and metadata["b/b_cdc"]["published"].value == 0
     for name in ("published", "lag_bytes", "retained_wal_bytes"):
         assert isinstance(metadata["a/a_cdc"][name], dg.IntMetadataValue), name
-    assert isinstance(metadata["a/a_cdc"]["lsn"], dg.TextMetadataValue) and "/" in metadata["a/a_cdc"]["lsn"].value  # as PostgreSQL prints it
+    assert (
+        isinstance(metadata["a/a_cdc"]["lsn"], dg.TextMetadataValue) and "/" in metadata["a/a_cdc"]["lsn"].value
+    )  # as PostgreSQL prints it
     checks = {(e.asset_key.to_user_string(), e.check_name): e for e in result.get_asset_check_evaluations()}
-    assert sorted(checks) == [("a/a_cdc", "contract"), ("a/a_cdc", "schema_compatible"), ("a/a_cdc", "slot_health"),
-                              ("b/b_cdc", "contract"), ("b/b_cdc", "schema_compatible")]
+    assert sorted(checks) == [
+        ("a/a_cdc", "contract"),
+        ("a/a_cdc", "schema_compatible"),
+        ("a/a_cdc", "slot_health"),
+        ("b/b_cdc", "contract"),
+        ("b/b_cdc", "schema_compatible"),
+    ]
     assert all(check.passed for check in checks.values())
 
     assert isinstance(evaluate(), dg.SkipReason), "nothing pending after the drain"

@@ -16,10 +16,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _shape(defs: dg.Definitions) -> tuple[set[str], set[str], set[str], set[str]]:
     graph = defs.resolve_asset_graph()
-    return ({k.to_user_string() for k in graph.get_all_asset_keys()},
-            {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys},
-            {j.name for j in defs.resolve_all_job_defs()},
-            {s.name for s in [*defs.schedules, *defs.sensors]})
+    return (
+        {k.to_user_string() for k in graph.get_all_asset_keys()},
+        {f"{k.asset_key.to_user_string()}:{k.name}" for k in graph.asset_check_keys},
+        {j.name for j in defs.resolve_all_job_defs()},
+        {s.name for s in [*defs.schedules, *defs.sensors]},
+    )
 
 
 def test_the_defs_folder_loads_the_spec_named_by_the_environment(tmp_path, monkeypatch) -> None:
@@ -35,6 +37,12 @@ def test_the_defs_folder_loads_the_spec_named_by_the_environment(tmp_path, monke
 
 def test_a_relative_spec_path_is_read_from_the_project_root(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LIBERATION_SPEC", "/nonexistent.yaml")
-    assert LiberationComponent(spec_path="specs/shop.yaml").resolved_spec_path(tmp_path) == tmp_path / "specs" / "shop.yaml"
-    assert LiberationComponent(spec_path=str(REPO / "liberation.yaml")).resolved_spec_path(tmp_path) == REPO / "liberation.yaml"
+    assert (
+        LiberationComponent(spec_path="specs/shop.yaml").resolved_spec_path(tmp_path)
+        == tmp_path / "specs" / "shop.yaml"
+    )
+    assert (
+        LiberationComponent(spec_path=str(REPO / "liberation.yaml")).resolved_spec_path(tmp_path)
+        == REPO / "liberation.yaml"
+    )
     assert LiberationComponent().resolved_spec_path(tmp_path) == Path("/nonexistent.yaml")

@@ -50,6 +50,7 @@ def test_the_supervisor_starts_a_follow_run_only_when_none_is_queued_or_running(
     defs = build_definitions(_spec("continuous"))
     sensor = defs.resolve_sensor_def("db_follow_sensor")
     with dg.instance_for_test() as instance:
+
         def tick():
             with dg.build_sensor_context(instance=instance) as context:
                 return sensor(context)
@@ -58,8 +59,15 @@ def test_the_supervisor_starts_a_follow_run_only_when_none_is_queued_or_running(
         assert isinstance(request, dg.RunRequest) and request.tags[FOLLOW_TAG] == "db"
         location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="liberation_assets.definitions"))
         origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "db_follow")
-        run = instance.add_run(DagsterRun(job_name="db_follow", run_id=str(uuid.uuid4()), status=dg.DagsterRunStatus.QUEUED,
-                                          tags=dict(request.tags), remote_job_origin=origin))
+        run = instance.add_run(
+            DagsterRun(
+                job_name="db_follow",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.QUEUED,
+                tags=dict(request.tags),
+                remote_job_origin=origin,
+            )
+        )
         assert isinstance(tick(), dg.SkipReason)
         instance.report_run_failed(run)  # the follower died: restarted once the back-off has passed
         skip = tick()
@@ -79,17 +87,23 @@ def test_the_demo_instance_keeps_its_micro_batch_slots_beside_the_long_lived_fol
     config, _ = dagster_instance_config(str(TEMPLATE.parent), config_filename=TEMPLATE.name)
     runs = config["concurrency"]["runs"]
     assert runs["max_concurrent_runs"] - len(continuous.followers(demo)) >= 4  # as many micro-batch runs as before
-    assert {"key": FOLLOW_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in runs["tag_concurrency_limits"]
+    assert {"key": FOLLOW_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in runs[
+        "tag_concurrency_limits"
+    ]
 
 
 @pytest.mark.integration
 def test_a_stopped_follower_goes_warn_then_fail_by_its_windows_and_its_restart_brings_it_back(
-        make_spec, pg_database, pg_engine, tmp_path) -> None:
+    make_spec, pg_database, pg_engine, tmp_path
+) -> None:
     with pg_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE a (id int PRIMARY KEY, v text)")
         connection.exec_driver_sql("INSERT INTO a VALUES (1, 'a')")
-    base = cdc_spec(make_spec, pg_database, {"a": {"table": "a", "key": ["id"],
-                                                   "freshness": {"warn_after": "8s", "fail_after": "16s"}}})
+    base = cdc_spec(
+        make_spec,
+        pg_database,
+        {"a": {"table": "a", "key": ["id"], "freshness": {"warn_after": "8s", "fail_after": "16s"}}},
+    )
     data = base.model_dump(by_alias=True)
     source = next(iter(data["sources"]))
     data["sources"][source]["mode"] = "continuous"
@@ -109,6 +123,7 @@ def test_a_stopped_follower_goes_warn_then_fail_by_its_windows_and_its_restart_b
             assert job.execute_in_process(run_config=run_config, instance=instance).success
             event = instance.get_latest_materialization_event(key)
             return event is not None and event.timestamp > after
+
         wait_until(materialized, 120, "the follow run reported no materialization")
         event = instance.get_latest_materialization_event(key)
         assert event is not None
@@ -129,6 +144,7 @@ def test_a_stopped_follower_goes_warn_then_fail_by_its_windows_and_its_restart_b
             if not evaluation.passed and evaluation.severity not in seen:
                 seen.append(evaluation.severity)
             return dg.AssetCheckSeverity.ERROR in seen
+
         wait_until(failing, 90, lambda: f"never failed; seen {seen}")
         assert seen == [dg.AssetCheckSeverity.WARN, dg.AssetCheckSeverity.ERROR]  # warn first, then fail
 

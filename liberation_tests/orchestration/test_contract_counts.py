@@ -19,8 +19,9 @@ from liberation_tests.core.readers.binlog.cdc_support import cdc_spec, source_of
 
 
 @pytest.mark.integration
-def test_mariadb_cdc_contract_check_reports_published_count_and_pass_rate(make_spec, mysql_database, mysql_engine,
-                                                                          tmp_path) -> None:
+def test_mariadb_cdc_contract_check_reports_published_count_and_pass_rate(
+    make_spec, mysql_database, mysql_engine, tmp_path
+) -> None:
     with mysql_engine.begin() as connection:
         connection.execute(sa.text(MYSQL_DDL))
     insert_items_mysql(mysql_engine, mysql_rows(VALID + [row for row, _ in VIOLATIONS.values()]))
@@ -29,13 +30,18 @@ def test_mariadb_cdc_contract_check_reports_published_count_and_pass_rate(make_s
     spec = cdc_spec(make_spec, mysql_database, {"items": stream})
     defs = build_definitions(spec, str(write_spec(spec, tmp_path)))
     instance = dg.DagsterInstance.ephemeral()
-    run = dg.materialize([defs.resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))], instance=instance,
-                         raise_on_error=False)
+    run = dg.materialize(
+        [defs.resolve_assets_def(dg.AssetKey(["items", "items_cdc"]))], instance=instance, raise_on_error=False
+    )
     materialized = run.asset_materializations_for_node(f"{source_of(spec)}_binlog")[0].metadata
     assert (materialized["published"].value, materialized["quarantined"].value) == (2, 6)
 
     contract = {e.check_name: e for e in run.get_asset_check_evaluations()}["contract"]
     metadata = contract.metadata
     assert not contract.passed
-    assert (metadata["rows_in"].value, metadata["rows_published"].value, metadata["rows_quarantined"].value) == (8, 2, 6)
+    assert (metadata["rows_in"].value, metadata["rows_published"].value, metadata["rows_quarantined"].value) == (
+        8,
+        2,
+        6,
+    )
     assert metadata["pass_rate"].value == 0.25

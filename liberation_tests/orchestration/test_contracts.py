@@ -28,7 +28,8 @@ def test_every_pattern_asset_declares_its_blocking_contract_and_schema_checks() 
 
 @pytest.mark.integration
 def test_contract_check_reports_counts_and_sample_and_schema_check_shows_a_blocked_change(
-        make_spec, pg_database, pg_engine, tmp_path, kafka_bootstrap) -> None:
+    make_spec, pg_database, pg_engine, tmp_path, kafka_bootstrap
+) -> None:
     import sqlalchemy as sa
 
     from liberation_tests.core.contract.support import PG_DDL, VALID, VIOLATIONS, insert_items, items_stream
@@ -45,14 +46,19 @@ def test_contract_check_reports_counts_and_sample_and_schema_check_shows_a_block
     key = dg.AssetKey(["items", "items_snapshot"])
 
     run = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=[key], instance=instance, raise_on_error=False)
+        asset_selection=[key], instance=instance, raise_on_error=False
+    )
     checks = {e.check_name: e for e in run.get_asset_check_evaluations()}
     check_steps = {e.step_key for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
     assert check_steps == {"items__items_snapshot"}  # evaluated in the asset's own step, not in steps of their own
     contract = checks["contract"]
     assert not contract.passed and contract.severity == dg.AssetCheckSeverity.WARN  # held back, the rest published
     metadata = contract.metadata
-    assert (metadata["rows_in"].value, metadata["rows_published"].value, metadata["rows_quarantined"].value) == (8, 2, 6)
+    assert (metadata["rows_in"].value, metadata["rows_published"].value, metadata["rows_quarantined"].value) == (
+        8,
+        2,
+        6,
+    )
     assert isinstance(metadata["rows_quarantined"], dg.IntMetadataValue)
     assert isinstance(metadata["pass_rate"], dg.FloatMetadataValue) and metadata["pass_rate"].value == 0.25
     assert metadata["quarantine_open"].value == 6 and metadata["open: sku: unique_key"].value == 2
@@ -63,7 +69,8 @@ def test_contract_check_reports_counts_and_sample_and_schema_check_shows_a_block
     with pg_engine.begin() as c:
         c.execute(sa.text("ALTER TABLE items ALTER COLUMN sku TYPE varchar(10)"))
     blocked = defs.resolve_implicit_global_asset_job_def().execute_in_process(
-        asset_selection=[key], instance=instance, raise_on_error=False)
+        asset_selection=[key], instance=instance, raise_on_error=False
+    )
     assert not blocked.success
     failure = next(e for e in blocked.all_events if e.event_type_value == "STEP_FAILURE")
     error = failure.event_specific_data.error

@@ -61,21 +61,37 @@ def test_schedules_and_sensors_start_stopped_unless_the_spec_says_otherwise() ->
 
 
 @pytest.mark.integration
-def test_materializing_query_assets_publishes_and_reports_numeric_metadata(make_spec, pg_database, pg_engine, tmp_path, kafka_bootstrap) -> None:
+def test_materializing_query_assets_publishes_and_reports_numeric_metadata(
+    make_spec, pg_database, pg_engine, tmp_path, kafka_bootstrap
+) -> None:
     import sqlalchemy as sa
 
     from liberation_tests.fix_kafka import consume_all
     from liberation_tests.fix_stack import spec_to_yaml
 
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, cost numeric, updated_at timestamptz NOT NULL DEFAULT now())"))
-        c.execute(sa.text("INSERT INTO items (id, name, cost) SELECT i, 'item ' || i, i FROM generate_series(1, 250) i"))
-    spec = make_spec(pg=pg_database, streams={"items": {"source": "pg", "table": "items", "key": ["id"], "projection": ["id", "name", "updated_at"]}})
+        c.execute(
+            sa.text(
+                "CREATE TABLE items (id int PRIMARY KEY, name text, cost numeric, updated_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        c.execute(
+            sa.text("INSERT INTO items (id, name, cost) SELECT i, 'item ' || i, i FROM generate_series(1, 250) i")
+        )
+    spec = make_spec(
+        pg=pg_database,
+        streams={
+            "items": {"source": "pg", "table": "items", "key": ["id"], "projection": ["id", "name", "updated_at"]}
+        },
+    )
     path = tmp_path / "spec.yaml"
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
     result = dg.materialize(
-        [defs.resolve_assets_def(dg.AssetKey(["items", "items_snapshot"])), defs.resolve_assets_def(dg.AssetKey(["items", "items_incremental"]))],
+        [
+            defs.resolve_assets_def(dg.AssetKey(["items", "items_snapshot"])),
+            defs.resolve_assets_def(dg.AssetKey(["items", "items_incremental"])),
+        ],
         instance=dg.DagsterInstance.ephemeral(),
     )
     assert result.success
@@ -99,8 +115,19 @@ def test_webserver_reports_the_code_location_loaded(tmp_path) -> None:
     env = {**os.environ, "DAGSTER_HOME": str(tmp_path), "LIBERATION_SPEC": str(REPO / "liberation.yaml")}
     (tmp_path / "dagster.yaml").touch()
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster-webserver"), "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-w",
+            str(REPO / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 180
@@ -115,7 +142,9 @@ def test_webserver_reports_the_code_location_loaded(tmp_path) -> None:
                 time.sleep(1)
         query = b'{"query": "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"}'
         while True:
-            request = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"})
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/graphql", data=query, headers={"Content-Type": "application/json"}
+            )
             with urllib.request.urlopen(request, timeout=30) as response:
                 entries = orjson.loads(response.read())["data"]["workspaceOrError"]["locationEntries"]
             if entries and entries[0]["loadStatus"] == "LOADED" or time.monotonic() > deadline:

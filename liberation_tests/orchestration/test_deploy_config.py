@@ -14,8 +14,14 @@ def test_production_instance_config_validates() -> None:
     assert "postgres" in config["storage"]
     assert config["run_launcher"]["class"] == "K8sRunLauncher"
     limits = {limit["key"]: limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
-    assert limits == {"liberation/cdc": 1, "liberation/binlog": 1, "liberation/outbox": 1, "liberation/query": 1,
-                      "liberation/verify": 1, "liberation/follow": 1}
+    assert limits == {
+        "liberation/cdc": 1,
+        "liberation/binlog": 1,
+        "liberation/outbox": 1,
+        "liberation/query": 1,
+        "liberation/verify": 1,
+        "liberation/follow": 1,
+    }
 
 
 def test_the_demo_instance_config_validates_with_the_same_limits() -> None:
@@ -25,4 +31,6 @@ def test_the_demo_instance_config_validates_with_the_same_limits() -> None:
     assert "postgres" in config["storage"] and config["run_coordinator"]["class"] == "QueuedRunCoordinator"
     demo = {limit["key"]: limit["limit"] for limit in config["concurrency"]["runs"]["tag_concurrency_limits"]}
     production, _ = dagster_instance_config(str(REPO / "deploy"))
-    assert demo == {limit["key"]: limit["limit"] for limit in production["concurrency"]["runs"]["tag_concurrency_limits"]}
+    assert demo == {
+        limit["key"]: limit["limit"] for limit in production["concurrency"]["runs"]["tag_concurrency_limits"]
+    }

@@ -45,23 +45,29 @@ def test_the_outbox_counts_from_its_oldest_waiting_row_even_right_after_a_run() 
 
 @pytest.mark.integration
 def test_the_sensor_reports_a_cdc_stream_stale_while_the_slot_holds_changes_and_fresh_after_a_drain(
-        make_spec, pg_database, pg_engine, tmp_path) -> None:
+    make_spec, pg_database, pg_engine, tmp_path
+) -> None:
     with pg_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE a (id int PRIMARY KEY, v text)")
         connection.exec_driver_sql("INSERT INTO a VALUES (1, 'a')")
-    spec = cdc_spec(make_spec, pg_database, {"a": {"table": "a", "key": ["id"],
-                                                    "freshness": {"warn_after": "3m", "fail_after": "10m"}}})
+    spec = cdc_spec(
+        make_spec,
+        pg_database,
+        {"a": {"table": "a", "key": ["id"], "freshness": {"warn_after": "3m", "fail_after": "10m"}}},
+    )
     path = write_spec(spec, tmp_path)
     defs = build_definitions(spec, str(path))
     key = asset_key("a", "cdc")
     assert dg.AssetCheckKey(key, freshness.CHECK_NAME) in defs.resolve_asset_graph().asset_check_keys
     with dg.instance_for_test() as instance:
+
         def reported() -> dg.AssetCheckEvaluation:
             sensor = defs.resolve_sensor_def(freshness.SENSOR_NAME)
             with dg.build_sensor_context(instance=instance, resources=build_resources(str(path))) as context:
                 assert isinstance(sensor(context), dg.SkipReason)  # reports without requesting a run
             record = instance.event_log_storage.get_latest_asset_check_execution_by_key(
-                [dg.AssetCheckKey(key, freshness.CHECK_NAME)])[dg.AssetCheckKey(key, freshness.CHECK_NAME)]
+                [dg.AssetCheckKey(key, freshness.CHECK_NAME)]
+            )[dg.AssetCheckKey(key, freshness.CHECK_NAME)]
             return record.event.dagster_event.event_specific_data
 
         assert not reported().passed  # nothing published while the table has rows

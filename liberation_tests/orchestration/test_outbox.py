@@ -30,7 +30,9 @@ def test_each_outbox_gets_a_fresh_relay_asset_and_a_running_sensor(make_spec) ->
 
 
 @pytest.mark.integration
-def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(make_spec, pg_engine, pg_database, tmp_path) -> None:
+def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(
+    make_spec, pg_engine, pg_database, tmp_path
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     spec_file = tmp_path / "liberation.yaml"
@@ -51,11 +53,16 @@ def test_sensor_requests_the_relay_when_rows_are_pending_and_metadata_plots(make
             emit(connection, CounterBumped(counter_id="c", n=n, writer=0))
     pending = tick()
     assert isinstance(pending, dg.SensorResult)
-    assert pending.run_requests[0].tags == {"liberation/outbox": "ob", "liberation/pending": "3", "dagster/priority": "10",
-                                          "liberation/reason": "pending"}
+    assert pending.run_requests[0].tags == {
+        "liberation/outbox": "ob",
+        "liberation/pending": "3",
+        "dagster/priority": "10",
+        "liberation/reason": "pending",
+    }
 
-    result = dg.materialize([a for a in defs.assets if isinstance(a, dg.AssetsDefinition)],
-                            instance=instance, resources=resources)
+    result = dg.materialize(
+        [a for a in defs.assets if isinstance(a, dg.AssetsDefinition)], instance=instance, resources=resources
+    )
 
     assert result.success
     [materialization] = result.asset_materializations_for_node("ob__ob_relay")

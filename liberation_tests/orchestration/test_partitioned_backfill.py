@@ -38,29 +38,53 @@ telemetry:
 
 def _waiting_on_locks(engine: sa.Engine, database: str) -> int:
     with engine.connect() as c:
-        return int(c.execute(sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock' "
-                                     "AND backend_type = 'client backend'"),
-                             {"d": database}).scalar_one())
+        return int(
+            c.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND wait_event_type = 'Lock' "
+                    "AND backend_type = 'client backend'"
+                ),
+                {"d": database},
+            ).scalar_one()
+        )
 
 
 def _step_windows(instance: dg.DagsterInstance, runs: list[dg.DagsterRun], step: str) -> dict[str, tuple[float, float]]:
     """Partition → (start, end) of the snapshot step, from each run's event log."""
     windows = {}
     for run in runs:
-        events = {e.dagster_event.event_type_value: e.timestamp
-                  for e in instance.all_logs(run.run_id) if e.dagster_event is not None and e.step_key == step}
+        events = {
+            e.dagster_event.event_type_value: e.timestamp
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event is not None and e.step_key == step
+        }
         windows[run.tags["dagster/partition"]] = (events["STEP_START"], events["STEP_SUCCESS"])
     return windows
 
 
-def test_partitioned_snapshot_backfill_runs_in_parallel_and_stays_exact(make_spec, stack, pg_database, pg_engine, tmp_path) -> None:
+def test_partitioned_snapshot_backfill_runs_in_parallel_and_stays_exact(
+    make_spec, stack, pg_database, pg_engine, tmp_path
+) -> None:
     name = "items_" + pg_database.rsplit("_", 1)[-1]  # transactional ids are cluster-wide
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(
+            sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
+        )
         c.execute(sa.text(f"INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, {ROWS}) i"))
-    spec = make_spec(pg=pg_database, kafka={"partitions": 3}, streams={name: {
-        "source": "pg", "table": "items", "key": ["id"], "patterns": ["snapshot"], "snapshot_chunk": 1000,
-        "snapshot_partitions": {"bounds": BOUNDS}}})
+    spec = make_spec(
+        pg=pg_database,
+        kafka={"partitions": 3},
+        streams={
+            name: {
+                "source": "pg",
+                "table": "items",
+                "key": ["id"],
+                "patterns": ["snapshot"],
+                "snapshot_chunk": 1000,
+                "snapshot_partitions": {"bounds": BOUNDS},
+            }
+        },
+    )
     partitions = list(spec.streams[name].snapshot_partitions.ranges())
     spec_file = tmp_path / "liberation.yaml"
     spec_file.write_text(spec_to_yaml(spec))
@@ -73,16 +97,31 @@ def test_partitioned_snapshot_backfill_runs_in_parallel_and_stays_exact(make_spe
     transaction = lock.begin()
     lock.execute(sa.text("LOCK TABLE items IN ACCESS EXCLUSIVE MODE"))  # every range's step blocks on it
     backfill = subprocess.Popen(
-        [str(Path(sys.executable).parent / "dagster"), "job", "backfill", "-m", "liberation_assets.definitions",
-         "-j", f"{name}_snapshot_backfill", "--partitions", ",".join(partitions), "--noprompt"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            str(Path(sys.executable).parent / "dagster"),
+            "job",
+            "backfill",
+            "-m",
+            "liberation_assets.definitions",
+            "-j",
+            f"{name}_snapshot_backfill",
+            "--partitions",
+            ",".join(partitions),
+            "--noprompt",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + DEADLINE_SECONDS
     try:
         instance = dg.DagsterInstance.from_config(str(home))
         while _waiting_on_locks(pg_engine, pg_database) < len(partitions):
             failed = [r.run_id for r in instance.get_runs() if r.status == dg.DagsterRunStatus.FAILURE]
-            assert not failed and backfill.poll() in (None, 0) and time.monotonic() < deadline, \
+            assert not failed and backfill.poll() in (None, 0) and time.monotonic() < deadline, (
                 f"runs failed or never blocked: {failed}, backfill exit {backfill.poll()}"
+            )
             time.sleep(0.5)
     finally:
         transaction.commit()
@@ -108,9 +147,13 @@ def test_partitioned_snapshot_backfill_runs_in_parallel_and_stays_exact(make_spe
     first = min(start for start, _ in windows.values())
     for partition, (start, end) in sorted(windows.items(), key=lambda item: item[1]):
         print(f"\n{partition:>14}: step {start - first:6.2f}s → {end - first:6.2f}s")
-    assert max(start for start, _ in windows.values()) < min(end for _, end in windows.values()), "steps did not overlap"
+    assert max(start for start, _ in windows.values()) < min(end for _, end in windows.values()), (
+        "steps did not overlap"
+    )
 
-    positions = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic).load(f"stream/{name}/snapshot/")
+    positions = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic).load(
+        f"stream/{name}/snapshot/"
+    )
     assert sorted(positions) == sorted(f"stream/{name}/snapshot/{p}" for p in partitions)
     assert all(p["done"] for p in positions.values()) and sum(p["rows"] for p in positions.values()) == ROWS
     result = verify(spec, name, replica=f"sqlite:///{tmp_path}/replica.sqlite").comparison
@@ -123,19 +166,36 @@ def test_an_unpartitioned_run_walks_every_range(make_spec, pg_database, pg_engin
 
     name = "items_" + pg_database.rsplit("_", 1)[-1]
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(
+            sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
+        )
         c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 3000) i"))
-    spec = make_spec(pg=pg_database, streams={name: {"source": "pg", "table": "items", "key": ["id"], "patterns": ["snapshot"],
-                                                     "snapshot_partitions": {"size": 1000, "upto": 3000}}})
+    spec = make_spec(
+        pg=pg_database,
+        streams={
+            name: {
+                "source": "pg",
+                "table": "items",
+                "key": ["id"],
+                "patterns": ["snapshot"],
+                "snapshot_partitions": {"size": 1000, "upto": 3000},
+            }
+        },
+    )
     spec_file = tmp_path / "liberation.yaml"
     spec_file.write_text(spec_to_yaml(spec))
     monkeypatch.setenv("LIBERATION_REPLICA_URL", f"sqlite:///{tmp_path}/replica.sqlite")
-    result = build_definitions(spec, str(spec_file)).resolve_job_def(MAIN_JOB).execute_in_process(
-        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    result = (
+        build_definitions(spec, str(spec_file))
+        .resolve_job_def(MAIN_JOB)
+        .execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    )
     assert result.success
     [snapshot] = result.asset_materializations_for_node(f"{name}__{name}_snapshot")
     assert snapshot.metadata["published"].value == 3000
     [check] = [e for e in result.get_asset_check_evaluations() if e.check_name == "matches_source"]
     assert check.passed and check.metadata["source_rows"].value == 3000
-    positions = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic).load(f"stream/{name}/snapshot/")
+    positions = PositionStore(spec.kafka.resolved_bootstrap_servers(), spec.kafka.positions_topic).load(
+        f"stream/{name}/snapshot/"
+    )
     assert sorted(positions) == sorted(f"stream/{name}/snapshot/{p}" for p in ("min..1000", "1000..2000", "2000..max"))

@@ -44,24 +44,36 @@ def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
 
 
 @pytest.mark.integration
-def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_database, pg_engine, tmp_path, monkeypatch) -> None:
+def test_matches_source_passes_then_fails_and_names_the_key(
+    make_spec, pg_database, pg_engine, tmp_path, monkeypatch
+) -> None:
     replica_file = tmp_path / "items.sqlite"
     monkeypatch.setenv("LIBERATION_REPLICA_URL", f"sqlite:///{replica_file}")
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(
+            sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
+        )
         c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 500) i"))
     name = "items_" + pg_database.rsplit("_", 1)[-1]  # transactional ids are cluster-wide: no sharing with other tests
-    spec = make_spec(pg=pg_database, kafka={"partitions": 2},
-                     streams={name: {"source": "pg", "table": "items", "key": ["id"]}})
+    spec = make_spec(
+        pg=pg_database, kafka={"partitions": 2}, streams={name: {"source": "pg", "table": "items", "key": ["id"]}}
+    )
     path = tmp_path / "spec.yaml"
     path.write_text(spec_to_yaml(spec))
     defs = build_definitions(spec, str(path))
-    assets = [defs.resolve_assets_def(dg.AssetKey([name, f"{name}_{leaf}"])) for leaf in ("snapshot", "incremental", "replica")]
+    assets = [
+        defs.resolve_assets_def(dg.AssetKey([name, f"{name}_{leaf}"]))
+        for leaf in ("snapshot", "incremental", "replica")
+    ]
     instance = dg.DagsterInstance.ephemeral()
     assert dg.materialize(assets[:1], instance=instance).success
     with pg_engine.begin() as c:
         c.execute(sa.text("UPDATE items SET name = 'renamed', updated_at = now() WHERE id <= 20"))
-    result = dg.materialize(assets, instance=instance, selection=[dg.AssetKey([name, f"{name}_incremental"]), dg.AssetKey([name, f"{name}_replica"])])
+    result = dg.materialize(
+        assets,
+        instance=instance,
+        selection=[dg.AssetKey([name, f"{name}_incremental"]), dg.AssetKey([name, f"{name}_replica"])],
+    )
     assert result.success
     evaluation = _check(result)
     assert evaluation.passed and evaluation.metadata["source_rows"].value == 500
@@ -72,15 +84,22 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
 
     replica_only = [defs.resolve_assets_def(dg.AssetKey([name, f"{name}_replica"]))]
     with sqlite3.connect(replica_file) as db:
-        db.execute(f"UPDATE {replica_table_name(name)} SET document = json_set(document, '$.name', 'tampered') WHERE key = ?",
-                   ('{"id":42}',))
+        db.execute(
+            f"UPDATE {replica_table_name(name)} SET document = json_set(document, '$.name', 'tampered') WHERE key = ?",
+            ('{"id":42}',),
+        )
     failed = dg.materialize(replica_only, instance=instance, raise_on_error=False)
     assert not failed.success  # the blocking check fails the step
     evaluation = _check(failed)
     assert not evaluation.passed and evaluation.metadata["first_different_keys"].value == ['{"id":42}']
     assert evaluation.metadata["different_keys"].value == 1 and '{"id":42}' in (evaluation.description or "")
     [value] = evaluation.metadata["first_different_values"].value
-    assert (value["key"], value["column"], value["source"], value["published"]) == ('{"id":42}', "name", "item 42", "tampered")
+    assert (value["key"], value["column"], value["source"], value["published"]) == (
+        '{"id":42}',
+        "name",
+        "item 42",
+        "tampered",
+    )
 
     for leftover in tmp_path.glob("items.sqlite*"):
         leftover.unlink()  # the next run rebuilds the replica from the topic: the tampering is gone; now drop an event
@@ -90,7 +109,10 @@ def test_matches_source_passes_then_fails_and_names_the_key(make_spec, pg_databa
     dropped = dg.materialize(replica_only, instance=instance, raise_on_error=False)
     evaluation = _check(dropped)
     assert not dropped.success and not evaluation.passed
-    assert evaluation.metadata["first_different_keys"].value == ['{"id":7}'] and evaluation.metadata["missing_keys"].value == 1
+    assert (
+        evaluation.metadata["first_different_keys"].value == ['{"id":7}']
+        and evaluation.metadata["missing_keys"].value == 1
+    )
 
 
 def test_backlog_passes_while_young_warns_then_fails_with_age() -> None:

@@ -25,20 +25,32 @@ def _add_run(instance: dg.DagsterInstance, job: str, tags: dict[str, str], statu
     """A run as the queued run coordinator stores it (a queued run must name where its job lives)."""
     location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="liberation_assets.definitions"))
     origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job)
-    instance.add_run(DagsterRun(job_name=job, run_id=str(uuid.uuid4()), status=status, tags=tags, remote_job_origin=origin))
+    instance.add_run(
+        DagsterRun(job_name=job, run_id=str(uuid.uuid4()), status=status, tags=tags, remote_job_origin=origin)
+    )
 
 
 def test_every_job_runs_in_process_but_the_partitioned_backfill() -> None:
     repository = _defs().get_repository_def()
     jobs = repository.get_all_jobs()
-    assert jobs and all(job.executor_def.name == "in_process" for job in jobs), \
-        {job.name: job.executor_def.name for job in jobs}
+    assert jobs and all(job.executor_def.name == "in_process" for job in jobs), {
+        job.name: job.executor_def.name for job in jobs
+    }
 
 
 def test_the_partitioned_backfill_job_keeps_the_multiprocess_executor(make_spec, pg_database) -> None:
-    spec = make_spec(pg=pg_database, streams={"items": {
-        "source": "pg", "table": "items", "key": ["id"], "patterns": ["snapshot"],
-        "snapshot_partitions": {"bounds": [10, 20]}}})
+    spec = make_spec(
+        pg=pg_database,
+        streams={
+            "items": {
+                "source": "pg",
+                "table": "items",
+                "key": ["id"],
+                "patterns": ["snapshot"],
+                "snapshot_partitions": {"bounds": [10, 20]},
+            }
+        },
+    )
     defs = build_definitions(spec)
     assert defs.resolve_job_def("items_snapshot_backfill").executor_def.name == "multiprocess"
     assert defs.resolve_job_def("liberate_all").executor_def.name == "in_process"
@@ -51,8 +63,9 @@ def test_a_poll_schedule_skips_while_a_run_of_its_stream_is_queued_and_requests_
         _schedule_waits_for_queued_runs(defs, schedule, instance)
 
 
-def _schedule_waits_for_queued_runs(defs: dg.Definitions, schedule: dg.ScheduleDefinition,
-                                    instance: dg.DagsterInstance) -> None:
+def _schedule_waits_for_queued_runs(
+    defs: dg.Definitions, schedule: dg.ScheduleDefinition, instance: dg.DagsterInstance
+) -> None:
     first = schedule.evaluate_tick(dg.build_schedule_context(instance=instance))
     assert [r.tags[QUERY_TAG] for r in first.run_requests or []] == ["products"]
 
@@ -90,9 +103,18 @@ def test_the_log_sensor_factory_says_why_it_skips_and_why_it_runs() -> None:
     key = translator.asset_key("s", "cdc")
     found: list[Probe] = []
 
-    sensor = log_sensor(name="s_cdc_sensor", job=translator.asset_job("src", "drain", [key], "drain"), interval_seconds=30,
-                        default_status=dg.DefaultSensorStatus.STOPPED, description="test", tags={CDC_TAG: "src"},
-                        what="CDC run of src", heartbeat_key=key, heartbeat_seconds=3600, probe=lambda spec: found[-1])
+    sensor = log_sensor(
+        name="s_cdc_sensor",
+        job=translator.asset_job("src", "drain", [key], "drain"),
+        interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.STOPPED,
+        description="test",
+        tags={CDC_TAG: "src"},
+        what="CDC run of src",
+        heartbeat_key=key,
+        heartbeat_seconds=3600,
+        probe=lambda spec: found[-1],
+    )
     resources = {"liberation": LiberationResource(spec_path=str(REPO / "liberation.yaml"))}
 
     def tick(instance: dg.DagsterInstance, probe: Probe) -> dg.SensorResult | dg.SkipReason:
@@ -110,7 +132,12 @@ def test_the_log_sensor_factory_says_why_it_skips_and_why_it_runs() -> None:
         assert isinstance(busy, dg.SkipReason) and busy.skip_message == "the slot is in use by another reader"
         due = tick(instance, Probe(True, "-", {"liberation/behind": "10 bytes"}))
         assert isinstance(due, dg.SensorResult)
-        assert due.run_requests[0].tags == {CDC_TAG: "src", PRIORITY_TAG: "10", "liberation/behind": "10 bytes", REASON_TAG: "pending"}
+        assert due.run_requests[0].tags == {
+            CDC_TAG: "src",
+            PRIORITY_TAG: "10",
+            "liberation/behind": "10 bytes",
+            REASON_TAG: "pending",
+        }
         _add_run(instance, "src_drain", {CDC_TAG: "src"}, dg.DagsterRunStatus.STARTED)
         waiting = tick(instance, Probe(True, "-"))
         assert isinstance(waiting, dg.SkipReason) and "already queued or running" in (waiting.skip_message or "")

@@ -41,8 +41,9 @@ ASSET_NODES = """
 
 
 def _post(base: str, query: str) -> dict:
-    request = urllib.request.Request(f"{base}/graphql", data=json.dumps({"query": query}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{base}/graphql", data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         body = json.loads(response.read())
     assert "errors" not in body, body["errors"]
@@ -55,14 +56,29 @@ def nodes(tmp_path_factory) -> dict[str, dict]:
     home = tmp_path_factory.mktemp("dagster-home")
     (home / "dagster.yaml").write_text("")
     spec = yaml.safe_load((REPO / "liberation.yaml").read_text())
-    spec["streams"]["payments"].update(owners=["payments@example.com", "team:billing"], tags={"domain": "billing", "tier": "gold"})
+    spec["streams"]["payments"].update(
+        owners=["payments@example.com", "team:billing"], tags={"domain": "billing", "tier": "gold"}
+    )
     spec_file = home / "liberation.yaml"
     spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
     port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "LIBERATION_SPEC": str(spec_file)}
     log = open(home / "webserver.log", "wb")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "dagster-webserver"), "-m", "liberation_assets.definitions",
-                                "-h", "127.0.0.1", "-p", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "dagster-webserver"),
+            "-m",
+            "liberation_assets.definitions",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: process.poll() is None and _loaded(base), 180, "the Dagster webserver")
@@ -76,8 +92,11 @@ def nodes(tmp_path_factory) -> dict[str, dict]:
 
 def _stream_assets(nodes: dict[str, dict]) -> dict[str, dict]:
     """The assets that publish a stream (snapshot, incremental, reconcile, cdc)."""
-    return {key: node for key, node in nodes.items() if node["isMaterializable"]
-            and key.rsplit("_", 1)[-1] in ("snapshot", "incremental", "reconcile", "cdc")}
+    return {
+        key: node
+        for key, node in nodes.items()
+        if node["isMaterializable"] and key.rsplit("_", 1)[-1] in ("snapshot", "incremental", "reconcile", "cdc")
+    }
 
 
 def _entries(node: dict) -> dict[str, dict]:
@@ -96,7 +115,9 @@ def test_every_stream_asset_has_a_column_schema_with_constraints_and_a_table_nam
     columns = {c["name"]: c for c in snapshot["dagster/column_schema"]["schema"]["columns"]}
     assert columns["id"]["constraints"] == {"nullable": False, "unique": True, "other": ["primary key", ">= 1"]}
     assert columns["sku"]["type"] == "str" and "max length 32" in columns["sku"]["constraints"]["other"]
-    assert "in [garden, kitchen, tools, toys, books, outdoor, bath, office]" in columns["category"]["constraints"]["other"]
+    assert (
+        "in [garden, kitchen, tools, toys, books, outdoor, bath, office]" in columns["category"]["constraints"]["other"]
+    )
     assert columns["description"]["constraints"]["nullable"] is True
     assert snapshot["dagster/table_name"]["text"] == "shop.products"
     lineage = {c["columnName"]: c["columnDeps"] for c in snapshot["dagster/column_lineage"]["lineage"]}
@@ -113,7 +134,10 @@ def test_lineage_runs_from_the_source_table_through_the_topic_to_the_replica(nod
         tables = [k for k in upstream if k in nodes and "table" in nodes[k]["kinds"]]
         assert tables and all(not nodes[t]["isMaterializable"] for t in tables), (key, upstream)
         downstream = {"/".join(k["path"]) for k in node["dependedByKeys"]}
-        assert f"{stream}/{stream}_replica" in downstream and f"{stream}/{stream}_topic" in downstream, (key, downstream)
+        assert f"{stream}/{stream}_replica" in downstream and f"{stream}/{stream}_topic" in downstream, (
+            key,
+            downstream,
+        )
     replica = nodes["orders/orders_replica"]
     assert {"/".join(k["path"]) for k in replica["dependencyKeys"]} == {"orders/orders_cdc", "orders/orders_topic"}
     assert set(replica["kinds"]) == {"sqlite", "replica"}

@@ -38,13 +38,15 @@ def _consume(bootstrap: str, topic: str, expected: int, isolation: str, timeout:
     """Values read from the start of `topic` until `expected` messages arrived (or timeout)."""
     from confluent_kafka import Consumer
 
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": _unique("stack-test"),
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "isolation.level": isolation,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": _unique("stack-test"),
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
     values: list[str] = []
     try:
         consumer.subscribe([topic])
@@ -105,7 +107,10 @@ def test_kafka_transactions_hide_aborted_messages_from_read_committed(stack: Sta
         assert _consume(stack.kafka_bootstrap, topic, 2, "read_committed") == ["committed-0", "committed-1"]
         # The aborted records really are in the log: read_uncommitted sees them.
         assert _consume(stack.kafka_bootstrap, topic, 4, "read_uncommitted") == [
-            "aborted-0", "aborted-1", "committed-0", "committed-1",
+            "aborted-0",
+            "aborted-1",
+            "committed-0",
+            "committed-1",
         ]
     finally:
         _delete_topic(stack.kafka_bootstrap, topic)
@@ -116,7 +121,12 @@ def test_postgres_logical_decoding_with_pgoutput(stack: StackSettings) -> None:
     from psycopg import sql
 
     database, slot = _unique("stack_test"), _unique("stack_slot")
-    creds: dict[str, Any] = {"host": stack.pg_host, "port": stack.pg_port, "user": stack.pg_user, "password": stack.pg_password}
+    creds: dict[str, Any] = {
+        "host": stack.pg_host,
+        "port": stack.pg_port,
+        "user": stack.pg_user,
+        "password": stack.pg_password,
+    }
     with psycopg.connect(dbname="postgres", autocommit=True, **creds) as admin:
         assert admin.execute("SHOW wal_level").fetchone() == ("logical",)
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
@@ -143,8 +153,9 @@ def test_postgres_logical_decoding_with_pgoutput(stack: StackSettings) -> None:
 def test_mariadb_has_a_row_binlog(stack: StackSettings) -> None:
     import pymysql
 
-    conn = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                           password=stack.mysql_password)
+    conn = pymysql.connect(
+        host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user, password=stack.mysql_password
+    )
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT @@binlog_format, @@log_bin, @@binlog_row_image")

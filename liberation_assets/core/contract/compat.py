@@ -51,15 +51,23 @@ def field_incompatibilities(old: FieldSchema, new: FieldSchema, *, connect: bool
             return []
         return [f"type changed from {old.kind} to {new.kind}"]
     problems = []
-    if connect and old.source_type is not None and new.source_type is not None and \
-            (was := _connect_type(old)) != (now := _connect_type(new)) and (was, now) not in _CONNECT_PROMOTIONS:
+    if (
+        connect
+        and old.source_type is not None
+        and new.source_type is not None
+        and (was := _connect_type(old)) != (now := _connect_type(new))
+        and (was, now) not in _CONNECT_PROMOTIONS
+    ):
         problems.append(f"Connect type changed from {was} to {now} (source type {old.source_type} → {new.source_type})")
     if old.nullable and not new.nullable:
         problems.append("narrowed: no longer nullable")
     if _smaller(old.bits, new.bits):
         problems.append(f"narrowed: integer from {old.bits} to {new.bits} bits")
-    if _smaller(old.precision, new.precision) or _smaller(old.scale, new.scale) or \
-            _smaller(_integer_digits(old), _integer_digits(new)):
+    if (
+        _smaller(old.precision, new.precision)
+        or _smaller(old.scale, new.scale)
+        or _smaller(_integer_digits(old), _integer_digits(new))
+    ):
         problems.append(f"narrowed: decimal from ({old.precision}, {old.scale}) to ({new.precision}, {new.scale})")
     if _smaller(old.max_length, new.max_length):
         problems.append(f"narrowed: max length from {old.max_length or 'unlimited'} to {new.max_length}")
@@ -75,7 +83,9 @@ def field_incompatibilities(old: FieldSchema, new: FieldSchema, *, connect: bool
 
 def changes(old: StreamSchema, new: StreamSchema) -> list[str]:
     """A short account of every difference, compatible or not, for the schema history."""
-    described = [f"{f.name}: added{'' if f.nullable else ' as required'}" for f in new.fields if old.field(f.name) is None]
+    described = [
+        f"{f.name}: added{'' if f.nullable else ' as required'}" for f in new.fields if old.field(f.name) is None
+    ]
     described += [f"{f.name}: dropped" for f in old.fields if new.field(f.name) is None]
     for before in old.fields:
         after = new.field(before.name)

@@ -118,11 +118,25 @@ DATE = "io.debezium.time.Date"
 INTERVAL = "io.debezium.time.Interval"
 
 _SOURCE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("version", "string"), ("connector", "string"), ("name", "string"), ("ts_ms", "int64"),
-    ("snapshot", "string"), ("db", "string"), ("schema", "string"), ("table", "string"),
-    ("lsn", "int64"), ("txId", "int64"), ("sequence", "string"),
-    ("file", "string"), ("pos", "int64"), ("event", "int64"), ("gtid", "string"), ("server_id", "int64"),
-    ("row", "int32"), ("reconciliation", "boolean"), ("truncate", "boolean"),
+    ("version", "string"),
+    ("connector", "string"),
+    ("name", "string"),
+    ("ts_ms", "int64"),
+    ("snapshot", "string"),
+    ("db", "string"),
+    ("schema", "string"),
+    ("table", "string"),
+    ("lsn", "int64"),
+    ("txId", "int64"),
+    ("sequence", "string"),
+    ("file", "string"),
+    ("pos", "int64"),
+    ("event", "int64"),
+    ("gtid", "string"),
+    ("server_id", "int64"),
+    ("row", "int32"),
+    ("reconciliation", "boolean"),
+    ("truncate", "boolean"),
 )
 _SOURCE_NAMES = frozenset(name for name, _ in _SOURCE_FIELDS)
 
@@ -142,8 +156,12 @@ def connect_field_type(f: FieldSchema) -> dict[str, Any]:
     if kind == "decimal":
         if f.scale is None or f.precision is None:
             return {"type": "string"}  # unconstrained numeric: no fixed scale for Connect's Decimal
-        return {"type": "bytes", "name": DECIMAL, "version": 1,
-                "parameters": {"scale": str(f.scale), "connect.decimal.precision": str(f.precision)}}
+        return {
+            "type": "bytes",
+            "name": DECIMAL,
+            "version": 1,
+            "parameters": {"scale": str(f.scale), "connect.decimal.precision": str(f.precision)},
+        }
     if kind == "datetime":
         if source_type == "timestamp":
             return {"type": "int64", "name": MICRO_TIMESTAMP, "version": 1}
@@ -176,22 +194,36 @@ def connect_schemas(schema: StreamSchema, topic: str) -> dict[str, Any]:
     key_fields = [schema.field(k) or FieldSchema(k, "json", False) for k in schema.key]
     key = _struct(f"{topic}.Key", [_field(f, optional=False) for f in key_fields], optional=False)
     keys = set(schema.key)
-    after = _struct(f"{topic}.Value", [_field(f, optional=f.nullable and f.name not in keys) for f in schema.fields],
-                    optional=True)
+    after = _struct(
+        f"{topic}.Value", [_field(f, optional=f.nullable and f.name not in keys) for f in schema.fields], optional=True
+    )
     before = _struct(f"{topic}.Before", [_field(f, optional=f.name not in keys) for f in schema.fields], optional=True)
-    source = _struct("liberation.Source", [{"type": t, "optional": n not in ("connector", "name", "ts_ms"), "field": n}
-                                           for n, t in _SOURCE_FIELDS], optional=False)
-    value = _struct(f"{topic}.Envelope", [
-        {**before, "field": "before"}, {**after, "field": "after"}, {**source, "field": "source"},
-        {"type": "string", "optional": False, "field": "op"}, {"type": "int64", "optional": True, "field": "ts_ms"},
-    ], optional=False)
+    source = _struct(
+        "liberation.Source",
+        [{"type": t, "optional": n not in ("connector", "name", "ts_ms"), "field": n} for n, t in _SOURCE_FIELDS],
+        optional=False,
+    )
+    value = _struct(
+        f"{topic}.Envelope",
+        [
+            {**before, "field": "before"},
+            {**after, "field": "after"},
+            {**source, "field": "source"},
+            {"type": "string", "optional": False, "field": "op"},
+            {"type": "int64", "optional": True, "field": "ts_ms"},
+        ],
+        optional=False,
+    )
     value["version"] = 1
     return {"key": key, "value": value}
 
 
 def _days(value: Any) -> int:
-    return date.fromisoformat(value).toordinal() - _EPOCH_DAY if isinstance(value, str) else \
-        (value.toordinal() - _EPOCH_DAY)
+    return (
+        date.fromisoformat(value).toordinal() - _EPOCH_DAY
+        if isinstance(value, str)
+        else (value.toordinal() - _EPOCH_DAY)
+    )
 
 
 def _micros_of_instant(value: Any) -> int:
@@ -259,8 +291,7 @@ class ConnectJsonFormat:
         self._key_schema = schemas["key"]
         self._value_schema = schemas["value"]
         self._empty_key = {"schema": _struct(f"{topic}.Key", [], optional=False), "payload": {}}
-        self._converters = {f.name: conv for f in schema.fields
-                            if (conv := self._converter(f)) is not None}
+        self._converters = {f.name: conv for f in schema.fields if (conv := self._converter(f)) is not None}
         self._key_names = [k for k in schema.key]
 
     @staticmethod
@@ -299,13 +330,19 @@ class ConnectJsonFormat:
         source.setdefault("snapshot", SNAPSHOT_FALSE)
         if "sequence" in source and not isinstance(source["sequence"], str):
             source["sequence"] = dumps(source["sequence"]).decode()
-        payload = {"before": self._row(event.before), "after": self._row(event.after),
-                   "source": {k: v for k, v in source.items() if k in _SOURCE_NAMES},
-                   "op": event.op, "ts_ms": processed_ms}
+        payload = {
+            "before": self._row(event.before),
+            "after": self._row(event.after),
+            "source": {k: v for k, v in source.items() if k in _SOURCE_NAMES},
+            "op": event.op,
+            "ts_ms": processed_ms,
+        }
         return dumps({"schema": self._value_schema, "payload": payload})
 
 
-def value_format(name: str, *, schema: StreamSchema | None = None, topic: str = "", pattern: str = "cdc") -> ValueFormat:
+def value_format(
+    name: str, *, schema: StreamSchema | None = None, topic: str = "", pattern: str = "cdc"
+) -> ValueFormat:
     """The format object for a spec's ``format`` name; connect-json needs the stream's published schema."""
     if name == "debezium":
         return DebeziumFormat(pattern)
@@ -370,7 +407,10 @@ def _row_from_connect(struct: dict[str, Any], row: Row) -> Row:
         semantic = f.get("name")
         if semantic == DECIMAL:
             scale = int(f.get("parameters", {}).get("scale", 0))
-            row[name] = format(Decimal(value).quantize(Decimal(1).scaleb(-scale), context=Context(prec=len(str(value)) + scale + 2)), "f")  # 28 digits refuse a DECIMAL(65,30)
+            row[name] = format(
+                Decimal(value).quantize(Decimal(1).scaleb(-scale), context=Context(prec=len(str(value)) + scale + 2)),
+                "f",
+            )  # 28 digits refuse a DECIMAL(65,30)
         elif semantic == MICRO_TIMESTAMP:
             row[name] = _iso_instant(int(value))
         elif semantic == DATE:

@@ -61,28 +61,41 @@ class SchemaDecision:
         return "\n".join(lines)
 
 
-def current_schema(spec: Spec, stream_name: str, engine: Engine | None = None,
-                   table: ProjectedTable | None = None) -> StreamSchema:
+def current_schema(
+    spec: Spec, stream_name: str, engine: Engine | None = None, table: ProjectedTable | None = None
+) -> StreamSchema:
     stream = spec.streams[stream_name]
     if table is None and engine is not None:
         table = reflect_stream_table(engine, stream, stream_name)
     return derive_schema(stream_name, stream.key, table, load_contract(stream))
 
 
-def evaluate(spec: Spec, stream_name: str, engine: Engine | None = None, *,
-             table: ProjectedTable | None = None, history: SchemaHistory | None = None) -> SchemaDecision:
+def evaluate(
+    spec: Spec,
+    stream_name: str,
+    engine: Engine | None = None,
+    *,
+    table: ProjectedTable | None = None,
+    history: SchemaHistory | None = None,
+) -> SchemaDecision:
     """Compare without registering anything."""
     schema = current_schema(spec, stream_name, engine, table)
     latest = (history or SchemaHistory.for_spec(spec)).latest(stream_name)
     if latest is None or latest.fingerprint == schema.fingerprint:
         return SchemaDecision(stream_name, schema, latest)
     connect = spec.format_for(stream_name) == "connect-json"
-    return SchemaDecision(stream_name, schema, latest, incompatibilities(latest.schema, schema, connect=connect),
-                          changes(latest.schema, schema))
+    return SchemaDecision(
+        stream_name,
+        schema,
+        latest,
+        incompatibilities(latest.schema, schema, connect=connect),
+        changes(latest.schema, schema),
+    )
 
 
-def ensure_schema(spec: Spec, stream_name: str, engine: Engine | None = None, *,
-                  table: ProjectedTable | None = None) -> SchemaVersion:
+def ensure_schema(
+    spec: Spec, stream_name: str, engine: Engine | None = None, *, table: ProjectedTable | None = None
+) -> SchemaVersion:
     """The version to publish under; registers a compatible change, refuses an incompatible one."""
     history = SchemaHistory.for_spec(spec)
     decision = evaluate(spec, stream_name, engine, table=table, history=history)
@@ -110,7 +123,12 @@ def accept(spec: Spec, stream_name: str, engine: Engine | None = None) -> Schema
 
 
 def _register(spec: Spec, decision: SchemaDecision, history: SchemaHistory, *, accepted: list[str]) -> SchemaVersion:
-    version = SchemaVersion(decision.stream, decision.published_version + 1, decision.schema,
-                            topic=spec.topic_for(decision.stream), changes=decision.changes,
-                            accepted_incompatible=accepted)
+    version = SchemaVersion(
+        decision.stream,
+        decision.published_version + 1,
+        decision.schema,
+        topic=spec.topic_for(decision.stream),
+        changes=decision.changes,
+        accepted_incompatible=accepted,
+    )
     return history.append(version)

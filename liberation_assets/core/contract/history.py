@@ -100,11 +100,22 @@ class SchemaHistory:
     def append(self, version: SchemaVersion) -> SchemaVersion:
         """Write one version and wait until the broker has it."""
         stamped = version if version.registered_ms else _with_time(version)
-        producer = Producer({"logger": kafka_logger(), "bootstrap.servers": self.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
+        producer = Producer(
+            {
+                "logger": kafka_logger(),
+                "bootstrap.servers": self.bootstrap_servers,
+                "enable.idempotence": True,
+                "acks": "all",
+            }
+        )
         errors: list[str] = []
         try:
-            producer.produce(self.topic, orjson.dumps(stamped.to_dict()), f"{stamped.stream}/v{stamped.version}".encode(),
-                             on_delivery=lambda err, _msg: errors.append(err.str()) if err else None)
+            producer.produce(
+                self.topic,
+                orjson.dumps(stamped.to_dict()),
+                f"{stamped.stream}/v{stamped.version}".encode(),
+                on_delivery=lambda err, _msg: errors.append(err.str()) if err else None,
+            )
             remaining = producer.flush(30)
         except KafkaException as exc:
             raise PublishError(f"cannot write schema history to {self.topic}: {exc}") from None
@@ -114,5 +125,12 @@ class SchemaHistory:
 
 
 def _with_time(version: SchemaVersion) -> SchemaVersion:
-    return SchemaVersion(version.stream, version.version, version.schema, version.topic, now_ms(),
-                         version.changes, version.accepted_incompatible)
+    return SchemaVersion(
+        version.stream,
+        version.version,
+        version.schema,
+        version.topic,
+        now_ms(),
+        version.changes,
+        version.accepted_incompatible,
+    )

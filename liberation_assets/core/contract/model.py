@@ -74,8 +74,14 @@ def from_columns(columns: dict[str, ColumnContract]) -> Contract:
         if rule.max_length is not None:
             checks.append(pa.Check.str_length(max_value=rule.max_length))
         schema_columns[name] = pa.Column(None, checks=checks, nullable=rule.nullable, required=True, coerce=False)
-        rules[name] = FieldRule(rule.type, rule.nullable, rule.ge, rule.le,
-                                tuple(rule.isin) if rule.isin is not None else None, rule.max_length)
+        rules[name] = FieldRule(
+            rule.type,
+            rule.nullable,
+            rule.ge,
+            rule.le,
+            tuple(rule.isin) if rule.isin is not None else None,
+            rule.max_length,
+        )
     return Contract(pa.DataFrameSchema(schema_columns, report_duplicates="all", strict=False), rules, "spec")
 
 
@@ -105,7 +111,9 @@ def from_model(model: type[pa.DataFrameModel], origin: str | None = None) -> Con
     for name, column in schema.columns.items():
         kind = (column.metadata or {}).get("type") or kind_of_dtype(column.dtype)
         if kind not in KINDS:
-            raise SpecError(f"contract {origin or model.__name__}: column {name}: unknown type {kind!r}; use one of {', '.join(KINDS)}")
+            raise SpecError(
+                f"contract {origin or model.__name__}: column {name}: unknown type {kind!r}; use one of {', '.join(KINDS)}"
+            )
         stats: dict[str, Any] = {}
         for check in column.checks:
             stats.update({f"{check.name}.{k}": v for k, v in (check.statistics or {}).items()})
@@ -135,9 +143,19 @@ def kind_of_dtype(dtype: Any) -> str:
     if dtype is None:
         return "json"
     text = str(dtype).lower()
-    for marker, kind in (("bool", "bool"), ("int", "int"), ("float", "float"), ("decimal", "decimal"),
-                         ("datetime", "datetime"), ("timedelta", "float"), ("date", "date"), ("str", "str"),
-                         ("uuid", "uuid"), ("bytes", "bytes"), ("time", "time")):
+    for marker, kind in (
+        ("bool", "bool"),
+        ("int", "int"),
+        ("float", "float"),
+        ("decimal", "decimal"),
+        ("datetime", "datetime"),
+        ("timedelta", "float"),
+        ("date", "date"),
+        ("str", "str"),
+        ("uuid", "uuid"),
+        ("bytes", "bytes"),
+        ("time", "time"),
+    ):
         if marker in text:
             return kind
     return "json"

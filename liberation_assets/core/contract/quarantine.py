@@ -106,7 +106,7 @@ def reason_columns(reasons: list[str]) -> list[str]:
     columns: dict[str, None] = {}
     for reason in reasons:
         if reason.startswith("column ") and ": " in reason:
-            columns.setdefault(reason[len("column "):reason.index(": ")], None)
+            columns.setdefault(reason[len("column ") : reason.index(": ")], None)
     return list(columns)
 
 
@@ -172,12 +172,20 @@ class QuarantinedRow:
         return ChangeEvent(v["op"], v["key"], v.get("before"), row, int(v["event_ts_ms"]), source)
 
 
-def read_range(bootstrap_servers: str, topic: str, start: dict[int, int] | None = None,
-               batch_size: int = 5000) -> Iterator[list[QuarantinedRow]]:
+def read_range(
+    bootstrap_servers: str, topic: str, start: dict[int, int] | None = None, batch_size: int = 5000
+) -> Iterator[list[QuarantinedRow]]:
     """Committed records from ``start`` (per partition, default the beginning) up to the end as of the call."""
-    consumer = Consumer({"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "group.id": f"liberation-quarantine-{uuid.uuid4()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False,
-                         "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "logger": kafka_logger(),
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"liberation-quarantine-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     try:
         try:
             metadata = consumer.list_topics(topic, timeout=10)
@@ -187,7 +195,9 @@ def read_range(bootstrap_servers: str, topic: str, start: dict[int, int] | None 
             return
         stop: dict[int, int] = {}
         assignment = []
-        for partition, (_low, high) in settled_watermarks(bootstrap_servers, topic, metadata.topics[topic].partitions).items():
+        for partition, (_low, high) in settled_watermarks(
+            bootstrap_servers, topic, metadata.topics[topic].partitions
+        ).items():
             first = (start or {}).get(partition, 0)
             if high > first:
                 stop[partition] = high
@@ -245,8 +255,13 @@ class QuarantineSummary:
     """The first open records, up to the requested limit."""
 
     def metadata(self) -> dict[str, int]:
-        return {"quarantine_total": self.total, "quarantine_open": self.open, "redrive_republished": self.republished,
-                "redrive_superseded": self.superseded, "redrive_requarantined": self.requarantined}
+        return {
+            "quarantine_total": self.total,
+            "quarantine_open": self.open,
+            "redrive_republished": self.republished,
+            "redrive_superseded": self.superseded,
+            "redrive_requarantined": self.requarantined,
+        }
 
 
 def summarize(spec: "Spec", stream: str, *, list_rows: int = 0) -> QuarantineSummary:
@@ -257,9 +272,13 @@ def summarize(spec: "Spec", stream: str, *, list_rows: int = 0) -> QuarantineSum
     topic = quarantine_topic(spec.topic_for(stream))
     stored = PositionStore.for_spec(spec.kafka).get(redrive_position_key(stream)) or {}
     cursor = {int(p): int(o) for p, o in (stored.get("offsets") or {}).items()}
-    summary = QuarantineSummary(stream, topic, republished=int(stored.get("republished", 0)),
-                                superseded=int(stored.get("superseded", 0)),
-                                requarantined=int(stored.get("requarantined", 0)))
+    summary = QuarantineSummary(
+        stream,
+        topic,
+        republished=int(stored.get("republished", 0)),
+        superseded=int(stored.get("superseded", 0)),
+        requarantined=int(stored.get("requarantined", 0)),
+    )
     for rows in read_range(bootstrap, topic):
         summary.total += len(rows)
         for row in rows:

@@ -82,8 +82,9 @@ class StreamSchema:
 
     @property
     def fingerprint(self) -> str:
-        canonical = orjson.dumps({"key": list(self.key), "fields": [f.to_dict() for f in self.fields]},
-                                 option=orjson.OPT_SORT_KEYS)
+        canonical = orjson.dumps(
+            {"key": list(self.key), "fields": [f.to_dict() for f in self.fields]}, option=orjson.OPT_SORT_KEYS
+        )
         return hashlib.sha256(canonical).hexdigest()[:24]
 
     def json_schema(self) -> dict[str, Any]:
@@ -109,8 +110,12 @@ class StreamSchema:
 
     def key_json_schema(self) -> dict[str, Any]:
         properties = {k: _json_field(self.field(k) or FieldSchema(k, "json")) for k in self.key}
-        return {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
-                "properties": properties, "required": list(self.key)}
+        return {
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "properties": properties,
+            "required": list(self.key),
+        }
 
     def avro(self, namespace: str = "liberation") -> dict[str, Any]:
         """Avro schema of the change-event value; rows are one named record used for before and after."""
@@ -144,8 +149,10 @@ def derive_schema(stream: str, key: list[str], table: ProjectedTable | None, con
         key_public = table.key_public
         unpublished = sorted(set(rules) - set(published))
         if unpublished:
-            raise SpecError(f"stream {stream}: the contract names {', '.join(unpublished)}, which the stream does not "
-                            f"publish (published: {', '.join(published)})")
+            raise SpecError(
+                f"stream {stream}: the contract names {', '.join(unpublished)}, which the stream does not "
+                f"publish (published: {', '.join(published)})"
+            )
     else:
         key_public = key
     for name, rule in rules.items():
@@ -187,8 +194,13 @@ def field_from_column(name: str, column: sa.Column[Any]) -> FieldSchema:
     if isinstance(column_type, sa.Boolean):
         return FieldSchema(name, "bool", nullable)
     if isinstance(column_type, sa.Integer):
-        bits = 64 if isinstance(column_type, sa.BigInteger) else 16 if isinstance(column_type, sa.SmallInteger) else \
-            {"TINYINT": 8, "MEDIUMINT": 24}.get(type_name, 32)
+        bits = (
+            64
+            if isinstance(column_type, sa.BigInteger)
+            else 16
+            if isinstance(column_type, sa.SmallInteger)
+            else {"TINYINT": 8, "MEDIUMINT": 24}.get(type_name, 32)
+        )
         if getattr(column_type, "unsigned", False):
             bits = min(64, bits * 2)
         return FieldSchema(name, "int", nullable, bits=bits)
@@ -207,7 +219,9 @@ def field_from_column(name: str, column: sa.Column[Any]) -> FieldSchema:
     if isinstance(column_type, sa.Date):
         return FieldSchema(name, "date", nullable)
     if isinstance(column_type, sa.Time):
-        return FieldSchema(name, "time", nullable, source_type="timetz" if getattr(column_type, "timezone", False) else None)
+        return FieldSchema(
+            name, "time", nullable, source_type="timetz" if getattr(column_type, "timezone", False) else None
+        )
     if isinstance(column_type, sa.Interval):
         return FieldSchema(name, "str", nullable, source_type="interval")  # ISO 8601 duration (pg_types)
     if isinstance(column_type, sa.Uuid):

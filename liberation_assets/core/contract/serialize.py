@@ -22,8 +22,17 @@ from liberation_assets.core.errors import SerializationError
 from liberation_assets.core.events import ChangeEvent
 from liberation_assets.core.timestamps import normalize_row, now_ms, to_epoch_ms
 
-__all__ = ["CONNECTOR", "SNAPSHOT_FALSE", "dumps", "envelope_bytes", "key_bytes", "normalize_row", "now_ms", "revive",
-           "to_epoch_ms"]
+__all__ = [
+    "CONNECTOR",
+    "SNAPSHOT_FALSE",
+    "dumps",
+    "envelope_bytes",
+    "key_bytes",
+    "normalize_row",
+    "now_ms",
+    "revive",
+    "to_epoch_ms",
+]
 
 CONNECTOR = "liberation"
 SNAPSHOT_FALSE = "false"
@@ -62,10 +71,14 @@ def key_bytes(key: dict[str, Any]) -> bytes:
 
 def envelope_bytes(event: ChangeEvent, source_base: dict[str, Any], processed_ms: int) -> bytes:
     """The Debezium envelope: before, after, op, source (with ts_ms), ts_ms."""
-    source = {**source_base, "ts_ms": event.ts_ms, **event.source} if event.source else {**source_base, "ts_ms": event.ts_ms}
+    source = (
+        {**source_base, "ts_ms": event.ts_ms, **event.source} if event.source else {**source_base, "ts_ms": event.ts_ms}
+    )
     if "snapshot" not in source:
         source["snapshot"] = SNAPSHOT_FALSE
-    return dumps({"before": event.before, "after": event.after, "op": event.op, "source": source, "ts_ms": processed_ms})
+    return dumps(
+        {"before": event.before, "after": event.after, "op": event.op, "source": source, "ts_ms": processed_ms}
+    )
 
 
 def _revive_datetime(text: str) -> datetime:

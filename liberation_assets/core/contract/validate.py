@@ -147,7 +147,7 @@ def _failures(schema: pa.DataFrameSchema, frame: pd.DataFrame) -> dict[int, list
     for column, check, case, index in zip(cases["column"], cases["check"], cases["failure_case"], cases["index"]):
         check = _CHECK_NAMES.get(str(check), str(check))
         if isinstance(column, str) and column.startswith(KEY_COLUMN_PREFIX):
-            column = column[len(KEY_COLUMN_PREFIX):]
+            column = column[len(KEY_COLUMN_PREFIX) :]
         text = f"{column}: {check} (value {_show(case)})" if column is not None else check
         if index is None or (isinstance(index, float) and pd.isna(index)):
             whole_frame.append(text)

@@ -96,7 +96,9 @@ class MySqlCdc:
         for runtime in self.runtimes.values():
             runtime.ensure_topics()
         # init_transactions fences a crashed run of this source before its position is read.
-        self.publisher = TransactionalPublisher(self.bootstrap, spec.transactional_id(source_name, "cdc"), spec.kafka.producer)
+        self.publisher = TransactionalPublisher(
+            self.bootstrap, spec.transactional_id(source_name, "cdc"), spec.kafka.producer
+        )
         self.store = PositionStore.for_spec(spec.kafka)
         self.writers = {name: self._writer(runtime) for name, runtime in self.runtimes.items()}
         self._tables: dict[str, ProjectedTable] = {}
@@ -104,10 +106,14 @@ class MySqlCdc:
 
     def _writer(self, runtime: StreamRuntime) -> StreamWriter:
         """A stream's writer on the source's shared publisher (building its identity runs the schema gate)."""
-        return StreamWriter(runtime.identity, self.publisher, self.store.topic,
-                            ContractValidator(runtime.stream.contract, runtime.stream.key),
-                            halt_on_violation=runtime.stream.on_violation == "halt",
-                            value_format=runtime.value_format)
+        return StreamWriter(
+            runtime.identity,
+            self.publisher,
+            self.store.topic,
+            ContractValidator(runtime.stream.contract, runtime.stream.key),
+            halt_on_violation=runtime.stream.on_violation == "halt",
+            value_format=runtime.value_format,
+        )
 
     def _refresh_schemas(self, position: BinlogPosition) -> list[str]:
         """After DDL: rebuild the writers, so a compatible table change registers the next schema version before
@@ -122,8 +128,11 @@ class MySqlCdc:
 
     def _all_columns(self) -> dict[str, tuple[str, ...]]:
         """The current source columns of the streams that publish every column."""
-        return {name: tuple(self.table(name).columns.values())
-                for name in self.names if self.spec.streams[name].projection is None}
+        return {
+            name: tuple(self.table(name).columns.values())
+            for name in self.names
+            if self.spec.streams[name].projection is None
+        }
 
     def close(self) -> None:
         self.publisher.close()
@@ -132,9 +141,15 @@ class MySqlCdc:
         self.engine.dispose()
 
     # -- the run ------------------------------------------------------------------------------------------
-    def run(self, *, drain: bool, until: Callable[[], bool] | None = None,
-            resnapshot: bool = False, summary: CdcSummary | None = None,
-            connected: Callable[[], None] | None = None) -> CdcSummary:
+    def run(
+        self,
+        *,
+        drain: bool,
+        until: Callable[[], bool] | None = None,
+        resnapshot: bool = False,
+        summary: CdcSummary | None = None,
+        connected: Callable[[], None] | None = None,
+    ) -> CdcSummary:
         """Snapshot what needs it, then stream: to the binlog's end as of now (``drain``) or until told to stop.
 
         ``summary``: counters to add to (one summary across reconnects); ``connected``: called once the
@@ -206,11 +221,24 @@ class MySqlCdc:
         summary.snapshot_finished_s = time.time()
         return position
 
-    def _snapshot_stream(self, connection: sa.Connection, name: str, progress: StreamSnapshot, position: BinlogPosition,
-                         source: dict[str, Any], summary: CdcSummary) -> BinlogPosition:
+    def _snapshot_stream(
+        self,
+        connection: sa.Connection,
+        name: str,
+        progress: StreamSnapshot,
+        position: BinlogPosition,
+        source: dict[str, Any],
+        summary: CdcSummary,
+    ) -> BinlogPosition:
         writer = self.writers[name]
-        chunks = snapshot_chunks(connection, self.table(name), after_key=progress.after_key,
-                                 chunk_size=self.source.cdc.snapshot_chunk, zone=writer.identity.zone, source=source)
+        chunks = snapshot_chunks(
+            connection,
+            self.table(name),
+            after_key=progress.after_key,
+            chunk_size=self.source.cdc.snapshot_chunk,
+            zone=writer.identity.zone,
+            source=source,
+        )
         for events, after_key, last in chunks:
             progress = replace(progress, after_key=after_key, rows=progress.rows + len(events), chunks_done=last)
             position = position.with_snapshot(name, progress)
@@ -230,8 +258,10 @@ class MySqlCdc:
         batch = self.source.cdc.batch_size
         for start in range(0, len(vanished), batch):
             ts = now_ms()
-            events = [ChangeEvent(DELETE, decode_key(key), None, None, ts, {"snapshot": "false", "reconciliation": True})
-                      for key in vanished[start:start + batch]]
+            events = [
+                ChangeEvent(DELETE, decode_key(key), None, None, ts, {"snapshot": "false", "reconciliation": True})
+                for key in vanished[start : start + batch]
+            ]
             records, result = self.writers[name].records(ChangeBatch(events, None))
             self._publish(records, position, summary)
             summary.result(name).add(result)
@@ -258,8 +288,9 @@ class MySqlCdc:
             routes.setdefault((stream.db_schema or database, stream.table), []).append(mapper)
         return routes
 
-    def _stream(self, position: BinlogPosition, summary: CdcSummary, *, drain: bool,
-                until: Callable[[], bool] | None) -> BinlogPosition:
+    def _stream(
+        self, position: BinlogPosition, summary: CdcSummary, *, drain: bool, until: Callable[[], bool] | None
+    ) -> BinlogPosition:
         """Publish the binlog from ``position``; returns the last committed position."""
         with self.engine.connect() as connection:
             target = coordinates_key(*current_coordinates(connection)) if drain else None
@@ -269,10 +300,18 @@ class MySqlCdc:
         routes = self._routes()
         decoder = BinlogDecoder(position, routes)
         cdc = self.source.cdc
-        policy = FlushPolicy(cdc.batch_size, max_age_seconds=FLUSH_AFTER_SECONDS, idle_position_seconds=IDLE_POSITION_SECONDS)
-        reader = LogReader(connection_settings(self.source), replica_server_id(self.name, self.source), position,
-                           schemas=[schema for schema, _ in routes], tables=[table for _, table in routes],
-                           heartbeat_seconds=min(cdc.heartbeat_every.total_seconds(), WAKE_SECONDS), source_name=self.name)
+        policy = FlushPolicy(
+            cdc.batch_size, max_age_seconds=FLUSH_AFTER_SECONDS, idle_position_seconds=IDLE_POSITION_SECONDS
+        )
+        reader = LogReader(
+            connection_settings(self.source),
+            replica_server_id(self.name, self.source),
+            position,
+            schemas=[schema for schema, _ in routes],
+            tables=[table for _, table in routes],
+            heartbeat_seconds=min(cdc.heartbeat_every.total_seconds(), WAKE_SECONDS),
+            source_name=self.name,
+        )
         log.info("source %s: streaming the binlog from %s", self.name, position.describe())
         pending: dict[str, list[ChangeEvent]] = {}
         count, first_pending, last_commit, committed = 0, 0.0, time.monotonic(), position
@@ -287,20 +326,33 @@ class MySqlCdc:
                     reread = self._refresh_schemas(position) + decoder.stats.truncated[truncated_seen:]
                     truncated_seen = len(decoder.stats.truncated)
                     if reread:
-                        committed = replace(decoder.position(), streams=tuple(n for n in position.streams if n not in reread))
+                        committed = replace(
+                            decoder.position(), streams=tuple(n for n in position.streams if n not in reread)
+                        )
                         self._publish([], committed, summary)
-                        log.info("source %s: %s changed (columns or truncated); snapshotting again", self.name, ", ".join(reread))
+                        log.info(
+                            "source %s: %s changed (columns or truncated); snapshotting again",
+                            self.name,
+                            ", ".join(reread),
+                        )
                         break
                 now = time.monotonic()
                 if added and not count:
                     first_pending = now
                 count += added
-                finished = ((target is not None and not decoder.in_transaction
-                             and coordinates_key(decoder.file, decoder.boundary) >= target)
-                            or (until is not None and until()))
+                finished = (
+                    target is not None
+                    and not decoder.in_transaction
+                    and coordinates_key(decoder.file, decoder.boundary) >= target
+                ) or (until is not None and until())
                 moved = decoder.position() != committed
-                if policy.due(pending=count, pending_age=now - first_pending, moved=moved, since_commit=now - last_commit,
-                              finishing=finished):
+                if policy.due(
+                    pending=count,
+                    pending_age=now - first_pending,
+                    moved=moved,
+                    since_commit=now - last_commit,
+                    finishing=finished,
+                ):
                     committed = self._flush(pending, decoder, summary)
                     count, last_commit = 0, now
                 if finished:
@@ -313,7 +365,9 @@ class MySqlCdc:
         summary.position = committed
         return committed
 
-    def _flush(self, pending: dict[str, list[ChangeEvent]], decoder: BinlogDecoder, summary: CdcSummary) -> BinlogPosition:
+    def _flush(
+        self, pending: dict[str, list[ChangeEvent]], decoder: BinlogDecoder, summary: CdcSummary
+    ) -> BinlogPosition:
         records: list[OutRecord] = []
         for name, events in pending.items():
             out, result = self.writers[name].records(ChangeBatch(events, None))
@@ -325,7 +379,9 @@ class MySqlCdc:
         return position
 
 
-def drain(spec: Spec, source_name: str, *, resnapshot: bool = False, progress: SnapshotProgress | None = None) -> CdcSummary:
+def drain(
+    spec: Spec, source_name: str, *, resnapshot: bool = False, progress: SnapshotProgress | None = None
+) -> CdcSummary:
     """Snapshot if needed, then publish the binlog up to where the server is now; for scheduled runs."""
     cdc = MySqlCdc(spec, source_name, progress=progress)
     try:
@@ -348,15 +404,22 @@ class MySqlFollow:
         return f"liberation: following {self.cdc.name} (binlog)"
 
     def stream(self, until: Callable[[], bool]) -> None:
-        self.cdc.run(drain=False, until=until, resnapshot=self.resnapshot, summary=self.summary,
-                     connected=self._connected)
+        self.cdc.run(
+            drain=False, until=until, resnapshot=self.resnapshot, summary=self.summary, connected=self._connected
+        )
 
     def close(self) -> None:
         self.cdc.close()
 
 
-def follow(spec: Spec, source_name: str, duration: float | None = None, *, resnapshot: bool = False,
-           give_up_after: float | None = None) -> int:
+def follow(
+    spec: Spec,
+    source_name: str,
+    duration: float | None = None,
+    *,
+    resnapshot: bool = False,
+    give_up_after: float | None = None,
+) -> int:
     """Stream continuously (``liberation follow <source>``) until the duration ends or SIGTERM (``coordinator``).
 
     A retriable error (broker or server away, a lost connection) reconnects with backoff from the
@@ -370,8 +433,9 @@ def follow(spec: Spec, source_name: str, duration: float | None = None, *, resna
         # a reconnect resumes from what was published since, not with a new snapshot
         return MySqlFollow(spec, source_name, total, resnapshot and not total.transactions)
 
-    coordinator.follow(source_name, f"source {source_name}", make_source, total, duration=duration,
-                       give_up_after=give_up_after)
+    coordinator.follow(
+        source_name, f"source {source_name}", make_source, total, duration=duration, give_up_after=give_up_after
+    )
     print(f"source {source_name}: {total.describe()}", flush=True)
     return 0
 

@@ -43,9 +43,21 @@ from liberation_assets.core.readers.pgoutput.lsn import lsn_to_str
 from liberation_assets.core.spec import Spec
 
 __all__ = [
-    "BOUNDARY_PREFIXES", "DRAIN_PREFIX", "HEARTBEAT_PREFIX", "POSITION_EVERY_SECONDS", "SLOT_WAIT_SECONDS",
-    "STABLE_WAIT_SECONDS", "CdcSummary", "PostgresCdc", "SlotStatus", "cdc_streams", "drain", "follow", "live_keys",
-    "position_key", "slot_status",
+    "BOUNDARY_PREFIXES",
+    "DRAIN_PREFIX",
+    "HEARTBEAT_PREFIX",
+    "POSITION_EVERY_SECONDS",
+    "SLOT_WAIT_SECONDS",
+    "STABLE_WAIT_SECONDS",
+    "CdcSummary",
+    "PostgresCdc",
+    "SlotStatus",
+    "cdc_streams",
+    "drain",
+    "follow",
+    "live_keys",
+    "position_key",
+    "slot_status",
 ]
 
 
@@ -96,8 +108,10 @@ class PostgresFollow:
         cdc = self.cdc
         cdc.open()
         connected()
-        return (f"liberation: following {cdc.source_name} from slot {cdc.slot_names.slot} "
-                f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}")
+        return (
+            f"liberation: following {cdc.source_name} from slot {cdc.slot_names.slot} "
+            f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}"
+        )
 
     def stream(self, until: Callable[[], bool]) -> None:
         self.cdc.run(until=until)
@@ -107,9 +121,15 @@ class PostgresFollow:
         self.cdc.close()
 
 
-def follow(spec: Spec, source_name: str, duration: float | None = None,
-           on_summary: Callable[[CdcSummary], None] | None = None, *, give_up_after: float | None = None,
-           log_line: Callable[[str], None] | None = None) -> int:
+def follow(
+    spec: Spec,
+    source_name: str,
+    duration: float | None = None,
+    on_summary: Callable[[CdcSummary], None] | None = None,
+    *,
+    give_up_after: float | None = None,
+    log_line: Callable[[str], None] | None = None,
+) -> int:
     """``liberation follow <source>``: stream continuously (or for ``duration`` seconds), stop on SIGTERM.
 
     A retriable error (broker or database away, walsender timeout) reconnects with backoff
@@ -117,7 +137,14 @@ def follow(spec: Spec, source_name: str, duration: float | None = None,
     """
     total = CdcSummary()
     log = log_line or (lambda line: print(line, file=sys.stderr, flush=True))
-    coordinator.follow(source_name, f"source {source_name}", lambda: PostgresFollow(spec, source_name, total), total,
-                       duration=duration, give_up_after=give_up_after, log=log)
+    coordinator.follow(
+        source_name,
+        f"source {source_name}",
+        lambda: PostgresFollow(spec, source_name, total),
+        total,
+        duration=duration,
+        give_up_after=give_up_after,
+        log=log,
+    )
     (on_summary or (lambda s: print(s.describe(), flush=True)))(total)
     return 0

@@ -63,8 +63,16 @@ def status(event: str, source: str, **fields: Any) -> None:
     sys.stdout.flush()
 
 
-def follow(name: str, what: str, make_source: Callable[[], LogSource], summary: Summary, *,
-           duration: float | None = None, give_up_after: float | None = None, log: Log = _stderr) -> Summary:
+def follow(
+    name: str,
+    what: str,
+    make_source: Callable[[], LogSource],
+    summary: Summary,
+    *,
+    duration: float | None = None,
+    give_up_after: float | None = None,
+    log: Log = _stderr,
+) -> Summary:
     """Follow ``name`` until ``duration`` seconds pass (forever if None) or SIGTERM; returns the summary.
 
     ``what`` names it in every log line (``source shop``, ``outbox orders``).  A retriable error
@@ -97,8 +105,14 @@ def follow(name: str, what: str, make_source: Callable[[], LogSource], summary: 
         status("reconnecting", name, reason=reason, delay_seconds=delay, attempt=attempt)
 
     try:
-        follow_with_retry(what, attempt, until=until, log=log, on_retry=reconnecting,
-                          give_up_after=give_up_after if give_up_after is not None else give_up_after_default())
+        follow_with_retry(
+            what,
+            attempt,
+            until=until,
+            log=log,
+            on_retry=reconnecting,
+            give_up_after=give_up_after if give_up_after is not None else give_up_after_default(),
+        )
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

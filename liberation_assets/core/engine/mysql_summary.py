@@ -34,8 +34,12 @@ class CdcSummary:
     def stream_metadata(self, name: str) -> dict[str, int | float]:
         r = self.results.get(name, WriteResult())
         data: dict[str, int | float] = {
-            **counters(published=r.published, quarantined=r.quarantined, deletes=r.deletes,
-                       kafka_transactions=self.transactions),
+            **counters(
+                published=r.published,
+                quarantined=r.quarantined,
+                deletes=r.deletes,
+                kafka_transactions=self.transactions,
+            ),
             "snapshot_rows": self.snapshot_rows.get(name, 0),
             "truncates_seen": self.truncated.count(name),
         }
@@ -44,9 +48,12 @@ class CdcSummary:
 
     def metadata(self) -> dict[str, int | float]:
         data: dict[str, int | float] = {
-            **counters(published=sum(r.published for r in self.results.values()),
-                       quarantined=sum(r.quarantined for r in self.results.values()),
-                       deletes=sum(r.deletes for r in self.results.values()), kafka_transactions=self.transactions),
+            **counters(
+                published=sum(r.published for r in self.results.values()),
+                quarantined=sum(r.quarantined for r in self.results.values()),
+                deletes=sum(r.deletes for r in self.results.values()),
+                kafka_transactions=self.transactions,
+            ),
             "snapshot_rows": sum(self.snapshot_rows.values()),
             "snapshot_lock_ms": round(self.snapshot_lock_ms, 3),
             "reconciled_deletes": self.reconciled_deletes,

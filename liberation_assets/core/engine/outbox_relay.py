@@ -69,8 +69,14 @@ class _Leased:
     The two kinds (``PollFollow``, ``LogFollow``) differ only in how they stream and drain.
     """
 
-    def __init__(self, relay: OutboxRelay | OutboxLogRelay, total: RelaySummary, log: Log,
-                 deadline: float = float("inf"), said: set[str] | None = None):
+    def __init__(
+        self,
+        relay: OutboxRelay | OutboxLogRelay,
+        total: RelaySummary,
+        log: Log,
+        deadline: float = float("inf"),
+        said: set[str] | None = None,
+    ):
         self.relay = relay
         self.total = total
         self.log = log
@@ -151,8 +157,14 @@ class LogFollow(_Leased):
         self.relay.relayed = self.relay.transactions = 0
 
 
-def _source(spec: Spec, outbox_name: str, total: RelaySummary, log: Log = _stderr,
-            deadline: float = float("inf"), said: set[str] | None = None) -> PollFollow | LogFollow:
+def _source(
+    spec: Spec,
+    outbox_name: str,
+    total: RelaySummary,
+    log: Log = _stderr,
+    deadline: float = float("inf"),
+    said: set[str] | None = None,
+) -> PollFollow | LogFollow:
     if spec.outboxes[outbox_name].via == "cdc":
         return LogFollow(OutboxLogRelay(spec, outbox_name), total, log, deadline, said)
     return PollFollow(OutboxRelay(spec, outbox_name), total, log, deadline, said)
@@ -193,8 +205,14 @@ def outbox_pending(spec: Spec, outbox_name: str) -> tuple[int, float]:
         return int(bool(pg_slot.has_pending_changes(connection, slot, slot))), 0.0
 
 
-def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: Log = _stderr,
-           give_up_after: float | None = None) -> int:
+def follow(
+    spec: Spec,
+    outbox_name: str,
+    duration: float | None = None,
+    *,
+    log: Log = _stderr,
+    give_up_after: float | None = None,
+) -> int:
     """Relay continuously with low latency until ``duration`` seconds pass (forever if None), or SIGTERM.
 
     Waits as a standby while another relay holds the lease; after a retriable database or Kafka
@@ -204,7 +222,14 @@ def follow(spec: Spec, outbox_name: str, duration: float | None = None, *, log: 
     deadline = time.monotonic() + duration if duration is not None else float("inf")
     total = RelaySummary()
     said: set[str] = set()
-    coordinator.follow(outbox_name, f"outbox {outbox_name}", lambda: _source(spec, outbox_name, total, log, deadline, said),
-                       total, duration=duration, give_up_after=give_up_after, log=log)
+    coordinator.follow(
+        outbox_name,
+        f"outbox {outbox_name}",
+        lambda: _source(spec, outbox_name, total, log, deadline, said),
+        total,
+        duration=duration,
+        give_up_after=give_up_after,
+        log=log,
+    )
     print(" ".join(f"{key}={value}" for key, value in total.metadata().items() if key != "pending"), flush=True)
     return 0

@@ -97,7 +97,9 @@ class PostgresCdc(SnapshotSteps):
         self._snapshot_queue: list[str] = []
         self._last_heartbeat = 0.0
         self._last_store = 0.0
-        self._policy = FlushPolicy(self.cdc.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS)
+        self._policy = FlushPolicy(
+            self.cdc.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS
+        )
         """Callers flush when the batch is full or the log goes quiet; a moved position alone at most every second."""
         self._drain_id: str | None = None
         self._drained = False
@@ -112,7 +114,9 @@ class PostgresCdc(SnapshotSteps):
         self._started = time.monotonic()
         kafka = self.spec.kafka
         bootstrap = kafka.resolved_bootstrap_servers()
-        self._publisher = TransactionalPublisher(bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer)
+        self._publisher = TransactionalPublisher(
+            bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer
+        )
         self._positions = PositionStore.for_spec(kafka)
         stored = self._positions.get(self.key)
         self.position = self._stored = replace(CdcPosition.from_dict(stored), slot=self.slot_names.slot)
@@ -134,8 +138,9 @@ class PostgresCdc(SnapshotSteps):
         self._cursor = self._replication.cursor()
         if info is None:
             created = pg_slot.create_slot(self._cursor, self.slot_names.slot)
-            self.position = CdcPosition(lsn=created.consistent_point, slot=self.slot_names.slot,
-                                        columns=self.position.columns)  # every table is read whole next
+            self.position = CdcPosition(
+                lsn=created.consistent_point, slot=self.slot_names.slot, columns=self.position.columns
+            )  # every table is read whole next
             self._log = PgoutputStream(self.position, BOUNDARY_PREFIXES)
             self._snapshot_exported(created.snapshot_name, created.consistent_point)
         self._snapshot_queue = [n for n in self.names if not self.position.tables.get(n, TableProgress()).done]
@@ -149,17 +154,34 @@ class PostgresCdc(SnapshotSteps):
         table, published = self._gated_table(name)
         schema_version = published.version
         identity = StreamIdentity(
-            name=name, topic=spec.topic_for(name), pattern="cdc", db=self.source.resolved_url().database or "",
-            db_schema=stream_spec.db_schema, table=stream_spec.table, timezone=spec.timezone_for(name),
+            name=name,
+            topic=spec.topic_for(name),
+            pattern="cdc",
+            db=self.source.resolved_url().database or "",
+            db_schema=stream_spec.db_schema,
+            table=stream_spec.table,
+            timezone=spec.timezone_for(name),
             schema_version=schema_version,
         )
-        writer = StreamWriter(identity, self._publisher, self._positions.topic,
-                              ContractValidator(stream_spec.contract, stream_spec.key),
-                              halt_on_violation=stream_spec.on_violation == "halt",
-                              value_format=stream_format(spec, name, "cdc", published.schema))
+        writer = StreamWriter(
+            identity,
+            self._publisher,
+            self._positions.topic,
+            ContractValidator(stream_spec.contract, stream_spec.key),
+            halt_on_violation=stream_spec.on_violation == "halt",
+            value_format=stream_format(spec, name, "cdc", published.schema),
+        )
         schema = stream_spec.db_schema or "public"
-        stream = CdcStream(name, table, writer, schema, stream_spec.columns() if stream_spec.projection is not None else None,
-                         stream_spec.toast == "reread", identity.zone, types=self._resolve_type)
+        stream = CdcStream(
+            name,
+            table,
+            writer,
+            schema,
+            stream_spec.columns() if stream_spec.projection is not None else None,
+            stream_spec.toast == "reread",
+            identity.zone,
+            types=self._resolve_type,
+        )
         self.streams[name] = stream
         self._by_table.setdefault((schema, stream_spec.table), []).append(stream)
         if stream.projection is None:
@@ -180,8 +202,12 @@ class PostgresCdc(SnapshotSteps):
         The log needs no cursor column; the table is reflected without one so tables without updated_at work too.
         """
         assert self._engine is not None
-        table = reflect_stream_table(self._engine, self.spec.streams[name].model_copy(update={"cursor": None}), name,
-                                     self.spec.timezone_for(name))
+        table = reflect_stream_table(
+            self._engine,
+            self.spec.streams[name].model_copy(update={"cursor": None}),
+            name,
+            self.spec.timezone_for(name),
+        )
         return table, ensure_schema(self.spec, name, self._engine, table=table)
 
     def _track_columns(self, stream: CdcStream) -> None:
@@ -193,8 +219,12 @@ class PostgresCdc(SnapshotSteps):
         columns = list(stream.table.columns.values())
         known = self.position.columns.get(stream.name)
         if known is not None and known != columns and stream.name in self.position.tables:
-            log.info("stream %s: its columns changed (%s → %s); snapshotting again with watermarks",
-                     stream.name, ", ".join(known), ", ".join(columns))
+            log.info(
+                "stream %s: its columns changed (%s → %s); snapshotting again with watermarks",
+                stream.name,
+                ", ".join(known),
+                ", ".join(columns),
+            )
             if self._window is not None and self._window.stream == stream.name:
                 self._window = None  # its rows were read with the old columns
             self.position = self.position.with_table(stream.name, TableProgress())
@@ -300,8 +330,13 @@ class PostgresCdc(SnapshotSteps):
         stream.table, published = self._gated_table(stream.name)
         version = published.version
         stream.writer.use_schema_version(version, stream_format(self.spec, stream.name, "cdc", published.schema))
-        log.info("stream %s: the table changed (%s → %s); publishing schema version %d", stream.name,
-                 ", ".join(name for name, *_ in previous.shape), ", ".join(name for name, *_ in stream.plan.shape), version)
+        log.info(
+            "stream %s: the table changed (%s → %s); publishing schema version %d",
+            stream.name,
+            ", ".join(name for name, *_ in previous.shape),
+            ", ".join(name for name, *_ in stream.plan.shape),
+            version,
+        )
         if stream.projection is None:
             self._track_columns(stream)
 
@@ -352,8 +387,13 @@ class PostgresCdc(SnapshotSteps):
         """
         cursor, confirm = at if at is not None else (self._log.at, self._log.confirm)
         position = self.position.at(*cursor)
-        if not self._policy.due(pending=self._pending, pending_age=0.0, moved=position != self._stored,
-                                since_commit=time.monotonic() - self._last_store, finishing=force):
+        if not self._policy.due(
+            pending=self._pending,
+            pending_age=0.0,
+            moved=position != self._stored,
+            since_commit=time.monotonic() - self._last_store,
+            finishing=force,
+        ):
             return
         assert self._publisher is not None and self._positions is not None
         out: list[OutRecord] = []
@@ -388,10 +428,12 @@ class PostgresCdc(SnapshotSteps):
 
     # -- teardown -------------------------------------------------------------------------------------------
     def close(self) -> None:
-        closers = [self._replication.close if self._replication is not None else None,
-                   self._admin.close if self._admin is not None else None,
-                   self._engine.dispose if self._engine is not None else None,
-                   self._publisher.close if self._publisher is not None else None]
+        closers = [
+            self._replication.close if self._replication is not None else None,
+            self._admin.close if self._admin is not None else None,
+            self._engine.dispose if self._engine is not None else None,
+            self._publisher.close if self._publisher is not None else None,
+        ]
         for closer in closers:
             try:
                 if closer is not None:

@@ -50,8 +50,15 @@ class CdcStream:
     """Key JSON → the key's source text, of pending events that lack an unchanged TOAST value (for the re-read)."""
 
     def build_plan(self, relation: Relation) -> None:
-        self.plan = RowPlan.build(relation, self.projection, self.table.key_columns, self.table.key_public, self.name,
-                                  types=self.types, zone=self.zone)
+        self.plan = RowPlan.build(
+            relation,
+            self.projection,
+            self.table.key_columns,
+            self.table.key_public,
+            self.name,
+            types=self.types,
+            zone=self.zone,
+        )
 
 
 def change_events(stream: CdcStream, message: Insert | Update | Delete, tx: Transaction, lsn: int) -> list[ChangeEvent]:
@@ -79,8 +86,10 @@ def change_events(stream: CdcStream, message: Insert | Update | Delete, tx: Tran
         old_key = plan.key_of(message.old, problems) if message.old is not None else key
         if old_key != key:
             # A primary-key change: a delete of the old key, then a create of the new one.
-            events = [ChangeEvent(DELETE, old_key, before or dict(old_key), None, ts, source),
-                      ChangeEvent(CREATE, key, None, after, ts, source)]
+            events = [
+                ChangeEvent(DELETE, old_key, before or dict(old_key), None, ts, source),
+                ChangeEvent(CREATE, key, None, after, ts, source),
+            ]
         else:
             events = [ChangeEvent(UPDATE, key, before, after, ts, source)]
     else:
@@ -103,9 +112,15 @@ def reread_unchanged(engine: Engine | None, stream: CdcStream) -> list[ChangeEve
     types = table.pg_types or {}
     wanted = {stream.unchanged_keys[dumps(e.key)] for e in todo}
     # Found again by their source text cast back to the key's type: the index serves, whatever the type.
-    found_again = [sa.and_(*[expr == sa.cast(sa.literal(text, sa.Text), SqlTypeName(types[c].sql_name))
-                             for expr, c, text in zip(table.key_exprs, table.key_columns, texts)])
-                   for texts in wanted]
+    found_again = [
+        sa.and_(
+            *[
+                expr == sa.cast(sa.literal(text, sa.Text), SqlTypeName(types[c].sql_name))
+                for expr, c, text in zip(table.key_exprs, table.key_columns, texts)
+            ]
+        )
+        for texts in wanted
+    ]
     query = sa.select(*table.select_list(with_cursor=False)).where(sa.or_(*found_again))
     with engine.connect() as connection:
         current = {dumps({k: r[k] for k in table.key_public}): r for r in connection.execute(query).mappings()}

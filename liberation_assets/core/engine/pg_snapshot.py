@@ -92,8 +92,9 @@ class SnapshotSteps:
         pg_slot.emit_message(self._admin, WATERMARK_PREFIX, watermark_content(chunk_id, HIGH))
         events, tuples = events_from_rows(rows, stream.table, stream.zone, READ, {"snapshot": "incremental"})
         after = codec.encode_all(tuples[-1][1:]) if tuples else progress.after_key
-        self._window = ChunkWindow(name, chunk_id, {dumps(e.key): e for e in events}, after,
-                                   len(rows) < self.cdc.snapshot_chunk)
+        self._window = ChunkWindow(
+            name, chunk_id, {dumps(e.key): e for e in events}, after, len(rows) < self.cdc.snapshot_chunk
+        )
 
     def _close_window(self) -> None:
         window = self._window
@@ -105,7 +106,8 @@ class SnapshotSteps:
         self._pending += len(rows)
         self.summary.snapshot_rows += len(rows)
         self.position = self.position.with_table(
-            window.stream, TableProgress(window.last_key, progress.rows + len(rows), window.is_last))
+            window.stream, TableProgress(window.last_key, progress.rows + len(rows), window.is_last)
+        )
         if window.is_last:
             self._snapshot_queue.remove(window.stream)
         self._window = None

@@ -30,8 +30,12 @@ class CdcSummary:
     def metadata(self, stream: str | None = None) -> dict[str, int | float]:
         r = self.result
         data: dict[str, int | float] = {
-            **counters(published=self.per_stream.get(stream, 0) if stream else r.published, quarantined=r.quarantined,
-                       deletes=r.deletes, kafka_transactions=r.transactions),
+            **counters(
+                published=self.per_stream.get(stream, 0) if stream else r.published,
+                quarantined=r.quarantined,
+                deletes=r.deletes,
+                kafka_transactions=r.transactions,
+            ),
             "published_all_streams": r.published,
             "db_transactions": self.db_transactions,
             "snapshot_rows": self.snapshot_rows,

@@ -45,8 +45,9 @@ class RunSummary:
     def metadata(self) -> dict[str, float | int]:
         r = self.result
         data: dict[str, float | int] = {
-            **counters(published=r.published, quarantined=r.quarantined, deletes=r.deletes,
-                       kafka_transactions=r.transactions),
+            **counters(
+                published=r.published, quarantined=r.quarantined, deletes=r.deletes, kafka_transactions=r.transactions
+            ),
             "ceiling_lag_seconds": round(self.ceiling_lag_seconds, 3),
             "rows_total": self.rows_total,
         }
@@ -89,8 +90,14 @@ class QueryPattern:
             runtime.close()
 
     # -- snapshot ---------------------------------------------------------------------------------------
-    def snapshot(self, *, key_range: tuple[Any, Any] | None = None, part: str | None = None,
-                 progress: ProgressCallback | None = None, restart: bool = False) -> RunSummary:
+    def snapshot(
+        self,
+        *,
+        key_range: tuple[Any, Any] | None = None,
+        part: str | None = None,
+        progress: ProgressCallback | None = None,
+        restart: bool = False,
+    ) -> RunSummary:
         """Snapshot the table, resuming from the last committed chunk; a finished snapshot is only retaken with ``restart``."""
         runtime = self.snapshot_runtime(part)
         key = position_key(self.name, "snapshot", part)
@@ -104,8 +111,13 @@ class QueryPattern:
         summary = RunSummary(rows_total=start.rows)
         estimate = self._estimate_rows()
         for batch in snapshot_batches(
-            runtime.engine, self.table, position_key=key, start=start,
-            chunk_size=self.stream.snapshot_chunk, zone=runtime.identity.zone, key_range=key_range,
+            runtime.engine,
+            self.table,
+            position_key=key,
+            start=start,
+            chunk_size=self.stream.snapshot_chunk,
+            zone=runtime.identity.zone,
+            key_range=key_range,
         ):
             summary.result.add(runtime.writer.write(batch, unique_key=True))
             summary.rows_total = batch.position.value["rows"] if batch.position else summary.rows_total
@@ -117,7 +129,9 @@ class QueryPattern:
     def _ceiling_value(self) -> Any:
         with self.runtime.engine.connect() as connection:
             ceiling = read_ceiling(connection, skew=self.source.clock_skew, safety_lag=self._safety_lag())
-        return ceiling.for_column(self.table.cursor_is_naive, self.runtime.identity.zone) if self.stream.cursor else None
+        return (
+            ceiling.for_column(self.table.cursor_is_naive, self.runtime.identity.zone) if self.stream.cursor else None
+        )
 
     def _estimate_rows(self) -> int | None:
         try:
@@ -149,9 +163,16 @@ class QueryPattern:
         deleted_when = self.stream.soft_delete.deleted_when if self.stream.soft_delete else "not_null"
         last_after = start.after
         for batch in poll_batches(
-            runtime.engine, self.table, position_key=position_key(self.name, "query"), start=start,
-            batch_size=self.stream.batch_size, zone=runtime.identity.zone, skew=self.source.clock_skew,
-            safety_lag=self._safety_lag(), reread_window=self._reread_window(), stats=stats,
+            runtime.engine,
+            self.table,
+            position_key=position_key(self.name, "query"),
+            start=start,
+            batch_size=self.stream.batch_size,
+            zone=runtime.identity.zone,
+            skew=self.source.clock_skew,
+            safety_lag=self._safety_lag(),
+            reread_window=self._reread_window(),
+            stats=stats,
             deleted_when=deleted_when,
         ):
             summary.result.add(runtime.writer.write(batch, unique_key=True))  # a poll reads each row once
@@ -171,9 +192,11 @@ class QueryPattern:
         """Where the first poll starts: the earliest ceiling recorded by the snapshot or any of its partitions."""
         _ = self.runtime.writer  # fence first, so the positions read are committed ones
         prefix = position_key(self.name, "snapshot")
-        starts = [SnapshotPosition.from_dict(value).incremental_from
-                  for key, value in self.runtime.positions.load(prefix).items()
-                  if key == prefix or key.startswith(prefix + "/")]
+        starts = [
+            SnapshotPosition.from_dict(value).incremental_from
+            for key, value in self.runtime.positions.load(prefix).items()
+            if key == prefix or key.startswith(prefix + "/")
+        ]
         starts = [s for s in starts if s is not None]
         return min(starts) if starts else None
 
@@ -193,17 +216,28 @@ class QueryPattern:
             rows = connection.execute(key_set_query(self.table)).mappings()
             # A key the type mapping refuses was never published (its row is in the quarantine): nothing to match.
             published_key = key_converter(self.table, zone)
-            source_keys = {dumps(published_key(dict(row))) for row in rows
-                           if not any(isinstance(value, Unconvertible) for value in row.values())}
+            source_keys = {
+                dumps(published_key(dict(row)))
+                for row in rows
+                if not any(isinstance(value, Unconvertible) for value in row.values())
+            }
         vanished = [k for k in live if canonical_key(k) not in source_keys]
         summary = RunSummary()
         ts = now_ms()
         for start in range(0, len(vanished), self.stream.batch_size):
             events = []
-            for raw_key in vanished[start:start + self.stream.batch_size]:
+            for raw_key in vanished[start : start + self.stream.batch_size]:
                 previous = decode_value(live[raw_key]) or {}
-                events.append(ChangeEvent(DELETE, decode_key(raw_key), previous.get("after"), None, ts,
-                                          {"snapshot": "false", "reconciliation": True}))
+                events.append(
+                    ChangeEvent(
+                        DELETE,
+                        decode_key(raw_key),
+                        previous.get("after"),
+                        None,
+                        ts,
+                        {"snapshot": "false", "reconciliation": True},
+                    )
+                )
             summary.result.add(writer.write(ChangeBatch(events, None)))
         return summary
 

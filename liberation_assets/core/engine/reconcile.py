@@ -21,13 +21,16 @@ from liberation_assets.core.publish.reading import settled_watermarks
 
 
 def _consumer(bootstrap_servers: str) -> Consumer:
-    return Consumer({"logger": kafka_logger(), 
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": f"liberation-reconcile-{uuid.uuid4()}",
-        "isolation.level": "read_committed",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-    })
+    return Consumer(
+        {
+            "logger": kafka_logger(),
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"liberation-reconcile-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
 
 
 def end_offsets(bootstrap_servers: str, topic: str) -> dict[int, int]:
@@ -49,7 +52,9 @@ def unseen_live_keys(bootstrap_servers: str, topic: str, before: dict[int, int])
     consumer = _consumer(bootstrap_servers)
     try:
         partitions = list(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
-        remaining = {p for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items() if end > 0}
+        remaining = {
+            p for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items() if end > 0
+        }
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while remaining:
             for message in consumer.consume(5000, timeout=1.0):

@@ -77,8 +77,14 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
     before = {k: int(stored.get(k, 0)) for k in ("republished", "superseded", "requarantined")}
     validator = ContractValidator(runtime.stream.contract, runtime.stream.key)
     kinds = {name: rule.kind for name, rule in validator.contract.rules.items()} if validator.contract else {}
-    writer = StreamWriter(runtime.identity, runtime.publisher, runtime.positions.topic, validator, halt_on_violation=False,
-                          value_format=runtime.value_format)
+    writer = StreamWriter(
+        runtime.identity,
+        runtime.publisher,
+        runtime.positions.topic,
+        validator,
+        halt_on_violation=False,
+        value_format=runtime.value_format,
+    )
     q_topic = quarantine_topic(topic)
     keys = {row.key for rows in read_range(bootstrap, q_topic, cursor, batch_size) for row in rows}
     newest = published_event_times(bootstrap, topic, keys) if keys else {}
@@ -95,7 +101,9 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
             else:
                 live.append(row)
         duplicates, candidates = _still_duplicated(live)
-        events = [row.event(kinds, {"redrive": {"partition": row.partition, "offset": row.offset}}) for row in candidates]
+        events = [
+            row.event(kinds, {"redrive": {"partition": row.partition, "offset": row.offset}}) for row in candidates
+        ]
         out, result = writer.records(ChangeBatch(events, None))
         processed = now_ms()
         for row in duplicates:
@@ -103,13 +111,19 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
             event = row.event(kinds, {"redrive": {"partition": row.partition, "offset": row.offset}})
             out.append(quarantine_record(q_topic, runtime.identity, event, reasons, None, processed))
         for row in poison:
-            again = {**row.value, "quarantined_ts_ms": processed, "redrive": {"partition": row.partition, "offset": row.offset}}
+            again = {
+                **row.value,
+                "quarantined_ts_ms": processed,
+                "redrive": {"partition": row.partition, "offset": row.offset},
+            }
             out.append((q_topic, row.key, dumps(again), int(row.value["event_ts_ms"]), runtime.identity.headers()))
         summary.examined += len(rows)
         summary.republished += result.published
         summary.requarantined += result.quarantined + len(duplicates) + len(poison)
-        position = {"offsets": {str(p): o for p, o in sorted(cursor.items())},
-                    **{k: before[k] + getattr(summary, k) for k in before}}
+        position = {
+            "offsets": {str(p): o for p, o in sorted(cursor.items())},
+            **{k: before[k] + getattr(summary, k) for k in before},
+        }
         out.append(runtime.positions.record(Position(key, position)))
         runtime.publisher.publish(out)
         summary.transactions += 1
@@ -121,6 +135,7 @@ def _redrive(runtime: StreamRuntime, batch_size: int) -> RedriveSummary:
 
 def _still_duplicated(rows: list[QuarantinedRow]) -> tuple[list[QuarantinedRow], list[QuarantinedRow]]:
     """Rows quarantined as duplicate keys stay so while another row of their original batch has the same key."""
+
     def group(row: QuarantinedRow) -> tuple[bytes, bytes]:
         return row.key, orjson.dumps(row.value.get("position"), option=orjson.OPT_SORT_KEYS)
 
@@ -133,13 +148,23 @@ def _still_duplicated(rows: list[QuarantinedRow]) -> tuple[list[QuarantinedRow],
 
 def published_event_times(bootstrap_servers: str, topic: str, keys: set[bytes]) -> dict[bytes, int]:
     """Key → newest event time (``source.ts_ms``) the topic holds for it, deletes included; only for ``keys``."""
-    consumer = Consumer({"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "group.id": f"liberation-redrive-{uuid.uuid4()}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False, "enable.partition.eof": True})
+    consumer = Consumer(
+        {
+            "logger": kafka_logger(),
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"liberation-redrive-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
     newest: dict[bytes, int] = {}
     try:
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = list(metadata.topics[topic].partitions)
-        remaining = {p for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items() if end > 0}
+        remaining = {
+            p for p, (_low, end) in settled_watermarks(bootstrap_servers, topic, partitions).items() if end > 0
+        }
         consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
         while remaining:
             for msg in consumer.consume(10_000, timeout=1.0):

@@ -40,10 +40,21 @@ MAX_DELAY_SECONDS = 30.0
 GIVE_UP_ENV = "LIBERATION_GIVE_UP_AFTER"
 """Seconds of uninterrupted retriable failures after which ``follow`` gives up (default: never)."""
 
-_AUTHENTICATION = ("password authentication failed", "authentication failed", "access denied for user",
-                   "no pg_hba.conf entry", "peer authentication failed")
-_RETRIABLE_TYPES: tuple[type[BaseException], ...] = (ConnectivityError, PublishError, SlotInUse, ConnectionError,
-                                                     TimeoutError, EOFError)
+_AUTHENTICATION = (
+    "password authentication failed",
+    "authentication failed",
+    "access denied for user",
+    "no pg_hba.conf entry",
+    "peer authentication failed",
+)
+_RETRIABLE_TYPES: tuple[type[BaseException], ...] = (
+    ConnectivityError,
+    PublishError,
+    SlotInUse,
+    ConnectionError,
+    TimeoutError,
+    EOFError,
+)
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
@@ -120,9 +131,15 @@ def give_up_after_default() -> float | None:
     return float(value) if value else None
 
 
-def follow_with_retry(what: str, attempt: Attempt, *, until: Until, log: Log,
-                      give_up_after: float | None = None,
-                      on_retry: Callable[[str, float, int], None] | None = None) -> None:
+def follow_with_retry(
+    what: str,
+    attempt: Attempt,
+    *,
+    until: Until,
+    log: Log,
+    give_up_after: float | None = None,
+    on_retry: Callable[[str, float, int], None] | None = None,
+) -> None:
     """Run ``attempt`` (at least once) until ``until()``; after a retriable error, wait (0.5 s doubling to 30 s) and run it again.
 
     The backoff and the give-up clock restart once an attempt reports ``connected``.
@@ -155,7 +172,9 @@ def follow_with_retry(what: str, attempt: Attempt, *, until: Until, log: Log,
             failing_since = now if failing_since is None else failing_since
             failures += 1
             if give_up_after is not None and now - failing_since >= give_up_after:
-                raise GaveUp(f"{what}: gave up after {now - failing_since:.0f}s of failures; last: {failure.reason}") from None
+                raise GaveUp(
+                    f"{what}: gave up after {now - failing_since:.0f}s of failures; last: {failure.reason}"
+                ) from None
             delay = min(MAX_DELAY_SECONDS, FIRST_DELAY_SECONDS * 2 ** (failures - 1))
             log(f"liberation: {what}: {failure.reason}; reconnecting in {delay:.1f}s (attempt {failures})")
             if on_retry is not None:

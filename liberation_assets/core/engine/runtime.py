@@ -91,7 +91,11 @@ class StreamRuntime:
         kafka = self.spec.kafka
         partitions = self.stream.partitions or kafka.partitions
         compacted = {"cleanup.policy": "compact", "min.insync.replicas": str(kafka.min_insync_replicas)}
-        keep_all = {"cleanup.policy": "delete", "retention.ms": "-1", "min.insync.replicas": str(kafka.min_insync_replicas)}
+        keep_all = {
+            "cleanup.policy": "delete",
+            "retention.ms": "-1",
+            "min.insync.replicas": str(kafka.min_insync_replicas),
+        }
         ensure_topics(
             self.bootstrap,
             [

@@ -62,8 +62,10 @@ def oversize_reason(event: ChangeEvent, size: int) -> str:
     """``column <largest>: record too large (value N bytes, limit L bytes)``: the column is the one to look at."""
     name, column_bytes = _largest_column(event.after if event.after is not None else event.before)
     where = f"column {name}" if name is not None else "row"
-    return (f"{where}: record too large (value {size} bytes, limit {MAX_RECORD_BYTES} bytes; "
-            f"the column alone is {column_bytes} bytes)")
+    return (
+        f"{where}: record too large (value {size} bytes, limit {MAX_RECORD_BYTES} bytes; "
+        f"the column alone is {column_bytes} bytes)"
+    )
 
 
 @dataclass
@@ -164,7 +166,9 @@ class StreamWriter:
                 result.deletes += 1
         if poisoned and self.halt_on_violation:
             first, reasons = poisoned[0]
-            raise ContractViolation(f"stream {self.identity.name}: row with key {first.key} cannot be published: {'; '.join(reasons)}")
+            raise ContractViolation(
+                f"stream {self.identity.name}: row with key {first.key} cannot be published: {'; '.join(reasons)}"
+            )
         result.published = len(published)
         if published:
             result.last_event_ms = max(e.ts_ms for e in published)

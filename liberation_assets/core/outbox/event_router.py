@@ -48,7 +48,9 @@ class EventRouter:
         """The event-router record of an outbox insert; None for any other table."""
         if message.relid != self.relid:
             return None
-        seq, event_id, aggregatetype, aggregateid, event_type, payload, occurred_at = (message.new[i] for i in self._positions)
+        seq, event_id, aggregatetype, aggregateid, event_type, payload, occurred_at = (
+            message.new[i] for i in self._positions
+        )
         return int(seq), (  # type: ignore[arg-type]
             self.router.topic(aggregatetype),  # type: ignore[arg-type]
             aggregateid.encode(),  # type: ignore[union-attr]

@@ -86,8 +86,10 @@ class EventRegistry:
             if not isinstance(getattr(contract, attribute, None), str):
                 raise TypeError(f"{contract.__name__} must set the class attribute {attribute}")
         if not _TOPIC_SAFE.match(contract.aggregate_type):
-            raise TypeError(f"{contract.__name__}.aggregate_type {contract.aggregate_type!r} cannot name a Kafka topic; "
-                            "use letters, digits, '.', '_' or '-'")
+            raise TypeError(
+                f"{contract.__name__}.aggregate_type {contract.aggregate_type!r} cannot name a Kafka topic; "
+                "use letters, digits, '.', '_' or '-'"
+            )
         fields: dict[str, Any] = contract.__pydantic_fields__
         if contract.aggregate_key not in fields:
             raise TypeError(f"{contract.__name__}.aggregate_key {contract.aggregate_key!r} is not one of its fields")

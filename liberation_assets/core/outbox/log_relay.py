@@ -94,7 +94,9 @@ class OutboxLogRelay:
         self._seqs: list[int] = []
         self._log = PgoutputStream(CdcPosition(), BOUNDARY_PREFIXES)
         self._last_store = self._last_heartbeat = 0.0
-        self._policy = FlushPolicy(self.outbox.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS)
+        self._policy = FlushPolicy(
+            self.outbox.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS
+        )
         self._drain_id: str | None = None
         self._drained = False
         self._last_batch: list[int] = []
@@ -120,7 +122,9 @@ class OutboxLogRelay:
             # Nothing was ever published from this slot (a crash right after creating it): start it afresh.
             admin.execute(sa.text("SELECT pg_drop_replication_slot(:s)"), {"s": self.slot})
             info = None
-        pg_slot.check_slot(info, slot=self.slot, database=self.source.resolved_url().database or "", has_position=from_log)
+        pg_slot.check_slot(
+            info, slot=self.slot, database=self.source.resolved_url().database or "", has_position=from_log
+        )
         self.position = self._stored = CdcPosition.from_dict(stored)
         self._log = PgoutputStream(self._stored, BOUNDARY_PREFIXES)
         if info is None:
@@ -135,15 +139,19 @@ class OutboxLogRelay:
         if admin.execute(sa.text("SELECT 1 FROM pg_publication WHERE pubname = :p"), {"p": self.publication}).first():
             return
         quote = admin.dialect.identifier_preparer.quote
-        admin.exec_driver_sql(f"CREATE PUBLICATION {quote(self.publication)} FOR TABLE "
-                              f"{quote(self.events.schema)}.{quote(self.outbox.table)} WITH (publish = 'insert')")
+        admin.exec_driver_sql(
+            f"CREATE PUBLICATION {quote(self.publication)} FOR TABLE "
+            f"{quote(self.events.schema)}.{quote(self.outbox.table)} WITH (publish = 'insert')"
+        )
 
     def recover(self) -> int:
         """Clean up the rows of the last batch Kafka committed, if a crash left them; never publish them again."""
         return self._cleanup(self._last_batch)
 
     def _start_producer(self) -> None:
-        self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer)
+        self._publisher = TransactionalPublisher(
+            self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer
+        )
         self._positions = PositionStore.for_spec(self.spec.kafka)
 
     def _publish_snapshot(self, created: pg_slot.CreatedSlot) -> None:
@@ -155,8 +163,10 @@ class OutboxLogRelay:
                 pg_slot.use_snapshot(connection, created.snapshot_name)
                 rows = connection.execute(pending_query(self.table, SNAPSHOT_LIMIT + 1)).all()
         if len(rows) > SNAPSHOT_LIMIT:
-            raise SpecError(f"outbox {self.name} holds more than {SNAPSHOT_LIMIT} unrelayed rows; relay them with "
-                            "`via: poll` first, then switch to `via: cdc`")
+            raise SpecError(
+                f"outbox {self.name} holds more than {SNAPSHOT_LIMIT} unrelayed rows; relay them with "
+                "`via: poll` first, then switch to `via: cdc`"
+            )
         self._pending = build_records(rows, self.router)
         self._seqs = [row[0] for row in rows]
         self.position = CdcPosition(lsn=created.consistent_point, complete=True, slot=self.slot)
@@ -211,8 +221,13 @@ class OutboxLogRelay:
     def _flush(self, *, force: bool = False) -> None:
         """Records and position in one Kafka transaction; then confirm the slot and clean up the rows."""
         self.position = self._log.position(self.position)
-        if not self._policy.due(pending=len(self._pending), pending_age=0.0, moved=self.position != self._stored,
-                                since_commit=time.monotonic() - self._last_store, finishing=force):
+        if not self._policy.due(
+            pending=len(self._pending),
+            pending_age=0.0,
+            moved=self.position != self._stored,
+            since_commit=time.monotonic() - self._last_store,
+            finishing=force,
+        ):
             return
         assert self._publisher is not None and self._positions is not None
         records, seqs = self._pending, self._seqs

@@ -110,8 +110,10 @@ class Router:
         if topic is None:
             topic = self.route.format(aggregatetype=aggregatetype, topic_prefix=self.topic_prefix, outbox=self.outbox)
             if not _TOPIC.match(topic):
-                raise PublishError(f"outbox {self.outbox}: aggregatetype {aggregatetype!r} routes to {topic!r}, "
-                                   "which is not a valid Kafka topic name; fix or delete that row")
+                raise PublishError(
+                    f"outbox {self.outbox}: aggregatetype {aggregatetype!r} routes to {topic!r}, "
+                    "which is not a valid Kafka topic name; fix or delete that row"
+                )
             self._topics[aggregatetype] = topic
         return topic
 
@@ -121,19 +123,26 @@ def build_records(rows: Iterable[Row], router: Router) -> list[OutRecord]:
     records: list[OutRecord] = []
     append, topic_of = records.append, router.topic
     for _seq, event_id, aggregatetype, aggregateid, event_type, payload, occurred_at in rows:
-        append((
-            topic_of(aggregatetype),
-            aggregateid.encode(),
-            payload.encode() if payload is not None else None,
-            to_epoch_ms(occurred_at, timezone.utc),
-            [("id", str(event_id).encode()), ("type", event_type.encode())],
-        ))
+        append(
+            (
+                topic_of(aggregatetype),
+                aggregateid.encode(),
+                payload.encode() if payload is not None else None,
+                to_epoch_ms(occurred_at, timezone.utc),
+                [("id", str(event_id).encode()), ("type", event_type.encode())],
+            )
+        )
     return records
 
 
 def pending_query(table: sa.Table, limit: int) -> sa.Select[Any]:
     """Unrelayed rows in seq order: the relay's only read."""
-    return sa.select(*(table.c[name] for name in _COLUMNS)).where(table.c.relayed_at.is_(None)).order_by(table.c.seq).limit(limit)
+    return (
+        sa.select(*(table.c[name] for name in _COLUMNS))
+        .where(table.c.relayed_at.is_(None))
+        .order_by(table.c.seq)
+        .limit(limit)
+    )
 
 
 MAX_CLEANUP_RANGES = 16
@@ -164,7 +173,9 @@ def pending_stats_query(table: sa.Table, dialect: str) -> sa.Select[Any]:
     oldest = sa.func.min(table.c.occurred_at)
     age: Any
     if dialect == "mysql":
-        age = sa.func.timestampdiff(sa.literal_column("MICROSECOND"), oldest, sa.literal_column("UTC_TIMESTAMP(6)")) / 1e6
+        age = (
+            sa.func.timestampdiff(sa.literal_column("MICROSECOND"), oldest, sa.literal_column("UTC_TIMESTAMP(6)")) / 1e6
+        )
     else:
         age = sa.func.extract("epoch", sa.func.now() - oldest)
     return sa.select(sa.func.count(), age).where(table.c.relayed_at.is_(None))
@@ -184,7 +195,9 @@ def try_lease(connection: Connection, outbox: OutboxSpec) -> bool:
     name = lease_name(outbox)
     if connection.dialect.name == "postgresql":
         return bool(connection.execute(sa.select(sa.func.pg_try_advisory_lock(_pg_lock_key(name)))).scalar())
-    short = "liberation.outbox:" + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()  # GET_LOCK allows 64 chars
+    short = (
+        "liberation.outbox:" + hashlib.blake2b(name.encode(), digest_size=16).hexdigest()
+    )  # GET_LOCK allows 64 chars
     return connection.execute(sa.text("SELECT GET_LOCK(:name, 0)"), {"name": short}).scalar() == 1
 
 
@@ -212,7 +225,9 @@ class TopicCreator:
         if new:
             kafka = self.kafka
             config = {"cleanup.policy": "delete", "min.insync.replicas": str(kafka.min_insync_replicas)}
-            ensure_topics(self.bootstrap, [TopicSpec(t, kafka.partitions, kafka.replication_factor, config) for t in sorted(new)])
+            ensure_topics(
+                self.bootstrap, [TopicSpec(t, kafka.partitions, kafka.replication_factor, config) for t in sorted(new)]
+            )
             self._known |= new
 
 
@@ -251,7 +266,9 @@ class OutboxRelay:
             # Listen before the first read: every commit after this point wakes ``wait``.
             connection.exec_driver_sql(f'LISTEN "{notify_channel(self.outbox)}"')
         self._connection = connection
-        self._publisher = TransactionalPublisher(self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer)
+        self._publisher = TransactionalPublisher(
+            self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer
+        )
         self._positions = PositionStore.for_spec(self.spec.kafka)
         return True
 

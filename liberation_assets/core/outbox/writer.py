@@ -29,8 +29,9 @@ class Executes(Protocol):
     def execute(self, statement: Any, parameters: Any = ..., /) -> Any: ...
 
 
-def validated(event: DomainEvent | str, payload: Mapping[str, Any] | None = None,
-              registry: EventRegistry = REGISTRY) -> DomainEvent:
+def validated(
+    event: DomainEvent | str, payload: Mapping[str, Any] | None = None, registry: EventRegistry = REGISTRY
+) -> DomainEvent:
     """The event, revalidated against its contract (so ``model_construct`` cannot smuggle bad data in)."""
     if isinstance(event, str):
         if payload is None:
@@ -56,7 +57,9 @@ def outbox_row(event: DomainEvent, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -
         raise InvalidEvent(f"{event.event_type} payload is {size} bytes; the limit is {max_payload_bytes}")
     aggregate_id = event.aggregate_id
     if not aggregate_id or len(aggregate_id) > 255:
-        raise InvalidEvent(f"{event.event_type}.{event.aggregate_key} must be 1 to 255 characters, got {aggregate_id!r}")
+        raise InvalidEvent(
+            f"{event.event_type}.{event.aggregate_key} must be 1 to 255 characters, got {aggregate_id!r}"
+        )
     return {
         "id": str(event.event_id),
         "aggregatetype": event.aggregate_type,
@@ -67,9 +70,16 @@ def outbox_row(event: DomainEvent, max_payload_bytes: int = MAX_PAYLOAD_BYTES) -
     }
 
 
-def emit(connection: Executes, event: DomainEvent | str, payload: Mapping[str, Any] | None = None, *,
-         table: str = "outbox", schema: str | None = None, registry: EventRegistry = REGISTRY,
-         max_payload_bytes: int = MAX_PAYLOAD_BYTES) -> DomainEvent:
+def emit(
+    connection: Executes,
+    event: DomainEvent | str,
+    payload: Mapping[str, Any] | None = None,
+    *,
+    table: str = "outbox",
+    schema: str | None = None,
+    registry: EventRegistry = REGISTRY,
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES,
+) -> DomainEvent:
     """Validate, serialize and insert one event in the caller's transaction; return the validated event.
 
     ``emit(conn, OrderPlaced(...))`` or ``emit(conn, "OrderPlaced", {...})``.

@@ -21,7 +21,9 @@ class FlushPolicy:
     idle_position_seconds: float
     """At most this often, a position-only transaction records progress made without events."""
 
-    def due(self, *, pending: int, pending_age: float, moved: bool, since_commit: float, finishing: bool = False) -> bool:
+    def due(
+        self, *, pending: int, pending_age: float, moved: bool, since_commit: float, finishing: bool = False
+    ) -> bool:
         if pending >= self.batch_size:
             return True
         if pending:

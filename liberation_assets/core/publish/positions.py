@@ -36,7 +36,12 @@ class PositionStore:
     @classmethod
     def for_spec(cls, kafka: "KafkaSpec") -> "PositionStore":
         """The spec's positions topic, created with its replication settings."""
-        return cls(kafka.resolved_bootstrap_servers(), kafka.positions_topic, kafka.replication_factor, kafka.min_insync_replicas)
+        return cls(
+            kafka.resolved_bootstrap_servers(),
+            kafka.positions_topic,
+            kafka.replication_factor,
+            kafka.min_insync_replicas,
+        )
 
     def record(self, position: Position) -> OutRecord:
         return position_record(self.topic, position)

@@ -37,8 +37,14 @@ def _partitions(consumer: Consumer, topic: str) -> list[int]:
         time.sleep(0.1)
 
 
-def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[int],
-                       settle_seconds: float = SETTLE_SECONDS, *, must_settle: bool = False) -> dict[int, tuple[int, int]]:
+def settled_watermarks(
+    bootstrap_servers: str,
+    topic: str,
+    partitions: Iterable[int],
+    settle_seconds: float = SETTLE_SECONDS,
+    *,
+    must_settle: bool = False,
+) -> dict[int, tuple[int, int]]:
     """Partition → (low, end) for a read_committed reader, counting every transaction committed before the call.
 
     A producer's commit returns once the coordinator has logged it; the commit
@@ -55,9 +61,17 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
     ``transaction.timeout.ms``.  Records committed behind it must not be missed,
     so the wait then ends with an error rather than a short read.
     """
+
     def consumer(isolation: str) -> Consumer:
-        return Consumer({"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "group.id": f"liberation-ends-{uuid.uuid4()}",
-                         "isolation.level": isolation, "enable.auto.commit": False})
+        return Consumer(
+            {
+                "logger": kafka_logger(),
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": f"liberation-ends-{uuid.uuid4()}",
+                "isolation.level": isolation,
+                "enable.auto.commit": False,
+            }
+        )
 
     committed, uncommitted = consumer("read_committed"), consumer("read_uncommitted")
     try:
@@ -70,8 +84,10 @@ def settled_watermarks(bootstrap_servers: str, topic: str, partitions: Iterable[
                 return stable
             if time.monotonic() > deadline:
                 if must_settle:
-                    raise ConnectivityError(f"{topic}: an open transaction still hides records from read_committed "
-                                            f"readers after {settle_seconds:.0f}s")
+                    raise ConnectivityError(
+                        f"{topic}: an open transaction still hides records from read_committed "
+                        f"readers after {settle_seconds:.0f}s"
+                    )
                 return stable
             time.sleep(0.05)
     except KafkaException as exc:
@@ -93,8 +109,14 @@ def _end_offset(consumer: Consumer, partition: TopicPartition) -> int:
             time.sleep(0.1)
 
 
-def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5000,
-                      settle_seconds: float = SETTLE_SECONDS, must_settle: bool = False) -> Iterator[list[Message]]:
+def committed_batches(
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    batch_size: int = 5000,
+    settle_seconds: float = SETTLE_SECONDS,
+    must_settle: bool = False,
+) -> Iterator[list[Message]]:
     """Batches of every committed record, from the beginning to the end (the last stable offset) as of the read.
 
     Each partition ends at its end-of-partition event, which a read_committed
@@ -102,14 +124,17 @@ def committed_batches(bootstrap_servers: str, topic: str, *, batch_size: int = 5
     records never leave the loop waiting.  ``settle_seconds`` and ``must_settle``
     are passed to ``settled_watermarks``, which decides where the end is.
     """
-    consumer = Consumer({"logger": kafka_logger(), 
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": f"liberation-reader-{uuid.uuid4()}",
-        "isolation.level": "read_committed",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "fetch.wait.max.ms": 10,  # we read to the end once: do not let the broker hold fetches
-    })
+    consumer = Consumer(
+        {
+            "logger": kafka_logger(),
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"liberation-reader-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,  # we read to the end once: do not let the broker hold fetches
+        }
+    )
     try:
         partitions = _partitions(consumer, topic)
         ends = settled_watermarks(bootstrap_servers, topic, partitions, settle_seconds, must_settle=must_settle)

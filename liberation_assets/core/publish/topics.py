@@ -42,7 +42,11 @@ class TopicSpec:
 
 
 def admin_client(bootstrap_servers: str) -> AdminClient:
-    config: dict[str, Any] = {"logger": kafka_logger(), "bootstrap.servers": bootstrap_servers, "socket.timeout.ms": 10000}
+    config: dict[str, Any] = {
+        "logger": kafka_logger(),
+        "bootstrap.servers": bootstrap_servers,
+        "socket.timeout.ms": 10000,
+    }
     return AdminClient(config)
 
 
@@ -65,8 +69,12 @@ def _unready(metadata: Any, names: set[str]) -> set[str]:
     unready = set()
     for name in names:
         topic = metadata.topics.get(name)
-        if topic is None or topic.error is not None or not topic.partitions or \
-                any(p.leader < 0 or p.error is not None for p in topic.partitions.values()):
+        if (
+            topic is None
+            or topic.error is not None
+            or not topic.partitions
+            or any(p.leader < 0 or p.error is not None for p in topic.partitions.values())
+        ):
             unready.add(name)
     return unready
 
@@ -106,15 +114,20 @@ def _wait_ready(admin: AdminClient, names: set[str], timeout: float) -> None:
         if not unready:
             return
         if time.monotonic() > deadline:
-            raise ConnectivityError(f"topics {', '.join(sorted(unready))} were created but have no leader "
-                                    f"after {timeout:.0f}s")
+            raise ConnectivityError(
+                f"topics {', '.join(sorted(unready))} were created but have no leader after {timeout:.0f}s"
+            )
         time.sleep(0.05)
 
 
 def _create(admin: AdminClient, missing: list[TopicSpec], timeout: float) -> None:
     futures = admin.create_topics(
-        [NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=sized(t.config))
-         for t in missing],
+        [
+            NewTopic(
+                t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=sized(t.config)
+            )
+            for t in missing
+        ],
         operation_timeout=timeout,
     )
     for name, future in futures.items():

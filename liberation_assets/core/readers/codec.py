@@ -14,8 +14,15 @@ def _timedelta(micros: int) -> timedelta:
     return timedelta(microseconds=micros)
 
 
-_TAGS: dict[str, Callable[[Any], Any]] = {"datetime": datetime.fromisoformat, "date": date.fromisoformat, "time": time.fromisoformat, "decimal": Decimal,
-         "uuid": uuid.UUID, "timedelta": _timedelta, "bytes": base64.b64decode}
+_TAGS: dict[str, Callable[[Any], Any]] = {
+    "datetime": datetime.fromisoformat,
+    "date": date.fromisoformat,
+    "time": time.fromisoformat,
+    "decimal": Decimal,
+    "uuid": uuid.UUID,
+    "timedelta": _timedelta,
+    "bytes": base64.b64decode,
+}
 
 
 def encode(value: Any) -> Any:

@@ -54,10 +54,16 @@ class SourceType:
 
 def source_types(connection: Connection, schema: str | None, table: str) -> dict[str, SourceType]:
     """Column name → its type, from the server (SQLAlchemy's reflection does not know INET6, UUID or GEOMETRY)."""
-    rows = connection.execute(sa.text(
-        "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
-        "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table"), {"schema": schema, "table": table})
-    return {str(name): SourceType(str(kind).lower(), str(full).lower(), int(fsp or 0)) for name, kind, full, fsp in rows}
+    rows = connection.execute(
+        sa.text(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, DATETIME_PRECISION FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = COALESCE(:schema, DATABASE()) AND TABLE_NAME = :table"
+        ),
+        {"schema": schema, "table": table},
+    )
+    return {
+        str(name): SourceType(str(kind).lower(), str(full).lower(), int(fsp or 0)) for name, kind, full, fsp in rows
+    }
 
 
 def raw_column(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
@@ -83,7 +89,10 @@ def naive_to_utc(value: datetime, zone: Any) -> datetime:
         # In a gap: fold=1 gives a UTC second before the transition, fold=0 one after; find the transition's
         # second, which keeps the value's fraction (as the server does: 02:30:00.5 → 07:00:00.5 in New York).
         whole = value.replace(microsecond=0)
-        low, high = whole.replace(tzinfo=zone, fold=1).astimezone(UTC), whole.replace(tzinfo=zone, fold=0).astimezone(UTC)
+        low, high = (
+            whole.replace(tzinfo=zone, fold=1).astimezone(UTC),
+            whole.replace(tzinfo=zone, fold=0).astimezone(UTC),
+        )
         after_offset = high.astimezone(zone).utcoffset()
         while high - low > timedelta(seconds=1):
             middle = low + timedelta(seconds=(high - low).total_seconds() // 2)
@@ -197,10 +206,23 @@ def _uuid(value: Any) -> Any:
 
 
 _BY_TYPE: dict[str, Converter] = {
-    "decimal": _decimal, "numeric": _decimal, "bit": _bit, "year": _year,
-    "timestamp": _timestamp, "date": _date, "time": time_value, "json": _json_text,
-    "binary": _binary, "varbinary": _binary, "tinyblob": _binary, "blob": _binary, "mediumblob": _binary,
-    "longblob": _binary, "inet4": _inet4, "inet6": _inet6, "uuid": _uuid,
+    "decimal": _decimal,
+    "numeric": _decimal,
+    "bit": _bit,
+    "year": _year,
+    "timestamp": _timestamp,
+    "date": _date,
+    "time": time_value,
+    "json": _json_text,
+    "binary": _binary,
+    "varbinary": _binary,
+    "tinyblob": _binary,
+    "blob": _binary,
+    "mediumblob": _binary,
+    "longblob": _binary,
+    "inet4": _inet4,
+    "inet6": _inet6,
+    "uuid": _uuid,
 }
 
 
@@ -235,8 +257,12 @@ class RowConverter:
     @classmethod
     def for_columns(cls, columns: Mapping[str, str], types: Mapping[str, SourceType], zone: Any) -> "RowConverter":
         """``columns`` is public name → source column, as in a stream's projection."""
-        return cls({public: value_converter(types[source], zone) if source in types else None
-                    for public, source in columns.items()})
+        return cls(
+            {
+                public: value_converter(types[source], zone) if source in types else None
+                for public, source in columns.items()
+            }
+        )
 
     def apply(self, row: dict[str, Any]) -> list[str] | None:
         problems: list[str] | None = None

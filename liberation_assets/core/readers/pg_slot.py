@@ -42,7 +42,9 @@ class SlotNames:
     def for_source(cls, source_name: str, source: SourceSpec) -> "SlotNames":
         slot = source.cdc.slot or default_name(source_name)
         if not re.fullmatch(r"[a-z0-9_]{1,63}", slot):
-            raise SpecError(f"sources.{source_name}.cdc.slot: {slot!r} is not a valid slot name (lower-case letters, digits, _)")
+            raise SpecError(
+                f"sources.{source_name}.cdc.slot: {slot!r} is not a valid slot name (lower-case letters, digits, _)"
+            )
         return cls(slot=slot, publication=source.cdc.publication or default_name(source_name))
 
 
@@ -68,10 +70,14 @@ def _quote(value: str) -> str:
 
 def open_replication(source: SourceSpec) -> psycopg2.extensions.connection:
     try:
-        return psycopg2.connect(replication_dsn(source), connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        return psycopg2.connect(
+            replication_dsn(source), connection_factory=psycopg2.extras.LogicalReplicationConnection
+        )
     except psycopg2.OperationalError as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "replication" in message and ("permission" in message or "no pg_hba.conf" in message or "must be" in message):
+        if "replication" in message and (
+            "permission" in message or "no pg_hba.conf" in message or "must be" in message
+        ):
             raise PermissionProblem(f"cannot open a replication connection to {source.safe_url()}: {message}") from None
         raise ConnectivityError(f"cannot open a replication connection to {source.safe_url()}: {message}") from None
 
@@ -110,24 +116,33 @@ def _permission(exc: sa.exc.DBAPIError, what: str) -> PermissionProblem | None:
 
 
 # -- publication ----------------------------------------------------------------------------------------------
-def ensure_publication(connection: Connection, publication: str, tables: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def ensure_publication(
+    connection: Connection, publication: str, tables: list[tuple[str, str]]
+) -> list[tuple[str, str]]:
     """Create the publication, or add the tables it lacks; returns the tables added to an existing one."""
     exists = connection.execute(sa.text("SELECT 1 FROM pg_publication WHERE pubname = :p"), {"p": publication}).first()
     prepare = connection.dialect.identifier_preparer
     names = {t: f"{prepare.quote(t[0])}.{prepare.quote(t[1])}" for t in tables}
     try:
         if not exists:
-            connection.execute(sa.text(f"CREATE PUBLICATION {prepare.quote(publication)} FOR TABLE {', '.join(names.values())}"))
+            connection.execute(
+                sa.text(f"CREATE PUBLICATION {prepare.quote(publication)} FOR TABLE {', '.join(names.values())}")
+            )
             return []
         present = {
             (r.schemaname, r.tablename)
-            for r in connection.execute(sa.text("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = :p"),
-                                        {"p": publication})
+            for r in connection.execute(
+                sa.text("SELECT schemaname, tablename FROM pg_publication_tables WHERE pubname = :p"),
+                {"p": publication},
+            )
         }
         missing = [t for t in tables if t not in present]
         if missing:
-            connection.execute(sa.text(
-                f"ALTER PUBLICATION {prepare.quote(publication)} ADD TABLE {', '.join(names[t] for t in missing)}"))
+            connection.execute(
+                sa.text(
+                    f"ALTER PUBLICATION {prepare.quote(publication)} ADD TABLE {', '.join(names[t] for t in missing)}"
+                )
+            )
         return missing
     except sa.exc.DBAPIError as exc:
         problem = _permission(exc, f"cannot create or extend publication {publication}")
@@ -139,15 +154,21 @@ def ensure_publication(connection: Connection, publication: str, tables: list[tu
 def ensure_replica_identity_full(connection: Connection, schema: str, table: str) -> bool:
     """Make updates carry the whole old row, so unchanged TOAST values can be filled; True if changed."""
     current = connection.execute(
-        sa.text("SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = :s AND c.relname = :t"), {"s": schema, "t": table}).scalar()
+        sa.text(
+            "SELECT c.relreplident FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = :s AND c.relname = :t"
+        ),
+        {"s": schema, "t": table},
+    ).scalar()
     if current == "f":
         return False
     prepare = connection.dialect.identifier_preparer
     try:
         connection.execute(sa.text(f"ALTER TABLE {prepare.quote(schema)}.{prepare.quote(table)} REPLICA IDENTITY FULL"))
     except sa.exc.DBAPIError as exc:
-        problem = _permission(exc, f"cannot set REPLICA IDENTITY FULL on {schema}.{table} (toast: replica_identity_full)")
+        problem = _permission(
+            exc, f"cannot set REPLICA IDENTITY FULL on {schema}.{table} (toast: replica_identity_full)"
+        )
         if problem:
             raise problem from None
         raise
@@ -201,10 +222,14 @@ def slot_info(connection: Connection, slot: str) -> SlotInfo | None:
     if row is None:
         return None
     return SlotInfo(
-        name=row.slot_name, plugin=row.plugin, database=row.database, active_pid=row.active_pid,
+        name=row.slot_name,
+        plugin=row.plugin,
+        database=row.database,
+        active_pid=row.active_pid,
         restart_lsn=lsn_to_int(row.restart_lsn) if row.restart_lsn else None,
         confirmed_flush_lsn=lsn_to_int(row.confirmed_flush_lsn) if row.confirmed_flush_lsn else None,
-        wal_status=row.wal_status, current_lsn=lsn_to_int(row.current_lsn),
+        wal_status=row.wal_status,
+        current_lsn=lsn_to_int(row.current_lsn),
     )
 
 
@@ -220,8 +245,9 @@ def released_slot(connection: Connection, slot: str, *, timeout: float = SLOT_WA
     deadline = time.monotonic() + timeout
     while (info := slot_info(connection, slot)) is not None and info.active_pid is not None:
         if time.monotonic() > deadline:
-            raise SlotInUse(f"replication slot {slot} is held by backend {info.active_pid}; "
-                            "is another `liberation follow` running?")
+            raise SlotInUse(
+                f"replication slot {slot} is held by backend {info.active_pid}; is another `liberation follow` running?"
+            )
         time.sleep(0.2)
     return info
 
@@ -232,19 +258,27 @@ def current_lsn(connection: Connection) -> int:
 
 def check_slot(info: SlotInfo | None, *, slot: str, database: str, has_position: bool) -> None:
     """Raise ``PositionLost`` when resuming from this slot would skip changes."""
-    how = (f"To start over deliberately, delete the stored position (key source/<name>/cdc) and drop the slot with "
-           f"SELECT pg_drop_replication_slot('{slot}'); the next run takes a new snapshot.")
+    how = (
+        f"To start over deliberately, delete the stored position (key source/<name>/cdc) and drop the slot with "
+        f"SELECT pg_drop_replication_slot('{slot}'); the next run takes a new snapshot."
+    )
     if info is None:
         if has_position:
-            raise PositionLost(f"replication slot {slot} is gone, but a stored position says liberation was reading from it: "
-                               f"the changes since then are lost. It is not recreated silently. {how}")
+            raise PositionLost(
+                f"replication slot {slot} is gone, but a stored position says liberation was reading from it: "
+                f"the changes since then are lost. It is not recreated silently. {how}"
+            )
         return
     if info.plugin != "pgoutput" or info.database != database:
-        raise PositionLost(f"replication slot {slot} exists but is a {info.plugin} slot of database {info.database}, "
-                           f"not a pgoutput slot of {database}; configure another slot name (sources.<name>.cdc.slot)")
+        raise PositionLost(
+            f"replication slot {slot} exists but is a {info.plugin} slot of database {info.database}, "
+            f"not a pgoutput slot of {database}; configure another slot name (sources.<name>.cdc.slot)"
+        )
     if info.wal_status == "lost":
-        raise PositionLost(f"replication slot {slot} lost the WAL it needed (wal_status=lost, max_slot_wal_keep_size): "
-                           f"changes were removed before they were read. {how}")
+        raise PositionLost(
+            f"replication slot {slot} lost the WAL it needed (wal_status=lost, max_slot_wal_keep_size): "
+            f"changes were removed before they were read. {how}"
+        )
 
 
 @dataclass(frozen=True)
@@ -258,7 +292,9 @@ def create_slot(cursor: Any, slot: str) -> CreatedSlot:
     try:
         cursor.execute(f"CREATE_REPLICATION_SLOT {slot} LOGICAL pgoutput EXPORT_SNAPSHOT")
     except psycopg2.errors.DuplicateObject:
-        raise PositionLost(f"replication slot {slot} appeared while liberation was creating it: is another reader running?") from None
+        raise PositionLost(
+            f"replication slot {slot} appeared while liberation was creating it: is another reader running?"
+        ) from None
     except psycopg2.Error as exc:
         message = str(exc).strip().splitlines()[0]
         if "permission" in message or "must be superuser or replication" in message:
@@ -281,16 +317,22 @@ def start_streaming(cursor: Any, slot: str, publication: str) -> None:
     """Stream from the slot's confirmed position, pgoutput protocol 1, with logical messages."""
     try:
         cursor.start_replication(
-            slot_name=slot, decode=False, status_interval=10,
+            slot_name=slot,
+            decode=False,
+            status_interval=10,
             options={"proto_version": "1", "publication_names": publication, "messages": "true"},
         )
     except psycopg2.errors.ObjectInUse as exc:
-        raise SlotInUse(f"replication slot {slot} is in use by another reader: {str(exc).strip().splitlines()[0]}") from None
+        raise SlotInUse(
+            f"replication slot {slot} is in use by another reader: {str(exc).strip().splitlines()[0]}"
+        ) from None
 
 
 def emit_message(connection: Connection, prefix: str, content: str) -> int:
     """A non-transactional logical message; returns its LSN.  Used for heartbeats and watermarks."""
-    lsn = connection.execute(sa.text("SELECT pg_logical_emit_message(false, :p, :c)::text"), {"p": prefix, "c": content}).scalar_one()
+    lsn = connection.execute(
+        sa.text("SELECT pg_logical_emit_message(false, :p, :c)::text"), {"p": prefix, "c": content}
+    ).scalar_one()
     return lsn_to_int(lsn)
 
 

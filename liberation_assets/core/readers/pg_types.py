@@ -166,7 +166,9 @@ def naive_timestamp(zone: ZoneInfo | None) -> Converter:
         if text == "infinity" or text == "-infinity":
             return text
         if text.endswith(" BC") or text.index("-") != 4:
-            raise UnconvertibleValue(f"naive timestamp {text!r} is outside years 1..9999: it cannot be placed in {zone.key}")
+            raise UnconvertibleValue(
+                f"naive timestamp {text!r} is outside years 1..9999: it cannot be placed in {zone.key}"
+            )
         local = datetime.fromisoformat(text)
         try:
             earlier = local.replace(tzinfo=zone)
@@ -174,10 +176,16 @@ def naive_timestamp(zone: ZoneInfo | None) -> Converter:
             # PostgreSQL: a time in a spring-forward gap takes the offset before the jump, an ambiguous time
             # the offset after the jump back: in both cases the smaller of the two offsets.
             offset_early, offset_late = earlier.utcoffset(), later.utcoffset()
-            chosen = later if offset_early is not None and offset_late is not None and offset_late < offset_early else earlier
+            chosen = (
+                later
+                if offset_early is not None and offset_late is not None and offset_late < offset_early
+                else earlier
+            )
             instant = chosen.astimezone(timezone.utc)
         except (OverflowError, ValueError):
-            raise UnconvertibleValue(f"naive timestamp {text!r} in {zone.key} falls outside years 1..9999 in UTC") from None
+            raise UnconvertibleValue(
+                f"naive timestamp {text!r} in {zone.key} falls outside years 1..9999 in UTC"
+            ) from None
         return _iso_utc(instant)
 
     return in_zone
@@ -210,8 +218,13 @@ def _identity(text: str) -> str:
 _SCALARS: dict[int, Converter] = {
     BOOL: _bool,
     BYTEA: _bytea,
-    INT2: int, INT4: int, INT8: int, OID: int, XID: int,
-    FLOAT4: _float, FLOAT8: _float,
+    INT2: int,
+    INT4: int,
+    INT8: int,
+    OID: int,
+    XID: int,
+    FLOAT4: _float,
+    FLOAT8: _float,
     MONEY: _money,
     DATE: _date,
     TIME: _time,
@@ -261,9 +274,31 @@ def value_converter(pg_type: PgType, zone: ZoneInfo | None) -> Converter | None:
 
 
 BUILTIN_ARRAYS: dict[int, int] = {
-    1000: BOOL, 1001: BYTEA, 1002: CHAR, 1003: NAME, 1016: INT8, 1005: INT2, 1007: INT4, 1009: TEXT, 1028: OID,
-    1011: XID, 1021: FLOAT4, 1022: FLOAT8, 791: MONEY, 1014: BPCHAR, 1015: VARCHAR, 1182: DATE, 1183: TIME,
-    1115: TIMESTAMP, 1185: TIMESTAMPTZ, 1187: INTERVAL, 1270: TIMETZ, 1231: NUMERIC, 199: 114, 3807: 3802, 2951: 2950,
+    1000: BOOL,
+    1001: BYTEA,
+    1002: CHAR,
+    1003: NAME,
+    1016: INT8,
+    1005: INT2,
+    1007: INT4,
+    1009: TEXT,
+    1028: OID,
+    1011: XID,
+    1021: FLOAT4,
+    1022: FLOAT8,
+    791: MONEY,
+    1014: BPCHAR,
+    1015: VARCHAR,
+    1182: DATE,
+    1183: TIME,
+    1115: TIMESTAMP,
+    1185: TIMESTAMPTZ,
+    1187: INTERVAL,
+    1270: TIMETZ,
+    1231: NUMERIC,
+    199: 114,
+    3807: 3802,
+    2951: 2950,
 }
 """Array type OID → element OID of built-in types, for plans built without the catalog (unit tests)."""
 
@@ -272,7 +307,7 @@ BUILTIN_ARRAYS: dict[int, int] = {
 def parse_array(text: str, item: Converter, delimiter: str = ",") -> list[Any]:
     """A (possibly nested) array literal such as ``{1,2,NULL}`` or ``{{"a b",c},{d,e}}``, elements converted."""
     if text.startswith("["):
-        raise UnconvertibleValue(f"array with non-default lower bounds ({text[:text.find('=')]}) has no JSON form")
+        raise UnconvertibleValue(f"array with non-default lower bounds ({text[: text.find('=')]}) has no JSON form")
     value, end = _array(text, 0, item, delimiter)
     if end != len(text):
         raise UnconvertibleValue(f"trailing characters in array {text[:80]!r}")
@@ -427,4 +462,3 @@ class Unconvertible:
 
     text: str
     reason: str
-

@@ -62,7 +62,9 @@ class QueryPosition:
 
 
 def row_fingerprint(values: tuple[Any, ...]) -> str:
-    return hashlib.blake2b(orjson.dumps(codec.encode_all(values), option=orjson.OPT_NAIVE_UTC), digest_size=8).hexdigest()
+    return hashlib.blake2b(
+        orjson.dumps(codec.encode_all(values), option=orjson.OPT_NAIVE_UTC), digest_size=8
+    ).hexdigest()
 
 
 @dataclass
@@ -110,8 +112,9 @@ def poll_batches(
             keys, rows = list(result.keys()), result.all()
         if not rows:
             return
-        events, tuples = events_from_rows(rows, table, zone, UPDATE, {"snapshot": "false"}, deleted_when=deleted_when,
-                                          keys=keys)
+        events, tuples = events_from_rows(
+            rows, table, zone, UPDATE, {"snapshot": "false"}, deleted_when=deleted_when, keys=keys
+        )
         page_after = tuples[-1]
         if reread_window:
             fresh = [(e, t) for e, t in zip(events, tuples) if row_fingerprint(t) not in recent]

@@ -99,7 +99,9 @@ def events_from_rows(
         problems = finish(row)
         key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
         ts = to_epoch_ms(cursor, cursor_zone) if cursor is not None else now_ms()
-        is_deleted = soft and (bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False)
+        is_deleted = soft and (
+            bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False
+        )
         if is_deleted:
             events.append(ChangeEvent(DELETE, key, row, None, ts, source, problems))
         else:

@@ -71,7 +71,9 @@ def snapshot_batches(
             result = connection.execute(query)
             keys, rows = list(result.keys()), result.all()
         is_last = len(rows) < chunk_size
-        events, tuples = events_from_rows(rows, table, zone, READ, {"snapshot": "last" if is_last else "true"}, keys=keys)
+        events, tuples = events_from_rows(
+            rows, table, zone, READ, {"snapshot": "last" if is_last else "true"}, keys=keys
+        )
         if tuples:
             after_key = tuples[-1][1:]
         rows_done += len(events)

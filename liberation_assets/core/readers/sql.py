@@ -65,7 +65,8 @@ def key_set_query(table: ProjectedTable) -> sa.Select[Any]:
     """All keys of the source, for reconciliation of hard deletes: PostgreSQL's in their published form,
     MariaDB's raw, converted by ``readers.rows.key_converter``."""
     if table.source_types is not None:
-        return sa.select(*[raw_column(c).label(p) for c, p in zip(table.key_exprs, table.key_public)]) \
-            .order_by(*table.key_exprs)
+        return sa.select(*[raw_column(c).label(p) for c, p in zip(table.key_exprs, table.key_public)]).order_by(
+            *table.key_exprs
+        )
     published = [table.published_expr(c).label(p) for c, p in zip(table.key_columns, table.key_public)]
     return sa.select(*published).order_by(*table.key_exprs)

@@ -67,8 +67,10 @@ class ProjectedTable:
     @property
     def tuple_labels(self) -> list[str]:
         """Result labels holding the key values in their source types (``select_list(with_cursor=True)``)."""
-        return [f"{KEY_LABEL}{i}" if col in self.converters else public
-                for i, (col, public) in enumerate(zip(self.key_columns, self.key_public))]
+        return [
+            f"{KEY_LABEL}{i}" if col in self.converters else public
+            for i, (col, public) in enumerate(zip(self.key_columns, self.key_public))
+        ]
 
     def select_list(self, *, with_cursor: bool) -> list[sa.ColumnElement[Any]]:
         """The published columns; ``with_cursor`` adds the cursor and the key in source types, for watermarks."""
@@ -80,8 +82,11 @@ class ProjectedTable:
         if with_cursor and self.cursor_column:
             items.append(self.table.c[self.cursor_column].label(CURSOR_LABEL))
         if with_cursor:
-            items.extend(self.table.c[col].label(f"{KEY_LABEL}{i}")
-                         for i, col in enumerate(self.key_columns) if col in self.converters)
+            items.extend(
+                self.table.c[col].label(f"{KEY_LABEL}{i}")
+                for i, col in enumerate(self.key_columns)
+                if col in self.converters
+            )
         if self.soft_delete_column:
             items.append(self.table.c[self.soft_delete_column].label(DELETED_LABEL))
         return items
@@ -103,8 +108,9 @@ def output_text(column: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
     return sa.case((column.is_(None), sa.null()), else_=sa.func.format("%s", column))
 
 
-def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = "",
-                         zone: ZoneInfo | str | None = None) -> ProjectedTable:
+def reflect_stream_table(
+    engine: Engine, stream: StreamSpec, stream_name: str = "", zone: ZoneInfo | str | None = None
+) -> ProjectedTable:
     """Reflect the table and resolve the projection; unknown columns are spec errors.
 
     ``zone`` is the source's ``timezone``, in which naive PostgreSQL timestamps are read (default: the stream's, or UTC).
@@ -112,13 +118,22 @@ def reflect_stream_table(engine: Engine, stream: StreamSpec, stream_name: str = 
     try:
         table = reflect_table(engine, stream.table, stream.db_schema)
     except sa.exc.NoSuchTableError:
-        raise SpecError(f"stream {stream_name}: table {stream.db_schema + '.' if stream.db_schema else ''}{stream.table} does not exist") from None
+        raise SpecError(
+            f"stream {stream_name}: table {stream.db_schema + '.' if stream.db_schema else ''}{stream.table} does not exist"
+        ) from None
     available = {str(name) for name in table.c.keys()}  # plain str: orjson refuses str subclasses as keys
     columns = stream.columns() or {str(name): str(name) for name in table.c.keys()}
     soft_delete = stream.soft_delete.column if stream.soft_delete else None
-    for column in [*columns.values(), *stream.key, *([stream.cursor] if stream.cursor else []), *([soft_delete] if soft_delete else [])]:
+    for column in [
+        *columns.values(),
+        *stream.key,
+        *([stream.cursor] if stream.cursor else []),
+        *([soft_delete] if soft_delete else []),
+    ]:
         if column not in available:
-            raise SpecError(f"stream {stream_name}: column {column!r} is not in table {stream.table} (columns: {sorted(available)})")
+            raise SpecError(
+                f"stream {stream_name}: column {column!r} is not in table {stream.table} (columns: {sorted(available)})"
+            )
     by_source = {col: public for public, col in columns.items()}
     for key in stream.key:
         if key not in by_source:
@@ -168,5 +183,10 @@ def reflect_table(engine: Engine, name: str, schema: str | None) -> sa.Table:
         warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
         if not is_mysql(engine):
             return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine)
-        return sa.Table(name, sa.MetaData(), schema=schema, autoload_with=engine,
-                        listeners=[("column_reflect", _unescape_mysql_name)])
+        return sa.Table(
+            name,
+            sa.MetaData(),
+            schema=schema,
+            autoload_with=engine,
+            listeners=[("column_reflect", _unescape_mysql_name)],
+        )

@@ -60,7 +60,9 @@ def _is_deleted(value: Any, deleted_when: str) -> bool:
     return bool(value) if deleted_when == "true" else True
 
 
-def _source_rows(engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_when: str) -> Iterator[tuple[bytes, bytes]]:
+def _source_rows(
+    engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_when: str
+) -> Iterator[tuple[bytes, bytes]]:
     """(key, row JSON) of every live source row, serialized the way the stream serializes it."""
     query = sa.select(*table.select_list(with_cursor=False)).order_by(*table.key_exprs)
     with engine.connect() as connection:
@@ -71,12 +73,16 @@ def _source_rows(engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_
             yield dumps({k: row[k] for k in table.key_public}), dumps(row)
 
 
-def source_state(engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_when: str = "not_null") -> dict[bytes, dict[str, Any]]:
+def source_state(
+    engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_when: str = "not_null"
+) -> dict[bytes, dict[str, Any]]:
     """Key → projected row of the source, serialized the way the stream serializes it."""
     return {key: orjson.loads(row) for key, row in _source_rows(engine, table, zone, deleted_when)}
 
 
-def source_hashes(engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_when: str = "not_null") -> Iterator[tuple[bytes, str]]:
+def source_hashes(
+    engine: Engine, table: ProjectedTable, zone: ZoneInfo, deleted_when: str = "not_null"
+) -> Iterator[tuple[bytes, str]]:
     """(key, row hash) of every live source row, streamed."""
     for key, row in _source_rows(engine, table, zone, deleted_when):
         yield key, row_hash(orjson.loads(row))
@@ -136,16 +142,25 @@ class Comparison:
 
     def metadata(self) -> dict[str, int]:
         """Numbers only, so the UI plots them."""
-        return {"source_rows": self.source_rows, "replica_rows": self.replica_rows,
-                "missing_keys": len(self.missing), "extra_keys": len(self.extra),
-                "different_keys": len(self.different), "different_buckets": self.differing_buckets,
-                "different_values": len(self.details)}
+        return {
+            "source_rows": self.source_rows,
+            "replica_rows": self.replica_rows,
+            "missing_keys": len(self.missing),
+            "extra_keys": len(self.extra),
+            "different_keys": len(self.different),
+            "different_buckets": self.differing_buckets,
+            "different_values": len(self.details),
+        }
 
     def describe(self, limit: int = 10) -> str:
         if self.matches:
             return f"replica matches source: {self.source_rows} rows"
         parts = [f"source {self.source_rows} rows, replica {self.replica_rows} rows"]
-        for label, keys in (("missing from replica", self.missing), ("not in source", self.extra), ("different", self.different)):
+        for label, keys in (
+            ("missing from replica", self.missing),
+            ("not in source", self.extra),
+            ("different", self.different),
+        ):
             if keys:
                 shown = ", ".join(k.decode() for k in keys[:limit])
                 parts.append(f"{len(keys)} {label}: {shown}{' …' if len(keys) > limit else ''}")
@@ -159,12 +174,19 @@ class Comparison:
         return text
 
 
-def compare_with_source(engine: Engine, table: ProjectedTable, zone: str, replica: ReplicaRows,
-                        deleted_when: str = "not_null") -> Comparison:
+def compare_with_source(
+    engine: Engine, table: ProjectedTable, zone: str, replica: ReplicaRows, deleted_when: str = "not_null"
+) -> Comparison:
     """The replica judged by the source server, value by value (``server``)."""
     source_rows, replica_rows, verdict, missing = server_compare(engine, table, zone, deleted_when, replica)
-    return Comparison(source_rows=source_rows, replica_rows=replica_rows, missing=missing, extra=sorted(verdict.extra),
-                      different=sorted(verdict.different), details=verdict.details)
+    return Comparison(
+        source_rows=source_rows,
+        replica_rows=replica_rows,
+        missing=missing,
+        extra=sorted(verdict.extra),
+        different=sorted(verdict.different),
+        details=verdict.details,
+    )
 
 
 def compare(source: dict[bytes, dict[str, Any]], replica: dict[bytes, dict[str, Any]]) -> Comparison:

@@ -69,15 +69,21 @@ class LagReport:
         if self.updated_after_poll:
             reasons.append(f"{len(self.updated_after_poll)} differing keys are rows updated after the last poll")
         if self.awaiting_reconcile:
-            reasons.append(f"{len(self.awaiting_reconcile)} not in source are hard deletes awaiting the reconcile "
-                           f"(run `liberation run {self.stream} --reconcile` or the {self.stream}_reconcile job)")
+            reasons.append(
+                f"{len(self.awaiting_reconcile)} not in source are hard deletes awaiting the reconcile "
+                f"(run `liberation run {self.stream} --reconcile` or the {self.stream}_reconcile job)"
+            )
         if self.quarantined:
-            reasons.append(f"{len(self.quarantined)} missing are held in the quarantine by the contract "
-                           f"(`liberation quarantine {self.stream}`, then `liberation redrive {self.stream}`)")
+            reasons.append(
+                f"{len(self.quarantined)} missing are held in the quarantine by the contract "
+                f"(`liberation quarantine {self.stream}`, then `liberation redrive {self.stream}`)"
+            )
         if self.unexplained:
             shown = ", ".join(k.decode() for k in self.unexplained[:limit])
-            reasons.append(f"{len(self.unexplained)} differences not explained by lag: {shown}"
-                           f"{' …' if len(self.unexplained) > limit else ''}")
+            reasons.append(
+                f"{len(self.unexplained)} differences not explained by lag: {shown}"
+                f"{' …' if len(self.unexplained) > limit else ''}"
+            )
         elif not self.comparison.partial and (self.updated_after_poll or self.awaiting_reconcile):
             reasons.append("only documented lag: the next poll and reconcile catch the replica up")
         elif not self.comparison.partial:
@@ -95,8 +101,11 @@ def _watermark(spec: Spec, name: str) -> QueryPosition | None:
     stored = positions.get(QUERY_POSITION.format(name=name))
     if stored:
         return QueryPosition.from_dict(stored)
-    starts = [QueryPosition.from_dict({"since": value["incremental_from"]}).since for key, value in positions.items()
-              if key.startswith(f"stream/{name}/snapshot") and value.get("incremental_from") is not None]
+    starts = [
+        QueryPosition.from_dict({"since": value["incremental_from"]}).since
+        for key, value in positions.items()
+        if key.startswith(f"stream/{name}/snapshot") and value.get("incremental_from") is not None
+    ]
     return QueryPosition(since=min(starts)) if starts else None
 
 
@@ -105,7 +114,7 @@ def _keys_beyond(engine: Engine, table: ProjectedTable, zone: ZoneInfo, position
     query = key_set_query(table)
     if position.after is not None and position.after[0] is not None:
         stored = tuple(position.after)
-        columns = [table.cursor_expr, *table.key_exprs][:len(stored)]
+        columns = [table.cursor_expr, *table.key_exprs][: len(stored)]
         query = query.where(sa.tuple_(*columns) > sa.tuple_(*[sa.literal(v) for v in stored]))
     elif position.since is not None:
         query = query.where(table.cursor_expr >= sa.literal(position.since))
@@ -156,6 +165,10 @@ def explain(spec: Spec, name: str, comparison: Comparison, engine: Engine, table
 
 def lag_metadata(report: LagReport) -> dict[str, Any]:
     """Numbers for the ``matches_source`` check."""
-    return {"rows_to_publish": report.rows_to_publish or 0, "updated_after_poll": len(report.updated_after_poll),
-            "awaiting_reconcile": len(report.awaiting_reconcile), "quarantined": len(report.quarantined),
-            "unexplained": len(report.unexplained)}
+    return {
+        "rows_to_publish": report.rows_to_publish or 0,
+        "updated_after_poll": len(report.updated_after_poll),
+        "awaiting_reconcile": len(report.awaiting_reconcile),
+        "quarantined": len(report.quarantined),
+        "unexplained": len(report.unexplained),
+    }

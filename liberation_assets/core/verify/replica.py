@@ -109,18 +109,23 @@ class _Batch:
             self.changes[key] = (canonical(after), partition, offset)
 
 
-def materialize(store: ReplicaStore, name: str, bootstrap_servers: str, topic: str, *, rebuild: bool = False) -> ApplyStats:
+def materialize(
+    store: ReplicaStore, name: str, bootstrap_servers: str, topic: str, *, rebuild: bool = False
+) -> ApplyStats:
     """Apply every committed record the replica has not seen yet; ``rebuild`` starts over from the beginning."""
     started = time.monotonic()
     stats = ApplyStats()
-    consumer = Consumer({"logger": kafka_logger(), 
-        "bootstrap.servers": bootstrap_servers,
-        "group.id": f"liberation-replica-{uuid.uuid4()}",  # offsets live in the replica database, never in Kafka
-        "isolation.level": "read_committed",
-        "enable.auto.commit": False,
-        "enable.partition.eof": True,
-        "fetch.wait.max.ms": 10,
-    })
+    consumer = Consumer(
+        {
+            "logger": kafka_logger(),
+            "bootstrap.servers": bootstrap_servers,
+            "group.id": f"liberation-replica-{uuid.uuid4()}",  # offsets live in the replica database, never in Kafka
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.wait.max.ms": 10,
+        }
+    )
     try:
         watermarks = _watermarks(consumer, bootstrap_servers, topic)
         state = store.state(name)
@@ -128,8 +133,11 @@ def materialize(store: ReplicaStore, name: str, bootstrap_servers: str, topic: s
             stats.rebuilt = state.topic is not None
             store.reset(name, topic)
             state = store.state(name)
-        assignment = [TopicPartition(topic, p, state.offsets.get(p, OFFSET_BEGINNING))
-                      for p, (_low, high) in watermarks.items() if state.offsets.get(p, 0) < high]
+        assignment = [
+            TopicPartition(topic, p, state.offsets.get(p, OFFSET_BEGINNING))
+            for p, (_low, high) in watermarks.items()
+            if state.offsets.get(p, 0) < high
+        ]
         remaining = {tp.partition for tp in assignment}
         if assignment:
             consumer.assign(assignment)
@@ -171,8 +179,10 @@ def _watermarks(consumer: Consumer, bootstrap_servers: str, topic: str) -> dict[
 
 def _lost(offsets: dict[int, int], watermarks: dict[int, tuple[int, int]]) -> bool:
     """Records the replica has not read are gone: the topic was recreated, or its log start moved past us."""
-    return any(p not in watermarks or not watermarks[p][0] <= next_offset <= watermarks[p][1]
-               for p, next_offset in offsets.items())
+    return any(
+        p not in watermarks or not watermarks[p][0] <= next_offset <= watermarks[p][1]
+        for p, next_offset in offsets.items()
+    )
 
 
 def _count(stats: ApplyStats, batch: _Batch) -> None:

@@ -57,8 +57,12 @@ def verify(spec: Spec, stream_name: str, *, replica: str | None = None, rebuild:
         applied = materialize(store, name, spec.kafka.resolved_bootstrap_servers(), topic, rebuild=rebuild)
         table = reflect_stream_table(engine, stream, stream_name)
         deleted_when = stream.soft_delete.deleted_when if stream.soft_delete else "not_null"
-        comparison = compare_with_source(engine, table, spec.timezone_for(stream_name), lambda: store.documents(name), deleted_when)
-        return Verification(stream_name, store.safe_url, applied, comparison, explain(spec, stream_name, comparison, engine, table))
+        comparison = compare_with_source(
+            engine, table, spec.timezone_for(stream_name), lambda: store.documents(name), deleted_when
+        )
+        return Verification(
+            stream_name, store.safe_url, applied, comparison, explain(spec, stream_name, comparison, engine, table)
+        )
     finally:
         engine.dispose()
         store.close()

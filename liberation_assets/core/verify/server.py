@@ -85,8 +85,16 @@ def _batches(rows: Iterable[tuple[bytes, str]], size: int) -> Iterator[list[tupl
         yield batch
 
 
-def server_compare(engine: Engine, table: ProjectedTable, zone: str, deleted_when: str, replica: ReplicaRows,
-                   *, batch_rows: int = BATCH_ROWS, max_details: int = MAX_DETAILS) -> tuple[int, int, ServerVerdict, list[bytes]]:
+def server_compare(
+    engine: Engine,
+    table: ProjectedTable,
+    zone: str,
+    deleted_when: str,
+    replica: ReplicaRows,
+    *,
+    batch_rows: int = BATCH_ROWS,
+    max_details: int = MAX_DETAILS,
+) -> tuple[int, int, ServerVerdict, list[bytes]]:
     """(source rows, replica rows, verdict, missing keys): every replica row judged by the source server."""
     verdict = ServerVerdict()
     replica_rows = 0
@@ -108,13 +116,19 @@ def server_compare(engine: Engine, table: ProjectedTable, zone: str, deleted_whe
         for texts in comparer.source_keys():
             source_rows += 1
             if digest(texts) not in verdict.matched_keys:  # named as the stream would key it: integers as numbers
-                missing.append(orjson.dumps({p: int(t) if n and t is not None else t for p, t, n in zip(key_public, texts, numeric)}))
+                missing.append(
+                    orjson.dumps(
+                        {p: int(t) if n and t is not None else t for p, t, n in zip(key_public, texts, numeric)}
+                    )
+                )
         return source_rows, replica_rows, verdict, sorted(missing)
     finally:
         raw.close()
 
 
-def _judge(comparer: Any, rows: list[tuple[bytes, str]], verdict: ServerVerdict, max_details: int, postgres: bool) -> None:
+def _judge(
+    comparer: Any, rows: list[tuple[bytes, str]], verdict: ServerVerdict, max_details: int, postgres: bool
+) -> None:
     try:
         results = comparer.batch(rows)
     except Exception as exc:  # a published value the server cannot read in the column's type
@@ -135,8 +149,16 @@ def _judge(comparer: Any, rows: list[tuple[bytes, str]], verdict: ServerVerdict,
 def _is_data_error(exc: Exception) -> bool:
     import psycopg
 
-    return isinstance(exc, (psycopg.errors.DataError, psycopg.errors.InvalidTextRepresentation, psycopg.errors.DatatypeMismatch,
-                            psycopg.errors.InvalidParameterValue, psycopg.errors.SyntaxError))
+    return isinstance(
+        exc,
+        (
+            psycopg.errors.DataError,
+            psycopg.errors.InvalidTextRepresentation,
+            psycopg.errors.DatatypeMismatch,
+            psycopg.errors.InvalidParameterValue,
+            psycopg.errors.SyntaxError,
+        ),
+    )
 
 
 def _judge_columns(comparer: Any, row: tuple[bytes, str], verdict: ServerVerdict, max_details: int) -> None:
@@ -165,13 +187,22 @@ def _judge_columns(comparer: Any, row: tuple[bytes, str], verdict: ServerVerdict
                 comparer.make_safe(index)
             if len(verdict.details) < max_details:
                 text = _source_text(comparer, row, index)
-                verdict.details.append(ColumnDifference(key.decode(), public, text, published.get(public, MISSING),
-                                                        f"the server cannot read it: {str(exc).splitlines()[0]}"))
+                verdict.details.append(
+                    ColumnDifference(
+                        key.decode(),
+                        public,
+                        text,
+                        published.get(public, MISSING),
+                        f"the server cannot read it: {str(exc).splitlines()[0]}",
+                    )
+                )
             continue
         if not result[2 + nkeys]:
             differs = True
             if len(verdict.details) < max_details:
-                verdict.details.append(ColumnDifference(key.decode(), public, result[3 + nkeys], published.get(public, MISSING)))
+                verdict.details.append(
+                    ColumnDifference(key.decode(), public, result[3 + nkeys], published.get(public, MISSING))
+                )
     if differs:
         verdict.different.append(key)
 
@@ -193,7 +224,7 @@ def _matched(key: bytes, result: tuple[Any, ...], nkeys: int, verdict: ServerVer
     if not result[1]:
         verdict.extra.append(key)
         return False
-    found = digest(result[2:2 + nkeys])
+    found = digest(result[2 : 2 + nkeys])
     if found in verdict.matched_keys:
         verdict.extra.append(key)
         return False
@@ -202,11 +233,19 @@ def _matched(key: bytes, result: tuple[Any, ...], nkeys: int, verdict: ServerVer
     return True
 
 
-def _record(comparer: Any, key: bytes, doc: str, result: tuple[Any, ...], nkeys: int, indexes: list[int],
-            verdict: ServerVerdict, max_details: int) -> None:
+def _record(
+    comparer: Any,
+    key: bytes,
+    doc: str,
+    result: tuple[Any, ...],
+    nkeys: int,
+    indexes: list[int],
+    verdict: ServerVerdict,
+    max_details: int,
+) -> None:
     if not _matched(key, result, nkeys, verdict):
         return
-    checks = result[2 + nkeys:]
+    checks = result[2 + nkeys :]
     failed = [i for n, i in enumerate(indexes) if not checks[2 * n]]
     if not failed:
         return
@@ -215,4 +254,6 @@ def _record(comparer: Any, key: bytes, doc: str, result: tuple[Any, ...], nkeys:
     for n, i in enumerate(indexes):
         if not checks[2 * n] and len(verdict.details) < max_details:
             public = comparer.columns[i][0]
-            verdict.details.append(ColumnDifference(key.decode(), public, checks[2 * n + 1], published.get(public, MISSING)))
+            verdict.details.append(
+                ColumnDifference(key.decode(), public, checks[2 * n + 1], published.get(public, MISSING))
+            )

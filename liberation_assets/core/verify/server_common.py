@@ -26,5 +26,3 @@ def live_condition(table: ProjectedTable, deleted_when: str, is_boolean: bool, i
     if deleted_when == "true":
         return f"NOT COALESCE(CAST({column} AS boolean), false)" if is_boolean else f"COALESCE({column}, 0) = 0"
     return f"({column} IS NULL OR {column} = false)" if is_boolean else f"{column} IS NULL"
-
-

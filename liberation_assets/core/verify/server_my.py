@@ -32,8 +32,22 @@ class _MyColumn:
 
 
 _MY_INT = {"tinyint", "smallint", "mediumint", "int", "integer", "bigint", "year"}
-_MY_BINARY = {"binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point", "linestring",
-              "polygon", "multipoint", "multilinestring", "multipolygon", "geometrycollection"}
+_MY_BINARY = {
+    "binary",
+    "varbinary",
+    "tinyblob",
+    "blob",
+    "mediumblob",
+    "longblob",
+    "geometry",
+    "point",
+    "linestring",
+    "polygon",
+    "multipoint",
+    "multilinestring",
+    "multipolygon",
+    "geometrycollection",
+}
 
 
 class MyComparer:
@@ -43,12 +57,20 @@ class MyComparer:
         self.zone = zone
         cursor = connection.cursor()
         cursor.execute("SET time_zone = '+00:00'")
-        cursor.execute("SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
-                       "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s", (table.table.schema, table.table.name))
-        types = {name: _MyColumn(name, data_type.lower(), column_type.lower()) for name, data_type, column_type in cursor.fetchall()}
+        cursor.execute(
+            "SELECT COLUMN_NAME, DATA_TYPE, COLUMN_TYPE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = COALESCE(%s, DATABASE()) AND TABLE_NAME = %s",
+            (table.table.schema, table.table.name),
+        )
+        types = {
+            name: _MyColumn(name, data_type.lower(), column_type.lower())
+            for name, data_type, column_type in cursor.fetchall()
+        }
         cursor.close()
         self.types = types
-        self.relation = (f"{_my_ident(table.table.schema)}." if table.table.schema else "") + _my_ident(table.table.name)
+        self.relation = (f"{_my_ident(table.table.schema)}." if table.table.schema else "") + _my_ident(
+            table.table.name
+        )
         soft = types.get(table.soft_delete_column or "")
         self.live = "1"
         if soft is not None:
@@ -59,9 +81,14 @@ class MyComparer:
                 self.live = f"({column} IS NULL OR {column} = 0)"
             else:
                 self.live = f"{column} IS NULL"
-        self.local_columns = {public for public, source in table.columns.items()
-                              if types[source].data_type == "datetime" and zone != "UTC"}
-        self.columns = [(public, source, *self._exprs(types[source], public)) for public, source in table.columns.items()]
+        self.local_columns = {
+            public
+            for public, source in table.columns.items()
+            if types[source].data_type == "datetime" and zone != "UTC"
+        }
+        self.columns = [
+            (public, source, *self._exprs(types[source], public)) for public, source in table.columns.items()
+        ]
         self.key_columns = [(public, types[source]) for public, source in zip(table.key_public, table.key_columns)]
 
     def _exprs(self, column: _MyColumn, public: str) -> tuple[str, str, str]:
@@ -73,8 +100,10 @@ class MyComparer:
         t = column.data_type
 
         def check(kinds: str, expr: str) -> str:
-            return (f"CASE WHEN {pj} IS NULL THEN '{MISSING}' WHEN {kind} = 'NULL' THEN NULL "
-                    f"WHEN {kind} NOT IN ({kinds}) THEN CONCAT('{WRONG_KIND}', {kind}) ELSE {expr} END")
+            return (
+                f"CASE WHEN {pj} IS NULL THEN '{MISSING}' WHEN {kind} = 'NULL' THEN NULL "
+                f"WHEN {kind} NOT IN ({kinds}) THEN CONCAT('{WRONG_KIND}', {kind}) ELSE {expr} END"
+            )
 
         text = f"CAST({x} AS CHAR)"
         if t in _MY_INT or t == "bit":
@@ -94,10 +123,14 @@ class MyComparer:
                 # With zone tables loaded (the stack loads them), the server judges that both wall times are one
                 # instant; CONVERT_TZ leaves values outside the TIMESTAMP range unconverted, so those stay exact.
                 zone, utc = _my_literal(self.zone), "'+00:00'"
-                same_instant = (f"CONVERT_TZ({x}, {zone}, {utc}) IS NOT NULL AND NOT (CONVERT_TZ({x}, {zone}, {utc}) <=> {x}) "
-                                f"AND CONVERT_TZ({x}, {zone}, {utc}) <=> CONVERT_TZ({wall}, {zone}, {utc})")
-                published = (f"CASE WHEN {p} LIKE '{LOCAL_MARK}%%' AND {same_instant} "
-                             f"THEN CAST(CAST({x} AS DATETIME(6)) AS CHAR) ELSE {published} END")
+                same_instant = (
+                    f"CONVERT_TZ({x}, {zone}, {utc}) IS NOT NULL AND NOT (CONVERT_TZ({x}, {zone}, {utc}) <=> {x}) "
+                    f"AND CONVERT_TZ({x}, {zone}, {utc}) <=> CONVERT_TZ({wall}, {zone}, {utc})"
+                )
+                published = (
+                    f"CASE WHEN {p} LIKE '{LOCAL_MARK}%%' AND {same_instant} "
+                    f"THEN CAST(CAST({x} AS DATETIME(6)) AS CHAR) ELSE {published} END"
+                )
             else:
                 instant = f"CAST(REPLACE(REPLACE(REPLACE({p}, 'T', ' '), 'Z', ''), '+00:00', '') AS DATETIME(6))"
                 published = f"CASE WHEN {p} LIKE '%%Z' OR {p} LIKE '%%+00:00' THEN CAST({instant} AS CHAR) ELSE {p} END"
@@ -124,8 +157,13 @@ class MyComparer:
                 parts.append(f"CAST({x} AS BINARY) = CAST({p} AS BINARY)")
             else:
                 parts.append(f"{x} = {p}")
-            kinds = "'INTEGER','UNSIGNED INTEGER'" if column.data_type in _MY_INT or column.data_type == "bit" \
-                else "'INTEGER','DOUBLE'" if column.data_type in ("float", "double") else "'STRING'"
+            kinds = (
+                "'INTEGER','UNSIGNED INTEGER'"
+                if column.data_type in _MY_INT or column.data_type == "bit"
+                else "'INTEGER','DOUBLE'"
+                if column.data_type in ("float", "double")
+                else "'STRING'"
+            )
             parts.append(f"JSON_TYPE(JSON_EXTRACT(r.k, {_my_literal(_my_path(public))})) IN ({kinds})")
         return " AND ".join(parts)
 
@@ -134,8 +172,10 @@ class MyComparer:
         return column.data_type in _MY_INT
 
     def key_texts_sql(self) -> str:
-        return ", ".join(f"CAST(s.{_my_ident(c.name)} AS CHAR)" if c.data_type not in _MY_BINARY else f"HEX(s.{_my_ident(c.name)})"
-                         for _p, c in self.key_columns)
+        return ", ".join(
+            f"CAST(s.{_my_ident(c.name)} AS CHAR)" if c.data_type not in _MY_BINARY else f"HEX(s.{_my_ident(c.name)})"
+            for _p, c in self.key_columns
+        )
 
     def _localize(self, key: bytes, doc: str) -> tuple[bytes, str]:
         """Naive DATETIME published as UTC: back to the zone's wall time (the server has no zone tables to do it)."""
@@ -158,12 +198,19 @@ class MyComparer:
 
     def batch(self, rows: list[tuple[bytes, str]], columns: list[int] | None = None) -> list[tuple[Any, ...]]:
         chosen = [self.columns[i] for i in (columns if columns is not None else range(len(self.columns)))]
-        checks = ", ".join(f"(({src}) <=> ({pub})), CASE WHEN ({src}) <=> ({pub}) THEN NULL ELSE {text} END"
-                           for _public, _source, src, pub, text in chosen) or "1"
+        checks = (
+            ", ".join(
+                f"(({src}) <=> ({pub})), CASE WHEN ({src}) <=> ({pub}) THEN NULL ELSE {text} END"
+                for _public, _source, src, pub, text in chosen
+            )
+            or "1"
+        )
         first = self.key_columns[0][1].name
         values = " UNION ALL ".join(["SELECT %s AS o, %s AS k, %s AS d"] * len(rows))
-        sql = (f"SELECT r.o, s.{_my_ident(first)} IS NOT NULL, {self.key_texts_sql()}, {checks} "
-               f"FROM ({values}) r LEFT JOIN {self.relation} s ON {self._key_join()} AND {self.live} ORDER BY r.o")
+        sql = (
+            f"SELECT r.o, s.{_my_ident(first)} IS NOT NULL, {self.key_texts_sql()}, {checks} "
+            f"FROM ({values}) r LEFT JOIN {self.relation} s ON {self._key_join()} AND {self.live} ORDER BY r.o"
+        )
         params: list[Any] = []
         for i, (key, doc) in enumerate(rows):
             key, doc = self._localize(key, doc)
@@ -192,5 +239,3 @@ class MyComparer:
 
 def _my_literal(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "''").replace("%", "%%") + "'"
-
-

@@ -49,7 +49,11 @@ def _pg_columns(connection: Any, table: ProjectedTable) -> dict[str, _PgColumn]:
         FROM resolved r JOIN pg_type t ON t.oid = r.typid WHERE t.typtype <> 'd'
         ORDER BY r.attname, r.depth DESC"""
     quote = sa.dialects.postgresql.dialect().identifier_preparer.quote  # type: ignore[attr-defined]
-    name = quote(table.table.name) if table.table.schema is None else f"{quote(table.table.schema)}.{quote(table.table.name)}"
+    name = (
+        quote(table.table.name)
+        if table.table.schema is None
+        else f"{quote(table.table.schema)}.{quote(table.table.name)}"
+    )
     cursor = connection.cursor()
     cursor.execute(sql, (name,))
     columns = {}
@@ -64,16 +68,21 @@ def _pg_columns(connection: Any, table: ProjectedTable) -> dict[str, _PgColumn]:
 
 def _pg_pub(base: str, type_sql: str, p: str, kind: str, zone: str) -> str:
     """SQL text: the published value read back in the column's type and rendered by the server (NULL for JSON null)."""
+
     def check(kinds: str, expr: str) -> str:
-        return (f"CASE WHEN {kind} IS NULL THEN '{MISSING}' WHEN {kind} = 'null' THEN NULL "
-                f"WHEN {kind} NOT IN ({kinds}) THEN '{WRONG_KIND}' || {kind} ELSE {expr} END")
+        return (
+            f"CASE WHEN {kind} IS NULL THEN '{MISSING}' WHEN {kind} = 'null' THEN NULL "
+            f"WHEN {kind} NOT IN ({kinds}) THEN '{WRONG_KIND}' || {kind} ELSE {expr} END"
+        )
 
     if base in _PG_INT:
         return check("'number'", f"format('%%s', CAST({p} AS {type_sql}))")
     if base in _PG_FLOAT:
-        return check("'number','string'",
-                     f"CASE WHEN {kind} = 'string' AND {p} NOT IN {_PG_FLOAT_SPECIALS} THEN '{WRONG_KIND}string' "
-                     f"ELSE format('%%s', CAST({p} AS {type_sql})) END")
+        return check(
+            "'number','string'",
+            f"CASE WHEN {kind} = 'string' AND {p} NOT IN {_PG_FLOAT_SPECIALS} THEN '{WRONG_KIND}string' "
+            f"ELSE format('%%s', CAST({p} AS {type_sql})) END",
+        )
     if base == "bool":
         return check("'boolean'", f"format('%%s', CAST({p} AS boolean))")
     if base == "money":
@@ -89,11 +98,17 @@ def _pg_pub(base: str, type_sql: str, p: str, kind: str, zone: str) -> str:
     if base == "timestamp":  # the instant the naive value is in the source's zone, the server's way
         return check("'string'", f"format('%%s', {_pg_instant(p)})")
     if base == "timetz":
-        return check("'string'", f"CASE WHEN {p} ~ '[+-][0-9]{{2}}(:[0-9]{{2}}){{0,2}}$' THEN format('%%s', CAST({p} AS timetz)) "
-                                 f"ELSE '{WRONG_KIND}timetz without offset' END")
+        return check(
+            "'string'",
+            f"CASE WHEN {p} ~ '[+-][0-9]{{2}}(:[0-9]{{2}}){{0,2}}$' THEN format('%%s', CAST({p} AS timetz)) "
+            f"ELSE '{WRONG_KIND}timetz without offset' END",
+        )
     if base in ("time", "interval"):
         guard = f"{p} LIKE 'P%%' OR {p} LIKE '-P%%'" if base == "interval" else "true"
-        return check("'string'", f"CASE WHEN {guard} THEN format('%%s', CAST({p} AS {type_sql})) ELSE '{WRONG_KIND}not ISO 8601' END")
+        return check(
+            "'string'",
+            f"CASE WHEN {guard} THEN format('%%s', CAST({p} AS {type_sql})) ELSE '{WRONG_KIND}not ISO 8601' END",
+        )
     # numeric, json, text types, enums, network, bit strings, geometric, ranges, xml, uuid, …:
     # the published string is the server's own text output, exactly.
     return check("'string'", p)
@@ -117,10 +132,12 @@ def _pg_literal(text: str) -> str:
 
 def _pg_expanded(p: str) -> str:
     """ISO 8601 expanded/astronomical years to PostgreSQL's BC text; other text unchanged."""
-    return (f"CASE WHEN {p} ~ '^([+-][0-9]{{4,}}|0000)-' THEN "
-            f"(CASE WHEN (substring({p} from '^([+-]?[0-9]+)-'))::int <= 0 "
-            f"THEN lpad((1 - (substring({p} from '^([+-]?[0-9]+)-'))::int)::text, 4, '0') || substring({p} from '^[+-]?[0-9]+(-.*)$') || ' BC' "
-            f"ELSE ltrim(substring({p} from '^[+-]?([0-9]+-.*)$'), '0') END) ELSE {p} END")
+    return (
+        f"CASE WHEN {p} ~ '^([+-][0-9]{{4,}}|0000)-' THEN "
+        f"(CASE WHEN (substring({p} from '^([+-]?[0-9]+)-'))::int <= 0 "
+        f"THEN lpad((1 - (substring({p} from '^([+-]?[0-9]+)-'))::int)::text, 4, '0') || substring({p} from '^[+-]?[0-9]+(-.*)$') || ' BC' "
+        f"ELSE ltrim(substring({p} from '^[+-]?([0-9]+-.*)$'), '0') END) ELSE {p} END"
+    )
 
 
 def _pg_date(p: str) -> str:
@@ -156,22 +173,31 @@ def _pg_column_exprs(column: _PgColumn, public: str, zone: str, safe: bool = Fal
     pj = f"(r.d -> {_pg_literal(public)})"
     x = f"s.{_pg_ident(column.name)}"
     if not column.is_array:
-        return (_pg_src(column.base, x, zone),
-                pub(column.base, column.type_sql, f"({pj} #>> '{{}}')", f"json_typeof({pj})", zone), _pg_text(x))
+        return (
+            _pg_src(column.base, x, zone),
+            pub(column.base, column.type_sql, f"({pj} #>> '{{}}')", f"json_typeof({pj})", zone),
+            _pg_text(x),
+        )
     element = column.base
     # Array elements are read through jsonb, whose numbers have no negative zero: inside a float array the sign
     # of a zero is not judged (a scalar float's is).
-    src_element = _pg_src(element, "(CASE WHEN u.x = 0 THEN abs(u.x) ELSE u.x END)" if element in _PG_FLOAT else "u.x", zone)
+    src_element = _pg_src(
+        element, "(CASE WHEN u.x = 0 THEN abs(u.x) ELSE u.x END)" if element in _PG_FLOAT else "u.x", zone
+    )
     pub_element = pub(element, column.element_sql, "(q.e #>> '{}')", "jsonb_typeof(q.e)", zone)
     pjb = f"CAST({pj} AS jsonb)"
     dims = " || ".join(
         f"COALESCE(CASE WHEN jsonb_typeof({pjb} #> '{{{','.join(['0'] * d)}}}') = 'array' AND jsonb_array_length({pjb} #> '{{{','.join(['0'] * d)}}}') > 0 "
-        f"THEN '[1:' || jsonb_array_length({pjb} #> '{{{','.join(['0'] * d)}}}') || ']' END, '')" for d in range(6))
-    source = (f"(COALESCE(array_dims({x}), '') || (ARRAY(SELECT {src_element} FROM unnest({x}) WITH ORDINALITY u(x, o) ORDER BY o))::text)")
-    published = (f"CASE WHEN json_typeof({pj}) IS NULL THEN '{MISSING}' WHEN json_typeof({pj}) = 'null' THEN NULL "
-                 f"WHEN json_typeof({pj}) <> 'array' THEN '{WRONG_KIND}' || json_typeof({pj}) "
-                 f"ELSE ({dims}) || (ARRAY(SELECT {pub_element} FROM jsonb_path_query({pjb}, 'strict $.** ? (@.type() != \"array\")') "
-                 f"WITH ORDINALITY q(e, o) ORDER BY o))::text END")
+        f"THEN '[1:' || jsonb_array_length({pjb} #> '{{{','.join(['0'] * d)}}}') || ']' END, '')"
+        for d in range(6)
+    )
+    source = f"(COALESCE(array_dims({x}), '') || (ARRAY(SELECT {src_element} FROM unnest({x}) WITH ORDINALITY u(x, o) ORDER BY o))::text)"
+    published = (
+        f"CASE WHEN json_typeof({pj}) IS NULL THEN '{MISSING}' WHEN json_typeof({pj}) = 'null' THEN NULL "
+        f"WHEN json_typeof({pj}) <> 'array' THEN '{WRONG_KIND}' || json_typeof({pj}) "
+        f"ELSE ({dims}) || (ARRAY(SELECT {pub_element} FROM jsonb_path_query({pjb}, 'strict $.** ? (@.type() != \"array\")') "
+        f"WITH ORDINALITY q(e, o) ORDER BY o))::text END"
+    )
     return f"CASE WHEN {x} IS NULL THEN NULL ELSE {source} END", published, _pg_text(x)
 
 
@@ -187,13 +213,25 @@ class PgComparer:
         types = _pg_columns(connection, table)
         schema = table.table.schema
         self.relation = (f"{_pg_ident(schema)}." if schema else "") + _pg_ident(table.table.name)
-        self.live = live_condition(table, deleted_when, types.get(table.soft_delete_column or "") is not None
-                                    and types[table.soft_delete_column or ""].base == "bool", _pg_ident)
+        self.live = live_condition(
+            table,
+            deleted_when,
+            types.get(table.soft_delete_column or "") is not None
+            and types[table.soft_delete_column or ""].base == "bool",
+            _pg_ident,
+        )
         self.types = types
-        self.columns = [(public, source, *_pg_column_exprs(types[source], public, zone)) for public, source in table.columns.items()]
+        self.columns = [
+            (public, source, *_pg_column_exprs(types[source], public, zone)) for public, source in table.columns.items()
+        ]
         self.key_columns = [(public, types[source]) for public, source in zip(table.key_public, table.key_columns)]
         cursor = connection.cursor()
-        for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "IntervalStyle = 'postgres'", "extra_float_digits = 1"):
+        for setting in (
+            "TimeZone = 'UTC'",
+            "DateStyle = 'ISO, YMD'",
+            "IntervalStyle = 'postgres'",
+            "extra_float_digits = 1",
+        ):
             cursor.execute(f"SET {setting}")
         try:
             cursor.execute(SAFE_FUNCTION)
@@ -223,9 +261,18 @@ class PgComparer:
             else:
                 value = f"CAST({p} AS {column.type_sql})"
             parts.append(f"s.{_pg_ident(column.name)} = {value}")
-            kinds = "'number'" if column.base in _PG_INT else "'number','string'" if column.base in _PG_FLOAT \
-                else "'boolean'" if column.base == "bool" else "'string'"
-            parts.append(f"json_typeof(r.k -> {_pg_literal(public)}) IN ({kinds})")  # a key in another JSON form is another key
+            kinds = (
+                "'number'"
+                if column.base in _PG_INT
+                else "'number','string'"
+                if column.base in _PG_FLOAT
+                else "'boolean'"
+                if column.base == "bool"
+                else "'string'"
+            )
+            parts.append(
+                f"json_typeof(r.k -> {_pg_literal(public)}) IN ({kinds})"
+            )  # a key in another JSON form is another key
         return " AND ".join(parts)
 
     @staticmethod
@@ -237,11 +284,18 @@ class PgComparer:
 
     def batch(self, rows: list[tuple[bytes, str]], columns: list[int] | None = None) -> list[tuple[Any, ...]]:
         chosen = [self.columns[i] for i in (columns if columns is not None else range(len(self.columns)))]
-        checks = ", ".join(f"(({src}) IS NOT DISTINCT FROM ({pub})), CASE WHEN ({src}) IS NOT DISTINCT FROM ({pub}) THEN NULL ELSE {text} END"
-                           for _public, _source, src, pub, text in chosen) or "true"
-        sql = (f"SELECT r.o, s.ctid IS NOT NULL, {self.key_texts_sql()}, {checks} "
-               f"FROM (SELECT (e.v -> 'k') AS k, (e.v -> 'd') AS d, e.o FROM json_array_elements(CAST(%s AS json)) WITH ORDINALITY e(v, o)) r "
-               f"LEFT JOIN {self.relation} s ON {self._key_join()} AND {self.live} ORDER BY r.o")
+        checks = (
+            ", ".join(
+                f"(({src}) IS NOT DISTINCT FROM ({pub})), CASE WHEN ({src}) IS NOT DISTINCT FROM ({pub}) THEN NULL ELSE {text} END"
+                for _public, _source, src, pub, text in chosen
+            )
+            or "true"
+        )
+        sql = (
+            f"SELECT r.o, s.ctid IS NOT NULL, {self.key_texts_sql()}, {checks} "
+            f"FROM (SELECT (e.v -> 'k') AS k, (e.v -> 'd') AS d, e.o FROM json_array_elements(CAST(%s AS json)) WITH ORDINALITY e(v, o)) r "
+            f"LEFT JOIN {self.relation} s ON {self._key_join()} AND {self.live} ORDER BY r.o"
+        )
         payload = b"[" + b",".join(b'{"k":' + key + b',"d":' + doc.encode() + b"}" for key, doc in rows) + b"]"
         cursor = self.connection.cursor()
         try:
@@ -262,5 +316,3 @@ class PgComparer:
                 yield from (tuple(row) for row in chunk)
         finally:
             cursor.close()
-
-

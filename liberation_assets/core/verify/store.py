@@ -71,13 +71,15 @@ class ReplicaStore:
         self.engine = _engine(parsed)
         self.metadata = sa.MetaData()
         self.offsets_table = sa.Table(
-            "liberation_replica_offsets", self.metadata,
+            "liberation_replica_offsets",
+            self.metadata,
             sa.Column("replica", sa.String(64), primary_key=True),
             sa.Column("kafka_partition", sa.Integer, primary_key=True, autoincrement=False),
             sa.Column("next_offset", sa.BigInteger, nullable=False),
         )
         self.state_table = sa.Table(
-            "liberation_replica_state", self.metadata,
+            "liberation_replica_state",
+            self.metadata,
             sa.Column("replica", sa.String(64), primary_key=True),
             sa.Column("topic", sa.Text, nullable=False),
             sa.Column("last_event_ms", sa.BigInteger),
@@ -88,7 +90,8 @@ class ReplicaStore:
         """The replica table, created on first use."""
         if name not in self._tables:
             table = sa.Table(
-                name, self.metadata,
+                name,
+                self.metadata,
                 sa.Column("key", sa.Text, primary_key=True),
                 sa.Column("document", sa.Text, nullable=False),
                 sa.Column("kafka_partition", sa.Integer, nullable=False),
@@ -103,8 +106,10 @@ class ReplicaStore:
         with self.engine.connect() as connection:
             row = connection.execute(sa.select(self.state_table).where(self.state_table.c.replica == name)).first()
             offsets = connection.execute(
-                sa.select(self.offsets_table.c.kafka_partition, self.offsets_table.c.next_offset)
-                .where(self.offsets_table.c.replica == name)).all()
+                sa.select(self.offsets_table.c.kafka_partition, self.offsets_table.c.next_offset).where(
+                    self.offsets_table.c.replica == name
+                )
+            ).all()
         if row is None:
             return ReplicaState(offsets={p: o for p, o in offsets})
         return ReplicaState(row.topic, {p: o for p, o in offsets}, row.last_event_ms)
@@ -118,23 +123,39 @@ class ReplicaStore:
             connection.execute(self.state_table.delete().where(self.state_table.c.replica == name))
             connection.execute(self.state_table.insert().values(replica=name, topic=topic, last_event_ms=None))
 
-    def apply(self, name: str, changes: dict[bytes, Change], offsets: dict[int, int], last_event_ms: int | None) -> None:
+    def apply(
+        self, name: str, changes: dict[bytes, Change], offsets: dict[int, int], last_event_ms: int | None
+    ) -> None:
         """Upserts, deletes and the new offsets, in one transaction."""
         table = self.table(name)
-        upserts = [{"key": k.decode(), "document": c[0].decode(), "kafka_partition": c[1], "kafka_offset": c[2]}
-                   for k, c in changes.items() if c is not None]
+        upserts = [
+            {"key": k.decode(), "document": c[0].decode(), "kafka_partition": c[1], "kafka_offset": c[2]}
+            for k, c in changes.items()
+            if c is not None
+        ]
         deletes = [{"k": k.decode()} for k, c in changes.items() if c is None]
         with self.engine.begin() as connection:
             if deletes:
                 connection.execute(table.delete().where(table.c.key == sa.bindparam("k")), deletes)
             if upserts:
-                connection.execute(self._upsert(table, ["key"], ["document", "kafka_partition", "kafka_offset"]), upserts)
-            connection.execute(self._upsert(self.offsets_table, ["replica", "kafka_partition"], ["next_offset"]),
-                               [{"replica": name, "kafka_partition": p, "next_offset": o} for p, o in offsets.items()])
+                connection.execute(
+                    self._upsert(table, ["key"], ["document", "kafka_partition", "kafka_offset"]), upserts
+                )
+            connection.execute(
+                self._upsert(self.offsets_table, ["replica", "kafka_partition"], ["next_offset"]),
+                [{"replica": name, "kafka_partition": p, "next_offset": o} for p, o in offsets.items()],
+            )
             if last_event_ms is not None:
                 state = self.state_table
-                connection.execute(state.update().where(state.c.replica == name).values(
-                    last_event_ms=sa.case((state.c.last_event_ms > last_event_ms, state.c.last_event_ms), else_=last_event_ms)))
+                connection.execute(
+                    state.update()
+                    .where(state.c.replica == name)
+                    .values(
+                        last_event_ms=sa.case(
+                            (state.c.last_event_ms > last_event_ms, state.c.last_event_ms), else_=last_event_ms
+                        )
+                    )
+                )
 
     def _upsert(self, table: sa.Table, index: list[str], update: list[str]) -> Any:
         if self.dialect == "postgresql":
@@ -151,7 +172,9 @@ class ReplicaStore:
         """(key, row hash) of every replica row, streamed; the hash is of the document as stored now."""
         table = self.table(name)
         with self.engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=10_000).execute(sa.select(table.c.key, table.c.document))
+            result = connection.execution_options(stream_results=True, yield_per=10_000).execute(
+                sa.select(table.c.key, table.c.document)
+            )
             for key, document in result:
                 yield key.encode(), document_hash(canonical(orjson.loads(document)))
 
@@ -159,7 +182,9 @@ class ReplicaStore:
         """(key, after-image JSON) of every replica row, streamed."""
         table = self.table(name)
         with self.engine.connect() as connection:
-            result = connection.execution_options(stream_results=True, yield_per=10_000).execute(sa.select(table.c.key, table.c.document))
+            result = connection.execution_options(stream_results=True, yield_per=10_000).execute(
+                sa.select(table.c.key, table.c.document)
+            )
             for key, document in result:
                 yield key.encode(), document
 

@@ -36,15 +36,23 @@ PG_DDL = """CREATE TABLE items (id serial PRIMARY KEY, sku text NOT NULL, qty te
 
 
 def items_stream(patterns: list[str], contract: Any = None, **extra: Any) -> dict[str, Any]:
-    return {"source": "pg", "table": "items", "key": ["sku"], "patterns": patterns,
-            "contract": CONTRACT if contract is None else contract, **extra}
+    return {
+        "source": "pg",
+        "table": "items",
+        "key": ["sku"],
+        "patterns": patterns,
+        "contract": CONTRACT if contract is None else contract,
+        **extra,
+    }
 
 
 def insert_items(engine: sa.Engine, rows: list[tuple[Any, ...]]) -> None:
     with engine.begin() as c:
         for sku, qty, price, status in mysql_rows(rows):
-            c.execute(sa.text("INSERT INTO items (sku, qty, price, status) VALUES (:s, :q, :p, :st)"),
-                      {"s": sku, "q": qty, "p": price, "st": status})
+            c.execute(
+                sa.text("INSERT INTO items (sku, qty, price, status) VALUES (:s, :q, :p, :st)"),
+                {"s": sku, "q": qty, "p": price, "st": status},
+            )
 
 
 @dataclass
@@ -61,7 +69,9 @@ class Outcome:
 def outcome(bootstrap: str, topic: str) -> Outcome:
     messages = [m for m in consume_all(bootstrap, topic) if m.value is not None]
     quarantine = consume_all(bootstrap, topic + ".quarantine")
-    return Outcome([m.envelope["after"] for m in messages], [m.envelope for m in quarantine], [m.headers for m in messages])
+    return Outcome(
+        [m.envelope["after"] for m in messages], [m.envelope for m in quarantine], [m.headers for m in messages]
+    )
 
 
 def assert_violation_handled(result: Outcome, kind: str, rows_in: int) -> None:
@@ -79,6 +89,7 @@ def assert_violation_handled(result: Outcome, kind: str, rows_in: int) -> None:
     assert published == sorted({s for s, *_ in VALID} - ({sku} if kind == "duplicate" else set()))
     assert len(result.published) + len(result.quarantined) == rows_in
 
+
 MYSQL_DDL = """CREATE TABLE items (id int AUTO_INCREMENT PRIMARY KEY, sku varchar(20) NOT NULL, qty varchar(20),
                price decimal(10, 2), status varchar(20),
                updated_at datetime(6) NOT NULL DEFAULT (now(6) - interval 1 minute))"""
@@ -93,5 +104,7 @@ def mysql_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 def insert_items_mysql(engine: sa.Engine, rows: list[tuple[Any, ...]]) -> None:
     with engine.begin() as c:
         for sku, qty, price, status in rows:
-            c.execute(sa.text("INSERT INTO items (sku, qty, price, status) VALUES (:s, :q, :p, :st)"),
-                      {"s": sku, "q": qty, "p": price, "st": status})
+            c.execute(
+                sa.text("INSERT INTO items (sku, qty, price, status) VALUES (:s, :q, :p, :st)"),
+                {"s": sku, "q": qty, "p": price, "st": status},
+            )

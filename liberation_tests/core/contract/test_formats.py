@@ -23,27 +23,48 @@ from liberation_assets.core.contract.schema import FieldSchema, StreamSchema
 from liberation_assets.core.errors import SerializationError
 from liberation_assets.core.events import ChangeEvent
 
-SOURCE = {"version": "liberation-0.1", "connector": "liberation", "name": "mixed", "db": "shop", "schema": None,
-          "table": "mixed"}
-SCHEMA = StreamSchema("mixed", (
-    FieldSchema("id", "int", False, bits=32),
-    FieldSchema("small", "int", True, bits=16),
-    FieldSchema("amount", "decimal", True, precision=12, scale=2),
-    FieldSchema("label", "str", False),
-    FieldSchema("flag", "bool", True),
-    FieldSchema("happened", "datetime", True, source_type="timestamptz"),
-    FieldSchema("local_ts", "datetime", True, source_type="timestamp"),
-    FieldSchema("day", "date", True),
-    FieldSchema("at", "time", True),
-    FieldSchema("doc", "json", True, source_type="json"),
-    FieldSchema("tags", "json", True, source_type="array"),
-    FieldSchema("bin", "bytes", True),
-    FieldSchema("ratio", "float", True, source_type="float32"),
-), ("id",))
-ROW = {"id": 7, "small": -3, "amount": "12.50", "label": "Piñata", "flag": True,
-       "happened": datetime(2024, 3, 10, 6, 59, 59, 999999, tzinfo=timezone.utc),
-       "local_ts": "2024-03-10T02:30:00Z", "day": "2024-03-10", "at": "23:59:59.5", "doc": '{"a": [1, 2]}',
-       "tags": ["x", "y"], "bin": "AAH/", "ratio": 0.5}
+SOURCE = {
+    "version": "liberation-0.1",
+    "connector": "liberation",
+    "name": "mixed",
+    "db": "shop",
+    "schema": None,
+    "table": "mixed",
+}
+SCHEMA = StreamSchema(
+    "mixed",
+    (
+        FieldSchema("id", "int", False, bits=32),
+        FieldSchema("small", "int", True, bits=16),
+        FieldSchema("amount", "decimal", True, precision=12, scale=2),
+        FieldSchema("label", "str", False),
+        FieldSchema("flag", "bool", True),
+        FieldSchema("happened", "datetime", True, source_type="timestamptz"),
+        FieldSchema("local_ts", "datetime", True, source_type="timestamp"),
+        FieldSchema("day", "date", True),
+        FieldSchema("at", "time", True),
+        FieldSchema("doc", "json", True, source_type="json"),
+        FieldSchema("tags", "json", True, source_type="array"),
+        FieldSchema("bin", "bytes", True),
+        FieldSchema("ratio", "float", True, source_type="float32"),
+    ),
+    ("id",),
+)
+ROW = {
+    "id": 7,
+    "small": -3,
+    "amount": "12.50",
+    "label": "Piñata",
+    "flag": True,
+    "happened": datetime(2024, 3, 10, 6, 59, 59, 999999, tzinfo=timezone.utc),
+    "local_ts": "2024-03-10T02:30:00Z",
+    "day": "2024-03-10",
+    "at": "23:59:59.5",
+    "doc": '{"a": [1, 2]}',
+    "tags": ["x", "y"],
+    "bin": "AAH/",
+    "ratio": 0.5,
+}
 
 # Flink's TIMESTAMP_LTZ ISO-8601 pattern (JsonFormatOptions timestamp-format.standard = ISO-8601):
 # ISO_LOCAL_DATE 'T' ISO_LOCAL_TIME 'Z'.
@@ -51,8 +72,9 @@ FLINK_ISO_LTZ = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?
 
 
 def _event(op: str, before=None, after=None, key=None, **source) -> ChangeEvent:
-    return ChangeEvent(op, key if key is not None else {"id": 7}, before, after, 1_710_053_999_999,
-                       {"snapshot": "false", **source})
+    return ChangeEvent(
+        op, key if key is not None else {"id": 7}, before, after, 1_710_053_999_999, {"snapshot": "false", **source}
+    )
 
 
 def test_the_query_pattern_publishes_an_unseen_previous_image_as_a_create() -> None:
@@ -99,9 +121,14 @@ def test_the_connect_schema_uses_debeziums_semantic_names() -> None:
     parts = {f["field"]: f for f in value["fields"]}
     after = {f["field"]: f for f in parts["after"]["fields"]}
     before = {f["field"]: f for f in parts["before"]["fields"]}
-    assert after["amount"] == {"type": "bytes", "name": "org.apache.kafka.connect.data.Decimal", "version": 1,
-                               "parameters": {"scale": "2", "connect.decimal.precision": "12"}, "optional": True,
-                               "field": "amount"}
+    assert after["amount"] == {
+        "type": "bytes",
+        "name": "org.apache.kafka.connect.data.Decimal",
+        "version": 1,
+        "parameters": {"scale": "2", "connect.decimal.precision": "12"},
+        "optional": True,
+        "field": "amount",
+    }
     assert (after["doc"]["type"], after["doc"]["name"]) == ("string", "io.debezium.data.Json")
     assert (after["happened"]["type"], after["happened"]["name"]) == ("string", "io.debezium.time.ZonedTimestamp")
     assert (after["local_ts"]["type"], after["local_ts"]["name"]) == ("int64", "io.debezium.time.MicroTimestamp")
@@ -109,11 +136,16 @@ def test_the_connect_schema_uses_debeziums_semantic_names() -> None:
     assert (after["at"]["type"], after["at"]["name"]) == ("int64", "io.debezium.time.MicroTime")
     assert after["small"]["type"] == "int16" and after["id"]["type"] == "int32" and after["ratio"]["type"] == "float32"
     assert after["tags"] == {"type": "string", "optional": True, "field": "tags"}
-    assert after["label"]["optional"] is False and before["label"]["optional"] is True, \
+    assert after["label"]["optional"] is False and before["label"]["optional"] is True, (
         "a before image may hold the key only"
+    )
     assert after["id"]["optional"] is False and before["id"]["optional"] is False
-    assert schemas["key"] == {"type": "struct", "optional": False, "name": "p.mixed.Key",
-                              "fields": [{"type": "int32", "optional": False, "field": "id"}]}
+    assert schemas["key"] == {
+        "type": "struct",
+        "optional": False,
+        "name": "p.mixed.Key",
+        "fields": [{"type": "int32", "optional": False, "field": "id"}],
+    }
 
 
 def test_connect_payloads_are_what_json_converter_reads_and_decode_back_to_our_forms() -> None:
@@ -126,9 +158,13 @@ def test_connect_payloads_are_what_json_converter_reads_and_decode_back_to_our_f
     assert after["doc"] == '{"a": [1, 2]}' and after["tags"] == '["x","y"]' and after["bin"] == "AAH/"
     assert payload["source"]["ts_ms"] == 1_710_053_999_999 and payload["ts_ms"] == 42 and payload["op"] == "c"
     decoded = decode_value(raw)
-    assert decoded is not None and decoded["after"] == {**ROW, "happened": "2024-03-10T06:59:59.999999Z",
-                                                        "local_ts": "2024-03-10T02:30:00Z", "at": "23:59:59.500000",
-                                                        "tags": '["x","y"]'}
+    assert decoded is not None and decoded["after"] == {
+        **ROW,
+        "happened": "2024-03-10T06:59:59.999999Z",
+        "local_ts": "2024-03-10T02:30:00Z",
+        "at": "23:59:59.500000",
+        "tags": '["x","y"]',
+    }
     key = connect.key({"id": 7})
     assert decode_key(key) == {"id": 7} and canonical_key(key) == b'{"id":7}'
 
@@ -171,10 +207,16 @@ streams:
 
 def test_a_connect_key_reads_back_as_the_debezium_key_bytes() -> None:
     """Reconciliation and truncates compare topic keys with source keys: every format must give the same bytes."""
-    schema = StreamSchema("k", (FieldSchema("day", "date", False), FieldSchema("amount", "decimal", False, precision=8,
-                                                                              scale=2),
-                                FieldSchema("at", "datetime", False, source_type="timestamp"),
-                                FieldSchema("v", "str")), ("day", "amount", "at"))
+    schema = StreamSchema(
+        "k",
+        (
+            FieldSchema("day", "date", False),
+            FieldSchema("amount", "decimal", False, precision=8, scale=2),
+            FieldSchema("at", "datetime", False, source_type="timestamp"),
+            FieldSchema("v", "str"),
+        ),
+        ("day", "amount", "at"),
+    )
     key = {"day": "2024-02-29", "amount": "10.10", "at": "2024-01-01T00:00:00.5Z"}
     raw = ConnectJsonFormat(schema, "p.k").key(key)
     assert orjson.loads(raw)["payload"] == {"day": 19782, "amount": 10.1, "at": 1_704_067_200_500_000}

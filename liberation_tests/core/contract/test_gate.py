@@ -18,7 +18,13 @@ DDL = """CREATE TABLE parts (id int PRIMARY KEY, name varchar(40), qty int,
 
 
 def _stream(contract=None) -> dict:
-    return {"source": "pg", "table": "parts", "key": ["id"], "patterns": ["query"], **({"contract": contract} if contract else {})}
+    return {
+        "source": "pg",
+        "table": "parts",
+        "key": ["id"],
+        "patterns": ["query"],
+        **({"contract": contract} if contract else {}),
+    }
 
 
 def _poll(spec) -> int:
@@ -61,15 +67,20 @@ def published_v2(make_spec, pg_database, pg_engine, kafka_bootstrap):
 INCOMPATIBLE = {
     "column dropped": ("ALTER TABLE parts DROP COLUMN qty", None, "qty: dropped"),
     "column renamed": ("ALTER TABLE parts RENAME COLUMN qty TO quantity", None, "qty: dropped (renamed to quantity?)"),
-    "column narrowed": ("ALTER TABLE parts ALTER COLUMN name TYPE varchar(20)", None, "name: narrowed: max length from 40 to 20"),
+    "column narrowed": (
+        "ALTER TABLE parts ALTER COLUMN name TYPE varchar(20)",
+        None,
+        "name: narrowed: max length from 40 to 20",
+    ),
     "type changed": ("ALTER TABLE parts ALTER COLUMN qty TYPE text", None, "qty: type changed from int to str"),
     "contract narrowed": (None, {"name": {"type": "str", "nullable": False}}, "name: narrowed: no longer nullable"),
 }
 
 
 @pytest.mark.parametrize("change", sorted(INCOMPATIBLE))
-def test_an_incompatible_change_blocks_publishing_until_accepted(make_spec, pg_database, pg_engine, kafka_bootstrap,
-                                                                published_v2, change) -> None:
+def test_an_incompatible_change_blocks_publishing_until_accepted(
+    make_spec, pg_database, pg_engine, kafka_bootstrap, published_v2, change
+) -> None:
     ddl, contract, problem = INCOMPATIBLE[change]
     if ddl:
         with pg_engine.begin() as c:

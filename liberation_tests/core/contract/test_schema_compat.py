@@ -36,8 +36,10 @@ def _base(**contract: ColumnContract) -> StreamSchema:
 
 
 def test_fields_come_from_the_table_and_the_contract_overrides_them() -> None:
-    schema = _base(price=ColumnContract(type="decimal", nullable=False, ge=0),
-                   status=ColumnContract(type="str", isin=["new", "paid"]))
+    schema = _base(
+        price=ColumnContract(type="decimal", nullable=False, ge=0),
+        status=ColumnContract(type="str", isin=["new", "paid"]),
+    )
     assert [f.name for f in schema.fields] == ["id", "sku", "qty", "price", "status", "placed_at"]
     assert schema.field("id") == FieldSchema("id", "int", False, bits=64)
     assert schema.field("sku") == FieldSchema("sku", "str", False, max_length=32)
@@ -62,8 +64,14 @@ def test_avro_schema_parses_and_encodes_an_event() -> None:
     from decimal import Decimal
 
     schema = fastavro.parse_schema(_base().avro())
-    row = {"id": 1, "sku": "A", "qty": 3, "price": Decimal("9.50"), "status": "new",
-           "placed_at": datetime(2024, 1, 1, tzinfo=timezone.utc)}
+    row = {
+        "id": 1,
+        "sku": "A",
+        "qty": 3,
+        "price": Decimal("9.50"),
+        "status": "new",
+        "placed_at": datetime(2024, 1, 1, tzinfo=timezone.utc),
+    }
     event = {"before": None, "after": row, "op": "c", "source": {"connector": "liberation", "ts_ms": 1}, "ts_ms": 2}
     buffer = io.BytesIO()
     fastavro.schemaless_writer(buffer, schema, event)
@@ -83,8 +91,10 @@ def test_a_contract_column_the_stream_does_not_publish_is_a_spec_error() -> None
 
 INCOMPATIBLE = {
     "column dropped": (lambda s: replace(s, fields=tuple(f for f in s.fields if f.name != "qty")), "qty: dropped"),
-    "column renamed": (lambda s: replace(s, fields=tuple(replace(f, name="quantity") if f.name == "qty" else f for f in s.fields)),
-                       "qty: dropped (renamed to quantity?)"),
+    "column renamed": (
+        lambda s: replace(s, fields=tuple(replace(f, name="quantity") if f.name == "qty" else f for f in s.fields)),
+        "qty: dropped (renamed to quantity?)",
+    ),
     "type changed": (lambda s: _with(s, "qty", kind="str"), "qty: type changed from int to str"),
     "string narrowed": (lambda s: _with(s, "sku", max_length=16), "sku: narrowed: max length"),
     "integer narrowed": (lambda s: _with(s, "id", bits=32), "id: narrowed: integer"),
@@ -92,7 +102,10 @@ INCOMPATIBLE = {
     "made required": (lambda s: _with(s, "qty", nullable=False), "qty: narrowed: no longer nullable"),
     "minimum raised": (lambda s: _with(s, "qty", ge=1), "qty: narrowed: minimum raised"),
     "enum shrunk": (lambda s: _with(s, "status", enum=("a",)), "status: narrowed: allowed values"),
-    "required field added": (lambda s: replace(s, fields=s.fields + (FieldSchema("note", "str", False),)), "note: added as required"),
+    "required field added": (
+        lambda s: replace(s, fields=s.fields + (FieldSchema("note", "str", False),)),
+        "note: added as required",
+    ),
     "key changed": (lambda s: replace(s, key=("sku",)), "key changed"),
 }
 

@@ -98,8 +98,15 @@ def test_a_model_keeps_its_rules_and_checks() -> None:
     assert contract.origin.endswith(":Item")
 
 
-@pytest.mark.parametrize("reference", ["nodots", "liberation_tests.nowhere:X", "liberation_tests.core.contract.models:Nope",
-                                       "liberation_tests.core.contract.test_validate:GOOD"])
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "nodots",
+        "liberation_tests.nowhere:X",
+        "liberation_tests.core.contract.models:Nope",
+        "liberation_tests.core.contract.test_validate:GOOD",
+    ],
+)
 def test_a_bad_model_reference_is_a_spec_error(reference: str) -> None:
     with pytest.raises(SpecError, match="contract"):
         as_contract(reference)

@@ -47,7 +47,9 @@ def _run(spec, pattern: str):
 
 @pytest.mark.parametrize("kind", sorted(VIOLATIONS))
 @pytest.mark.parametrize("pattern", ["snapshot", "query"])
-def test_violation_is_quarantined_and_nothing_is_lost(make_spec, pg_database, pg_engine, kafka_bootstrap, pattern, kind) -> None:
+def test_violation_is_quarantined_and_nothing_is_lost(
+    make_spec, pg_database, pg_engine, kafka_bootstrap, pattern, kind
+) -> None:
     import sqlalchemy as sa
 
     with pg_engine.begin() as c:
@@ -63,12 +65,17 @@ def test_violation_is_quarantined_and_nothing_is_lost(make_spec, pg_database, pg
     assert summary.result.published + summary.result.quarantined == len(rows)
     quarantine = summarize(spec, "items")
     reason = VIOLATIONS[kind][1]
-    assert sum(n for check, n in quarantine.by_check.items() if reason.startswith(check) or check.startswith(reason)) \
-        == len(result.quarantined) == quarantine.open
+    assert (
+        sum(n for check, n in quarantine.by_check.items() if reason.startswith(check) or check.startswith(reason))
+        == len(result.quarantined)
+        == quarantine.open
+    )
 
 
 @pytest.mark.parametrize("pattern", ["snapshot", "query"])
-def test_a_contract_referenced_as_a_pandera_model_quarantines_every_kind(make_spec, pg_database, pg_engine, kafka_bootstrap, pattern) -> None:
+def test_a_contract_referenced_as_a_pandera_model_quarantines_every_kind(
+    make_spec, pg_database, pg_engine, kafka_bootstrap, pattern
+) -> None:
     import sqlalchemy as sa
 
     with pg_engine.begin() as c:

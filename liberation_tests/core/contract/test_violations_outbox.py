@@ -40,8 +40,11 @@ class ItemPriced(DomainEvent):
 
 
 FIRST_ID = uuid.uuid4()
-VALID = [{"sku": "A", "qty": 1, "price": "9.50", "status": "new"}, {"sku": "B", "qty": 2, "price": "3.00", "status": "paid"},
-         {"sku": "C", "qty": 3, "price": "0", "status": "shipped"}]
+VALID = [
+    {"sku": "A", "qty": 1, "price": "9.50", "status": "new"},
+    {"sku": "B", "qty": 2, "price": "3.00", "status": "paid"},
+    {"sku": "C", "qty": 3, "price": "0", "status": "shipped"},
+]
 VIOLATIONS = {
     "type": ({"sku": "T", "qty": "five", "price": "1", "status": "new"}, InvalidEvent, "qty"),
     "null": ({"sku": "N", "qty": 1, "price": None, "status": "new"}, InvalidEvent, "price"),
@@ -52,8 +55,9 @@ VIOLATIONS = {
 
 
 @pytest.mark.parametrize("kind", sorted(VIOLATIONS))
-def test_outbox_rejects_each_violation_at_emit_and_relays_the_valid_events(make_spec, pg_engine, pg_database,
-                                                                           kafka_bootstrap, kind) -> None:
+def test_outbox_rejects_each_violation_at_emit_and_relays_the_valid_events(
+    make_spec, pg_engine, pg_database, kafka_bootstrap, kind
+) -> None:
     name = f"items_{uuid.uuid4().hex[:8]}"  # the relay's transactional id is per outbox name: keep it ours
     spec = make_spec(pg=pg_database, outboxes={name: {"source": "pg", "route": ROUTE}})
     create_outbox_table(pg_engine, spec.outboxes[name])

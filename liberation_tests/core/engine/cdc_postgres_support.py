@@ -26,7 +26,9 @@ def cdc_spec(make_spec: Any, pg_database: str, streams: dict[str, dict[str, Any]
         stream.setdefault("cursor", None)
         stream["source"] = "pg"
     data = make_spec(pg=pg_database, streams=streams).model_dump(by_alias=True)
-    data["sources"] = {name: {**data["sources"]["pg"], "cdc": {"slot": f"lib_{pg_database}", "heartbeat_every": "1s", **cdc}}}
+    data["sources"] = {
+        name: {**data["sources"]["pg"], "cdc": {"slot": f"lib_{pg_database}", "heartbeat_every": "1s", **cdc}}
+    }
     for stream in data["streams"].values():
         stream["source"] = name
     return Spec.model_validate(data)
@@ -56,8 +58,12 @@ def changes(spec: Spec, stream: str) -> list[Message]:
 
     After a kill -9 it first waits until no crashed writer's open transaction hides committed records.
     """
-    return consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream),
-                       settle_seconds=cdc_postgres.STABLE_WAIT_SECONDS, must_settle=True)
+    return consume_all(
+        spec.kafka.resolved_bootstrap_servers(),
+        spec.topic_for(stream),
+        settle_seconds=cdc_postgres.STABLE_WAIT_SECONDS,
+        must_settle=True,
+    )
 
 
 def envelopes(spec: Spec, stream: str) -> list[dict[str, Any]]:

@@ -33,8 +33,13 @@ pytestmark = pytest.mark.integration
 def test_replica_equals_source_under_the_demo_write_load(make_spec, mysql_database, mysql_engine) -> None:
     schema.create_schema(mysql_engine)
     generator.seed(mysql_engine, products_count=1500, orders_count=1000)
-    spec = cdc_spec(make_spec, mysql_database, demo_streams("products", "prices", "inventory", "orders", "payments"),
-                    snapshot_chunk=700, batch_size=500)
+    spec = cdc_spec(
+        make_spec,
+        mysql_database,
+        demo_streams("products", "prices", "inventory", "orders", "payments"),
+        snapshot_chunk=700,
+        batch_size=500,
+    )
     load = generator.WriteLoad(mysql_engine, threads=2, pause=0.005, long_transaction_seconds=1.0)
     summaries = []
     with load:
@@ -47,8 +52,10 @@ def test_replica_equals_source_under_the_demo_write_load(make_spec, mysql_databa
     assert first["snapshot_rows"] > 5000 and first["snapshot_lock_ms"] == 0
     assert streamed > 50 and sum(load.report.counts.values()) > 50, load.report.counts
     assert all(isinstance(v, (int, float)) for s in summaries for v in s.metadata().values())
-    print(f"\nreplica matches: {rows}; snapshot {first['snapshot_rows']} rows in {first['snapshot_seconds']}s; "
-          f"{streamed} changes streamed; write load {load.report.counts}")
+    print(
+        f"\nreplica matches: {rows}; snapshot {first['snapshot_rows']} rows in {first['snapshot_seconds']}s; "
+        f"{streamed} changes streamed; write load {load.report.counts}"
+    )
 
 
 @pytest.fixture
@@ -56,17 +63,23 @@ def widgets(mysql_engine):
     with mysql_engine.begin() as connection:
         connection.exec_driver_sql(
             "CREATE TABLE widgets (id INT PRIMARY KEY, label VARCHAR(40), secret VARCHAR(40), "
-            "updated_at DATETIME(6) NOT NULL DEFAULT NOW(6))")
+            "updated_at DATETIME(6) NOT NULL DEFAULT NOW(6))"
+        )
         connection.exec_driver_sql("INSERT INTO widgets (id, label, secret) VALUES (1, 'one', 's1'), (2, 'two', 's2')")
     return mysql_engine
 
 
 def _widgets_spec(make_spec, mysql_database, **stream):
-    return cdc_spec(make_spec, mysql_database, {"widgets": {"table": "widgets", "key": ["id"],
-                                                            "projection": ["id", "label", "updated_at"], **stream}})
+    return cdc_spec(
+        make_spec,
+        mysql_database,
+        {"widgets": {"table": "widgets", "key": ["id"], "projection": ["id", "label", "updated_at"], **stream}},
+    )
 
 
-def test_envelope_carries_binlog_coordinates_and_event_time(make_spec, mysql_database, widgets, kafka_bootstrap) -> None:
+def test_envelope_carries_binlog_coordinates_and_event_time(
+    make_spec, mysql_database, widgets, kafka_bootstrap
+) -> None:
     spec = _widgets_spec(make_spec, mysql_database)
     drain(spec, source_of(spec))
     with widgets.begin() as connection:
@@ -98,10 +111,19 @@ def test_envelope_carries_binlog_coordinates_and_event_time(make_spec, mysql_dat
 
 
 def test_an_added_column_appears_in_the_following_events(make_spec, mysql_database, widgets, kafka_bootstrap) -> None:
-    spec = cdc_spec(make_spec, mysql_database, {
-        "everything": {"table": "widgets", "key": ["id"]},
-        "projected": {"table": "widgets", "key": ["id"], "projection": ["id", "label"], "topic": f"{mysql_database}.projected"},
-    })
+    spec = cdc_spec(
+        make_spec,
+        mysql_database,
+        {
+            "everything": {"table": "widgets", "key": ["id"]},
+            "projected": {
+                "table": "widgets",
+                "key": ["id"],
+                "projection": ["id", "label"],
+                "topic": f"{mysql_database}.projected",
+            },
+        },
+    )
     drain(spec, source_of(spec))
     with widgets.begin() as connection:
         connection.exec_driver_sql("UPDATE widgets SET label = 'before' WHERE id = 1")
@@ -122,7 +144,9 @@ def test_an_added_column_appears_in_the_following_events(make_spec, mysql_databa
     assert summary.metadata()["ddl_events"] == 1
     assert summary.snapshot_rows == {"everything": 3}  # its columns changed: rows the log did not touch are re-read
     assert_replicas_match(spec, widgets)
-    versions = [m.headers["liberation.schema.version"] for m in consume_all(kafka_bootstrap, spec.topic_for("everything"))]
+    versions = [
+        m.headers["liberation.schema.version"] for m in consume_all(kafka_bootstrap, spec.topic_for("everything"))
+    ]
     assert versions[0] == b"1" and versions[-1] == b"2"  # the compatible change registered the next schema version
 
     with widgets.begin() as connection:  # a required column would break consumers: the gate stops the stream
@@ -131,7 +155,9 @@ def test_an_added_column_appears_in_the_following_events(make_spec, mysql_databa
         drain(spec, source_of(spec))
 
 
-def test_an_interrupted_snapshot_resumes_after_its_last_chunk(make_spec, mysql_database, mysql_engine, kafka_bootstrap) -> None:
+def test_an_interrupted_snapshot_resumes_after_its_last_chunk(
+    make_spec, mysql_database, mysql_engine, kafka_bootstrap
+) -> None:
     with mysql_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE items (id INT PRIMARY KEY, v INT NOT NULL)")
         connection.exec_driver_sql("INSERT INTO items SELECT seq, seq FROM seq_1_to_3000")
@@ -158,8 +184,9 @@ def test_an_interrupted_snapshot_resumes_after_its_last_chunk(make_spec, mysql_d
     assert_replicas_match(spec, mysql_engine)
 
 
-def test_purged_position_fails_clearly_then_resnapshot_recovers(make_spec, mysql_database, widgets, stack, tmp_path,
-                                                                 kafka_bootstrap) -> None:
+def test_purged_position_fails_clearly_then_resnapshot_recovers(
+    make_spec, mysql_database, widgets, stack, tmp_path, kafka_bootstrap
+) -> None:
     spec = _widgets_spec(make_spec, mysql_database)
     drain(spec, source_of(spec))
     stored_file = coordinates(widgets)[0]
@@ -171,8 +198,22 @@ def test_purged_position_fails_clearly_then_resnapshot_recovers(make_spec, mysql
     with pytest.raises(PositionLost, match=r"has been purged.*re-snapshot|Re-snapshot") as lost:
         drain(spec, source_of(spec))
     assert stored_file in str(lost.value) and "--resnapshot" in str(lost.value)
-    cli = subprocess.run([sys.executable, "-m", "liberation_assets.cli", "--spec", str(write_spec(spec, tmp_path)),
-                          "follow", source_of(spec), "--duration", "5"], capture_output=True, text=True, timeout=120)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "liberation_assets.cli",
+            "--spec",
+            str(write_spec(spec, tmp_path)),
+            "follow",
+            source_of(spec),
+            "--duration",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 2 and "has been purged" in cli.stderr, cli.stderr
 
     summary = drain(spec, source_of(spec), resnapshot=True)
@@ -189,8 +230,13 @@ def test_drain_with_nothing_new_publishes_nothing(make_spec, mysql_database, wid
     spec = _widgets_spec(make_spec, mysql_database)
     drain(spec, source_of(spec))
     before = Counter(m.offset for m in consume_all(kafka_bootstrap, spec.topic_for("widgets")))
-    admin = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                            password=stack.mysql_password, autocommit=True)
+    admin = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        autocommit=True,
+    )
     with admin.cursor() as cursor:  # a new binlog file starts with events a reader never sees as items
         cursor.execute("FLUSH BINARY LOGS")
     admin.close()

@@ -36,8 +36,9 @@ def _kill_point(attempt: int, rng: random.Random) -> tuple[str | None, float]:
     return rng.choice([(None, rng.uniform(0.5, 4.0)), ("streaming the binlog", rng.uniform(0.0, 2.0))])
 
 
-def test_kill_9_at_random_points_then_resume(make_spec, mysql_database, mysql_engine, stack, kafka_bootstrap,
-                                             tmp_path) -> None:
+def test_kill_9_at_random_points_then_resume(
+    make_spec, mysql_database, mysql_engine, stack, kafka_bootstrap, tmp_path
+) -> None:
     schema.create_schema(mysql_engine)
     generator.seed(mysql_engine, products_count=3000, orders_count=2500)
     tables = ("products", "orders", "payments")
@@ -64,17 +65,24 @@ def test_kill_9_at_random_points_then_resume(make_spec, mysql_database, mysql_en
     for table, topic in messages.items():
         reads = snapshot_reads(topic)
         assert max(reads.values()) == 1, f"{table}: a key was read twice by the snapshot"
-        snapshot_points.update((m.envelope["source"]["file"], m.envelope["source"]["pos"]) for m in topic
-                               if m.value is not None and m.envelope["op"] == "r")
+        snapshot_points.update(
+            (m.envelope["source"]["file"], m.envelope["source"]["pos"])
+            for m in topic
+            if m.value is not None and m.envelope["op"] == "r"
+        )
     assert len(snapshot_points) > 1, "no kill landed inside the snapshot"
     first_point = min(snapshot_points, key=lambda p: (int(p[0].rsplit(".", 1)[1]), p[1]))
 
     published = published_changes(messages)
-    expected = binlog_changes(stack, mysql_database, set(tables), first_point, (summary.position.file, summary.position.pos))
+    expected = binlog_changes(
+        stack, mysql_database, set(tables), first_point, (summary.position.file, summary.position.pos)
+    )
     duplicated = [change for change, count in published.items() if count > 1]
     lost = [change for change in expected if change not in published]
     assert not duplicated, f"{len(duplicated)} changes published twice, e.g. {duplicated[:3]}"
     assert not lost, f"{len(lost)} changes never published, e.g. {lost[:3]}"
     assert set(published) == set(expected)
-    print(f"\n{KILLS} kill -9 at {kill_points}; snapshot resumed {len(snapshot_points) - 1} times; "
-          f"{sum(expected.values())} binlog row changes each published exactly once; write load {load.report.counts}")
+    print(
+        f"\n{KILLS} kill -9 at {kill_points}; snapshot resumed {len(snapshot_points) - 1} times; "
+        f"{sum(expected.values())} binlog row changes each published exactly once; write load {load.report.counts}"
+    )

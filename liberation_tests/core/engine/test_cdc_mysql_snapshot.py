@@ -64,9 +64,11 @@ def test_writers_proceed_during_the_snapshot(make_spec, mysql_database, mysql_en
     during = [seconds for begun, seconds in writer.writes if begun >= started and begun + seconds <= finished]
     overlapping = [seconds for begun, seconds in writer.writes if begun <= finished and begun + seconds >= started]
     longest = max(overlapping)
-    print(f"\nsnapshot of {summary.snapshot_rows['items']} rows took {finished - started:.2f}s; "
-          f"{len(during)} writes committed during it; longest write stall {longest * 1000:.1f} ms "
-          f"(lock held {summary.snapshot_lock_ms} ms)")
+    print(
+        f"\nsnapshot of {summary.snapshot_rows['items']} rows took {finished - started:.2f}s; "
+        f"{len(during)} writes committed during it; longest write stall {longest * 1000:.1f} ms "
+        f"(lock held {summary.snapshot_lock_ms} ms)"
+    )
     assert summary.snapshot_rows["items"] >= ROWS and summary.snapshot_lock_ms == 0
     assert len(during) >= 10, "writers were blocked during the snapshot"
     assert longest < 10, f"a write stalled {longest:.1f}s"

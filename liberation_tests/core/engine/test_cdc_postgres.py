@@ -38,16 +38,21 @@ def _sql(engine: sa.Engine, *statements: str) -> None:
 
 @pytest.fixture
 def items(pg_engine: sa.Engine) -> sa.Engine:
-    _sql(pg_engine, "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), "
-                    "tags jsonb, at timestamptz NOT NULL DEFAULT now())",
-         "INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '{\"n\": 1}', now() FROM generate_series(1, 25) g")
+    _sql(
+        pg_engine,
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, price numeric(10,2), "
+        "tags jsonb, at timestamptz NOT NULL DEFAULT now())",
+        "INSERT INTO items SELECT g, 'item ' || g, g * 1.25, '{\"n\": 1}', now() FROM generate_series(1, 25) g",
+    )
     return pg_engine
 
 
 def _replica_matches(spec, engine: sa.Engine, stream: str) -> None:
     table = reflect_stream_table(engine, spec.streams[stream].model_copy(update={"cursor": None}), stream)
-    result = compare(source_state(engine, table, ZoneInfo("UTC")),
-                     topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream)))
+    result = compare(
+        source_state(engine, table, ZoneInfo("UTC")),
+        topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream)),
+    )
     assert result.matches, result.describe()
 
 
@@ -60,16 +65,25 @@ def test_snapshot_then_stream_with_commit_time_lsn_and_txid(make_spec, pg_databa
     assert summary.snapshot_rows == 25 and summary.metadata()["published"] == 25
 
     started_ms = time.time_ns() // 1_000_000
-    _sql(items, "INSERT INTO items VALUES (100, 'new', 9.99, '[1,2]', '2024-01-02 03:04:05+02')",
-         "UPDATE items SET name = 'renamed' WHERE id = 1",
-         "DELETE FROM items WHERE id = 2")
+    _sql(
+        items,
+        "INSERT INTO items VALUES (100, 'new', 9.99, '[1,2]', '2024-01-02 03:04:05+02')",
+        "UPDATE items SET name = 'renamed' WHERE id = 1",
+        "DELETE FROM items WHERE id = 2",
+    )
     finished_ms = time.time_ns() // 1_000_000
     summary = drain(spec)
     messages = changes(spec, "items")[25:]
     ops = [(m.envelope or {}).get("op") for m in messages]
     assert ops == ["c", "u", "d", None], "a delete is followed by its tombstone"
     created, updated, deleted = (m.envelope for m in messages[:3])
-    assert created["after"] == {"id": 100, "name": "new", "price": "9.99", "tags": "[1, 2]", "at": "2024-01-02T01:04:05Z"}
+    assert created["after"] == {
+        "id": 100,
+        "name": "new",
+        "price": "9.99",
+        "tags": "[1, 2]",
+        "at": "2024-01-02T01:04:05Z",
+    }
     assert updated["before"]["name"] == "item 1" and updated["after"]["name"] == "renamed"  # REPLICA IDENTITY FULL
     assert deleted["before"]["id"] == 2 and deleted["after"] is None
     commit_ms = {e["source"]["ts_ms"] for e in (created, updated, deleted)}
@@ -101,11 +115,16 @@ def test_primary_key_change_and_truncate(make_spec, pg_database, items) -> None:
     tail = changes(spec, "items")[25:]
     first = [(m.key_object, (m.envelope or {}).get("op")) for m in tail[:3]]
     assert first == [({"id": 3}, "d"), ({"id": 3}, None), ({"id": 1000}, "c")], "a key change is a delete and a create"
-    assert not [m for m in tail if m.envelope and m.envelope["op"] == "t"], "no t event (Debezium's default, Flink's need)"
+    assert not [m for m in tail if m.envelope and m.envelope["op"] == "t"], (
+        "no t event (Debezium's default, Flink's need)"
+    )
     deletes = [m for m in tail[3:] if m.envelope and m.envelope["op"] == "d"]
     assert {d.key_object["id"] for d in deletes} == set(range(1, 26)) - {3} | {1000}
     assert all(d.envelope["source"]["truncate"] for d in deletes)
-    assert [m.envelope["after"]["name"] for m in tail if m.envelope and m.envelope["op"] == "c"][-2:] == ["after truncate", "later"]
+    assert [m.envelope["after"]["name"] for m in tail if m.envelope and m.envelope["op"] == "c"][-2:] == [
+        "after truncate",
+        "later",
+    ]
     _replica_matches(spec, items, "items")
 
 
@@ -117,8 +136,12 @@ def test_unchanged_toast_value_is_published_whole(make_spec, pg_database, pg_eng
         connection.execute(sa.text("INSERT INTO docs VALUES (1, 'v1', :b), (2, 'v1', :b)"), {"b": body})
     spec = cdc_spec(make_spec, pg_database, {"docs": {"table": "docs", "key": ["id"], "toast": toast}})
     drain(spec)
-    _sql(pg_engine, "UPDATE docs SET title = 'v2' WHERE id = 1", "UPDATE docs SET title = 'v2' WHERE id = 2",
-         "DELETE FROM docs WHERE id = 2")
+    _sql(
+        pg_engine,
+        "UPDATE docs SET title = 'v2' WHERE id = 1",
+        "UPDATE docs SET title = 'v2' WHERE id = 2",
+        "DELETE FROM docs WHERE id = 2",
+    )
     drain(spec)
     updates = [e for e in envelopes(spec, "docs") if e["op"] == "u"]
     with pg_engine.connect() as connection:  # closed at once: an open transaction would hold back polling ceilings
@@ -136,8 +159,11 @@ def test_unchanged_toast_value_is_published_whole(make_spec, pg_database, pg_eng
 
 def _versions(spec, stream: str) -> list[tuple[int, int]]:
     """(id, schema version header) of each change from the log (snapshot reads left out), in topic order."""
-    return [(m.key_object["id"], int(m.headers["liberation.schema.version"]))
-            for m in changes(spec, stream) if m.envelope is not None and m.envelope["source"]["snapshot"] == "false"]
+    return [
+        (m.key_object["id"], int(m.headers["liberation.schema.version"]))
+        for m in changes(spec, stream)
+        if m.envelope is not None and m.envelope["source"]["snapshot"] == "false"
+    ]
 
 
 def test_added_column_while_streaming_is_versioned_gated_and_backfilled(make_spec, pg_database, items) -> None:
@@ -146,10 +172,13 @@ def test_added_column_while_streaming_is_versioned_gated_and_backfilled(make_spe
     cdc = PostgresCdc(spec, source_name(spec))
     try:
         cdc.open()  # the gate runs here against the table as it is: version 1
-        _sql(items, "INSERT INTO items (id, name) VALUES (200, 'before')",
-             "ALTER TABLE items ADD COLUMN colour text DEFAULT 'red'",
-             "INSERT INTO items (id, name, colour) VALUES (201, 'after', 'blue')",
-             "UPDATE items SET name = 'touched' WHERE id = 1")
+        _sql(
+            items,
+            "INSERT INTO items (id, name) VALUES (200, 'before')",
+            "ALTER TABLE items ADD COLUMN colour text DEFAULT 'red'",
+            "INSERT INTO items (id, name, colour) VALUES (201, 'after', 'blue')",
+            "UPDATE items SET name = 'touched' WHERE id = 1",
+        )
         cdc.drain()  # the change is met in the log, mid-stream
     finally:
         cdc.close()
@@ -165,22 +194,30 @@ def test_added_column_while_streaming_is_versioned_gated_and_backfilled(make_spe
 def test_added_column_while_stopped_is_backfilled_on_the_next_start(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
     drain(spec)
-    _sql(items, "ALTER TABLE items ADD COLUMN colour text DEFAULT 'red'",
-         "INSERT INTO items (id, name, colour) VALUES (201, 'after', 'blue')")
+    _sql(
+        items,
+        "ALTER TABLE items ADD COLUMN colour text DEFAULT 'red'",
+        "INSERT INTO items (id, name, colour) VALUES (201, 'after', 'blue')",
+    )
     drain(spec)
     assert stored_position(spec).columns["items"] == ["id", "name", "price", "tags", "at", "colour"]
     _replica_matches(spec, items, "items")
 
 
-def test_a_required_column_added_while_streaming_stops_the_stream_after_what_came_before(make_spec, pg_database, items) -> None:
+def test_a_required_column_added_while_streaming_stops_the_stream_after_what_came_before(
+    make_spec, pg_database, items
+) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
     drain(spec)
     cdc = PostgresCdc(spec, source_name(spec))
     try:
         cdc.open()
-        _sql(items, "INSERT INTO items (id, name) VALUES (200, 'before')",
-             "ALTER TABLE items ADD COLUMN size int NOT NULL DEFAULT 0",
-             "INSERT INTO items (id, name) VALUES (201, 'after')")
+        _sql(
+            items,
+            "INSERT INTO items (id, name) VALUES (200, 'before')",
+            "ALTER TABLE items ADD COLUMN size int NOT NULL DEFAULT 0",
+            "INSERT INTO items (id, name) VALUES (201, 'after')",
+        )
         with pytest.raises(SchemaIncompatible, match="size"):
             cdc.drain()
     finally:
@@ -193,8 +230,11 @@ def test_a_required_column_added_while_streaming_stops_the_stream_after_what_cam
 def test_table_added_later_is_snapshotted_with_watermarks_while_streaming(make_spec, pg_database, items) -> None:
     spec = cdc_spec(make_spec, pg_database, ITEMS)
     drain(spec)
-    _sql(items, "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL)",
-         "INSERT INTO stock SELECT g, 0 FROM generate_series(1, 400) g")
+    _sql(
+        items,
+        "CREATE TABLE stock (id int PRIMARY KEY, qty int NOT NULL)",
+        "INSERT INTO stock SELECT g, 0 FROM generate_series(1, 400) g",
+    )
     both = cdc_spec(make_spec, pg_database, {**ITEMS, "stock": {"table": "stock", "key": ["id"]}}, snapshot_chunk=25)
     both = both.model_copy(update={"kafka": spec.kafka})  # same topics and positions as before
     stop = threading.Event()
@@ -203,8 +243,11 @@ def test_table_added_later_is_snapshotted_with_watermarks_while_streaming(make_s
         n = 0
         while not stop.is_set():
             n += 1
-            _sql(items, f"UPDATE stock SET qty = qty + 1 WHERE id = {n % 400 + 1}",
-                 f"INSERT INTO items (id, name) VALUES ({1000 + n}, 'during')")
+            _sql(
+                items,
+                f"UPDATE stock SET qty = qty + 1 WHERE id = {n % 400 + 1}",
+                f"INSERT INTO items (id, name) VALUES ({1000 + n}, 'during')",
+            )
             time.sleep(0.005)
 
     writer = threading.Thread(target=write)
@@ -260,7 +303,9 @@ def test_a_lost_slot_is_never_recreated(make_spec, pg_database, items) -> None:
     deadline = time.monotonic() + 60  # the server's walsender lets go of the slot a moment after the client leaves
     while time.monotonic() < deadline:
         with items.connect() as connection:
-            if not connection.exec_driver_sql(f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'").scalar():
+            if not connection.exec_driver_sql(
+                f"SELECT active FROM pg_replication_slots WHERE slot_name = '{slot}'"
+            ).scalar():
                 break
         time.sleep(0.2)
     _sql(items, f"SELECT pg_drop_replication_slot('{slot}')", "INSERT INTO items (id, name) VALUES (500, 'lost')")

@@ -61,14 +61,18 @@ class LedgerWriter:
                     roll = rng.random()
                     if roll < 0.1:
                         picked = rng.sample(ids, min(len(ids), rng.randint(60, 150)))
-                        connection.execute(sa.text("UPDATE ledger SET version = version + 1 WHERE id = ANY(:ids)"), {"ids": picked})
+                        connection.execute(
+                            sa.text("UPDATE ledger SET version = version + 1 WHERE id = ANY(:ids)"), {"ids": picked}
+                        )
                     elif roll < 0.25:
                         connection.exec_driver_sql("INSERT INTO ledger (version, payload) VALUES (0, 'new')")
                     elif roll < 0.3 and len(ids) > 100:
                         connection.execute(sa.text("DELETE FROM ledger WHERE id = :id"), {"id": rng.choice(ids)})
                     else:
                         for row_id in rng.sample(ids, 3):
-                            connection.execute(sa.text("UPDATE ledger SET version = version + 1 WHERE id = :id"), {"id": row_id})
+                            connection.execute(
+                                sa.text("UPDATE ledger SET version = version + 1 WHERE id = :id"), {"id": row_id}
+                            )
                 time.sleep(0.005)
         except BaseException as exc:  # surfaced by stop()
             self.errors.append(exc)
@@ -94,7 +98,9 @@ def assert_every_change_exactly_once(messages, engine: sa.Engine) -> None:
         assert updates == expected, f"id {key}: versions {updates[:20]}… expected {expected[:20]}…: lost or duplicated"
         deletes = [version for op, version in events if op == "d"]
         if key in current:
-            assert not deletes and (updates[-1] if updates else first_version) == current[key], f"id {key}: {events[-3:]}"
+            assert not deletes and (updates[-1] if updates else first_version) == current[key], (
+                f"id {key}: {events[-3:]}"
+            )
         else:
             assert len(deletes) == 1 and events[-1][0] == "d", f"id {key} deleted: {events[-3:]}"
     assert set(current) <= set(history), f"rows never published: {sorted(set(current) - set(history))[:10]}"
@@ -103,8 +109,12 @@ def assert_every_change_exactly_once(messages, engine: sa.Engine) -> None:
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_spec, pg_database, pg_engine, tmp_path) -> None:
     with pg_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, version int NOT NULL, payload text)")
-        connection.exec_driver_sql("INSERT INTO ledger (version, payload) SELECT 0, 'seed' FROM generate_series(1, 400)")
-    spec = cdc_spec(make_spec, pg_database, {"ledger": {"table": "ledger", "key": ["id"]}}, batch_size=40, snapshot_chunk=100)
+        connection.exec_driver_sql(
+            "INSERT INTO ledger (version, payload) SELECT 0, 'seed' FROM generate_series(1, 400)"
+        )
+    spec = cdc_spec(
+        make_spec, pg_database, {"ledger": {"table": "ledger", "key": ["id"]}}, batch_size=40, snapshot_chunk=100
+    )
     drain(spec)
     spec_file = write_spec(spec, tmp_path)
     rng = random.Random(4)
@@ -117,8 +127,11 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_spec, pg_data
             # last kill's position (however slow the machine), then a random moment more, mid-stream.
             follower = FollowProcess(spec_file, source_name(spec))
             before = (positions[-1].lsn, positions[-1].index)
-            wait_until(lambda: follower.assert_alive() or (stored_position(spec).lsn, stored_position(spec).index) > before,
-                       300, lambda: "the reader made no progress: " + follower.tail())
+            wait_until(
+                lambda: follower.assert_alive() or (stored_position(spec).lsn, stored_position(spec).index) > before,
+                300,
+                lambda: "the reader made no progress: " + follower.tail(),
+            )
             time.sleep(rng.uniform(0.0, 2.0))
             follower.assert_alive()
             follower.kill()
@@ -128,29 +141,39 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(make_spec, pg_data
     summary = drain(spec)
     at_kills = [(p.lsn, p.index) for p in positions[1:]]
     mid_transaction = sum(1 for p in positions[1:] if not p.complete)
-    print(f"\n{KILLS} kills; {len(set(at_kills))} distinct positions at the kills, {mid_transaction} inside a transaction; "
-          f"final drain: {summary.describe()}")
+    print(
+        f"\n{KILLS} kills; {len(set(at_kills))} distinct positions at the kills, {mid_transaction} inside a transaction; "
+        f"final drain: {summary.describe()}"
+    )
     assert at_kills == sorted(set(at_kills)), "each kill lands after the reader moved past the previous one"
 
     messages = changes(spec, "ledger")
     assert_every_change_exactly_once(messages, pg_engine)
     table = reflect_stream_table(pg_engine, spec.streams["ledger"], "ledger")
-    result = compare(source_state(pg_engine, table, ZoneInfo("UTC")),
-                     topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger")))
+    result = compare(
+        source_state(pg_engine, table, ZoneInfo("UTC")),
+        topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger")),
+    )
     assert result.matches, result.describe()
 
 
-def test_killed_initial_snapshot_resumes_without_loss_or_duplicates(make_spec, pg_database, pg_engine, tmp_path) -> None:
+def test_killed_initial_snapshot_resumes_without_loss_or_duplicates(
+    make_spec, pg_database, pg_engine, tmp_path
+) -> None:
     """The exported snapshot dies with the killed reader; the remaining chunks are read with watermarks."""
     rows = 20_000
     with pg_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE ledger (id bigserial PRIMARY KEY, version int NOT NULL, payload text)")
-        connection.exec_driver_sql(f"INSERT INTO ledger (version, payload) SELECT 0, 'seed' FROM generate_series(1, {rows})")
+        connection.exec_driver_sql(
+            f"INSERT INTO ledger (version, payload) SELECT 0, 'seed' FROM generate_series(1, {rows})"
+        )
     spec = cdc_spec(make_spec, pg_database, {"ledger": {"table": "ledger", "key": ["id"]}}, snapshot_chunk=50)
     growth = TopicGrowth(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger"))
     follower = FollowProcess(write_spec(spec, tmp_path), source_name(spec))
     try:  # kill it once ~1,000 rows are written: well inside the snapshot, however fast the machine
-        wait_until(lambda: follower.assert_alive() or growth.offsets() >= 1000, 120, lambda: "no chunk: " + follower.tail())
+        wait_until(
+            lambda: follower.assert_alive() or growth.offsets() >= 1000, 120, lambda: "no chunk: " + follower.tail()
+        )
     finally:
         follower.kill()
         growth.close()
@@ -160,13 +183,19 @@ def test_killed_initial_snapshot_resumes_without_loss_or_duplicates(make_spec, p
     drain(spec)
     messages = changes(spec, "ledger")
     reads = [m.key_object["id"] for m in messages if m.envelope and m.envelope["op"] == "r"]
-    print(f"\nkilled after {interrupted.rows} of {rows} rows (done={interrupted.done}); {len(reads)} snapshot reads in all")
+    print(
+        f"\nkilled after {interrupted.rows} of {rows} rows (done={interrupted.done}); {len(reads)} snapshot reads in all"
+    )
     assert not interrupted.done
     assert sorted(reads) == list(range(1, rows + 1)), "every row snapshotted exactly once"
     assert stored_position(spec).tables["ledger"].done
-    updates = [(m.key_object["id"], m.envelope["after"]["version"]) for m in messages if m.envelope and m.envelope["op"] == "u"]
+    updates = [
+        (m.key_object["id"], m.envelope["after"]["version"]) for m in messages if m.envelope and m.envelope["op"] == "u"
+    ]
     assert sorted(updates) == [(1, 1), (19999, 1)]
     table = reflect_stream_table(pg_engine, spec.streams["ledger"], "ledger")
-    result = compare(source_state(pg_engine, table, ZoneInfo("UTC")),
-                     topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger")))
+    result = compare(
+        source_state(pg_engine, table, ZoneInfo("UTC")),
+        topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("ledger")),
+    )
     assert result.matches, result.describe()

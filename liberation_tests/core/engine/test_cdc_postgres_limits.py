@@ -46,15 +46,20 @@ def test_huge_transaction_streams_through_in_bounded_memory(make_spec, pg_databa
         with pg_engine.begin() as connection:  # warm up: imports, buffers, the first batches
             connection.exec_driver_sql("INSERT INTO big SELECT g, g FROM generate_series(-5000, -1) g")
         warm = _current_lsn(pg_engine)
-        wait_until(lambda: follower.assert_alive() or _caught_up(spec, warm), 120, lambda: "no warm-up: " + follower.tail())
+        wait_until(
+            lambda: follower.assert_alive() or _caught_up(spec, warm), 120, lambda: "no warm-up: " + follower.tail()
+        )
         baseline = follower.status("VmRSS")
         Path(f"/proc/{follower.process.pid}/clear_refs").write_text("5")  # reset the peak (VmHWM) to now
         started = time.monotonic()
         with pg_engine.begin() as connection:
             connection.exec_driver_sql(f"INSERT INTO big SELECT g, g FROM generate_series(1, {HUGE_ROWS}) g")
         committed = _current_lsn(pg_engine)
-        wait_until(lambda: follower.assert_alive() or _caught_up(spec, committed), 600,
-                   lambda: "the huge transaction did not get through: " + follower.tail())
+        wait_until(
+            lambda: follower.assert_alive() or _caught_up(spec, committed),
+            600,
+            lambda: "the huge transaction did not get through: " + follower.tail(),
+        )
         seconds = time.monotonic() - started
         peak = follower.status("VmHWM")
         assert follower.stop() == 0, follower.tail()
@@ -62,8 +67,10 @@ def test_huge_transaction_streams_through_in_bounded_memory(make_spec, pg_databa
         follower.kill()
     growth = peak - baseline
     summary = next(line for line in reversed(follower.lines) if line.startswith("published="))
-    print(f"\n{HUGE_ROWS} rows in one transaction: RSS {baseline / MB:.0f} MB before, peak {peak / MB:.0f} MB, "
-          f"growth {growth / MB:.1f} MB; {HUGE_ROWS / seconds:,.0f} rows/s end to end ({seconds:.0f} s); {summary}")
+    print(
+        f"\n{HUGE_ROWS} rows in one transaction: RSS {baseline / MB:.0f} MB before, peak {peak / MB:.0f} MB, "
+        f"growth {growth / MB:.1f} MB; {HUGE_ROWS / seconds:,.0f} rows/s end to end ({seconds:.0f} s); {summary}"
+    )
     assert f"published={HUGE_ROWS + 5000} " in summary, "every row once, warm-up included"
     assert growth < 500 * MB
 
@@ -72,7 +79,9 @@ def test_huge_transaction_streams_through_in_bounded_memory(make_spec, pg_databa
 def busy_database(stack: StackSettings, pg_database: str) -> Iterator[sa.Engine]:
     """A second database of the same cluster, to write WAL that the idle database's slot must not hold back."""
     name = pg_database + "_busy"
-    admin = dict(host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password, autocommit=True)
+    admin = dict(
+        host=stack.pg_host, port=stack.pg_port, user=stack.pg_user, password=stack.pg_password, autocommit=True
+    )
     with psycopg.connect(dbname="liberation", **admin) as connection:
         connection.execute(f'CREATE DATABASE "{name}"')
     engine = sa.create_engine(stack.pg_url(name))
@@ -85,13 +94,16 @@ def busy_database(stack: StackSettings, pg_database: str) -> Iterator[sa.Engine]
 IDLE_SECONDS = 90
 
 
-def test_idle_database_slot_keeps_little_wal_while_another_is_busy(make_spec, pg_database, pg_engine, busy_database,
-                                                                   tmp_path: Path) -> None:
+def test_idle_database_slot_keeps_little_wal_while_another_is_busy(
+    make_spec, pg_database, pg_engine, busy_database, tmp_path: Path
+) -> None:
     with pg_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE quiet (id int PRIMARY KEY)")
     with pg_engine.begin() as connection:
         # A slot nobody reads, as a tool without heartbeats would leave it: the WAL it holds is the problem.
-        connection.execute(sa.text("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')"), {"s": f"ctl_{pg_database}"})
+        connection.execute(
+            sa.text("SELECT pg_create_logical_replication_slot(:s, 'pgoutput')"), {"s": f"ctl_{pg_database}"}
+        )
     with busy_database.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE churn (id int PRIMARY KEY, body text)")
     spec = cdc_spec(make_spec, pg_database, {"quiet": {"table": "quiet", "key": ["id"]}}, heartbeat_every="2s")
@@ -104,31 +116,48 @@ def test_idle_database_slot_keeps_little_wal_while_another_is_busy(make_spec, pg
             ours, control = pg_slot.slot_info(connection, slot), pg_slot.slot_info(connection, f"ctl_{pg_database}")
         assert ours is not None and control is not None
         follower.assert_alive()
-        return time.monotonic() - started, ours.current_lsn - start_lsn, ours.retained_wal_bytes, control.retained_wal_bytes
+        return (
+            time.monotonic() - started,
+            ours.current_lsn - start_lsn,
+            ours.retained_wal_bytes,
+            control.retained_wal_bytes,
+        )
 
     try:
-        wait_until(lambda: follower.assert_alive() or stored_position(spec).tables.get("quiet") is not None, 120,
-                   lambda: "follow did not start: " + follower.tail())
+        wait_until(
+            lambda: follower.assert_alive() or stored_position(spec).tables.get("quiet") is not None,
+            120,
+            lambda: "follow did not start: " + follower.tail(),
+        )
         start_lsn = _current_lsn(pg_engine)
         started = time.monotonic()
         while time.monotonic() - started < IDLE_SECONDS:
             with busy_database.begin() as connection:
-                connection.exec_driver_sql("INSERT INTO churn SELECT g, repeat('x', 300) FROM generate_series(1, 2500) g")
+                connection.exec_driver_sql(
+                    "INSERT INTO churn SELECT g, repeat('x', 300) FROM generate_series(1, 2500) g"
+                )
                 connection.exec_driver_sql("DELETE FROM churn")
             samples.append(sample(started, start_lsn))
             time.sleep(0.5)
         written = samples[-1][1]
         # The slot is bounded, not zero: PostgreSQL moves restart_lsn at its next running-transactions record, and on
         # a loaded machine the walsender may still be decoding the busy database's WAL.  Give it time to catch up.
-        wait_until(lambda: samples.append(sample(started, start_lsn)) or samples[-1][2] < written / 4, 180,
-                   lambda: f"the idle slot still retains {samples[-1][2] / MB:.0f} MB of {written / MB:.0f} MB written "
-                           "(is another session holding a long write transaction open?)")
+        wait_until(
+            lambda: samples.append(sample(started, start_lsn)) or samples[-1][2] < written / 4,
+            180,
+            lambda: (
+                f"the idle slot still retains {samples[-1][2] / MB:.0f} MB of {written / MB:.0f} MB written "
+                "(is another session holding a long write transaction open?)"
+            ),
+        )
     finally:
         follower.kill()
     during = max(s[2] for s in samples if s[0] <= IDLE_SECONDS)
     ours_now, control_now = samples[-1][2:]
-    print(f"\nidle {IDLE_SECONDS}s while another database wrote {written / MB:.0f} MB of WAL: the idle slot retained "
-          f"at most {during / MB:.1f} MB during the load and {ours_now / MB:.1f} MB after; a slot without heartbeats "
-          f"retains {control_now / MB:.0f} MB")
+    print(
+        f"\nidle {IDLE_SECONDS}s while another database wrote {written / MB:.0f} MB of WAL: the idle slot retained "
+        f"at most {during / MB:.1f} MB during the load and {ours_now / MB:.1f} MB after; a slot without heartbeats "
+        f"retains {control_now / MB:.0f} MB"
+    )
     assert written > 64 * MB, "the busy database must write enough WAL to make the point"
     assert control_now >= written * 0.9, "without heartbeats the slot holds all of it"

@@ -17,9 +17,11 @@ from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, drain, e
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-REFILL = ("TRUNCATE inventory",
-          "INSERT INTO inventory (product_id, warehouse, quantity, reserved, reorder_level, audit_note, updated_at) "
-          "SELECT id, 'ams-1', 7, 0, 10, 'refill', now() FROM products")
+REFILL = (
+    "TRUNCATE inventory",
+    "INSERT INTO inventory (product_id, warehouse, quantity, reserved, reorder_level, audit_note, updated_at) "
+    "SELECT id, 'ams-1', 7, 0, 10, 'refill', now() FROM products",
+)
 
 
 def _public(table: sa.Table) -> list[str]:
@@ -38,11 +40,17 @@ def _truncate_now_and_then(engine: sa.Engine, stop: threading.Event, done: list[
 def test_replica_equals_source_under_demo_load_with_truncates(make_spec, pg_database, pg_engine) -> None:
     create_schema(pg_engine)
     seed(pg_engine, products_count=300)
-    spec = cdc_spec(make_spec, pg_database, {
-        "inventory": {"table": "inventory", "key": ["product_id", "warehouse"], "projection": _public(inventory)},
-        "orders": {"table": "orders", "key": ["id"], "projection": _public(orders)},
-        "payments": {"table": "payments", "key": ["id"], "projection": _public(payments)},
-    }, batch_size=500, snapshot_chunk=200)
+    spec = cdc_spec(
+        make_spec,
+        pg_database,
+        {
+            "inventory": {"table": "inventory", "key": ["product_id", "warehouse"], "projection": _public(inventory)},
+            "orders": {"table": "orders", "key": ["id"], "projection": _public(orders)},
+            "payments": {"table": "payments", "key": ["id"], "projection": _public(payments)},
+        },
+        batch_size=500,
+        snapshot_chunk=200,
+    )
     drain(spec)
 
     load = WriteLoad(pg_engine, threads=2, pause=0.005, long_transaction_seconds=1.0)
@@ -60,7 +68,9 @@ def test_replica_equals_source_under_demo_load_with_truncates(make_spec, pg_data
         truncator.join()
         load.stop()
     summary = drain(spec)
-    print(f"\nload {load.report.counts}, truncates {len(truncates)}, drains {drains + 1}, last drain {summary.describe()}")
+    print(
+        f"\nload {load.report.counts}, truncates {len(truncates)}, drains {drains + 1}, last drain {summary.describe()}"
+    )
     assert truncates and load.report.counts.get("delete_stock", 0) + load.report.counts.get("delete_product", 0) > 0
 
     bootstrap = spec.kafka.resolved_bootstrap_servers()

@@ -61,13 +61,15 @@ def _statuses(out: str) -> list[dict[str, object]]:
     return [orjson.loads(line) for line in out.splitlines() if line.startswith("{")]
 
 
-def test_a_retriable_error_closes_the_source_and_opens_a_new_one(capsys: pytest.CaptureFixture[str],
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_retriable_error_closes_the_source_and_opens_a_new_one(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(retry, "FIRST_DELAY_SECONDS", 0.01)  # the real backoff, shortened
     script = Script([ConnectivityError("broker away"), None])
     logged: list[str] = []
-    coordinator.follow("shop", "source shop", script.source, script.summary, log=logged.append,
-                       duration=None, give_up_after=30)
+    coordinator.follow(
+        "shop", "source shop", script.source, script.summary, log=logged.append, duration=None, give_up_after=30
+    )
     assert script.events == ["open", "stream", "close", "open", "stream", "close"]
     statuses = _statuses(capsys.readouterr().out)
     assert [s["event"] for s in statuses] == ["started", "reconnecting", "started", "stopped"]
@@ -78,10 +80,10 @@ def test_a_retriable_error_closes_the_source_and_opens_a_new_one(capsys: pytest.
 
 @pytest.mark.parametrize("error", [PositionLost("binlog gone"), AuthenticationFailed("login refused")])
 def test_a_permanent_error_ends_follow_at_once_without_a_stopped_line(
-        error: BaseException, capsys: pytest.CaptureFixture[str]) -> None:
+    error: BaseException, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = Script([error])
     with pytest.raises(type(error)):
         coordinator.follow("shop", "source shop", script.source, script.summary, log=lambda _line: None)
     assert script.events == ["open", "stream", "close"]
     assert [s["event"] for s in _statuses(capsys.readouterr().out)] == ["started"]
-

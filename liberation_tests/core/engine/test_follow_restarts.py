@@ -93,12 +93,20 @@ def _seqs(bootstrap: str, topic_name: str, seq_of: Callable[[dict[str, Any]], in
     return [seq_of(orjson.loads(m.value)) for m in consume_all(bootstrap, topic_name) if m.value is not None]
 
 
-def _survive(stack: StackSettings, follow: CliProcess, writer: SequenceWriter, database: Any, read: Callable[[], list[int]],
-             started: Callable[[], bool]) -> list[int]:
+def _survive(
+    stack: StackSettings,
+    follow: CliProcess,
+    writer: SequenceWriter,
+    database: Any,
+    read: Callable[[], list[int]],
+    started: Callable[[], bool],
+) -> list[int]:
     """Broker crash for 20 s, then a database crash, under load; returns what a read_committed consumer sees."""
     writer.start()
     try:
-        wait_until(lambda: started() and len(writer.committed) > 20, 120, lambda: "follow did not start:\n" + follow.tail())
+        wait_until(
+            lambda: started() and len(writer.committed) > 20, 120, lambda: "follow did not start:\n" + follow.tail()
+        )
         kafka.kill(stack)
         time.sleep(BROKER_DOWN_SECONDS)
         follow.assert_alive()
@@ -147,8 +155,14 @@ def _robust(url: sa.URL | str) -> sa.Engine:
     return sa.create_engine(url, pool_pre_ping=True)
 
 
-def _run_and_check(stack: StackSettings, spec_file: Path, name: str, writer: SequenceWriter, database: Any,
-                   read: Callable[[], list[int]]) -> None:
+def _run_and_check(
+    stack: StackSettings,
+    spec_file: Path,
+    name: str,
+    writer: SequenceWriter,
+    database: Any,
+    read: Callable[[], list[int]],
+) -> None:
     follow = CliProcess(["follow", name], spec_file=spec_file)
     try:
         seen = _survive(stack, follow, writer, database, read, lambda: bool(follow.seen("started")))
@@ -158,40 +172,60 @@ def _run_and_check(stack: StackSettings, spec_file: Path, name: str, writer: Seq
     _assert_exactly_once(seen, writer)
 
 
-def test_postgres_cdc_survives_broker_and_database_crashes(make_spec, pg_database, pg_engine, restore_stack,
-                                                           tmp_path) -> None:
+def test_postgres_cdc_survives_broker_and_database_crashes(
+    make_spec, pg_database, pg_engine, restore_stack, tmp_path
+) -> None:
     with pg_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE ticks (seq int PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())")
     spec = pg_support.cdc_spec(make_spec, pg_database, {"ticks": {"table": "ticks", "key": ["seq"]}})
-    _run_and_check(restore_stack, pg_support.write_spec(spec, tmp_path), pg_support.source_name(spec),
-                   SequenceWriter(_insert_tick, _robust(pg_engine.url)), postgres,
-                   lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]))
+    _run_and_check(
+        restore_stack,
+        pg_support.write_spec(spec, tmp_path),
+        pg_support.source_name(spec),
+        SequenceWriter(_insert_tick, _robust(pg_engine.url)),
+        postgres,
+        lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]),
+    )
 
 
-def test_mariadb_cdc_survives_broker_and_database_crashes(make_spec, mysql_database, mysql_engine, restore_stack,
-                                                          tmp_path) -> None:
+def test_mariadb_cdc_survives_broker_and_database_crashes(
+    make_spec, mysql_database, mysql_engine, restore_stack, tmp_path
+) -> None:
     with mysql_engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE ticks (seq INT PRIMARY KEY, at DATETIME(6) NOT NULL DEFAULT NOW(6))")
     spec = mysql_support.cdc_spec(make_spec, mysql_database, {"ticks": {"table": "ticks", "key": ["seq"]}})
-    _run_and_check(restore_stack, mysql_support.write_spec(spec, tmp_path), mysql_support.source_of(spec),
-                   SequenceWriter(_insert_tick, _robust(mysql_engine.url)), mariadb,
-                   lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]))
+    _run_and_check(
+        restore_stack,
+        mysql_support.write_spec(spec, tmp_path),
+        mysql_support.source_of(spec),
+        SequenceWriter(_insert_tick, _robust(mysql_engine.url)),
+        mariadb,
+        lambda: _seqs(restore_stack.kafka_bootstrap, spec.topic_for("ticks"), lambda e: e["after"]["seq"]),
+    )
 
 
 @pytest.mark.parametrize("via", ["poll", "cdc"])
-def test_outbox_relay_survives_broker_and_database_crashes(via, make_spec, pg_database, pg_engine, restore_stack,
-                                                           tmp_path) -> None:
+def test_outbox_relay_survives_broker_and_database_crashes(
+    via, make_spec, pg_database, pg_engine, restore_stack, tmp_path
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database, via=via)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     spec_file = tmp_path / "liberation.yaml"
     spec_file.write_text(spec_to_yaml(spec))
-    _run_and_check(restore_stack, spec_file, "ob", SequenceWriter(_emit_tick, _robust(pg_engine.url)), postgres,
-                   lambda: _seqs(restore_stack.kafka_bootstrap, topic(spec, "tick"), lambda e: e["seq"]))
+    _run_and_check(
+        restore_stack,
+        spec_file,
+        "ob",
+        SequenceWriter(_emit_tick, _robust(pg_engine.url)),
+        postgres,
+        lambda: _seqs(restore_stack.kafka_bootstrap, topic(spec, "tick"), lambda e: e["seq"]),
+    )
 
 
 @pytest.mark.parametrize("pattern", ["postgres cdc", "mariadb cdc", "outbox poll", "outbox cdc"])
-def test_a_wrong_password_ends_follow_with_one_line_naming_the_source(pattern, make_spec, pg_database, mysql_database,
-                                                                       tmp_path) -> None:
+def test_a_wrong_password_ends_follow_with_one_line_naming_the_source(
+    pattern, make_spec, pg_database, mysql_database, tmp_path
+) -> None:
     if pattern == "postgres cdc":
         spec = pg_support.cdc_spec(make_spec, pg_database, {"ticks": {"table": "ticks", "key": ["seq"]}})
         name, env = pg_support.source_name(spec), {"LIBERATION_TEST_PG_PASSWORD": "wrong"}
@@ -203,8 +237,13 @@ def test_a_wrong_password_ends_follow_with_one_line_naming_the_source(pattern, m
         name, env = "ob", {"LIBERATION_TEST_PG_PASSWORD": "wrong"}
     spec_file = tmp_path / "liberation.yaml"
     spec_file.write_text(spec_to_yaml(spec))
-    done = subprocess.run([sys.executable, "-m", "liberation_assets.cli", "follow", name], capture_output=True, text=True,
-                          env={**os.environ, "LIBERATION_SPEC": str(spec_file), **env}, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "liberation_assets.cli", "follow", name],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LIBERATION_SPEC": str(spec_file), **env},
+        timeout=120,
+    )
     output = done.stdout + done.stderr
     lines = [line for line in output.splitlines() if line.strip() and not line.startswith("%")]
     assert done.returncode == 2, output

@@ -38,9 +38,15 @@ class _Arrivals(threading.Thread):
 
     def __init__(self, bootstrap: str, topic_name: str):
         super().__init__(daemon=True)
-        self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"latency-{uuid.uuid4()}",
-                                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                                  "fetch.wait.max.ms": 10})
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"latency-{uuid.uuid4()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
         partitions = self.consumer.list_topics(topic_name, timeout=10).topics[topic_name].partitions
         self.consumer.assign([TopicPartition(topic_name, p, OFFSET_BEGINNING) for p in partitions])
         self.seen: dict[str, float] = {}
@@ -57,8 +63,9 @@ class _Arrivals(threading.Thread):
 
 
 @pytest.mark.parametrize("via", ["poll", "cdc"])
-def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(via, make_spec, pg_engine, pg_database,
-                                                                          kafka_bootstrap, tmp_path) -> None:
+def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(
+    via, make_spec, pg_engine, pg_database, kafka_bootstrap, tmp_path
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database, partitions=3, via=via)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     ensure_topics(kafka_bootstrap, [TopicSpec(topic(spec, "counter"), 3, 1, {"cleanup.policy": "delete"})])
@@ -80,13 +87,17 @@ def test_follow_relays_continuously_and_reports_commit_to_kafka_latency(via, mak
     latencies = sorted((arrivals.seen[i] - committed) * 1000 for i, committed in writers.committed.items())
     p50, p99 = statistics.median(latencies), latencies[int(len(latencies) * 0.99) - 1]
     how = "pgoutput slot" if via == "cdc" else "polling woken by NOTIFY"
-    print(f"\noutbox commit→Kafka (read_committed consumer), `liberation follow` via {via} ({how}): "
-          f"{len(latencies)} events, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms")
+    print(
+        f"\noutbox commit→Kafka (read_committed consumer), `liberation follow` via {via} ({how}): "
+        f"{len(latencies)} events, p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {latencies[-1]:.1f} ms"
+    )
     assert_exactly_once_in_order(consume_all(kafka_bootstrap, topic(spec, "counter")), writers)
     assert pending_rows(pg_engine) == 0
 
 
-def test_the_demo_order_service_emits_order_placed_with_each_order(make_spec, pg_engine, pg_database, kafka_bootstrap) -> None:
+def test_the_demo_order_service_emits_order_placed_with_each_order(
+    make_spec, pg_engine, pg_database, kafka_bootstrap
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database)
     schema.create_schema(pg_engine)
     prepare(pg_engine)

@@ -31,7 +31,9 @@ def _victim(relays: list[RelayProcess], rng: random.Random) -> int:
     return rng.choice(leaders) if leaders and rng.random() < 0.8 else rng.randrange(len(relays))
 
 
-def test_concurrent_writers_and_kill_9_of_the_relays(make_spec, pg_engine, pg_database, kafka_bootstrap, tmp_path) -> None:
+def test_concurrent_writers_and_kill_9_of_the_relays(
+    make_spec, pg_engine, pg_database, kafka_bootstrap, tmp_path
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database, partitions=3, batch_size=50)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     spec_file = tmp_path / "liberation.yaml"
@@ -63,7 +65,9 @@ def test_concurrent_writers_and_kill_9_of_the_relays(make_spec, pg_engine, pg_da
     assert_exactly_once_in_order(messages, writers)
     assert pending_rows(pg_engine) == 0
     recovered = sum(relay.recovered() for relay in retired)
-    print(f"\noutbox crash test: {len(writers.committed)} events committed by 8 writers in {WRITE_SECONDS}s, "
-          f"{len(writers.rolled_back)} rolled back; {len(retired) - 2} kill -9 of the relays; "
-          f"{recovered} rows found already in Kafka at restart and cleaned up without republishing; "
-          f"{len(messages)} records in Kafka, each exactly once, per-counter order intact")
+    print(
+        f"\noutbox crash test: {len(writers.committed)} events committed by 8 writers in {WRITE_SECONDS}s, "
+        f"{len(writers.rolled_back)} rolled back; {len(retired) - 2} kill -9 of the relays; "
+        f"{recovered} rows found already in Kafka at restart and cleaned up without republishing; "
+        f"{len(messages)} records in Kafka, each exactly once, per-counter order intact"
+    )

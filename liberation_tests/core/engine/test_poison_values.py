@@ -47,7 +47,10 @@ def _live(spec, stream: str) -> dict[int, dict]:
 
 
 def _quarantined(spec, stream: str) -> list[dict]:
-    return [m.envelope for m in consume_all(spec.kafka.resolved_bootstrap_servers(), quarantine_topic(spec.topic_for(stream)))]
+    return [
+        m.envelope
+        for m in consume_all(spec.kafka.resolved_bootstrap_servers(), quarantine_topic(spec.topic_for(stream)))
+    ]
 
 
 def _assert_only_the_big_row_quarantined(spec, stream: str, big_id: int, published_ids: set[int]) -> None:
@@ -65,16 +68,25 @@ def _assert_only_the_big_row_quarantined(spec, stream: str, big_id: int, publish
 def _assert_replica_misses_only_the_quarantined(spec, tmp_path) -> None:
     """The replica materializer fetches the 1 MB records; the source server sees every published value as its own."""
     comparison = verify(spec, "bodies", replica=f"sqlite:///{tmp_path}/replica.sqlite").comparison
-    assert comparison.missing == [b'{"id":11}', b'{"id":3}'] and not comparison.different and not comparison.extra, \
+    assert comparison.missing == [b'{"id":11}', b'{"id":3}'] and not comparison.different and not comparison.extra, (
         comparison.describe()
+    )
 
 
 @pytest.fixture
 def pg_bodies(pg_engine):
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE bodies (id int PRIMARY KEY, body text, updated_at timestamptz NOT NULL DEFAULT now())"))
-        c.execute(sa.text("INSERT INTO bodies (id, body) VALUES (1, 'small'), (2, repeat('x', :one)), (3, repeat('y', :big)), (4, 'after')"),
-                  {"one": ONE_MB, "big": TOO_BIG})
+        c.execute(
+            sa.text(
+                "CREATE TABLE bodies (id int PRIMARY KEY, body text, updated_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO bodies (id, body) VALUES (1, 'small'), (2, repeat('x', :one)), (3, repeat('y', :big)), (4, 'after')"
+            ),
+            {"one": ONE_MB, "big": TOO_BIG},
+        )
     return pg_engine
 
 
@@ -95,14 +107,18 @@ def test_postgresql_query_snapshot_quarantines_only_the_oversized_row(make_spec,
     assert live[3]["body"] == "fixed" and live[5]["body"] == "later"  # the stream went on; the fixed row arrived
 
 
-def test_postgresql_cdc_snapshot_and_stream_quarantine_only_the_oversized_row(make_spec, pg_database, pg_bodies, tmp_path) -> None:
+def test_postgresql_cdc_snapshot_and_stream_quarantine_only_the_oversized_row(
+    make_spec, pg_database, pg_bodies, tmp_path
+) -> None:
     spec = pg_cdc_spec(make_spec, pg_database, {"bodies": {"table": "bodies", "key": ["id"]}})
     source = next(iter(spec.sources))
     cdc_postgres.drain(spec, source)
     _assert_only_the_big_row_quarantined(spec, "bodies", 3, {1, 2, 4})
     with pg_bodies.begin() as c:  # one transaction: an oversized row between two good ones
-        c.execute(sa.text("INSERT INTO bodies (id, body) VALUES (10, 'a'), (11, repeat('z', :big)), (12, repeat('w', :one))"),
-                  {"big": TOO_BIG, "one": ONE_MB})
+        c.execute(
+            sa.text("INSERT INTO bodies (id, body) VALUES (10, 'a'), (11, repeat('z', :big)), (12, repeat('w', :one))"),
+            {"big": TOO_BIG, "one": ONE_MB},
+        )
     cdc_postgres.drain(spec, source)
     with pg_bodies.begin() as c:
         c.execute(sa.text("INSERT INTO bodies (id, body) VALUES (13, 'later')"))
@@ -114,17 +130,25 @@ def test_postgresql_cdc_snapshot_and_stream_quarantine_only_the_oversized_row(ma
     _assert_replica_misses_only_the_quarantined(spec, tmp_path)
 
 
-def test_mariadb_snapshot_and_binlog_quarantine_only_the_oversized_row(make_spec, mysql_database, mysql_engine, tmp_path) -> None:
+def test_mariadb_snapshot_and_binlog_quarantine_only_the_oversized_row(
+    make_spec, mysql_database, mysql_engine, tmp_path
+) -> None:
     with mysql_engine.begin() as c:
         c.exec_driver_sql("CREATE TABLE bodies (id INT PRIMARY KEY, body LONGTEXT)")
-        c.execute(sa.text("INSERT INTO bodies VALUES (1, 'small'), (2, REPEAT('x', :one)), (3, REPEAT('y', :big)), (4, 'after')"),
-                  {"one": ONE_MB, "big": TOO_BIG})
+        c.execute(
+            sa.text(
+                "INSERT INTO bodies VALUES (1, 'small'), (2, REPEAT('x', :one)), (3, REPEAT('y', :big)), (4, 'after')"
+            ),
+            {"one": ONE_MB, "big": TOO_BIG},
+        )
     spec = my_cdc_spec(make_spec, mysql_database, {"bodies": {"table": "bodies", "key": ["id"]}})
     cdc_mysql.drain(spec, source_of(spec))
     _assert_only_the_big_row_quarantined(spec, "bodies", 3, {1, 2, 4})
     with mysql_engine.begin() as c:
-        c.execute(sa.text("INSERT INTO bodies VALUES (10, 'a'), (11, REPEAT('z', :big)), (12, REPEAT('w', :one))"),
-                  {"big": TOO_BIG, "one": ONE_MB})
+        c.execute(
+            sa.text("INSERT INTO bodies VALUES (10, 'a'), (11, REPEAT('z', :big)), (12, REPEAT('w', :one))"),
+            {"big": TOO_BIG, "one": ONE_MB},
+        )
     cdc_mysql.drain(spec, source_of(spec))
     with mysql_engine.begin() as c:
         c.exec_driver_sql("INSERT INTO bodies VALUES (13, 'later')")
@@ -135,9 +159,15 @@ def test_mariadb_snapshot_and_binlog_quarantine_only_the_oversized_row(make_spec
     _assert_replica_misses_only_the_quarantined(spec, tmp_path)
 
 
-def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(make_spec, pg_database, pg_engine, tmp_path, capsys) -> None:
+def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(
+    make_spec, pg_database, pg_engine, tmp_path, capsys
+) -> None:
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE things (id int PRIMARY KEY, amount numeric, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(
+            sa.text(
+                "CREATE TABLE things (id int PRIMARY KEY, amount numeric, updated_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
     spec = make_spec(pg=pg_database, streams={"things": {"source": "pg", "table": "things", "key": ["id"]}})
     runtime = StreamRuntime(spec, "things", "query")
     try:
@@ -145,8 +175,14 @@ def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(m
         assert isinstance(writer.validator, ContractValidator)
         events = [
             ChangeEvent("r", {"id": 1}, None, {"id": 1, "amount": "1.5"}, 1000),
-            ChangeEvent("r", {"id": 2}, None, {"id": 2, "amount": "1e400000"}, 1000,
-                        problems=["column amount: exceeds the range the type mapping carries"]),
+            ChangeEvent(
+                "r",
+                {"id": 2},
+                None,
+                {"id": 2, "amount": "1e400000"},
+                1000,
+                problems=["column amount: exceeds the range the type mapping carries"],
+            ),
             ChangeEvent("r", {"id": 3}, None, {"id": 3, "amount": Decimal("NaN")}, 1000),  # the serializer refuses it
             ChangeEvent("r", {"id": 4}, None, {"id": 4, "amount": "2"}, 1000),
         ]
@@ -157,7 +193,11 @@ def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(m
     assert set(_live(spec, "things")) == {1, 4}
     records = {r["key"]["id"]: r for r in _quarantined(spec, "things")}
     assert records[2]["failed_checks"] == ["column amount: exceeds the range the type mapping carries"]
-    assert records[2]["stream"] == "things" and records[2]["columns"] == ["amount"] and records[2]["row"]["amount"] == "1e400000"
+    assert (
+        records[2]["stream"] == "things"
+        and records[2]["columns"] == ["amount"]
+        and records[2]["row"]["amount"] == "1e400000"
+    )
     [reason] = records[3]["failed_checks"]
     assert reason.startswith("column amount: cannot be serialized") and records[3]["row"]["amount"] == "Decimal('NaN')"
 
@@ -179,4 +219,3 @@ def test_writer_quarantines_an_unconvertible_and_an_unserializable_value_alone(m
     summary = redrive(spec, "things")
     assert (summary.examined, summary.superseded, summary.republished, summary.requarantined) == (2, 1, 0, 1)
     assert _live(spec, "things")[2] == {"id": 2, "amount": "3"}
-

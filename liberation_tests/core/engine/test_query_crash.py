@@ -19,7 +19,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 ROWS = 20_000
 
 
-def _run_until_done_with_kills(spec_file: Path, args: list[str], kills: int, rng: random.Random, growth: TopicGrowth) -> int:
+def _run_until_done_with_kills(
+    spec_file: Path, args: list[str], kills: int, rng: random.Random, growth: TopicGrowth
+) -> int:
     """Run the CLI and SIGKILL it ``kills`` times, each once it has written a random amount more; then let it finish.
 
     Returns the kills made.  Progress, not time, decides the kill, so a fast run
@@ -45,32 +47,43 @@ def _run_until_done_with_kills(spec_file: Path, args: list[str], kills: int, rng
 def crash_table(pg_engine):
     metadata = sa.MetaData()
     table = sa.Table(
-        "ledger", metadata,
+        "ledger",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("amount", sa.Numeric(12, 2)),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
     metadata.create_all(pg_engine)
     with pg_engine.begin() as c:
-        c.execute(sa.text(
-            "INSERT INTO ledger SELECT i, i / 100.0, timestamptz '2026-01-01' + i * interval '1 millisecond' "
-            "FROM generate_series(1, :n) AS i"), {"n": ROWS})
+        c.execute(
+            sa.text(
+                "INSERT INTO ledger SELECT i, i / 100.0, timestamptz '2026-01-01' + i * interval '1 millisecond' "
+                "FROM generate_series(1, :n) AS i"
+            ),
+            {"n": ROWS},
+        )
     return table
 
 
 def _spec_file(make_spec, pg_database, tmp_path):
-    spec = make_spec(pg=pg_database, streams={"ledger": {
-        "source": "pg", "table": "ledger", "key": ["id"], "snapshot_chunk": 40, "batch_size": 40}})
+    spec = make_spec(
+        pg=pg_database,
+        streams={"ledger": {"source": "pg", "table": "ledger", "key": ["id"], "snapshot_chunk": 40, "batch_size": 40}},
+    )
     path = tmp_path / "liberation.yaml"
     path.write_text(spec_to_yaml(spec))
     return spec, path
 
 
-def test_killed_snapshot_resumes_without_loss_or_duplicates(make_spec, pg_database, crash_table, tmp_path, kafka_bootstrap) -> None:
+def test_killed_snapshot_resumes_without_loss_or_duplicates(
+    make_spec, pg_database, crash_table, tmp_path, kafka_bootstrap
+) -> None:
     spec, path = _spec_file(make_spec, pg_database, tmp_path)
     growth = TopicGrowth(kafka_bootstrap, spec.topic_for("ledger"))
     try:
-        kills = _run_until_done_with_kills(path, ["run", "ledger", "--snapshot"], kills=5, rng=random.Random(1), growth=growth)
+        kills = _run_until_done_with_kills(
+            path, ["run", "ledger", "--snapshot"], kills=5, rng=random.Random(1), growth=growth
+        )
     finally:
         growth.close()
     messages = consume_all(kafka_bootstrap, spec.topic_for("ledger"))
@@ -80,7 +93,9 @@ def test_killed_snapshot_resumes_without_loss_or_duplicates(make_spec, pg_databa
     assert len(reads) == ROWS and set(reads.values()) == {1}
 
 
-def test_killed_poll_resumes_without_loss_or_duplicates(make_spec, pg_database, pg_engine, crash_table, tmp_path, kafka_bootstrap) -> None:
+def test_killed_poll_resumes_without_loss_or_duplicates(
+    make_spec, pg_database, pg_engine, crash_table, tmp_path, kafka_bootstrap
+) -> None:
     spec, path = _spec_file(make_spec, pg_database, tmp_path)
     rng = random.Random(2)
     growth = TopicGrowth(kafka_bootstrap, spec.topic_for("ledger"))

@@ -16,22 +16,55 @@ from liberation_tests.fix_kafka import consume_all
 pytestmark = pytest.mark.integration
 
 DEMO_STREAMS = {
-    "products": {"table": "products", "key": ["id"],
-                 "projection": ["id", "sku", "name", "description", "category", "images", "active", "created_at", "updated_at"]},
-    "prices": {"table": "prices", "key": ["product_id", "currency"],
-               "projection": {"product_id": "product_id", "currency": "currency", "price": "amount", "valid_from": "valid_from", "updated_at": "updated_at"}},
-    "inventory": {"table": "inventory", "key": ["product_id", "warehouse"],
-                  "projection": ["product_id", "warehouse", "quantity", "reserved", "updated_at"]},
-    "orders": {"table": "orders", "key": ["id"],
-               "projection": ["id", "customer_id", "status", "total", "currency", "placed_at", "shipping", "note", "updated_at"]},
-    "payments": {"table": "payments", "key": ["id"],
-                 "projection": ["id", "order_id", "amount", "method", "status", "captured_at", "updated_at"]},
+    "products": {
+        "table": "products",
+        "key": ["id"],
+        "projection": ["id", "sku", "name", "description", "category", "images", "active", "created_at", "updated_at"],
+    },
+    "prices": {
+        "table": "prices",
+        "key": ["product_id", "currency"],
+        "projection": {
+            "product_id": "product_id",
+            "currency": "currency",
+            "price": "amount",
+            "valid_from": "valid_from",
+            "updated_at": "updated_at",
+        },
+    },
+    "inventory": {
+        "table": "inventory",
+        "key": ["product_id", "warehouse"],
+        "projection": ["product_id", "warehouse", "quantity", "reserved", "updated_at"],
+    },
+    "orders": {
+        "table": "orders",
+        "key": ["id"],
+        "projection": [
+            "id",
+            "customer_id",
+            "status",
+            "total",
+            "currency",
+            "placed_at",
+            "shipping",
+            "note",
+            "updated_at",
+        ],
+    },
+    "payments": {
+        "table": "payments",
+        "key": ["id"],
+        "projection": ["id", "order_id", "amount", "method", "status", "captured_at", "updated_at"],
+    },
 }
 
 
 def _demo_spec(make_spec, source: str, database: str, **overrides):
-    streams = {name: {"source": source, "snapshot_chunk": 700, "batch_size": 500, **cfg, **overrides}
-               for name, cfg in DEMO_STREAMS.items()}
+    streams = {
+        name: {"source": source, "snapshot_chunk": 700, "batch_size": 500, **cfg, **overrides}
+        for name, cfg in DEMO_STREAMS.items()
+    }
     return make_spec(streams=streams, **{source: database})
 
 
@@ -54,8 +87,10 @@ def test_replica_equals_source_under_the_demo_write_load(make_spec, pg_database,
             pattern.incremental()
             pattern.reconcile()
         for name, pattern in patterns.items():
-            result = compare(source_state(pg_engine, pattern.table, pattern.runtime.identity.zone),
-                             topic_state(kafka_bootstrap, spec.topic_for(name)))
+            result = compare(
+                source_state(pg_engine, pattern.table, pattern.runtime.identity.zone),
+                topic_state(kafka_bootstrap, spec.topic_for(name)),
+            )
             assert result.matches, f"{name}: {result.describe()}"
         print("write load:", load.report.counts)
     finally:
@@ -67,7 +102,8 @@ def test_replica_equals_source_under_the_demo_write_load(make_spec, pg_database,
 def widgets(pg_engine):
     metadata = sa.MetaData()
     table = sa.Table(
-        "widgets", metadata,
+        "widgets",
+        metadata,
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("label", sa.Text),
         sa.Column("secret_cost", sa.Text),
@@ -79,13 +115,24 @@ def widgets(pg_engine):
 
 
 def _widget_spec(make_spec, pg_database, **extra):
-    return make_spec(pg=pg_database, streams={"widgets": {
-        "source": "pg", "table": "widgets", "key": ["id"], "projection": ["id", "label", "updated_at"],
-        "batch_size": 1000, **extra}})
+    return make_spec(
+        pg=pg_database,
+        streams={
+            "widgets": {
+                "source": "pg",
+                "table": "widgets",
+                "key": ["id"],
+                "projection": ["id", "label", "updated_at"],
+                "batch_size": 1000,
+                **extra,
+            }
+        },
+    )
 
 
 def test_an_open_transaction_in_another_database_does_not_hold_the_poll_back(
-        make_spec, pg_database, pg_engine, widgets, stack, kafka_bootstrap) -> None:
+    make_spec, pg_database, pg_engine, widgets, stack, kafka_bootstrap
+) -> None:
     elsewhere = sa.create_engine(stack.pg_url("liberation"))  # another database of the same cluster
     try:
         with elsewhere.connect() as idle_in_transaction:
@@ -102,7 +149,9 @@ def test_an_open_transaction_in_another_database_does_not_hold_the_poll_back(
     assert polled.result.published == 2, "a transaction elsewhere in the cluster cannot write to this table"
 
 
-def test_late_commit_is_published_after_the_transaction_commits(make_spec, pg_database, pg_engine, widgets, kafka_bootstrap) -> None:
+def test_late_commit_is_published_after_the_transaction_commits(
+    make_spec, pg_database, pg_engine, widgets, kafka_bootstrap
+) -> None:
     spec = _widget_spec(make_spec, pg_database)
     pattern = QueryPattern(spec, "widgets")
     with pg_engine.begin() as c:
@@ -127,7 +176,9 @@ def test_late_commit_is_published_after_the_transaction_commits(make_spec, pg_da
     assert keys == {1: 1, 2: 1, 3: 1}
 
 
-def test_ten_thousand_rows_sharing_a_timestamp_are_each_published_once(make_spec, pg_database, pg_engine, widgets, kafka_bootstrap) -> None:
+def test_ten_thousand_rows_sharing_a_timestamp_are_each_published_once(
+    make_spec, pg_database, pg_engine, widgets, kafka_bootstrap
+) -> None:
     with pg_engine.begin() as c:  # one transaction: every row gets the same now()
         c.execute(widgets.insert(), [{"id": i, "label": f"w{i}"} for i in range(1, 10_001)])
         assert c.execute(sa.select(sa.func.count(sa.distinct(widgets.c.updated_at)))).scalar_one() == 1
@@ -142,7 +193,9 @@ def test_ten_thousand_rows_sharing_a_timestamp_are_each_published_once(make_spec
     assert len(keys) == 10_000 and set(keys.values()) == {1}
 
 
-def test_hard_delete_yields_a_delete_and_a_tombstone_after_reconciliation(make_spec, pg_database, pg_engine, widgets, kafka_bootstrap) -> None:
+def test_hard_delete_yields_a_delete_and_a_tombstone_after_reconciliation(
+    make_spec, pg_database, pg_engine, widgets, kafka_bootstrap
+) -> None:
     with pg_engine.begin() as c:
         c.execute(widgets.insert(), [{"id": i, "label": f"w{i}"} for i in (1, 2, 3)])
     spec = _widget_spec(make_spec, pg_database)
@@ -174,7 +227,9 @@ def test_soft_delete_column_maps_to_deletes(make_spec, pg_database, pg_engine, w
     assert list(state) == [b'{"id":2}']
 
 
-def test_internal_columns_never_appear_in_any_published_byte(make_spec, pg_database, pg_engine, widgets, kafka_bootstrap) -> None:
+def test_internal_columns_never_appear_in_any_published_byte(
+    make_spec, pg_database, pg_engine, widgets, kafka_bootstrap
+) -> None:
     marker = "INTERNAL-ONLY-7f3a"
     with pg_engine.begin() as c:
         c.execute(widgets.insert(), [{"id": i, "label": f"w{i}", "secret_cost": f"{marker}-{i}"} for i in range(1, 51)])
@@ -182,7 +237,9 @@ def test_internal_columns_never_appear_in_any_published_byte(make_spec, pg_datab
     pattern = QueryPattern(spec, "widgets")
     pattern.snapshot()
     with pg_engine.begin() as c:
-        c.execute(widgets.update().where(widgets.c.id < 10).values(secret_cost=marker + "-new", updated_at=sa.func.now()))
+        c.execute(
+            widgets.update().where(widgets.c.id < 10).values(secret_cost=marker + "-new", updated_at=sa.func.now())
+        )
     pattern.incremental()
     with pg_engine.begin() as c:
         c.execute(widgets.delete().where(widgets.c.id == 5))
@@ -192,13 +249,19 @@ def test_internal_columns_never_appear_in_any_published_byte(make_spec, pg_datab
     seen = 0
     for topic in topics:
         for message in consume_all(kafka_bootstrap, topic):
-            blob = (message.key or b"") + (message.value or b"") + b"".join(k.encode() + v for k, v in message.headers.items())
+            blob = (
+                (message.key or b"")
+                + (message.value or b"")
+                + b"".join(k.encode() + v for k, v in message.headers.items())
+            )
             assert marker.encode() not in blob and b"secret_cost" not in blob
             seen += 1
     assert seen > 50
 
 
-def test_event_time_is_the_kafka_timestamp_and_headers_name_the_stream(make_spec, pg_database, pg_engine, widgets, kafka_bootstrap) -> None:
+def test_event_time_is_the_kafka_timestamp_and_headers_name_the_stream(
+    make_spec, pg_database, pg_engine, widgets, kafka_bootstrap
+) -> None:
     with pg_engine.begin() as c:
         c.execute(widgets.insert().values(id=1, label="x", updated_at=sa.text("'2021-03-04 05:06:07.891+00'")))
     spec = _widget_spec(make_spec, pg_database)

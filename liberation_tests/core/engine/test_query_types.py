@@ -47,15 +47,22 @@ def test_postgres_types_round_trip(make_spec, pg_database, pg_engine, kafka_boot
         c.execute(sa.text(PG_DDL))
         c.execute(sa.text(PG_ROW))
         c.execute(sa.text("INSERT INTO everything (id) VALUES (2)"))  # every value NULL
-    spec = make_spec(pg=pg_database, streams={"everything": {"source": "pg", "table": "everything", "key": ["id"], "timezone": "Europe/Berlin"}})
+    spec = make_spec(
+        pg=pg_database,
+        streams={"everything": {"source": "pg", "table": "everything", "key": ["id"], "timezone": "Europe/Berlin"}},
+    )
     pattern = QueryPattern(spec, "everything")
     pattern.snapshot()
-    result = compare(source_state(pg_engine, pattern.table, pattern.runtime.identity.zone),
-                     topic_state(kafka_bootstrap, spec.topic_for("everything")))
+    result = compare(
+        source_state(pg_engine, pattern.table, pattern.runtime.identity.zone),
+        topic_state(kafka_bootstrap, spec.topic_for("everything")),
+    )
     pattern.close()
     assert result.matches, result.describe()
 
-    after = {m.key_object["id"]: m.envelope["after"] for m in consume_all(kafka_bootstrap, spec.topic_for("everything"))}
+    after = {
+        m.key_object["id"]: m.envelope["after"] for m in consume_all(kafka_bootstrap, spec.topic_for("everything"))
+    }
     row = after[1]
     assert row["big"] == 9223372036854775807
     assert row["exact"] == "12345678901234567890123456.0123456789"
@@ -86,21 +93,30 @@ CREATE TABLE everything (
 """
 
 
-def test_mariadb_types_round_trip_and_ties_with_the_reread_window(make_spec, mysql_database, mysql_engine, kafka_bootstrap) -> None:
+def test_mariadb_types_round_trip_and_ties_with_the_reread_window(
+    make_spec, mysql_database, mysql_engine, kafka_bootstrap
+) -> None:
     with mysql_engine.begin() as c:
         c.execute(sa.text(MYSQL_DDL))
-        c.execute(sa.text(
-            "INSERT INTO everything VALUES (1, -128, -32768, 2147483647, 18446744073709551615, "
-            "12345678901234567890123456.0123456789, 1.5, 3.141592653589793, TRUE, 'Grüße 世界 🚀', 'short', 'ab', "
-            "'2024-02-29', '23:59:59.999999', '2024-01-02 03:04:05.678901', '2024-01-02 03:04:05.678901', "
-            "'{\"a\": [1, 2.5, null]}', X'DEADBEEF00', 'green', :u, '2024-01-01 00:00:00')"
-        ), {"u": str(uuid.UUID(int=7))})
+        c.execute(
+            sa.text(
+                "INSERT INTO everything VALUES (1, -128, -32768, 2147483647, 18446744073709551615, "
+                "12345678901234567890123456.0123456789, 1.5, 3.141592653589793, TRUE, 'Grüße 世界 🚀', 'short', 'ab', "
+                "'2024-02-29', '23:59:59.999999', '2024-01-02 03:04:05.678901', '2024-01-02 03:04:05.678901', "
+                "'{\"a\": [1, 2.5, null]}', X'DEADBEEF00', 'green', :u, '2024-01-01 00:00:00')"
+            ),
+            {"u": str(uuid.UUID(int=7))},
+        )
         c.execute(sa.text("INSERT INTO everything (id, updated_at) VALUES (2, '2024-01-01 00:00:00')"))
         # 2,500 rows sharing one timestamp, read 1,000 at a time
-        c.execute(sa.text("INSERT INTO everything (id, txt, updated_at) VALUES (:id, 'tie', '2024-01-01 00:00:01')"),
-                  [{"id": i} for i in range(100, 2600)])
-    spec = make_spec(mysql=mysql_database, streams={"everything": {
-        "source": "mysql", "table": "everything", "key": ["id"], "batch_size": 1000}})
+        c.execute(
+            sa.text("INSERT INTO everything (id, txt, updated_at) VALUES (:id, 'tie', '2024-01-01 00:00:01')"),
+            [{"id": i} for i in range(100, 2600)],
+        )
+    spec = make_spec(
+        mysql=mysql_database,
+        streams={"everything": {"source": "mysql", "table": "everything", "key": ["id"], "batch_size": 1000}},
+    )
     pattern = QueryPattern(spec, "everything")
     first = pattern.incremental()
     again = pattern.incremental()  # the re-read window sees the same rows and drops them
@@ -128,4 +144,3 @@ def test_mariadb_types_round_trip_and_ties_with_the_reread_window(make_spec, mys
     assert row["t"] == "23:59:59.999999"
     assert row["j"] == '{"a": [1, 2.5, null]}'  # MariaDB's JSON is LONGTEXT: published as the text it stores
     assert row["raw"] == "3q2+7wA="
-

@@ -24,12 +24,22 @@ def _poll(spec) -> None:
         pattern.close()
 
 
-def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(make_spec, pg_database, pg_engine, kafka_bootstrap,
-                                                                     tmp_path, capsys) -> None:
+def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(
+    make_spec, pg_database, pg_engine, kafka_bootstrap, tmp_path, capsys
+) -> None:
     with pg_engine.begin() as c:
         c.execute(sa.text(PG_DDL))
-    insert_items(pg_engine, [("A", 1, "1.00", "new"), ("B", 1, "1.00", "paid"), ("S1", 1, "1.00", "shipped"),
-                             ("S2", 2, "1.00", "shipped"), ("R", 1, "-1.00", "new"), ("L", 1, "1.00", "lost")])
+    insert_items(
+        pg_engine,
+        [
+            ("A", 1, "1.00", "new"),
+            ("B", 1, "1.00", "paid"),
+            ("S1", 1, "1.00", "shipped"),
+            ("S2", 2, "1.00", "shipped"),
+            ("R", 1, "-1.00", "new"),
+            ("L", 1, "1.00", "lost"),
+        ],
+    )
     strict = {**CONTRACT, "status": {"type": "str", "isin": ["new", "paid"]}}
     spec = make_spec(pg=pg_database, streams={"items": items_stream(["query"], contract=strict)})
     _poll(spec)
@@ -45,7 +55,9 @@ def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(make_spec
     assert (first.examined, first.republished, first.superseded, first.requarantined) == (4, 2, 1, 1)
     assert first.transactions == 4
     again = redrive(fixed, "items")
-    assert (again.republished, again.superseded, again.requarantined) == (0, 0, 1), "only the still-failing row is seen again"
+    assert (again.republished, again.superseded, again.requarantined) == (0, 0, 1), (
+        "only the still-failing row is seen again"
+    )
 
     messages = [m for m in consume_all(kafka_bootstrap, fixed.topic_for("items")) if m.value is not None]
     assert Counter(m.key_object["sku"] for m in messages) == {"A": 1, "B": 1, "S1": 1, "S2": 1, "R": 1}
@@ -68,7 +80,9 @@ def test_redrive_after_contract_and_data_fixes_publishes_each_row_once(make_spec
     capsys.readouterr()
     assert main(["--spec", str(path), "quarantine", "items", "--list", "5"]) == 0
     printed = capsys.readouterr().out
-    assert "1 open" in printed and "status: isin(['new', 'paid', 'shipped'])" in printed and 'key={"sku":"L"}' in printed
+    assert (
+        "1 open" in printed and "status: isin(['new', 'paid', 'shipped'])" in printed and 'key={"sku":"L"}' in printed
+    )
     assert main(["--spec", str(path), "redrive", "items"]) == 0
     assert "examined=1 republished=0 superseded=0 requarantined=1" in capsys.readouterr().out
     assert main(["--spec", str(path), "schema", "items"]) == 0

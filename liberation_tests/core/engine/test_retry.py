@@ -19,27 +19,35 @@ from liberation_assets.core.errors import (
 )
 
 
-@pytest.mark.parametrize("error", [
-    psycopg2.DatabaseError("error with status PGRES_COPY_BOTH and no message from the libpq"),
-    psycopg2.OperationalError("terminating walsender process due to replication timeout"),
-    sa.exc.OperationalError("SELECT 1", {}, Exception('connection to server at "127.0.0.1" failed: Connection refused')),
-    pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"),
-    ConnectionResetError(104, "Connection reset by peer"),
-    PublishError("transaction of 'x' failed: Broker: Not coordinator"),
-    ConnectivityError("pgoutput: a change outside a transaction"),
-    SlotInUse("replication slot s is held by backend 7"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        psycopg2.DatabaseError("error with status PGRES_COPY_BOTH and no message from the libpq"),
+        psycopg2.OperationalError("terminating walsender process due to replication timeout"),
+        sa.exc.OperationalError(
+            "SELECT 1", {}, Exception('connection to server at "127.0.0.1" failed: Connection refused')
+        ),
+        pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query"),
+        ConnectionResetError(104, "Connection reset by peer"),
+        PublishError("transaction of 'x' failed: Broker: Not coordinator"),
+        ConnectivityError("pgoutput: a change outside a transaction"),
+        SlotInUse("replication slot s is held by backend 7"),
+    ],
+)
 def test_retriable(error: BaseException) -> None:
     failure = retry.classify(error)
     assert failure is not None and failure.retriable
 
 
-@pytest.mark.parametrize("error", [
-    sa.exc.OperationalError("connect", {}, Exception('password authentication failed for user "liberation"')),
-    pymysql.err.OperationalError(1045, "Access denied for user 'liberation'@'127.0.0.1' (using password: YES)"),
-    PositionLost("binlog mariadb-bin.000003 has been purged"),
-    SchemaIncompatible("column dropped"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        sa.exc.OperationalError("connect", {}, Exception('password authentication failed for user "liberation"')),
+        pymysql.err.OperationalError(1045, "Access denied for user 'liberation'@'127.0.0.1' (using password: YES)"),
+        PositionLost("binlog mariadb-bin.000003 has been purged"),
+        SchemaIncompatible("column dropped"),
+    ],
+)
 def test_permanent(error: BaseException) -> None:
     failure = retry.classify(error)
     assert failure is not None and not failure.retriable
@@ -48,15 +56,22 @@ def test_permanent(error: BaseException) -> None:
 def test_a_bug_is_neither_and_propagates() -> None:
     assert retry.classify(KeyError("x")) is None
     with pytest.raises(KeyError):
-        retry.follow_with_retry("source s", lambda until, connected: (_ for _ in ()).throw(KeyError("x")),
-                                until=lambda: False, log=lambda line: None)
+        retry.follow_with_retry(
+            "source s",
+            lambda until, connected: (_ for _ in ()).throw(KeyError("x")),
+            until=lambda: False,
+            log=lambda line: None,
+        )
 
 
 def test_retries_with_growing_backoff_then_a_login_error_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry, "FIRST_DELAY_SECONDS", 0.01)
     lines: list[str] = []
-    errors = [PublishError("broker away"), PublishError("broker away"),
-              pymysql.err.OperationalError(1045, "Access denied for user 'u'")]
+    errors = [
+        PublishError("broker away"),
+        PublishError("broker away"),
+        pymysql.err.OperationalError(1045, "Access denied for user 'u'"),
+    ]
 
     def attempt(until, connected) -> None:
         raise errors.pop(0)

@@ -34,8 +34,9 @@ class CounterBumped(DomainEvent):
     writer: int = Field(ge=0)
 
 
-def outbox_spec(make_spec: Any, *, pg: str | None = None, mysql: str | None = None, partitions: int = 1,
-                **outbox: Any) -> Spec:
+def outbox_spec(
+    make_spec: Any, *, pg: str | None = None, mysql: str | None = None, partitions: int = 1, **outbox: Any
+) -> Spec:
     """A spec with one outbox ``ob`` on the test database, routed under the test's unique topic prefix."""
     settings = {"source": "pg" if pg else "mysql", "route": ROUTE, **outbox}
     return make_spec(pg=pg, mysql=mysql, outboxes={"ob": settings}, kafka={"partitions": partitions})
@@ -54,8 +55,9 @@ class RelayProcess(CliProcess):
     """``liberation follow <outbox>`` as a real subprocess, so a test can kill -9 it."""
 
     def __init__(self, spec_file: Path, outbox: str = "ob", *, duration: float | None = None):
-        super().__init__(["follow", outbox, *(["--duration", str(duration)] if duration is not None else [])],
-                         spec_file=spec_file)
+        super().__init__(
+            ["follow", outbox, *(["--duration", str(duration)] if duration is not None else [])], spec_file=spec_file
+        )
 
     def wait_relaying(self, timeout: float = 60.0) -> None:
         """Until it holds the lease (its ``started`` status line)."""
@@ -82,8 +84,17 @@ class CounterWriters:
     Debezium's event router expects (``via: cdc``).
     """
 
-    def __init__(self, engine: sa.Engine, *, writers: int = 8, counters_per_writer: int = 25, pause: float = 0.01,
-                 rollback_every: int = 10, seed: int = 5, delete_in_transaction: bool = False):
+    def __init__(
+        self,
+        engine: sa.Engine,
+        *,
+        writers: int = 8,
+        counters_per_writer: int = 25,
+        pause: float = 0.01,
+        rollback_every: int = 10,
+        seed: int = 5,
+        delete_in_transaction: bool = False,
+    ):
         self.engine = engine
         self.writers = writers
         self.counters_per_writer = counters_per_writer
@@ -97,7 +108,9 @@ class CounterWriters:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         with engine.begin() as connection:
-            connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS counters (counter_id text PRIMARY KEY, n int NOT NULL)")
+            connection.exec_driver_sql(
+                "CREATE TABLE IF NOT EXISTS counters (counter_id text PRIMARY KEY, n int NOT NULL)"
+            )
 
     def start(self) -> None:
         for writer in range(self.writers):
@@ -113,8 +126,9 @@ class CounterWriters:
 
     def _run(self, writer: int) -> None:
         rng = random.Random(self.seed * 1000 + writer)
-        bump = sa.text("INSERT INTO counters VALUES (:id, 1) ON CONFLICT (counter_id) DO UPDATE "
-                       "SET n = counters.n + 1 RETURNING n")
+        bump = sa.text(
+            "INSERT INTO counters VALUES (:id, 1) ON CONFLICT (counter_id) DO UPDATE SET n = counters.n + 1 RETURNING n"
+        )
         transactions = 0
         outbox = outbox_table()
         try:

@@ -18,7 +18,13 @@ NOW = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
 
 def _order(**overrides: object) -> OrderPlaced:
-    values: dict[str, object] = {"order_id": uuid.uuid4(), "customer_id": 7, "total": "19.90", "currency": "EUR", "placed_at": NOW}
+    values: dict[str, object] = {
+        "order_id": uuid.uuid4(),
+        "customer_id": 7,
+        "total": "19.90",
+        "currency": "EUR",
+        "placed_at": NOW,
+    }
     values.update(overrides)
     return OrderPlaced(**values)
 
@@ -43,14 +49,24 @@ def test_an_invalid_event_is_rejected_with_every_problem_named() -> None:
 
 
 def test_emit_revalidates_so_model_construct_cannot_bypass_the_contract() -> None:
-    smuggled = OrderPlaced.model_construct(order_id=uuid.uuid4(), customer_id=-1, total=1, currency="EUR", placed_at=NOW)
+    smuggled = OrderPlaced.model_construct(
+        order_id=uuid.uuid4(), customer_id=-1, total=1, currency="EUR", placed_at=NOW
+    )
     with pytest.raises(InvalidEvent, match="customer_id"):
         validated(smuggled)
 
 
 def test_events_by_type_name_use_the_registry() -> None:
-    event = validated("PaymentCaptured", {"order_id": str(uuid.uuid4()), "payment_id": 3, "amount": "5.00",
-                                          "method": "card", "captured_at": NOW.isoformat()})
+    event = validated(
+        "PaymentCaptured",
+        {
+            "order_id": str(uuid.uuid4()),
+            "payment_id": 3,
+            "amount": "5.00",
+            "method": "card",
+            "captured_at": NOW.isoformat(),
+        },
+    )
     assert isinstance(event, PaymentCaptured) and event.aggregate_type == "order"
     with pytest.raises(InvalidEvent, match="unknown event type 'Nope'"):
         validated("Nope", {})

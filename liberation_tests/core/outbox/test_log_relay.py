@@ -32,19 +32,30 @@ TIMESTAMPTZ, TEXT, UUID, JSON, INT8 = 1184, 25, 2950, 114, 20
 
 def test_the_event_router_turns_outbox_inserts_into_records_and_ignores_other_tables() -> None:
     events = EventRouter("public", "outbox", Router("outbox.event.{aggregatetype}", topic_prefix="p", outbox="o"))
-    columns = (Column("seq", INT8, -1, True), Column("id", UUID, -1, False), Column("aggregatetype", TEXT, -1, False),
-               Column("aggregateid", TEXT, -1, False), Column("type", TEXT, -1, False), Column("payload", JSON, -1, False),
-               Column("occurred_at", TIMESTAMPTZ, -1, False), Column("relayed_at", TIMESTAMPTZ, -1, False))
+    columns = (
+        Column("seq", INT8, -1, True),
+        Column("id", UUID, -1, False),
+        Column("aggregatetype", TEXT, -1, False),
+        Column("aggregateid", TEXT, -1, False),
+        Column("type", TEXT, -1, False),
+        Column("payload", JSON, -1, False),
+        Column("occurred_at", TIMESTAMPTZ, -1, False),
+        Column("relayed_at", TIMESTAMPTZ, -1, False),
+    )
     events.relation(Relation(7, "public", "other", "d", columns))
     events.relation(Relation(9, "public", "outbox", "d", columns))
     row = ("42", "e-1", "order", "o-1", "OrderPlaced", '{"a": 1}', "2024-05-01 12:00:00.25+00", None)
     assert events.record(Insert(7, row)) is None
-    assert events.record(Insert(9, row)) == (42, ("outbox.event.order", b"o-1", b'{"a": 1}', 1714564800250,
-                                                  [("id", b"e-1"), ("type", b"OrderPlaced")]))
+    assert events.record(Insert(9, row)) == (
+        42,
+        ("outbox.event.order", b"o-1", b'{"a": 1}', 1714564800250, [("id", b"e-1"), ("type", b"OrderPlaced")]),
+    )
 
 
 @pytest.mark.integration
-def test_log_relay_publishes_earlier_rows_then_the_log_in_commit_order(make_spec, pg_engine, pg_database, kafka_bootstrap) -> None:
+def test_log_relay_publishes_earlier_rows_then_the_log_in_commit_order(
+    make_spec, pg_engine, pg_database, kafka_bootstrap
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database, via="cdc")
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     outbox = outbox_table()
@@ -55,8 +66,10 @@ def test_log_relay_publishes_earlier_rows_then_the_log_in_commit_order(make_spec
         logged = emit(connection, CounterBumped(counter_id="c", n=2, writer=0))
         connection.execute(outbox.delete().where(outbox.c.id == str(logged.event_id)))
     with pg_engine.begin() as connection:  # left in the table: the relay cleans it up after Kafka has it
-        kept = emit(connection, CounterBumped(counter_id="c", n=3, writer=0,
-                                              occurred_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc)))
+        kept = emit(
+            connection,
+            CounterBumped(counter_id="c", n=3, writer=0, occurred_at=datetime(2024, 5, 1, 12, tzinfo=timezone.utc)),
+        )
     assert outbox_pending(spec, "ob")[0] == 1
 
     summary = relay_once(spec, "ob")
@@ -92,9 +105,14 @@ def test_log_relay_survives_kill_9_exactly_once(make_spec, pg_engine, pg_databas
             retired.append(relays[victim])
             relays[victim] = RelayProcess(spec_file)
         writers.stop()
-        wait_until(lambda: set(writers.committed) <= {m.headers["id"].decode() for m in
-                                                      consume_all(kafka_bootstrap, topic(spec, "counter"))},
-                   180, "not every event was relayed from the log")
+        wait_until(
+            lambda: (
+                set(writers.committed)
+                <= {m.headers["id"].decode() for m in consume_all(kafka_bootstrap, topic(spec, "counter"))}
+            ),
+            180,
+            "not every event was relayed from the log",
+        )
     finally:
         writers.stop()
         for relay in relays:

@@ -33,10 +33,20 @@ def test_rows_become_debezium_router_records_then_disappear(make_spec, pg_engine
     order_id = uuid.uuid4()
     placed_at = datetime(2024, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
     with pg_engine.begin() as connection:
-        placed = emit(connection, OrderPlaced(order_id=order_id, customer_id=1, total="9.99", currency="EUR",
-                                              placed_at=placed_at, occurred_at=placed_at))
-        captured = emit(connection, PaymentCaptured(order_id=order_id, payment_id=5, amount="9.99", method="card",
-                                                    captured_at=NOW))
+        placed = emit(
+            connection,
+            OrderPlaced(
+                order_id=order_id,
+                customer_id=1,
+                total="9.99",
+                currency="EUR",
+                placed_at=placed_at,
+                occurred_at=placed_at,
+            ),
+        )
+        captured = emit(
+            connection, PaymentCaptured(order_id=order_id, payment_id=5, amount="9.99", method="card", captured_at=NOW)
+        )
     bumps = [_bump(pg_engine, "c-1", n) for n in (1, 2, 3)]
 
     summary = relay_once(spec, "ob")
@@ -55,7 +65,9 @@ def test_rows_become_debezium_router_records_then_disappear(make_spec, pg_engine
     assert stored is not None and stored["events"] == 5
 
 
-def test_mark_cleanup_keeps_rows_but_never_relays_them_twice(make_spec, pg_engine, pg_database, kafka_bootstrap) -> None:
+def test_mark_cleanup_keeps_rows_but_never_relays_them_twice(
+    make_spec, pg_engine, pg_database, kafka_bootstrap
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database, cleanup="mark")
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     _bump(pg_engine, "c-1", 1)
@@ -66,7 +78,9 @@ def test_mark_cleanup_keeps_rows_but_never_relays_them_twice(make_spec, pg_engin
     assert len(consume_all(kafka_bootstrap, topic(spec, "counter"))) == 1
 
 
-def test_a_crash_between_kafka_commit_and_delete_neither_loses_nor_duplicates(make_spec, pg_engine, pg_database, kafka_bootstrap) -> None:
+def test_a_crash_between_kafka_commit_and_delete_neither_loses_nor_duplicates(
+    make_spec, pg_engine, pg_database, kafka_bootstrap
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database, batch_size=3)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     events = [_bump(pg_engine, "c-1", n) for n in range(1, 6)]
@@ -98,7 +112,9 @@ def test_one_relay_at_a_time_holds_the_lease(make_spec, pg_engine, pg_database) 
     assert relay_once(spec, "ob").relayed == 1
 
 
-def test_a_row_committed_late_below_relayed_rows_is_still_relayed(make_spec, pg_engine, pg_database, kafka_bootstrap) -> None:
+def test_a_row_committed_late_below_relayed_rows_is_still_relayed(
+    make_spec, pg_engine, pg_database, kafka_bootstrap
+) -> None:
     spec = outbox_spec(make_spec, pg=pg_database)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
     with pg_engine.connect() as slow:

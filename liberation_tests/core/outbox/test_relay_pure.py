@@ -63,8 +63,13 @@ def test_records_carry_key_value_headers_and_event_time() -> None:
         (8, "e-2", "customer", "c-9", "CustomerDeleted", None, naive_utc),
     ]
     records = build_records(rows, Router(ROUTE, topic_prefix="p", outbox="o"))
-    assert records[0] == ("outbox.event.order", b"o-1", b'{"a":1}', 1714557600250,
-                          [("id", b"e-1"), ("type", b"OrderPlaced")])
+    assert records[0] == (
+        "outbox.event.order",
+        b"o-1",
+        b'{"a":1}',
+        1714557600250,
+        [("id", b"e-1"), ("type", b"OrderPlaced")],
+    )
     topic, key, value, timestamp, headers = records[1]
     assert (topic, key, value, timestamp) == ("outbox.event.customer", b"c-9", None, 1714557600250)
 
@@ -74,7 +79,8 @@ def test_statements_touch_exactly_the_relayed_rows() -> None:
     delete = cleanup_statement(table, [1, 2, 3, 5, 7, 8], "delete", "postgresql").compile(dialect=postgresql.dialect())
     assert str(delete).replace("::BIGINT", "") == (
         "DELETE FROM outbox WHERE outbox.seq BETWEEN %(seq_1)s AND %(seq_2)s OR outbox.seq = %(seq_3)s "
-        "OR outbox.seq BETWEEN %(seq_4)s AND %(seq_5)s")
+        "OR outbox.seq BETWEEN %(seq_4)s AND %(seq_5)s"
+    )
     assert list(delete.params.values()) == [1, 3, 5, 7, 8]  # 4 and 6 are gaps: rows that may commit late stay
     scattered = list(range(1, 100, 2))
     many = cleanup_statement(table, scattered, "delete", "postgresql").compile(dialect=postgresql.dialect())
@@ -89,8 +95,15 @@ def test_statements_touch_exactly_the_relayed_rows() -> None:
 def test_migration_is_debezium_compatible_on_both_databases() -> None:
     outbox = OutboxSpec(source="s", table="outbox", schema="app")
     pg = ";".join(migration_sql(outbox, "postgresql"))
-    for column in ("id UUID NOT NULL", "aggregatetype VARCHAR(255)", "aggregateid VARCHAR(255)", "type VARCHAR(255)",
-                   "payload JSON", "occurred_at TIMESTAMP WITH TIME ZONE", "seq BIGINT GENERATED ALWAYS AS IDENTITY"):
+    for column in (
+        "id UUID NOT NULL",
+        "aggregatetype VARCHAR(255)",
+        "aggregateid VARCHAR(255)",
+        "type VARCHAR(255)",
+        "payload JSON",
+        "occurred_at TIMESTAMP WITH TIME ZONE",
+        "seq BIGINT GENERATED ALWAYS AS IDENTITY",
+    ):
         assert column in pg
     assert "CREATE INDEX outbox_pending ON app.outbox (seq) WHERE relayed_at IS NULL" in pg
     assert "AFTER INSERT ON app.outbox FOR EACH STATEMENT" in pg

@@ -22,14 +22,29 @@ NOW = datetime.now(timezone.utc)
 
 
 def _order_row(order_id: uuid.UUID, total: str) -> dict[str, object]:
-    return {"id": order_id, "customer_id": 1, "status": "placed", "total": total, "currency": "EUR", "placed_at": NOW,
-            "shipping": None, "note": None, "internal_notes": "x", "fraud_score": 0.1, "updated_at": NOW}
+    return {
+        "id": order_id,
+        "customer_id": 1,
+        "status": "placed",
+        "total": total,
+        "currency": "EUR",
+        "placed_at": NOW,
+        "shipping": None,
+        "note": None,
+        "internal_notes": "x",
+        "fraud_score": 0.1,
+        "updated_at": NOW,
+    }
 
 
 def _place(connection: sa.Connection, total: str) -> uuid.UUID:
     order_id = uuid.uuid4()
     connection.execute(schema.orders.insert().values(**_order_row(order_id, total)))
-    emit(connection, "OrderPlaced", {"order_id": order_id, "customer_id": 1, "total": total, "currency": "EUR", "placed_at": NOW})
+    emit(
+        connection,
+        "OrderPlaced",
+        {"order_id": order_id, "customer_id": 1, "total": total, "currency": "EUR", "placed_at": NOW},
+    )
     return order_id
 
 
@@ -57,7 +72,9 @@ def test_event_and_business_row_commit_together(shop: sa.Engine) -> None:
 
 
 def test_invalid_event_fails_the_transaction_and_the_business_row_rolls_back(shop: sa.Engine) -> None:
-    with pytest.raises(InvalidEvent, match=r"OrderPlaced rejected by its contract: total: Input should be greater than or equal to 0"):
+    with pytest.raises(
+        InvalidEvent, match=r"OrderPlaced rejected by its contract: total: Input should be greater than or equal to 0"
+    ):
         with shop.begin() as connection:
             _place(connection, "-3.00")
     assert _orders(shop) == 0
@@ -74,7 +91,9 @@ def test_an_application_rollback_takes_the_event_with_it(shop: sa.Engine) -> Non
 
 def test_emit_works_with_an_orm_session(shop: sa.Engine) -> None:
     with Session(shop) as session, session.begin():
-        event = emit(session, OrderPlaced(order_id=uuid.uuid4(), customer_id=2, total="1.00", currency="USD", placed_at=NOW))
+        event = emit(
+            session, OrderPlaced(order_id=uuid.uuid4(), customer_id=2, total="1.00", currency="USD", placed_at=NOW)
+        )
     with shop.connect() as connection:
         stored = connection.execute(sa.select(outbox_table().c.id)).scalar_one()
     assert str(stored) == str(event.event_id)

@@ -65,6 +65,7 @@ def test_an_open_transaction_delays_the_end_only_briefly_and_stays_hidden(kafka_
 # The schema history topic, read just after it was created (the demo's main job once failed on that race:
 # "cannot read liberation.schemas: Broker: Unknown topic or partition").
 
+
 def test_a_topic_created_a_moment_ago_reads_as_empty_every_time(kafka_bootstrap: str) -> None:
     from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
 

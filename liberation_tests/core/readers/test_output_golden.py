@@ -30,8 +30,27 @@ from liberation_tests.fix_kafka import consume_all
 pytestmark = pytest.mark.integration
 
 GOLDEN = Path(__file__).parent / "golden"
-VOLATILE = frozenset({"ts_ms", "ts_us", "ts_ns", "event_ts_ms", "quarantined_ts_ms", "updated_at", "lsn", "txId",
-                      "xmin", "sequence", "file", "pos", "gtid", "server_id", "thread", "event", "position"})
+VOLATILE = frozenset(
+    {
+        "ts_ms",
+        "ts_us",
+        "ts_ns",
+        "event_ts_ms",
+        "quarantined_ts_ms",
+        "updated_at",
+        "lsn",
+        "txId",
+        "xmin",
+        "sequence",
+        "file",
+        "pos",
+        "gtid",
+        "server_id",
+        "thread",
+        "event",
+        "position",
+    }
+)
 """Fields that differ between two runs of the same scenario; every other byte must be the same."""
 FORMATS = {"": "debezium", "j": "connect-json", "f": "flat"}
 
@@ -62,9 +81,14 @@ def _records(spec: Spec, streams: list[str], names: dict[str, str]) -> list[str]
             messages = sorted(consume_all(bootstrap, topic), key=lambda m: (m.partition, m.offset))
             for message in messages:
                 headers = {k: (v.decode() if v is not None else None) for k, v in sorted(message.headers.items())}
-                line = {"stream": stream, "quarantine": topic.endswith(".quarantine"), "partition": message.partition,
-                        "key": _document(message.key, names), "value": _document(message.value, names),
-                        "headers": _mask(headers)}
+                line = {
+                    "stream": stream,
+                    "quarantine": topic.endswith(".quarantine"),
+                    "partition": message.partition,
+                    "key": _document(message.key, names),
+                    "value": _document(message.value, names),
+                    "headers": _mask(headers),
+                }
                 lines.append(orjson.dumps(line, option=orjson.OPT_SORT_KEYS).decode())
     return lines
 
@@ -79,7 +103,8 @@ def _compare(name: str, lines: list[str]) -> None:
     changed = [f"line {i + 1}:\n  golden {e}\n  now    {n}" for i, (e, n) in enumerate(zip(expected, lines)) if e != n]
     assert len(lines) == len(expected) and not changed, (
         f"{name}: {len(lines)} records now, {len(expected)} in the golden file; first differences:\n"
-        + "\n".join(changed[:5]))
+        + "\n".join(changed[:5])
+    )
 
 
 def _with_formats(data: dict[str, Any], query_prefix: str = "q_") -> None:
@@ -88,8 +113,11 @@ def _with_formats(data: dict[str, Any], query_prefix: str = "q_") -> None:
         if name.startswith(query_prefix):
             for letter, value_format in FORMATS.items():
                 if letter:
-                    data["streams"][f"{letter}{name}"] = {**stream, "format": value_format,
-                                                          "topic": f"{data['kafka']['topic_prefix']}.{letter}{name}"}
+                    data["streams"][f"{letter}{name}"] = {
+                        **stream,
+                        "format": value_format,
+                        "topic": f"{data['kafka']['topic_prefix']}.{letter}{name}",
+                    }
 
 
 def test_postgres_records_match_the_golden_file(make_spec, pg_database, pg_engine) -> None:
@@ -111,11 +139,15 @@ def test_postgres_records_match_the_golden_file(make_spec, pg_database, pg_engin
     finally:
         for pattern in patterns:
             pattern.close()
-    _compare("postgres.jsonl", _records(spec, sorted(spec.streams), {pg_database: "<db>", spec.kafka.topic_prefix: "<prefix>"}))
+    _compare(
+        "postgres.jsonl",
+        _records(spec, sorted(spec.streams), {pg_database: "<db>", spec.kafka.topic_prefix: "<prefix>"}),
+    )
 
 
-def test_mariadb_records_match_the_golden_file(make_spec, mysql_database, quoted_database, mysql_engine,
-                                               time_zones) -> None:
+def test_mariadb_records_match_the_golden_file(
+    make_spec, mysql_database, quoted_database, mysql_engine, time_zones
+) -> None:
     zone = "America/New_York"
     maria_corpus._create_and_fill(mysql_engine, mysql_database, quoted_database)
     spec, cdc_source = maria_corpus._spec(make_spec, mysql_database, quoted_database, zone)
@@ -138,6 +170,10 @@ def test_mariadb_records_match_the_golden_file(make_spec, mysql_database, quoted
     finally:
         for pattern in patterns:
             pattern.close()
-    names = {quoted_database: "<quoted db>", cdc_source: "<cdc source>", mysql_database: "<db>",
-             spec.kafka.topic_prefix: "<prefix>"}
+    names = {
+        quoted_database: "<quoted db>",
+        cdc_source: "<cdc source>",
+        mysql_database: "<db>",
+        spec.kafka.topic_prefix: "<prefix>",
+    }
     _compare("mariadb.jsonl", _records(spec, sorted(spec.streams), names))

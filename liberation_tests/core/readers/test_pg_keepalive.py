@@ -50,8 +50,9 @@ def _idle(dsn: str, admin: Any, *, keepalive: bool) -> str | None:
 
 
 def test_the_keepalive_keeps_an_idle_replication_connection_open(stack) -> None:
-    dsn = (f"host={stack.pg_host} port={stack.pg_port} user={stack.pg_user} password={stack.pg_password} "
-           "dbname=liberation")
+    dsn = (
+        f"host={stack.pg_host} port={stack.pg_port} user={stack.pg_user} password={stack.pg_password} dbname=liberation"
+    )
     admin = psycopg2.connect(dsn)
     admin.autocommit = True
     try:

@@ -28,7 +28,9 @@ def admin(pg_engine: sa.Engine) -> Iterator[Connection]:
 
 def test_names_default_and_validation() -> None:
     source = SourceSpec(url="postgresql+psycopg://u:${P:-x}@h/db")
-    assert pg_slot.SlotNames.for_source("Shop-EU", source) == pg_slot.SlotNames("liberation_shop_eu", "liberation_shop_eu")
+    assert pg_slot.SlotNames.for_source("Shop-EU", source) == pg_slot.SlotNames(
+        "liberation_shop_eu", "liberation_shop_eu"
+    )
     bad = SourceSpec(url="postgresql+psycopg://u:${P:-x}@h/db", cdc={"slot": "Bad-Name"})
     with pytest.raises(SpecError, match="not a valid slot name"):
         pg_slot.SlotNames.for_source("s", bad)
@@ -58,7 +60,11 @@ def test_role_without_replication_is_refused_clearly(stack: StackSettings, pg_da
 def test_publication_is_created_then_extended(admin: Connection) -> None:
     assert pg_slot.ensure_publication(admin, "pub_t", [("public", "a")]) == []
     assert pg_slot.ensure_publication(admin, "pub_t", [("public", "a"), ("public", "b")]) == [("public", "b")]
-    tables = admin.exec_driver_sql("SELECT tablename FROM pg_publication_tables WHERE pubname = 'pub_t' ORDER BY 1").scalars().all()
+    tables = (
+        admin.exec_driver_sql("SELECT tablename FROM pg_publication_tables WHERE pubname = 'pub_t' ORDER BY 1")
+        .scalars()
+        .all()
+    )
     assert tables == ["a", "b"]
 
 
@@ -83,8 +89,12 @@ def test_slot_lag_pending_changes_and_lost_positions(pg_database: str, admin: Co
     with pytest.raises(PositionLost, match="configure another slot name"):
         pg_slot.check_slot(info, slot=slot, database="other", has_position=True)
     with pytest.raises(PositionLost, match="wal_status=lost"):
-        pg_slot.check_slot(pg_slot.SlotInfo(slot, "pgoutput", pg_database, None, 1, 1, "lost", 2),
-                           slot=slot, database=pg_database, has_position=True)
+        pg_slot.check_slot(
+            pg_slot.SlotInfo(slot, "pgoutput", pg_database, None, 1, 1, "lost", 2),
+            slot=slot,
+            database=pg_database,
+            has_position=True,
+        )
 
     assert pg_slot.has_pending_changes(admin, slot, "pub_s") is False
     pg_slot.emit_message(admin, "liberation.heartbeat", "")  # messages are not changes

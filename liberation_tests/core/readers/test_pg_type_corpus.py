@@ -64,135 +64,521 @@ def _literal(text: str) -> str:
 
 
 FAMILIES = [
-    Family("numbers", [Col("i2", "smallint"), Col("i4", "integer"), Col("i8", "bigint"), Col("o", "oid"),
-                       Col("x", "xid"), Col("n", "numeric"), Col("n2", "numeric(12,2)"), Col("f4", "real"),
-                       Col("f8", "double precision"), Col("m", "money"), Col("b", "boolean")], {
-        1: ["-32768", "-2147483648", "-9223372036854775808", "0", "'1'", "'NaN'", "0.10", "'NaN'", "'NaN'",
-            "'-0.50'", "true"],
-        2: ["32767", "2147483647", "9223372036854775807", "4294967295", "'4294967295'", "'Infinity'", "-12345678.90",
-            "'Infinity'", "'-Infinity'", "'92233720368547758.07'", "false"],
-        3: ["0", "0", "0", "1", "'0'", "'-Infinity'", "0", "0.1", "2.2250738585072014e-308", "'-92233720368547758.08'",
-            None],
-        4: ["1", "1", "1", "1", "'1'", "1e-300", "1.00", "3.4028235e38", "0.1", "'1234.56'", "true"],
-        5: ["2", "2", "2", "2", "'2'", "123456789012345678901234567890.123456789012345678901234567890", "99.99",
-            "'-0'", "'-0'", "'0'", "false"],
-        6: [None] * 11,
-    }),
-    Family("strings", [Col("t", "text"), Col("vc", "varchar(10)"), Col("ch", "char(5)"), Col("nm", "name"),
-                       Col("c1", '"char"'), Col("ci", "citext"), Col("by", "bytea", "bytea"), Col("u", "uuid"),
-                       Col("bt", "bit(4)"), Col("vb", "varbit"), Col("ip", "inet"), Col("cidr", "cidr"),
-                       Col("mac", "macaddr"), Col("mac8", "macaddr8"), Col("lsn", "pg_lsn"), Col("tv", "tsvector"),
-                       Col("tq", "tsquery"), Col("x", "xml"), Col("hs", "hstore")], {
-        1: ["'Grüße, 世界 🚀 \"q\" \\ back'", "'short'", "'ab'", "'a name'", "'x'", "'MiXeD'", "'\\xdeadbeef00'",
-            "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'", "B'1010'", "B'1'", "'192.168.0.1/24'", "'10.0.0.0/8'",
-            "'08:00:2b:01:02:03'", "'08:00:2b:01:02:03:04:05'", "'16/B374D848'", "'a fat cat sat'", "'fat & rat'",
-            "'<a b=\"1\">x &amp; y</a>'", "'a=>1, \"b c\"=>NULL'"],
-        2: ["''", "''", "''", "''", "' '", "''", "''", "'00000000-0000-0000-0000-000000000000'", "B'0000'", "B''",
-            "'::1'", "'2001:db8::/32'", "'ff:ff:ff:ff:ff:ff'", "'ff:ff:ff:ff:ff:ff:ff:ff'", "'0/0'", "''",
-            "'!x'", "'plain text'", "''"],
-        3: ["E'line\\nbreak\\ttab'", "'ünï 🚀'", "'abcde'", "'Ünï'", "'é'", "'ß'", "'\\x00'",
-            "'ffffffff-ffff-ffff-ffff-ffffffffffff'", "B'1111'", "B'10101010101'", "'255.255.255.255'", "'0.0.0.0/0'",
-            "'00:00:00:00:00:00'", "'00:00:00:00:00:00:00:00'", "'FFFFFFFF/FFFFFFFF'", "'''quoted'':1A'",
-            "'a <-> b'", "'<?xml version=\"1.0\"?><r/>'", "'k=>v'"],
-        4: ["'NULL'", "'null'", "'a '", "'n'", "'n'", "'n'", "'\\x5c'", "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
-            "B'0001'", "B'0'", "'fe80::1'", "'192.168.1.0/24'", "'01:02:03:04:05:06'", "'01:02:03:04:05:06:07:08'",
-            "'1/1'", "'x:1 y:2'", "'x'", "'<e/>'", "'\"\"=>\"\"'"],
-        5: [None] * 19,
-    }),
-    Family("json", [Col("j", "json"), Col("jb", "jsonb")], {
-        1: ["'{\"a\": 1, \"a\": 2}'", "'{\"a\": 1, \"a\": 2}'"],
-        2: ["'null'", "'null'"],
-        3: ["'[1e400, 123456789012345678901234567890, -0.0]'", "'[1e400, 123456789012345678901234567890, -0.0]'"],
-        4: ["' {  \"spaced\" :  \"\\u00e9\\ud83d\\ude80\" } '", "'{\"nested\": {\"k\": [true, false, null]}}'"],
-        5: ["'\"just a string\"'", "'3.14'"],
-        6: [None, None],
-    }),
-    Family("times", [Col("d", "date"), Col("t", "time"), Col("tt", "timetz"), Col("ts", "timestamp", "naive"),
-                     Col("tz", "timestamptz"), Col("iv", "interval")], {
-        1: ["'infinity'", "'24:00:00'", "'24:00:00+00'", "'infinity'", "'infinity'", "'1 year 2 mons 3 days 04:05:06.789'"],
-        2: ["'-infinity'", "'00:00:00'", "'00:00:00.000001-15:59'", "'-infinity'", "'-infinity'", "'-1 mon +3 days -00:00:00.000001'"],
-        3: ["'0044-03-15 BC'", "'12:34:56.5'", "'12:34:56+05:30'", "'0001-01-01 00:00:00 BC'", "'4713-01-01 00:00:00+00 BC'",
-            "'178000000 years'"],
-        4: ["'10000-01-01'", "'23:59:59.999999'", "'23:59:59.999999-08'", "'12345-06-07 08:09:10.5'",
-            "'294276-12-31 23:59:59.999999+00'", "'0'"],
-        5: ["'2024-02-29'", "'01:02:03'", "'01:02:03+14'", "'2024-02-29 12:00:00'", "'2024-03-10 06:59:59.999999+00'",
-            "'1000000 hours 0.000001 secs'"],
-        6: [None] * 6,
-    }),
-    Family("naive_west", [Col("ts", "timestamp", "naive"), Col("tss", "timestamp[]", "naive[]")], {
-        1: ["'2024-03-10 02:30:00'", "ARRAY['2024-03-10 02:30:00', NULL, '2024-11-03 01:30:00']::timestamp[]"],  # gap; gap, overlap
-        2: ["'2024-11-03 01:30:00'", "'{}'"],  # overlap: the server takes standard time
-        3: ["'0001-01-01 00:00:00'", "ARRAY['0001-01-01 00:00:00']::timestamp[]"],  # west of UTC: still year 1 in UTC
-        4: ["'2024-07-01 12:00:00.25'", "ARRAY['2024-01-01 00:00:00']::timestamp[]"],
-        5: [None, None],
-        10: ["'0001-01-01 00:00:00 BC'", None],
-        11: ["'9999-12-31 23:00:00'", None],  # would be year 10000 in UTC
-        12: [None, "ARRAY['0001-01-01 00:00:00 BC']::timestamp[]"],
-    }, zone="America/New_York", poison={10: "ts", 11: "ts", 12: "tss"}),
-    Family("naive_east", [Col("ts", "timestamp", "naive"), Col("tss", "timestamp[]", "naive[]")], {
-        1: ["'1987-05-10 02:30:00'", "ARRAY['1987-05-10 02:30:00', '1987-10-11 02:30:00']::timestamp[]"],  # Seoul DST 1987
-        2: ["'1987-10-11 02:30:00'", None],
-        3: ["'1900-01-01 00:00:00'", "ARRAY['1900-01-01 00:00:00']::timestamp[]"],  # local mean time +08:27:52
-        4: ["'2024-03-10 06:59:59.999999'", "ARRAY[NULL]::timestamp[]"],
-        5: [None, None],
-        10: ["'0001-01-01 00:00:00'", None],  # east of UTC: year 0 in UTC
-        11: [None, "ARRAY['2024-01-01 00:00:00', '0001-01-01 00:00:00']::timestamp[]"],
-    }, zone="Asia/Seoul", poison={10: "ts", 11: "tss"}, healed={10: "ts = '2024-01-01 00:00:00'"}),
-    Family("lord_howe", [Col("ts", "timestamp", "naive")], {
-        1: ["'2024-10-06 02:15:00'"],  # a 30-minute spring-forward gap
-        2: ["'2024-04-07 01:45:00'"],  # a 30-minute overlap
-        3: ["'2024-01-01 00:00:00'"],
-        4: [None],
-    }, zone="Australia/Lord_Howe"),
-    Family("arrays", [Col("ia", "integer[]"), Col("im", "integer[][]"), Col("ta", "text[]"), Col("na", "numeric[]"),
-                      Col("fa", "double precision[]"), Col("ba", "boolean[]"), Col("bya", "bytea[]", "bytea"), Col("jba", "jsonb[]"),
-                      Col("da", "date[]"), Col("tza", "timestamptz[]"), Col("iva", "interval[]"), Col("boxa", "box[]"),
-                      Col("ua", "uuid[]"), Col("ma", "money[]")], {
-        1: ["'{1,NULL,3}'", "'{{1,2},{3,4}}'", "ARRAY['a\"b', 'c,d', NULL, 'NULL', '', ' sp ', E'back\\\\slash']",
-            "'{NaN,1.50,-Infinity}'", "'{NaN,Infinity,0.1}'", "'{t,f,NULL}'", "ARRAY['\\x0102'::bytea, NULL]",
-            "ARRAY['{\"a\": 1}', 'null']::jsonb[]", "'{infinity,2024-01-01,\"0044-03-15 BC\"}'",
-            "'{\"2024-01-01 00:00:00+00\",infinity}'", "'{P1Y,PT0.000001S}'", "'{(1,1),(0,0);(3,3),(2,2)}'",
-            "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'", "'{1.50,-2}'"],
-        2: ["'{}'", "'{{{1},{2}},{{3},{4}}}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'", "'{}'",
-            "'{}'", "'{}'", "'{}'", "'{}'"],
-        3: ["'{NULL}'", "'{{NULL,NULL}}'", "'{NULL}'", "'{NULL}'", "'{NULL}'", "'{NULL}'", "'{NULL}'", "'{NULL}'",
-            "'{NULL}'", "'{NULL}'", "'{NULL}'", "'{NULL}'", "'{NULL}'", "'{NULL}'"],
-        4: ["'{-2147483648,2147483647}'", "'{{1},{2}}'", "'{\"{}\",\"\\\\\\\\\"}'", "'{0.10}'", "'{-0,1e-300}'",
-            "'{t}'", "'{\"\\\\x\"}'", "'{\"[1, 2]\"}'", "'{2024-02-29}'", "'{\"10000-01-01 00:00:00+00\"}'",
-            "'{\"P-1M3DT-1S\"}'", "'{(0,0),(0,0)}'", "'{00000000-0000-0000-0000-000000000000}'", "'{0}'"],
-        5: [None] * 14,
-        10: ["'[0:1]={1,2}'", None, None, None, None, None, None, None, None, None, None, None, None, None],
-    }, poison={10: "ia"}),
+    Family(
+        "numbers",
+        [
+            Col("i2", "smallint"),
+            Col("i4", "integer"),
+            Col("i8", "bigint"),
+            Col("o", "oid"),
+            Col("x", "xid"),
+            Col("n", "numeric"),
+            Col("n2", "numeric(12,2)"),
+            Col("f4", "real"),
+            Col("f8", "double precision"),
+            Col("m", "money"),
+            Col("b", "boolean"),
+        ],
+        {
+            1: [
+                "-32768",
+                "-2147483648",
+                "-9223372036854775808",
+                "0",
+                "'1'",
+                "'NaN'",
+                "0.10",
+                "'NaN'",
+                "'NaN'",
+                "'-0.50'",
+                "true",
+            ],
+            2: [
+                "32767",
+                "2147483647",
+                "9223372036854775807",
+                "4294967295",
+                "'4294967295'",
+                "'Infinity'",
+                "-12345678.90",
+                "'Infinity'",
+                "'-Infinity'",
+                "'92233720368547758.07'",
+                "false",
+            ],
+            3: [
+                "0",
+                "0",
+                "0",
+                "1",
+                "'0'",
+                "'-Infinity'",
+                "0",
+                "0.1",
+                "2.2250738585072014e-308",
+                "'-92233720368547758.08'",
+                None,
+            ],
+            4: ["1", "1", "1", "1", "'1'", "1e-300", "1.00", "3.4028235e38", "0.1", "'1234.56'", "true"],
+            5: [
+                "2",
+                "2",
+                "2",
+                "2",
+                "'2'",
+                "123456789012345678901234567890.123456789012345678901234567890",
+                "99.99",
+                "'-0'",
+                "'-0'",
+                "'0'",
+                "false",
+            ],
+            6: [None] * 11,
+        },
+    ),
+    Family(
+        "strings",
+        [
+            Col("t", "text"),
+            Col("vc", "varchar(10)"),
+            Col("ch", "char(5)"),
+            Col("nm", "name"),
+            Col("c1", '"char"'),
+            Col("ci", "citext"),
+            Col("by", "bytea", "bytea"),
+            Col("u", "uuid"),
+            Col("bt", "bit(4)"),
+            Col("vb", "varbit"),
+            Col("ip", "inet"),
+            Col("cidr", "cidr"),
+            Col("mac", "macaddr"),
+            Col("mac8", "macaddr8"),
+            Col("lsn", "pg_lsn"),
+            Col("tv", "tsvector"),
+            Col("tq", "tsquery"),
+            Col("x", "xml"),
+            Col("hs", "hstore"),
+        ],
+        {
+            1: [
+                "'Grüße, 世界 🚀 \"q\" \\ back'",
+                "'short'",
+                "'ab'",
+                "'a name'",
+                "'x'",
+                "'MiXeD'",
+                "'\\xdeadbeef00'",
+                "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+                "B'1010'",
+                "B'1'",
+                "'192.168.0.1/24'",
+                "'10.0.0.0/8'",
+                "'08:00:2b:01:02:03'",
+                "'08:00:2b:01:02:03:04:05'",
+                "'16/B374D848'",
+                "'a fat cat sat'",
+                "'fat & rat'",
+                "'<a b=\"1\">x &amp; y</a>'",
+                "'a=>1, \"b c\"=>NULL'",
+            ],
+            2: [
+                "''",
+                "''",
+                "''",
+                "''",
+                "' '",
+                "''",
+                "''",
+                "'00000000-0000-0000-0000-000000000000'",
+                "B'0000'",
+                "B''",
+                "'::1'",
+                "'2001:db8::/32'",
+                "'ff:ff:ff:ff:ff:ff'",
+                "'ff:ff:ff:ff:ff:ff:ff:ff'",
+                "'0/0'",
+                "''",
+                "'!x'",
+                "'plain text'",
+                "''",
+            ],
+            3: [
+                "E'line\\nbreak\\ttab'",
+                "'ünï 🚀'",
+                "'abcde'",
+                "'Ünï'",
+                "'é'",
+                "'ß'",
+                "'\\x00'",
+                "'ffffffff-ffff-ffff-ffff-ffffffffffff'",
+                "B'1111'",
+                "B'10101010101'",
+                "'255.255.255.255'",
+                "'0.0.0.0/0'",
+                "'00:00:00:00:00:00'",
+                "'00:00:00:00:00:00:00:00'",
+                "'FFFFFFFF/FFFFFFFF'",
+                "'''quoted'':1A'",
+                "'a <-> b'",
+                "'<?xml version=\"1.0\"?><r/>'",
+                "'k=>v'",
+            ],
+            4: [
+                "'NULL'",
+                "'null'",
+                "'a '",
+                "'n'",
+                "'n'",
+                "'n'",
+                "'\\x5c'",
+                "'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'",
+                "B'0001'",
+                "B'0'",
+                "'fe80::1'",
+                "'192.168.1.0/24'",
+                "'01:02:03:04:05:06'",
+                "'01:02:03:04:05:06:07:08'",
+                "'1/1'",
+                "'x:1 y:2'",
+                "'x'",
+                "'<e/>'",
+                '\'""=>""\'',
+            ],
+            5: [None] * 19,
+        },
+    ),
+    Family(
+        "json",
+        [Col("j", "json"), Col("jb", "jsonb")],
+        {
+            1: ['\'{"a": 1, "a": 2}\'', '\'{"a": 1, "a": 2}\''],
+            2: ["'null'", "'null'"],
+            3: ["'[1e400, 123456789012345678901234567890, -0.0]'", "'[1e400, 123456789012345678901234567890, -0.0]'"],
+            4: ['\' {  "spaced" :  "\\u00e9\\ud83d\\ude80" } \'', '\'{"nested": {"k": [true, false, null]}}\''],
+            5: ["'\"just a string\"'", "'3.14'"],
+            6: [None, None],
+        },
+    ),
+    Family(
+        "times",
+        [
+            Col("d", "date"),
+            Col("t", "time"),
+            Col("tt", "timetz"),
+            Col("ts", "timestamp", "naive"),
+            Col("tz", "timestamptz"),
+            Col("iv", "interval"),
+        ],
+        {
+            1: [
+                "'infinity'",
+                "'24:00:00'",
+                "'24:00:00+00'",
+                "'infinity'",
+                "'infinity'",
+                "'1 year 2 mons 3 days 04:05:06.789'",
+            ],
+            2: [
+                "'-infinity'",
+                "'00:00:00'",
+                "'00:00:00.000001-15:59'",
+                "'-infinity'",
+                "'-infinity'",
+                "'-1 mon +3 days -00:00:00.000001'",
+            ],
+            3: [
+                "'0044-03-15 BC'",
+                "'12:34:56.5'",
+                "'12:34:56+05:30'",
+                "'0001-01-01 00:00:00 BC'",
+                "'4713-01-01 00:00:00+00 BC'",
+                "'178000000 years'",
+            ],
+            4: [
+                "'10000-01-01'",
+                "'23:59:59.999999'",
+                "'23:59:59.999999-08'",
+                "'12345-06-07 08:09:10.5'",
+                "'294276-12-31 23:59:59.999999+00'",
+                "'0'",
+            ],
+            5: [
+                "'2024-02-29'",
+                "'01:02:03'",
+                "'01:02:03+14'",
+                "'2024-02-29 12:00:00'",
+                "'2024-03-10 06:59:59.999999+00'",
+                "'1000000 hours 0.000001 secs'",
+            ],
+            6: [None] * 6,
+        },
+    ),
+    Family(
+        "naive_west",
+        [Col("ts", "timestamp", "naive"), Col("tss", "timestamp[]", "naive[]")],
+        {
+            1: [
+                "'2024-03-10 02:30:00'",
+                "ARRAY['2024-03-10 02:30:00', NULL, '2024-11-03 01:30:00']::timestamp[]",
+            ],  # gap; gap, overlap
+            2: ["'2024-11-03 01:30:00'", "'{}'"],  # overlap: the server takes standard time
+            3: [
+                "'0001-01-01 00:00:00'",
+                "ARRAY['0001-01-01 00:00:00']::timestamp[]",
+            ],  # west of UTC: still year 1 in UTC
+            4: ["'2024-07-01 12:00:00.25'", "ARRAY['2024-01-01 00:00:00']::timestamp[]"],
+            5: [None, None],
+            10: ["'0001-01-01 00:00:00 BC'", None],
+            11: ["'9999-12-31 23:00:00'", None],  # would be year 10000 in UTC
+            12: [None, "ARRAY['0001-01-01 00:00:00 BC']::timestamp[]"],
+        },
+        zone="America/New_York",
+        poison={10: "ts", 11: "ts", 12: "tss"},
+    ),
+    Family(
+        "naive_east",
+        [Col("ts", "timestamp", "naive"), Col("tss", "timestamp[]", "naive[]")],
+        {
+            1: [
+                "'1987-05-10 02:30:00'",
+                "ARRAY['1987-05-10 02:30:00', '1987-10-11 02:30:00']::timestamp[]",
+            ],  # Seoul DST 1987
+            2: ["'1987-10-11 02:30:00'", None],
+            3: ["'1900-01-01 00:00:00'", "ARRAY['1900-01-01 00:00:00']::timestamp[]"],  # local mean time +08:27:52
+            4: ["'2024-03-10 06:59:59.999999'", "ARRAY[NULL]::timestamp[]"],
+            5: [None, None],
+            10: ["'0001-01-01 00:00:00'", None],  # east of UTC: year 0 in UTC
+            11: [None, "ARRAY['2024-01-01 00:00:00', '0001-01-01 00:00:00']::timestamp[]"],
+        },
+        zone="Asia/Seoul",
+        poison={10: "ts", 11: "tss"},
+        healed={10: "ts = '2024-01-01 00:00:00'"},
+    ),
+    Family(
+        "lord_howe",
+        [Col("ts", "timestamp", "naive")],
+        {
+            1: ["'2024-10-06 02:15:00'"],  # a 30-minute spring-forward gap
+            2: ["'2024-04-07 01:45:00'"],  # a 30-minute overlap
+            3: ["'2024-01-01 00:00:00'"],
+            4: [None],
+        },
+        zone="Australia/Lord_Howe",
+    ),
+    Family(
+        "arrays",
+        [
+            Col("ia", "integer[]"),
+            Col("im", "integer[][]"),
+            Col("ta", "text[]"),
+            Col("na", "numeric[]"),
+            Col("fa", "double precision[]"),
+            Col("ba", "boolean[]"),
+            Col("bya", "bytea[]", "bytea"),
+            Col("jba", "jsonb[]"),
+            Col("da", "date[]"),
+            Col("tza", "timestamptz[]"),
+            Col("iva", "interval[]"),
+            Col("boxa", "box[]"),
+            Col("ua", "uuid[]"),
+            Col("ma", "money[]"),
+        ],
+        {
+            1: [
+                "'{1,NULL,3}'",
+                "'{{1,2},{3,4}}'",
+                "ARRAY['a\"b', 'c,d', NULL, 'NULL', '', ' sp ', E'back\\\\slash']",
+                "'{NaN,1.50,-Infinity}'",
+                "'{NaN,Infinity,0.1}'",
+                "'{t,f,NULL}'",
+                "ARRAY['\\x0102'::bytea, NULL]",
+                "ARRAY['{\"a\": 1}', 'null']::jsonb[]",
+                "'{infinity,2024-01-01,\"0044-03-15 BC\"}'",
+                "'{\"2024-01-01 00:00:00+00\",infinity}'",
+                "'{P1Y,PT0.000001S}'",
+                "'{(1,1),(0,0);(3,3),(2,2)}'",
+                "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}'",
+                "'{1.50,-2}'",
+            ],
+            2: [
+                "'{}'",
+                "'{{{1},{2}},{{3},{4}}}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+                "'{}'",
+            ],
+            3: [
+                "'{NULL}'",
+                "'{{NULL,NULL}}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+                "'{NULL}'",
+            ],
+            4: [
+                "'{-2147483648,2147483647}'",
+                "'{{1},{2}}'",
+                '\'{"{}","\\\\\\\\"}\'',
+                "'{0.10}'",
+                "'{-0,1e-300}'",
+                "'{t}'",
+                "'{\"\\\\x\"}'",
+                "'{\"[1, 2]\"}'",
+                "'{2024-02-29}'",
+                "'{\"10000-01-01 00:00:00+00\"}'",
+                "'{\"P-1M3DT-1S\"}'",
+                "'{(0,0),(0,0)}'",
+                "'{00000000-0000-0000-0000-000000000000}'",
+                "'{0}'",
+            ],
+            5: [None] * 14,
+            10: ["'[0:1]={1,2}'", None, None, None, None, None, None, None, None, None, None, None, None, None],
+        },
+        poison={10: "ia"},
+    ),
 ]
 
 USER_TYPES = [
     'CREATE DOMAIN "Positive Int" AS integer CHECK (VALUE > 0)',
     "CREATE DOMAIN short_text AS varchar(8)",
     "CREATE DOMAIN stamp_domain AS timestamp",
-    'CREATE TYPE "Mood ü" AS ENUM (\'sad\', \'ok\', \'happy 😀\', \'with "quote"\')',
+    "CREATE TYPE \"Mood ü\" AS ENUM ('sad', 'ok', 'happy 😀', 'with \"quote\"')",
     'CREATE TYPE pair AS (n integer, "Label" text)',
 ]
 USER_FAMILY = Family(
-    'Types "Ü" Mixed', [
-        Col("Dom Int", '"Positive Int"'), Col("dom_text", "short_text"), Col("dom_ts", "stamp_domain", "naive"),
-        Col("Mood", '"Mood ü"'), Col('quo"te', "pair"), Col("moods", '"Mood ü"[]'), Col("doms", '"Positive Int"[]'),
-        Col("i4r", "int4range"), Col("numr", "numrange"), Col("tsr", "tstzrange"), Col("dr", "daterange"),
-        Col("mr", "int4multirange"), Col("pt", "point"), Col("ln", "line"), Col("ls", "lseg"), Col("bx", "box"),
-        Col("pa", "path"), Col("pg", "polygon"), Col("ci", "circle"), Col("ëñ", "text")], {
-        1: ["1", "'eight ch'", "'2024-01-02 03:04:05'", "'happy 😀'", "ROW(1, 'a \"b\", c')", "ARRAY['sad', 'with \"quote\"']::\"Mood ü\"[]",
-            "'{1,2}'", "'[1,10)'", "'(,1.5]'", "'[2024-01-01 00:00:00+00,infinity)'", "'empty'", "'{[1,3), [5,7)}'",
-            "'(1.5,-2)'", "'{1,-1,0}'", "'[(0,0),(1,1)]'", "'((1,1),(0,0))'", "'[(0,0),(1,1),(2,0)]'",
-            "'((0,0),(1,1),(1,0))'", "'<(0,0),1.5>'", "'ünï'"],
-        2: ["2147483647", "''", "'infinity'", "'sad'", "ROW(NULL, NULL)", "'{}'", "'{NULL}'", "'empty'", "'[-1e-10,1e10]'",
-            "'(,)'", "'[0044-03-15 BC,2024-01-01)'", "'{}'", "'(0,0)'", "'{0,1,0}'", "'[(1e-300,0),(0,1e300)]'",
-            "'((0,0),(0,0))'", "'((0,0))'", "'((0,0))'", "'<(0,0),0>'", "''"],
-        3: ["3", "'x'", "'2024-06-01 00:00:00'", "'with \"quote\"'", "ROW(-1, '')", "'{ok}'", "'{3}'", "'(,)'", "'empty'",
-            "'empty'", "'empty'", "'{}'", "'(NaN,Infinity)'", "'{1,0,-1}'", "'[(0,0),(0,0)]'", "'((2,2),(-2,-2))'",
-            "'[(0,0)]'", "'((1,1))'", "'<(1,1),1>'", "'x'"],
-        4: ["4", None, None, "'ok'", None, None, None, "'[5,5]'", None, None, None, None, None, None, None, None, None,
-            None, None, None],
+    'Types "Ü" Mixed',
+    [
+        Col("Dom Int", '"Positive Int"'),
+        Col("dom_text", "short_text"),
+        Col("dom_ts", "stamp_domain", "naive"),
+        Col("Mood", '"Mood ü"'),
+        Col('quo"te', "pair"),
+        Col("moods", '"Mood ü"[]'),
+        Col("doms", '"Positive Int"[]'),
+        Col("i4r", "int4range"),
+        Col("numr", "numrange"),
+        Col("tsr", "tstzrange"),
+        Col("dr", "daterange"),
+        Col("mr", "int4multirange"),
+        Col("pt", "point"),
+        Col("ln", "line"),
+        Col("ls", "lseg"),
+        Col("bx", "box"),
+        Col("pa", "path"),
+        Col("pg", "polygon"),
+        Col("ci", "circle"),
+        Col("ëñ", "text"),
+    ],
+    {
+        1: [
+            "1",
+            "'eight ch'",
+            "'2024-01-02 03:04:05'",
+            "'happy 😀'",
+            "ROW(1, 'a \"b\", c')",
+            "ARRAY['sad', 'with \"quote\"']::\"Mood ü\"[]",
+            "'{1,2}'",
+            "'[1,10)'",
+            "'(,1.5]'",
+            "'[2024-01-01 00:00:00+00,infinity)'",
+            "'empty'",
+            "'{[1,3), [5,7)}'",
+            "'(1.5,-2)'",
+            "'{1,-1,0}'",
+            "'[(0,0),(1,1)]'",
+            "'((1,1),(0,0))'",
+            "'[(0,0),(1,1),(2,0)]'",
+            "'((0,0),(1,1),(1,0))'",
+            "'<(0,0),1.5>'",
+            "'ünï'",
+        ],
+        2: [
+            "2147483647",
+            "''",
+            "'infinity'",
+            "'sad'",
+            "ROW(NULL, NULL)",
+            "'{}'",
+            "'{NULL}'",
+            "'empty'",
+            "'[-1e-10,1e10]'",
+            "'(,)'",
+            "'[0044-03-15 BC,2024-01-01)'",
+            "'{}'",
+            "'(0,0)'",
+            "'{0,1,0}'",
+            "'[(1e-300,0),(0,1e300)]'",
+            "'((0,0),(0,0))'",
+            "'((0,0))'",
+            "'((0,0))'",
+            "'<(0,0),0>'",
+            "''",
+        ],
+        3: [
+            "3",
+            "'x'",
+            "'2024-06-01 00:00:00'",
+            "'with \"quote\"'",
+            "ROW(-1, '')",
+            "'{ok}'",
+            "'{3}'",
+            "'(,)'",
+            "'empty'",
+            "'empty'",
+            "'empty'",
+            "'{}'",
+            "'(NaN,Infinity)'",
+            "'{1,0,-1}'",
+            "'[(0,0),(0,0)]'",
+            "'((2,2),(-2,-2))'",
+            "'[(0,0)]'",
+            "'((1,1))'",
+            "'<(1,1),1>'",
+            "'x'",
+        ],
+        4: [
+            "4",
+            None,
+            None,
+            "'ok'",
+            None,
+            None,
+            None,
+            "'[5,5]'",
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ],
         5: ["5"] + [None] * 19,
-    }, schema="Odd Schema ü")
+    },
+    schema="Odd Schema ü",
+)
 FAMILIES.append(USER_FAMILY)
 
 
@@ -205,13 +591,16 @@ def _create(engine: sa.Engine) -> None:
             c.exec_driver_sql(statement)
         for family in FAMILIES:
             columns = ", ".join(f"{_ident(col.name)} {col.sql_type}" for col in family.columns)
-            c.exec_driver_sql(f"CREATE TABLE {family.qualified} (id integer PRIMARY KEY, {columns}, "
-                              "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())")
+            c.exec_driver_sql(
+                f"CREATE TABLE {family.qualified} (id integer PRIMARY KEY, {columns}, "
+                "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"
+            )
             names = ", ".join(_ident(col.name) for col in family.columns)
             for key, values in family.rows.items():
                 literals = ", ".join("NULL" if v is None else v for v in values)
-                c.exec_driver_sql(f"INSERT INTO {family.qualified} (id, {names}) VALUES ({key}, {literals})"
-                                  .replace("%", "%%"))  # psycopg reads % as a placeholder
+                c.exec_driver_sql(
+                    f"INSERT INTO {family.qualified} (id, {names}) VALUES ({key}, {literals})".replace("%", "%%")
+                )  # psycopg reads % as a placeholder
 
 
 def _change(engine: sa.Engine) -> None:
@@ -221,11 +610,13 @@ def _change(engine: sa.Engine) -> None:
             names = ", ".join(_ident(col.name) for col in family.columns)
             table = family.qualified
             c.exec_driver_sql(f"INSERT INTO {table} (id, {names}) SELECT 100, {names} FROM {table} WHERE id = 1")
-            c.exec_driver_sql(f"UPDATE {table} SET ({names}, updated_at) = "
-                              f"(SELECT {names}, clock_timestamp() FROM {table} WHERE id = 3) WHERE id = 2"
-                              if len(family.columns) > 1 else
-                              f"UPDATE {table} SET {names} = (SELECT {names} FROM {table} WHERE id = 3), "
-                              "updated_at = clock_timestamp() WHERE id = 2")
+            c.exec_driver_sql(
+                f"UPDATE {table} SET ({names}, updated_at) = "
+                f"(SELECT {names}, clock_timestamp() FROM {table} WHERE id = 3) WHERE id = 2"
+                if len(family.columns) > 1
+                else f"UPDATE {table} SET {names} = (SELECT {names} FROM {table} WHERE id = 3), "
+                "updated_at = clock_timestamp() WHERE id = 2"
+            )
             c.exec_driver_sql(f"DELETE FROM {table} WHERE id = 3")
             c.exec_driver_sql(f"UPDATE {table} SET id = 1004, updated_at = clock_timestamp() WHERE id = 4")
             for key, assignment in family.healed.items():
@@ -235,14 +626,26 @@ def _change(engine: sa.Engine) -> None:
 def _spec(make_spec: Any, pg_database: str) -> Spec:
     streams: dict[str, Any] = {}
     for family in FAMILIES:
-        common = {"table": family.table, "key": ["id"], "timezone": family.zone,
-                  **({"schema": family.schema} if family.schema else {})}
+        common = {
+            "table": family.table,
+            "key": ["id"],
+            "timezone": family.zone,
+            **({"schema": family.schema} if family.schema else {}),
+        }
         streams[f"q_{_slug(family)}"] = {"source": "pg", "patterns": ["snapshot", "query"], **common}
-        streams[f"c_{_slug(family)}"] = {"source": "pg", "patterns": ["cdc"], "cursor": None, **common,
-                                         "topic": f"corpus_{pg_database}.log.{_slug(family)}"}
+        streams[f"c_{_slug(family)}"] = {
+            "source": "pg",
+            "patterns": ["cdc"],
+            "cursor": None,
+            **common,
+            "topic": f"corpus_{pg_database}.log.{_slug(family)}",
+        }
     data = make_spec(pg=pg_database, streams=streams).model_dump(by_alias=True)
     cdc_source = f"pg_{pg_database}"
-    data["sources"][cdc_source] = {**data["sources"]["pg"], "cdc": {"slot": f"lib_{pg_database}", "heartbeat_every": "1s"}}
+    data["sources"][cdc_source] = {
+        **data["sources"]["pg"],
+        "cdc": {"slot": f"lib_{pg_database}", "heartbeat_every": "1s"},
+    }
     for name, stream in data["streams"].items():
         if name.startswith("c_"):
             stream["source"] = cdc_source
@@ -267,8 +670,10 @@ def _live(spec: Spec, stream: str) -> dict[int, dict[str, Any]]:
 
 
 def _quarantined(spec: Spec, stream: str) -> dict[int, list[str]]:
-    return {m.envelope["key"]["id"]: m.envelope["failed_checks"]
-            for m in consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream) + ".quarantine")}
+    return {
+        m.envelope["key"]["id"]: m.envelope["failed_checks"]
+        for m in consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(stream) + ".quarantine")
+    }
 
 
 def _server_input(value: str) -> str:
@@ -318,8 +723,10 @@ def _source_sql(col: Col, zone: str) -> str:
     if col.check == "naive":
         return f"({column} AT TIME ZONE {_literal(zone)})"
     if col.check == "naive[]":
-        return (f"CASE WHEN {column} IS NULL THEN NULL ELSE ARRAY(SELECT x AT TIME ZONE {_literal(zone)} "
-                f"FROM unnest({column}) WITH ORDINALITY AS u(x, o) ORDER BY o) END")
+        return (
+            f"CASE WHEN {column} IS NULL THEN NULL ELSE ARRAY(SELECT x AT TIME ZONE {_literal(zone)} "
+            f"FROM unnest({column}) WITH ORDINALITY AS u(x, o) ORDER BY o) END"
+        )
     return column
 
 
@@ -336,11 +743,16 @@ def _server_disagreements(engine: sa.Engine, family: Family, rows: dict[int, dic
         for col in family.columns:
             selects.append(
                 f"SELECT {key} AS id, {_literal(col.name)} AS col, {_printed(_published_sql(row[col.name], col))} AS published, "
-                f"(SELECT {_printed(_source_sql(col, family.zone))} FROM {family.qualified} src WHERE src.id = {key}) AS source")
+                f"(SELECT {_printed(_source_sql(col, family.zone))} FROM {family.qualified} src WHERE src.id = {key}) AS source"
+            )
     with engine.connect() as c:
         result = c.exec_driver_sql(" UNION ALL ".join(selects).replace("%", "%%")).all()
-    return [f"{family.table} id {r.id} column {r.col}: published {rows[r.id][r.col]!r} is {r.published!r} on the server, "
-            f"the source holds {r.source!r}" for r in result if r.published != r.source]
+    return [
+        f"{family.table} id {r.id} column {r.col}: published {rows[r.id][r.col]!r} is {r.published!r} on the server, "
+        f"the source holds {r.source!r}"
+        for r in result
+        if r.published != r.source
+    ]
 
 
 def _source_ids(engine: sa.Engine, family: Family) -> set[int]:
@@ -362,7 +774,9 @@ def _check(spec: Spec, engine: sa.Engine, *, changed: bool) -> None:
             for key, column in family.poison.items():
                 reasons = quarantined.get(key)
                 if not reasons or not any(r.startswith(f"column {column}:") for r in reasons):
-                    problems.append(f"{family.table} ({pattern}): id {key} not quarantined for column {column}: {reasons}")
+                    problems.append(
+                        f"{family.table} ({pattern}): id {key} not quarantined for column {column}: {reasons}"
+                    )
         problems += _server_disagreements(engine, family, {k: v for k, v in query.items() if k in expected_ids})
         for key in sorted(set(query) & set(log)):
             if orjson.dumps(query[key]) != orjson.dumps(log[key]):
@@ -414,21 +828,45 @@ def test_toast_reread_finds_rows_by_keys_of_any_type_behind_quoted_names(make_sp
     with pg_engine.begin() as c:
         c.exec_driver_sql('CREATE SCHEMA "Sch ""é"""')
         c.exec_driver_sql('CREATE TYPE "Sch ""é"""."Kind" AS ENUM (\'a b\', \'ü\')')
-        c.exec_driver_sql('CREATE TABLE "Sch ""é"""."Docs Ü" ("At" timestamp, "Amount" numeric(10,2), "Kind" "Sch ""é"""."Kind", '
-                          '"Title 1" text, "Bödy" text, PRIMARY KEY ("At", "Amount", "Kind"))')
-        c.execute(sa.text('INSERT INTO "Sch ""é"""."Docs Ü" VALUES '
-                          "('2024-11-03 01:30:00', 1.50, 'a b', 'v1', :b), ('2024-03-10 02:30:00', -0.10, 'ü', 'v1', :b)"),
-                  {"b": body})
-    data = make_spec(pg=pg_database, streams={"docs": {
-        "source": "pg", "schema": 'Sch "é"', "table": "Docs Ü", "key": ["At", "Amount", "Kind"], "patterns": ["cdc"],
-        "cursor": None, "toast": "reread", "timezone": "America/New_York"}}).model_dump(by_alias=True)
+        c.exec_driver_sql(
+            'CREATE TABLE "Sch ""é"""."Docs Ü" ("At" timestamp, "Amount" numeric(10,2), "Kind" "Sch ""é"""."Kind", '
+            '"Title 1" text, "Bödy" text, PRIMARY KEY ("At", "Amount", "Kind"))'
+        )
+        c.execute(
+            sa.text(
+                'INSERT INTO "Sch ""é"""."Docs Ü" VALUES '
+                "('2024-11-03 01:30:00', 1.50, 'a b', 'v1', :b), ('2024-03-10 02:30:00', -0.10, 'ü', 'v1', :b)"
+            ),
+            {"b": body},
+        )
+    data = make_spec(
+        pg=pg_database,
+        streams={
+            "docs": {
+                "source": "pg",
+                "schema": 'Sch "é"',
+                "table": "Docs Ü",
+                "key": ["At", "Amount", "Kind"],
+                "patterns": ["cdc"],
+                "cursor": None,
+                "toast": "reread",
+                "timezone": "America/New_York",
+            }
+        },
+    ).model_dump(by_alias=True)
     data["sources"]["pg"]["cdc"] = {"slot": f"lib_{pg_database}", "heartbeat_every": "1s"}
     spec = Spec.model_validate(data)
     cdc_postgres.drain(spec, "pg")
     with pg_engine.begin() as c:
         c.exec_driver_sql('UPDATE "Sch ""é"""."Docs Ü" SET "Title 1" = \'v2\'')
     cdc_postgres.drain(spec, "pg")
-    updates = [m.envelope for m in consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("docs"))
-               if m.envelope is not None and m.envelope["op"] == "u"]
-    assert sorted((u["after"]["At"], u["after"]["Amount"], u["after"]["Kind"]) for u in updates) == [("2024-03-10T07:30:00Z", "-0.10", "ü"), ("2024-11-03T06:30:00Z", "1.50", "a b")]
+    updates = [
+        m.envelope
+        for m in consume_all(spec.kafka.resolved_bootstrap_servers(), spec.topic_for("docs"))
+        if m.envelope is not None and m.envelope["op"] == "u"
+    ]
+    assert sorted((u["after"]["At"], u["after"]["Amount"], u["after"]["Kind"]) for u in updates) == [
+        ("2024-03-10T07:30:00Z", "-0.10", "ü"),
+        ("2024-11-03T06:30:00Z", "1.50", "a b"),
+    ]
     assert all(u["after"]["Bödy"] == body and u["after"]["Title 1"] == "v2" for u in updates)

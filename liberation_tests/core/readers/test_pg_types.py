@@ -18,26 +18,42 @@ def convert(oid: int, text: str, zone: ZoneInfo | None = None, element: int | No
     return pg_types.guarded(pg_types.converter(pg_type, zone))(text)
 
 
-@pytest.mark.parametrize(("oid", "text", "expected"), [
-    (pg_types.BOOL, "t", True), (pg_types.INT8, "-9223372036854775808", -9223372036854775808),
-    (pg_types.XID, "42", 42),
-    (pg_types.NUMERIC, "0.10", "0.10"), (pg_types.NUMERIC, "NaN", "NaN"), (pg_types.NUMERIC, "-Infinity", "-Infinity"),
-    (pg_types.FLOAT8, "0.1", 0.1), (pg_types.FLOAT8, "NaN", "NaN"), (pg_types.FLOAT4, "-Infinity", "-Infinity"),
-    (pg_types.MONEY, "$1,234.56", "1234.56"), (pg_types.MONEY, "-$0.50", "-0.50"),
-    (pg_types.BYTEA, "\\xdeadbeef00", "3q2+7wA="),
-    (3802, '{"a": 1}', '{"a": 1}'), (114, '{"a": 1, "a": 2}', '{"a": 1, "a": 2}'), (3802, "null", "null"),
-    (pg_types.DATE, "2024-02-29", "2024-02-29"), (pg_types.DATE, "infinity", "infinity"),
-    (pg_types.DATE, "0001-01-01 BC", "0000-01-01"), (pg_types.DATE, "0002-12-31 BC", "-0001-12-31"),
-    (pg_types.DATE, "10000-01-01", "+10000-01-01"),
-    (pg_types.TIME, "24:00:00", "24:00:00"), (pg_types.TIME, "12:00:00.5", "12:00:00.500000"),
-    (pg_types.TIMETZ, "12:00:00.5+05:30", "12:00:00.500000+05:30"), (pg_types.TIMETZ, "12:00:00-08", "12:00:00-08:00"),
-    (pg_types.TIMESTAMPTZ, "2024-03-10 06:59:59.999999+00", "2024-03-10T06:59:59.999999Z"),
-    (pg_types.TIMESTAMPTZ, "-infinity", "-infinity"),
-    (pg_types.TIMESTAMPTZ, "0001-01-01 00:00:00+00 BC", "0000-01-01T00:00:00Z"),
-    (pg_types.TIMESTAMPTZ, "12345-01-01 00:00:00.25+00", "+12345-01-01T00:00:00.250000Z"),
-    (pg_types.INTERVAL, "P1Y2M3DT4H5M6.789S", "P1Y2M3DT4H5M6.789S"),
-    (869, "192.168.0.1/24", "192.168.0.1/24"), (99999, "(1,abc)", "(1,abc)"),
-])
+@pytest.mark.parametrize(
+    ("oid", "text", "expected"),
+    [
+        (pg_types.BOOL, "t", True),
+        (pg_types.INT8, "-9223372036854775808", -9223372036854775808),
+        (pg_types.XID, "42", 42),
+        (pg_types.NUMERIC, "0.10", "0.10"),
+        (pg_types.NUMERIC, "NaN", "NaN"),
+        (pg_types.NUMERIC, "-Infinity", "-Infinity"),
+        (pg_types.FLOAT8, "0.1", 0.1),
+        (pg_types.FLOAT8, "NaN", "NaN"),
+        (pg_types.FLOAT4, "-Infinity", "-Infinity"),
+        (pg_types.MONEY, "$1,234.56", "1234.56"),
+        (pg_types.MONEY, "-$0.50", "-0.50"),
+        (pg_types.BYTEA, "\\xdeadbeef00", "3q2+7wA="),
+        (3802, '{"a": 1}', '{"a": 1}'),
+        (114, '{"a": 1, "a": 2}', '{"a": 1, "a": 2}'),
+        (3802, "null", "null"),
+        (pg_types.DATE, "2024-02-29", "2024-02-29"),
+        (pg_types.DATE, "infinity", "infinity"),
+        (pg_types.DATE, "0001-01-01 BC", "0000-01-01"),
+        (pg_types.DATE, "0002-12-31 BC", "-0001-12-31"),
+        (pg_types.DATE, "10000-01-01", "+10000-01-01"),
+        (pg_types.TIME, "24:00:00", "24:00:00"),
+        (pg_types.TIME, "12:00:00.5", "12:00:00.500000"),
+        (pg_types.TIMETZ, "12:00:00.5+05:30", "12:00:00.500000+05:30"),
+        (pg_types.TIMETZ, "12:00:00-08", "12:00:00-08:00"),
+        (pg_types.TIMESTAMPTZ, "2024-03-10 06:59:59.999999+00", "2024-03-10T06:59:59.999999Z"),
+        (pg_types.TIMESTAMPTZ, "-infinity", "-infinity"),
+        (pg_types.TIMESTAMPTZ, "0001-01-01 00:00:00+00 BC", "0000-01-01T00:00:00Z"),
+        (pg_types.TIMESTAMPTZ, "12345-01-01 00:00:00.25+00", "+12345-01-01T00:00:00.250000Z"),
+        (pg_types.INTERVAL, "P1Y2M3DT4H5M6.789S", "P1Y2M3DT4H5M6.789S"),
+        (869, "192.168.0.1/24", "192.168.0.1/24"),
+        (99999, "(1,abc)", "(1,abc)"),
+    ],
+)
 def test_scalar_forms(oid: int, text: str, expected: object) -> None:
     assert convert(oid, text) == expected
 

@@ -13,13 +13,16 @@ from liberation_assets.core.readers.table import ProjectedTable
 
 def _table(name: str = "orders") -> ProjectedTable:
     table = sa.Table(
-        name, sa.MetaData(),
+        name,
+        sa.MetaData(),
         sa.Column("id", sa.Integer, primary_key=True),
         sa.Column("select", sa.Text),  # a reserved word, must be quoted
         sa.Column("updated_at", sa.DateTime(timezone=True)),
         sa.Column("secret", sa.Text),
     )
-    return ProjectedTable(table, {"id": "id", "choice": "select", "updated_at": "updated_at"}, ["id"], ["id"], "updated_at")
+    return ProjectedTable(
+        table, {"id": "id", "choice": "select", "updated_at": "updated_at"}, ["id"], ["id"], "updated_at"
+    )
 
 
 def _sql(query: sa.Select, dialect=postgresql.dialect()) -> str:

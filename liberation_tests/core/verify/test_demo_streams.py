@@ -31,16 +31,23 @@ LOAD_SECONDS = 4.0
 def demo_spec_on(make_spec, pg_database: str, mysql_database: str) -> Spec:
     """liberation.yaml's streams, pointed at the test databases."""
     demo = load_spec(REPO / "liberation.yaml")
-    base = make_spec(pg=pg_database, mysql=mysql_database, kafka={"partitions": demo.kafka.partitions}).model_dump(by_alias=True)
+    base = make_spec(pg=pg_database, mysql=mysql_database, kafka={"partitions": demo.kafka.partitions}).model_dump(
+        by_alias=True
+    )
     token = pg_database.rsplit("_", 1)[-1]
     renamed = {}
     sources = {}
     for name, source in demo.sources.items():
         kind = "pg" if source.dialect == "postgresql" else "mysql"
         renamed[name] = f"{kind}_{token}"
-        sources[renamed[name]] = {**base["sources"][kind], "cdc": source.cdc.model_dump(by_alias=True, exclude_none=True)}
-    streams = {f"{name}_{token}": {**stream.model_dump(by_alias=True, exclude_none=True), "source": renamed[stream.source]}
-               for name, stream in demo.streams.items()}
+        sources[renamed[name]] = {
+            **base["sources"][kind],
+            "cdc": source.cdc.model_dump(by_alias=True, exclude_none=True),
+        }
+    streams = {
+        f"{name}_{token}": {**stream.model_dump(by_alias=True, exclude_none=True), "source": renamed[stream.source]}
+        for name, stream in demo.streams.items()
+    }
     return Spec.model_validate({"kafka": base["kafka"], "sources": sources, "streams": streams})
 
 
@@ -61,15 +68,21 @@ def publish_everything(spec: Spec, patterns: dict[str, QueryPattern]) -> None:
 def _settled(result: Verification) -> bool:
     """Equal to the source, but for the rows the contract holds in the quarantine."""
     comparison = result.comparison
-    return comparison.matches or (not comparison.extra and not comparison.different and not comparison.partial
-                                  and sorted(result.lag.quarantined) == sorted(comparison.missing))
+    return comparison.matches or (
+        not comparison.extra
+        and not comparison.different
+        and not comparison.partial
+        and sorted(result.lag.quarantined) == sorted(comparison.missing)
+    )
 
 
 def test_every_demo_stream_verifies_after_the_demo_load(make_spec, pg_database, mysql_database, tmp_path) -> None:
     spec = demo_spec_on(make_spec, pg_database, mysql_database)
     seed_spec_sources(spec, PRODUCTS, log=lambda *_: None)
     replicas = f"sqlite:///{tmp_path}/{{stream}}.sqlite"
-    patterns = {name: QueryPattern(spec, name) for name, s in spec.streams.items() if {"snapshot", "query"} & set(s.patterns)}
+    patterns = {
+        name: QueryPattern(spec, name) for name, s in spec.streams.items() if {"snapshot", "query"} & set(s.patterns)
+    }
     engines = [create_source_engine(source) for source in spec.sources.values()]
     try:
         publish_everything(spec, patterns)
@@ -93,8 +106,10 @@ def test_every_demo_stream_verifies_after_the_demo_load(make_spec, pg_database, 
         for engine in engines:
             engine.dispose()
     for name, result in results.items():
-        print(f"\n{name} {spec.streams[name].patterns}: {result.comparison.describe()}; "
-              f"lag {result.applied.metadata().get('event_to_publish_lag_seconds')}s")
+        print(
+            f"\n{name} {spec.streams[name].patterns}: {result.comparison.describe()}; "
+            f"lag {result.applied.metadata().get('event_to_publish_lag_seconds')}s"
+        )
     failed = {name: r.lag.describe() for name, r in results.items() if not _settled(r)}
     assert not failed, failed
     # The demo seeds products that break the contract: they are in the quarantine, and only they are missing.

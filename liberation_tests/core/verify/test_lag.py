@@ -26,7 +26,9 @@ def polled(make_spec, pg_database, pg_engine, tmp_path, monkeypatch):
     """A query stream of 50 rows, snapshotted and polled, its replica in this test's SQLite file."""
     monkeypatch.setenv("LIBERATION_REPLICA_URL", f"sqlite:///{tmp_path}/replica.sqlite")
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(
+            sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
+        )
         c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 50) i"))
     name = "lag_" + pg_database.rsplit("_", 1)[-1]
     spec = make_spec(pg=pg_database, streams={name: {"source": "pg", "table": "items", "key": ["id"]}})
@@ -41,7 +43,9 @@ def test_deletes_awaiting_the_reconcile_and_rows_after_the_poll_are_lag(polled, 
     spec, name, path = polled
     with pg_engine.begin() as c:
         c.execute(sa.text("DELETE FROM items WHERE id <= 3"))
-        c.execute(sa.text("UPDATE items SET name = 'renamed', updated_at = now() + interval '1 second' WHERE id IN (10, 11)"))
+        c.execute(
+            sa.text("UPDATE items SET name = 'renamed', updated_at = now() + interval '1 second' WHERE id IN (10, 11)")
+        )
         c.execute(sa.text("INSERT INTO items (id, name, updated_at) VALUES (99, 'new', now() + interval '1 second')"))
 
     verification = verify(spec, name)
@@ -66,7 +70,7 @@ def test_a_difference_that_is_not_lag_fails(polled, pg_engine, capsys) -> None:
     verification = verify(spec, name)
     assert [k.decode() for k in verification.lag.unexplained] == ['{"id":7}'] and not verification.passes()
     assert main(["--spec", path, "verify", name]) == 1
-    assert "1 differences not explained by lag: {\"id\":7}" in capsys.readouterr().out
+    assert '1 differences not explained by lag: {"id":7}' in capsys.readouterr().out
 
 
 def test_once_polled_and_reconciled_the_replica_matches(polled, pg_engine) -> None:
@@ -83,14 +87,27 @@ def test_once_polled_and_reconciled_the_replica_matches(polled, pg_engine) -> No
     assert verification.comparison.matches and verification.passes(strict=True)
 
 
-def test_rows_held_in_the_quarantine_are_reported_not_failed(make_spec, pg_database, pg_engine, tmp_path, monkeypatch, capsys) -> None:
+def test_rows_held_in_the_quarantine_are_reported_not_failed(
+    make_spec, pg_database, pg_engine, tmp_path, monkeypatch, capsys
+) -> None:
     monkeypatch.setenv("LIBERATION_REPLICA_URL", f"sqlite:///{tmp_path}/replica.sqlite")
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())"))
+        c.execute(
+            sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
+        )
         c.execute(sa.text("INSERT INTO items (id, name) SELECT i, 'item ' || i FROM generate_series(1, 12) i"))
     name = "held_" + pg_database.rsplit("_", 1)[-1]
-    spec = make_spec(pg=pg_database, streams={name: {"source": "pg", "table": "items", "key": ["id"],
-                                                     "contract": {"name": {"type": "str", "max_length": 6}}}})
+    spec = make_spec(
+        pg=pg_database,
+        streams={
+            name: {
+                "source": "pg",
+                "table": "items",
+                "key": ["id"],
+                "contract": {"name": {"type": "str", "max_length": 6}},
+            }
+        },
+    )
     _poll(spec, name, snapshot=True)  # 'item 10' .. 'item 12' are too long: quarantined
     verification = verify(spec, name)
     assert sorted(k.decode() for k in verification.lag.quarantined) == ['{"id":10}', '{"id":11}', '{"id":12}']

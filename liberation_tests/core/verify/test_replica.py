@@ -22,13 +22,31 @@ ROWS = 3000
 @pytest.fixture
 def items(make_spec, pg_database, pg_engine):
     with pg_engine.begin() as c:
-        c.execute(sa.text("CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), tags jsonb, "
-                          "internal text, updated_at timestamptz NOT NULL DEFAULT now())"))
-        c.execute(sa.text(f"INSERT INTO items (id, name, price, tags, internal) SELECT i, 'item ' || i, i / 7.0, "
-                          f"jsonb_build_object('n', i), 'secret' FROM generate_series(1, {ROWS}) i"))
+        c.execute(
+            sa.text(
+                "CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), tags jsonb, "
+                "internal text, updated_at timestamptz NOT NULL DEFAULT now())"
+            )
+        )
+        c.execute(
+            sa.text(
+                f"INSERT INTO items (id, name, price, tags, internal) SELECT i, 'item ' || i, i / 7.0, "
+                f"jsonb_build_object('n', i), 'secret' FROM generate_series(1, {ROWS}) i"
+            )
+        )
     name = "items_" + pg_database.rsplit("_", 1)[-1]  # transactional ids are cluster-wide: no sharing with other tests
-    spec = make_spec(pg=pg_database, kafka={"partitions": 3}, streams={name: {
-        "source": "pg", "table": "items", "key": ["id"], "projection": ["id", "name", "price", "tags", "updated_at"]}})
+    spec = make_spec(
+        pg=pg_database,
+        kafka={"partitions": 3},
+        streams={
+            name: {
+                "source": "pg",
+                "table": "items",
+                "key": ["id"],
+                "projection": ["id", "name", "price", "tags", "updated_at"],
+            }
+        },
+    )
     pattern = QueryPattern(spec, name)
     yield spec, pattern
     pattern.close()
@@ -53,7 +71,9 @@ def test_replica_catches_up_incrementally_and_matches(items, pg_engine, tmp_path
     assert second.applied.records == 10 + 2 * 5  # 10 updates, 5 deletes with their tombstones: only new records
     assert (second.applied.upserts, second.applied.deletes, second.applied.rows) == (10, 5, ROWS - 5)
     assert second.applied.max_publish_lag_ms is not None
-    assert {"event_to_publish_lag_seconds", "last_event_age_seconds", "source_rows", "different_keys"} <= set(second.metadata())
+    assert {"event_to_publish_lag_seconds", "last_event_age_seconds", "source_rows", "different_keys"} <= set(
+        second.metadata()
+    )
 
     third = verify(spec, pattern.name, replica=url)
     assert third.applied.records == 0 and third.comparison.matches
@@ -65,8 +85,10 @@ def test_a_corrupted_replica_row_fails_and_names_the_key(items, tmp_path, capsys
     pattern.snapshot()
     assert verify(spec, pattern.name, replica=f"sqlite:///{path}").comparison.matches
     with sqlite3.connect(path) as db:
-        db.execute(f"UPDATE {replica_table_name(pattern.name)} SET document = json_set(document, '$.name', 'tampered') "
-                   "WHERE key = '{\"id\":42}'")
+        db.execute(
+            f"UPDATE {replica_table_name(pattern.name)} SET document = json_set(document, '$.name', 'tampered') "
+            "WHERE key = '{\"id\":42}'"
+        )
     result = verify(spec, pattern.name, replica=f"sqlite:///{path}").comparison
     assert not result.matches and result.different == [b'{"id":42}'] and not result.missing and not result.extra
 
@@ -98,8 +120,11 @@ def test_postgresql_replica_and_rebuild_when_the_topic_changes(items, stack, pg_
     assert first.comparison.matches and first.applied.records == ROWS
     again = verify(spec, pattern.name, replica=url)
     assert again.applied.records == 0 and again.comparison.matches
-    other = make_spec(pg=pg_database, kafka={"topic_prefix": f"{spec.kafka.topic_prefix}b", "positions_topic": f"{spec.kafka.positions_topic}b"},
-                      streams={pattern.name: spec.streams[pattern.name].model_dump(by_alias=True)})
+    other = make_spec(
+        pg=pg_database,
+        kafka={"topic_prefix": f"{spec.kafka.topic_prefix}b", "positions_topic": f"{spec.kafka.positions_topic}b"},
+        streams={pattern.name: spec.streams[pattern.name].model_dump(by_alias=True)},
+    )
     pattern_b = QueryPattern(other, pattern.name)
     try:
         pattern_b.snapshot()

@@ -43,8 +43,17 @@ from liberation_assets.core.spec import SourceSpec
 ER_MASTER_FATAL_ERROR_READING_BINLOG = 1236
 ER_ACCESS_DENIED = (1045, 1227, 1142, 1044)
 _REQUIRED = {"log_bin": "ON", "binlog_format": "ROW", "binlog_row_image": "FULL", "binlog_row_metadata": "FULL"}
-_EVENTS = [RotateEvent, GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent, WriteRowsEvent, UpdateRowsEvent,
-           DeleteRowsEvent, HeartbeatLogEvent]
+_EVENTS = [
+    RotateEvent,
+    GtidEvent,
+    MariadbGtidEvent,
+    QueryEvent,
+    XidEvent,
+    WriteRowsEvent,
+    UpdateRowsEvent,
+    DeleteRowsEvent,
+    HeartbeatLogEvent,
+]
 
 
 # The library has no hook for its column decoding, so its (name-mangled) reader is wrapped once, here, in the only
@@ -52,8 +61,16 @@ _EVENTS = [RotateEvent, GtidEvent, MariadbGtidEvent, QueryEvent, XidEvent, Write
 _library_read_value = RowsEvent._RowsEvent__read_values_name  # type: ignore[attr-defined]
 
 
-def _read_value(self: Any, column: Any, null_bitmap: Any, null_bitmap_index: int, is_partial: bool, cols_bitmap: Any,
-                unsigned: bool, i: int) -> Any:
+def _read_value(
+    self: Any,
+    column: Any,
+    null_bitmap: Any,
+    null_bitmap_index: int,
+    is_partial: bool,
+    cols_bitmap: Any,
+    unsigned: bool,
+    i: int,
+) -> Any:
     """The library's column reader, with temporal values decoded by ``temporal`` (see there why)."""
     if column.type in TEMPORAL and BitGet(cols_bitmap, i) and not self._is_null(null_bitmap, null_bitmap_index):
         return read_temporal(self.packet.read, column)
@@ -66,8 +83,14 @@ RowsEvent._RowsEvent__read_values_name = _read_value  # type: ignore[attr-define
 def connection_settings(source: SourceSpec) -> dict[str, Any]:
     """PyMySQL settings for the replication connection; secrets resolve here, never stored."""
     url = source.resolved_url()
-    return {"host": url.host or "127.0.0.1", "port": url.port or 3306, "user": url.username or "",
-            "password": url.password or "", "connect_timeout": 10, "charset": "utf8mb4"}
+    return {
+        "host": url.host or "127.0.0.1",
+        "port": url.port or 3306,
+        "user": url.username or "",
+        "password": url.password or "",
+        "connect_timeout": 10,
+        "charset": "utf8mb4",
+    }
 
 
 def replica_server_id(source_name: str, source: SourceSpec) -> int:
@@ -94,10 +117,15 @@ class ServerInfo:
 
 def binlog_problems(settings: dict[str, str]) -> list[str]:
     """What in the server's global variables keeps its binlog from being captured row by row."""
-    problems = [f"{name}={settings.get(name, 'unsupported')} (needs {wanted})"
-                for name, wanted in _REQUIRED.items() if settings.get(name, "").upper() != wanted]
+    problems = [
+        f"{name}={settings.get(name, 'unsupported')} (needs {wanted})"
+        for name, wanted in _REQUIRED.items()
+        if settings.get(name, "").upper() != wanted
+    ]
     if "PARTIAL_JSON" in settings.get("binlog_row_value_options", "").upper():
-        problems.append("binlog_row_value_options=PARTIAL_JSON (needs it empty: partial JSON updates carry no full image)")
+        problems.append(
+            "binlog_row_value_options=PARTIAL_JSON (needs it empty: partial JSON updates carry no full image)"
+        )
     return problems
 
 
@@ -106,8 +134,10 @@ def inspect_server(connection: Connection, source_name: str) -> ServerInfo:
     version = str(connection.exec_driver_sql("SELECT VERSION()").scalar_one())
     server_id = int(connection.exec_driver_sql("SELECT @@server_id").scalar_one())
     names = ", ".join(f"'{name}'" for name in (*_REQUIRED, "binlog_row_value_options"))
-    settings = {str(k).lower(): str(v) for k, v in connection.exec_driver_sql(
-        f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})").all()}
+    settings = {
+        str(k).lower(): str(v)
+        for k, v in connection.exec_driver_sql(f"SHOW GLOBAL VARIABLES WHERE Variable_name IN ({names})").all()
+    }
     if problems := binlog_problems(settings):
         raise SourceMisconfigured(
             f"source {source_name}: the binlog cannot be captured: {', '.join(problems)}. Start the server with "
@@ -123,13 +153,17 @@ def _privileged(connection: Connection, statement: str, what: str) -> list[Any]:
     except sa.exc.DBAPIError as exc:
         code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
         if code in ER_ACCESS_DENIED:
-            raise PermissionProblem(f"{what} needs the REPLICATION CLIENT (MariaDB: BINLOG MONITOR) privilege: {exc.orig}") from None
+            raise PermissionProblem(
+                f"{what} needs the REPLICATION CLIENT (MariaDB: BINLOG MONITOR) privilege: {exc.orig}"
+            ) from None
         raise
 
 
 def binary_logs(connection: Connection) -> list[tuple[str, int]]:
     """The server's binlog files, oldest first, with their sizes."""
-    return [(str(row[0]), int(row[1])) for row in _privileged(connection, "SHOW BINARY LOGS", "listing the binlog files")]
+    return [
+        (str(row[0]), int(row[1])) for row in _privileged(connection, "SHOW BINARY LOGS", "listing the binlog files")
+    ]
 
 
 def current_coordinates(connection: Connection) -> tuple[str, int]:
@@ -162,8 +196,11 @@ def ensure_resumable(logs: list[tuple[str, int]], position: BinlogPosition, sour
     if position.file in sizes and position.pos <= sizes[position.file]:
         return
     oldest = logs[0][0] if logs else "none"
-    why = (f"{position.file} has been purged from the server (its oldest binlog is now {oldest})"
-           if position.file not in sizes else f"{position.file} is shorter than {position.pos} bytes (was the binlog reset?)")
+    why = (
+        f"{position.file} has been purged from the server (its oldest binlog is now {oldest})"
+        if position.file not in sizes
+        else f"{position.file} is shorter than {position.pos} bytes (was the binlog reset?)"
+    )
     raise PositionLost(
         f"source {source_name}: the stored binlog position {position.describe()} can no longer be read: {why}. "
         "Changes made since then are gone from the log, so liberation stops instead of skipping them. "
@@ -175,14 +212,31 @@ def ensure_resumable(logs: list[tuple[str, int]], position: BinlogPosition, sour
 class LogReader:
     """The replication stream from a transaction boundary, as log items, for the given schemas and tables."""
 
-    def __init__(self, settings: dict[str, Any], server_id: int, start: BinlogPosition, *,
-                 schemas: Iterable[str], tables: Iterable[str], heartbeat_seconds: float, source_name: str):
+    def __init__(
+        self,
+        settings: dict[str, Any],
+        server_id: int,
+        start: BinlogPosition,
+        *,
+        schemas: Iterable[str],
+        tables: Iterable[str],
+        heartbeat_seconds: float,
+        source_name: str,
+    ):
         self.source_name = source_name
         self.start = start
         self._stream = BinLogStreamReader(
-            connection_settings=dict(settings), server_id=server_id, log_file=start.file, log_pos=start.pos,
-            resume_stream=True, blocking=True, only_events=_EVENTS, only_schemas=sorted(set(schemas)),
-            only_tables=sorted(set(tables)), slave_heartbeat=heartbeat_seconds, enable_logging=False,
+            connection_settings=dict(settings),
+            server_id=server_id,
+            log_file=start.file,
+            log_pos=start.pos,
+            resume_stream=True,
+            blocking=True,
+            only_events=_EVENTS,
+            only_schemas=sorted(set(schemas)),
+            only_tables=sorted(set(tables)),
+            slave_heartbeat=heartbeat_seconds,
+            enable_logging=False,
         )
         self._layouts: dict[tuple[Any, ...], LogTable] = {}
         self._last: tuple[object, LogTable, bool] | None = None
@@ -228,8 +282,13 @@ class LogReader:
     def _rows(self, op: str, event: Any) -> Rows:
         layout, has_sets = self._layout(event)
         if op == UPDATE:
-            rows: list[Any] = [(_image(r, "before_values", "before_none_sources", has_sets),
-                                _image(r, "after_values", "after_none_sources", has_sets)) for r in event.rows]
+            rows: list[Any] = [
+                (
+                    _image(r, "before_values", "before_none_sources", has_sets),
+                    _image(r, "after_values", "after_none_sources", has_sets),
+                )
+                for r in event.rows
+            ]
         else:
             rows = [_image(r, "values", "none_sources", has_sets) for r in event.rows]
         return Rows(op, layout, rows, event.packet.log_pos, event.timestamp, event.packet.server_id)
@@ -238,11 +297,18 @@ class LogReader:
         table = event.table_map[event.table_id]
         if self._last is not None and self._last[0] is table:
             return self._last[1], self._last[2]
-        columns = tuple(ColumnMeta(
-            name=str(c.name), type=c.type, unsigned=bool(c.unsigned), charset=c.character_set_name,
-            max_length=getattr(c, "max_length", None), bit_bytes=getattr(c, "bytes", None),
-            set_values=tuple(c.set_values) if getattr(c, "set_values", None) else None,
-        ) for c in event.columns)
+        columns = tuple(
+            ColumnMeta(
+                name=str(c.name),
+                type=c.type,
+                unsigned=bool(c.unsigned),
+                charset=c.character_set_name,
+                max_length=getattr(c, "max_length", None),
+                bit_bytes=getattr(c, "bytes", None),
+                set_values=tuple(c.set_values) if getattr(c, "set_values", None) else None,
+            )
+            for c in event.columns
+        )
         signature = (event.schema, event.table, columns)
         layout = self._layouts.setdefault(signature, LogTable(event.schema, event.table, columns))
         has_sets = any(c.type == FIELD_TYPE.SET for c in columns)

@@ -58,8 +58,15 @@ class BinlogDecoder:
         self.stats = DecoderStats()
 
     def position(self) -> BinlogPosition:
-        return replace(self.start, file=self.file, pos=self.boundary, event=self.event, gtid=self.gtid,
-                       server_id=self.server_id, ts_ms=self.ts_ms)
+        return replace(
+            self.start,
+            file=self.file,
+            pos=self.boundary,
+            event=self.event,
+            gtid=self.gtid,
+            server_id=self.server_id,
+            ts_ms=self.ts_ms,
+        )
 
     def feed(self, item: LogItem, pending: dict[str, list[ChangeEvent]]) -> int:
         """Apply one item; append its events to ``pending`` by stream; return how many were added."""
@@ -79,8 +86,11 @@ class BinlogDecoder:
             self.file, self.boundary, self.event = item.file, item.pos, 0
             self._skip_through = 0
             self.in_transaction = False
-        elif isinstance(item, Heartbeat) and not self.in_transaction \
-                and coordinates_key(item.file, item.pos) > coordinates_key(self.file, self.boundary):
+        elif (
+            isinstance(item, Heartbeat)
+            and not self.in_transaction
+            and coordinates_key(item.file, item.pos) > coordinates_key(self.file, self.boundary)
+        ):
             # Idle: everything up to here was sent, and the events we skip (checkpoints, other tables'
             # housekeeping) ended no transaction of ours.  Without this, a drain would wait forever for
             # a target just past such events.
@@ -92,8 +102,10 @@ class BinlogDecoder:
         """Whether a statement may change one of our tables (erring towards yes): it runs in one of our
         schemas or names one of our tables."""
         lowered = text.lower()
-        return any(schema == ours or table.lower() in lowered or table.replace("`", "``").lower() in lowered
-                   for ours, table in self.routes)
+        return any(
+            schema == ours or table.lower() in lowered or table.replace("`", "``").lower() in lowered
+            for ours, table in self.routes
+        )
 
     def _end_unit(self, end_pos: int) -> None:
         self.boundary, self.event, self._skip_through = end_pos, 0, 0
@@ -109,8 +121,14 @@ class BinlogDecoder:
             return 0
         ts_ms = item.timestamp * 1000
         self.ts_ms = ts_ms
-        source = {"file": self.file, "pos": self.boundary, "event": item.end_pos, "gtid": self.gtid,
-                  "server_id": item.server_id, "snapshot": "false"}
+        source = {
+            "file": self.file,
+            "pos": self.boundary,
+            "event": item.end_pos,
+            "gtid": self.gtid,
+            "server_id": item.server_id,
+            "snapshot": "false",
+        }
         added = 0
         for mapper in mappers:
             events = mapper.events(item.op, item.table, item.rows, ts_ms, source)

@@ -71,8 +71,10 @@ def build_plan(shape: StreamShape, layout: LogTable, hints: Hints, flavor: str) 
             f"binlog's table map (dropped or renamed?); columns now: {', '.join(layout.names)}. "
             "Change the stream's projection, then re-snapshot."
         )
-    return [(public, source, log_converter(by_name[source], hints.get(source), flavor, shape.zone))
-            for public, source in wanted.items()]
+    return [
+        (public, source, log_converter(by_name[source], hints.get(source), flavor, shape.zone))
+        for public, source in wanted.items()
+    ]
 
 
 class StreamMapper:
@@ -104,8 +106,10 @@ class StreamMapper:
     def image(self, plan: Plan, values: dict[str, Any], problems: list[str]) -> dict[str, Any]:
         """The published row; a value that cannot be converted keeps its source text and is named in ``problems``."""
         try:
-            return {public: (value if (value := values[source]) is None or convert is None else convert(value))
-                    for public, source, convert in plan}
+            return {
+                public: (value if (value := values[source]) is None or convert is None else convert(value))
+                for public, source, convert in plan
+            }
         except UnconvertibleValue:
             pass
         row: dict[str, Any] = {}
@@ -126,7 +130,9 @@ class StreamMapper:
             return flag is True
         return flag is not None and flag is not False
 
-    def events(self, op: str, layout: LogTable, rows: list[Any], ts_ms: int, source: dict[str, Any]) -> list[ChangeEvent]:
+    def events(
+        self, op: str, layout: LogTable, rows: list[Any], ts_ms: int, source: dict[str, Any]
+    ) -> list[ChangeEvent]:
         """Events for one rows event; ``source`` gets the row's index in the event as ``row``."""
         plan = self.plan(layout)
         key_public = self.shape.key_public

@@ -66,8 +66,10 @@ def _mysql_point(connection: Connection) -> SnapshotPoint:
         connection.exec_driver_sql("FLUSH TABLES WITH READ LOCK")
     except sa.exc.DBAPIError as exc:
         if exc.orig is not None and exc.orig.args and exc.orig.args[0] in ER_ACCESS_DENIED:
-            raise PermissionProblem(f"a consistent MySQL snapshot needs the RELOAD privilege (for a brief FLUSH TABLES "
-                                    f"WITH READ LOCK): {exc.orig}") from None
+            raise PermissionProblem(
+                f"a consistent MySQL snapshot needs the RELOAD privilege (for a brief FLUSH TABLES "
+                f"WITH READ LOCK): {exc.orig}"
+            ) from None
         raise
     try:
         connection.exec_driver_sql("START TRANSACTION WITH CONSISTENT SNAPSHOT")

@@ -30,7 +30,7 @@ def _date_text(year: int, month: int, day: int) -> str:
 
 def _time_text(hour: int, minute: int, second: int, micros: int, fsp: int) -> str:
     text = f"{hour:02d}:{minute:02d}:{second:02d}"
-    return f"{text}.{micros:06d}"[:len(text) + 1 + fsp] if fsp else text
+    return f"{text}.{micros:06d}"[: len(text) + 1 + fsp] if fsp else text
 
 
 def _date_or_text(year: int, month: int, day: int) -> date | str:
@@ -40,8 +40,9 @@ def _date_or_text(year: int, month: int, day: int) -> date | str:
         return _date_text(year, month, day)
 
 
-def _datetime_or_text(year: int, month: int, day: int, hour: int, minute: int, second: int, micros: int,
-                      fsp: int) -> datetime | str:
+def _datetime_or_text(
+    year: int, month: int, day: int, hour: int, minute: int, second: int, micros: int, fsp: int
+) -> datetime | str:
     try:
         return datetime(year, month, day, hour, minute, second, micros)
     except ValueError:
@@ -58,8 +59,9 @@ def read_datetime2(read: Read, fsp: int) -> datetime | str:
     micros = _signed_fraction(read, fsp)
     ymd, hms = whole >> 17, whole & 0x1FFFF
     year_month = ymd >> 5
-    return _datetime_or_text(year_month // 13, year_month % 13, ymd & 31, hms >> 12, (hms >> 6) & 63, hms & 63,
-                             micros, fsp)
+    return _datetime_or_text(
+        year_month // 13, year_month % 13, ymd & 31, hms >> 12, (hms >> 6) & 63, hms & 63, micros, fsp
+    )
 
 
 def _signed_fraction(read: Read, fsp: int) -> int:
@@ -102,8 +104,16 @@ def read_datetime(read: Read) -> datetime | str:
     """The pre-5.6 DATETIME: YYYYMMDDhhmmss as a little-endian integer."""
     value = int.from_bytes(read(8), "little")
     day_part, time_part = divmod(value, 1_000_000)
-    return _datetime_or_text(day_part // 10_000, day_part // 100 % 100, day_part % 100, time_part // 10_000,
-                             time_part // 100 % 100, time_part % 100, 0, 0)
+    return _datetime_or_text(
+        day_part // 10_000,
+        day_part // 100 % 100,
+        day_part % 100,
+        time_part // 10_000,
+        time_part // 100 % 100,
+        time_part % 100,
+        0,
+        0,
+    )
 
 
 TEMPORAL = (FIELD_TYPE.DATE, FIELD_TYPE.DATETIME2, FIELD_TYPE.TIMESTAMP2, FIELD_TYPE.TIME2, FIELD_TYPE.DATETIME)

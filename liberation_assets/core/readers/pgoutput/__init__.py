@@ -23,6 +23,19 @@ from liberation_assets.core.readers.pgoutput.messages import (
 from liberation_assets.core.readers.pgoutput.stream import pg_time_to_epoch_ms
 
 __all__ = [
-    "UNCHANGED", "Begin", "Column", "Commit", "Delete", "Insert", "LogicalMessage", "Message", "Origin",
-    "Relation", "Truncate", "TypeInfo", "Update", "decode_message", "pg_time_to_epoch_ms",
+    "UNCHANGED",
+    "Begin",
+    "Column",
+    "Commit",
+    "Delete",
+    "Insert",
+    "LogicalMessage",
+    "Message",
+    "Origin",
+    "Relation",
+    "Truncate",
+    "TypeInfo",
+    "Update",
+    "decode_message",
+    "pg_time_to_epoch_ms",
 ]

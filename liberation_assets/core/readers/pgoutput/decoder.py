@@ -117,7 +117,7 @@ def _message(data: bytes) -> LogicalMessage:
     prefix, offset = _string(data, 10)
     (length,) = _I32.unpack_from(data, offset)
     offset += 4
-    return LogicalMessage(bool(flags & 1), lsn, prefix, bytes(data[offset:offset + length]))
+    return LogicalMessage(bool(flags & 1), lsn, prefix, bytes(data[offset : offset + length]))
 
 
 def decode_message(data: bytes) -> Message:

@@ -30,9 +30,17 @@ class RowPlan:
     key: tuple[tuple[int, str, Parser], ...]
 
     @classmethod
-    def build(cls, relation: Relation, projection: dict[str, str] | None, key_columns: list[str],
-              key_public: list[str], stream_name: str = "", *, types: Callable[[int], PgType] | None = None,
-              zone: ZoneInfo | None = None) -> "RowPlan":
+    def build(
+        cls,
+        relation: Relation,
+        projection: dict[str, str] | None,
+        key_columns: list[str],
+        key_public: list[str],
+        stream_name: str = "",
+        *,
+        types: Callable[[int], PgType] | None = None,
+        zone: ZoneInfo | None = None,
+    ) -> "RowPlan":
         """``projection`` maps public names to source columns; None publishes every column the relation has.
 
         ``types`` resolves a type OID (a domain's to its base type); without it only built-in OIDs are known.
@@ -46,9 +54,12 @@ class RowPlan:
         if missing:
             raise SchemaIncompatible(
                 f"stream {stream_name}: column(s) {missing} of the projection are no longer in "
-                f"{relation.namespace}.{relation.name}; the published schema would break")
+                f"{relation.namespace}.{relation.name}; the published schema would break"
+            )
         columns = tuple((position[source], public, parsers[position[source]]) for public, source in wanted.items())
-        key = tuple((position[source], public, parsers[position[source]]) for source, public in zip(key_columns, key_public))
+        key = tuple(
+            (position[source], public, parsers[position[source]]) for source, public in zip(key_columns, key_public)
+        )
         return cls(relation, columns, key)
 
     @property
@@ -73,7 +84,9 @@ class RowPlan:
         return tuple(values[index] for index, _, _ in self.key)
 
 
-def _convert(columns: tuple[tuple[int, str, Parser], ...], values: TupleData, problems: list[str] | None) -> dict[str, Any]:
+def _convert(
+    columns: tuple[tuple[int, str, Parser], ...], values: TupleData, problems: list[str] | None
+) -> dict[str, Any]:
     row: dict[str, Any] = {}
     for index, name, parse in columns:
         value = values[index]

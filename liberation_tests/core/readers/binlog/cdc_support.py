@@ -24,16 +24,26 @@ from liberation_tests.fix_kafka import Message
 from liberation_tests.fix_stack import spec_to_yaml
 from liberation_tests.support import CliProcess
 
-DEMO_KEYS = {"products": ["id"], "prices": ["product_id", "currency"], "inventory": ["product_id", "warehouse"],
-             "orders": ["id"], "payments": ["id"]}
+DEMO_KEYS = {
+    "products": ["id"],
+    "prices": ["product_id", "currency"],
+    "inventory": ["product_id", "warehouse"],
+    "orders": ["id"],
+    "payments": ["id"],
+}
 
 
 def demo_streams(*names: str) -> dict[str, dict[str, Any]]:
     """CDC streams of demo tables, projected without their internal columns."""
     tables = {table.name: table for table in TABLES}
-    return {name: {"table": name, "key": DEMO_KEYS[name],
-                   "projection": [c.name for c in tables[name].c if c.name not in INTERNAL_COLUMNS[name]]}
-            for name in names}
+    return {
+        name: {
+            "table": name,
+            "key": DEMO_KEYS[name],
+            "projection": [c.name for c in tables[name].c if c.name not in INTERNAL_COLUMNS[name]],
+        }
+        for name in names
+    }
 
 
 def cdc_spec(make_spec: Any, database: str, streams: dict[str, dict[str, Any]], **cdc: Any) -> Spec:
@@ -74,8 +84,10 @@ def replica_comparison(spec: Spec, engine: sa.Engine, name: str) -> Comparison:
     table = reflect_stream_table(engine, stream.model_copy(update={"cursor": None}), name)
     from zoneinfo import ZoneInfo
 
-    return compare(source_state(engine, table, ZoneInfo(spec.timezone_for(name))),
-                   topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(name)))
+    return compare(
+        source_state(engine, table, ZoneInfo(spec.timezone_for(name))),
+        topic_state(spec.kafka.resolved_bootstrap_servers(), spec.topic_for(name)),
+    )
 
 
 def assert_replicas_match(spec: Spec, engine: sa.Engine) -> dict[str, int]:
@@ -92,14 +104,21 @@ def coordinates(engine: sa.Engine) -> tuple[str, int]:
         return current_coordinates(connection)
 
 
-def binlog_changes(stack: Any, database: str, tables: set[str], start: tuple[str, int], end: tuple[str, int]) -> Counter:
+def binlog_changes(
+    stack: Any, database: str, tables: set[str], start: tuple[str, int], end: tuple[str, int]
+) -> Counter:
     """(table, file, rows event end, row index) of every row change in the binlog, read straight with the library."""
     reader = BinLogStreamReader(
         {"host": stack.mysql_host, "port": stack.mysql_port, "user": stack.mysql_user, "passwd": stack.mysql_password},
-        server_id=3_000_000 + zlib.crc32(database.encode()) % 1_000_000, log_file=start[0], log_pos=start[1],
-        resume_stream=True, blocking=False,
-        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent], only_schemas=[database],
-        only_tables=sorted(tables), enable_logging=False,
+        server_id=3_000_000 + zlib.crc32(database.encode()) % 1_000_000,
+        log_file=start[0],
+        log_pos=start[1],
+        resume_stream=True,
+        blocking=False,
+        only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent],
+        only_schemas=[database],
+        only_tables=sorted(tables),
+        enable_logging=False,
     )
     changes: Counter = Counter()
     try:
@@ -138,8 +157,13 @@ def purge_binlogs_before_now(stack: Any, must_go: str, timeout: float = 60) -> N
     that just disconnected keeps its dump thread until its next heartbeat
     fails, so retry until ``must_go`` is gone.
     """
-    admin = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                            password=stack.mysql_password, autocommit=True)
+    admin = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        autocommit=True,
+    )
     deadline = time.monotonic() + timeout
     try:
         with admin.cursor() as cursor:

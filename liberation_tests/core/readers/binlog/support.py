@@ -19,20 +19,32 @@ COST = ColumnMeta("cost", FIELD_TYPE.NEWDECIMAL)
 UPDATED = ColumnMeta("updated_at", FIELD_TYPE.DATETIME2)
 DELETED = ColumnMeta("deleted_at", FIELD_TYPE.DATETIME2)
 WIDGETS = LogTable("shop", "widgets", (ID, NAME, COST, UPDATED))
-HINTS = {"id": SourceType("bigint"), "name": SourceType("varchar"), "cost": SourceType("decimal"),
-         "updated_at": SourceType("datetime", "datetime(6)", 6), "deleted_at": SourceType("datetime", "datetime(6)", 6)}
+HINTS = {
+    "id": SourceType("bigint"),
+    "name": SourceType("varchar"),
+    "cost": SourceType("decimal"),
+    "updated_at": SourceType("datetime", "datetime(6)", 6),
+    "deleted_at": SourceType("datetime", "datetime(6)", 6),
+}
 
 
 def shape(columns: dict[str, str] | None = None, **kw: Any) -> StreamShape:
-    base = {"name": "widgets", "columns": columns if columns is not None else None, "key_columns": ("id",),
-            "key_public": ("id",), "zone": UTC}
+    base = {
+        "name": "widgets",
+        "columns": columns if columns is not None else None,
+        "key_columns": ("id",),
+        "key_public": ("id",),
+        "zone": UTC,
+    }
     if columns is not None:
         base["key_public"] = tuple(p for p, s in columns.items() if s == "id") or ("id",)
     base.update(kw)
     return StreamShape(**base)
 
 
-def mapper(columns: dict[str, str] | None = None, hints: Hints | None = None, **kw: Any) -> tuple[StreamMapper, list[int]]:
+def mapper(
+    columns: dict[str, str] | None = None, hints: Hints | None = None, **kw: Any
+) -> tuple[StreamMapper, list[int]]:
     """A mapper plus a list that counts how often it reflected the table."""
     reflections: list[int] = []
 

@@ -17,7 +17,8 @@ def test_server_settings_that_prevent_row_capture_are_named() -> None:
     problems = binlog_problems({**good, "binlog_format": "MIXED", "binlog_row_value_options": "PARTIAL_JSON"})
     assert problems[0] == "binlog_format=MIXED (needs ROW)" and "PARTIAL_JSON" in problems[1]
     assert binlog_problems({k: v for k, v in good.items() if k != "binlog_row_metadata"}) == [
-        "binlog_row_metadata=unsupported (needs FULL)"]
+        "binlog_row_metadata=unsupported (needs FULL)"
+    ]
 
 
 def test_bytes_behind_spans_files() -> None:

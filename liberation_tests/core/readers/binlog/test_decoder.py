@@ -49,8 +49,15 @@ def test_positions_stay_on_the_transaction_start_until_commit() -> None:
     events, positions = _feed(decoder, [Rotate(FILE, 1000), *_transaction(1000, [[1, 2], [3]])])
     assert [e.key["id"] for e in events] == [1, 2, 3]
     assert [(p.pos, p.event) for p in positions] == [(1000, 0), (1000, 0), (1000, 1140), (1000, 1240), (1270, 0)]
-    assert events[2].source == {"file": FILE, "pos": 1000, "event": 1240, "gtid": "0-1-1000", "server_id": 1,
-                                "snapshot": "false", "row": 0}
+    assert events[2].source == {
+        "file": FILE,
+        "pos": 1000,
+        "event": 1240,
+        "gtid": "0-1-1000",
+        "server_id": 1,
+        "snapshot": "false",
+        "row": 0,
+    }
     assert events[0].ts_ms == 1_700_000_000_000 and positions[-1].ts_ms == 1_700_000_000_000
 
 
@@ -65,8 +72,13 @@ def test_resuming_inside_a_transaction_skips_exactly_what_was_published() -> Non
 
 def test_other_tables_and_savepoints_do_not_move_the_boundary() -> None:
     decoder = _decoder(BinlogPosition(FILE, 1000))
-    items = [Begin("0-1-9", 1), Rows("c", OTHER, [_row(1)], 1100, 0, 1), Statement("shop", "SAVEPOINT `a`", 1150),
-             Statement("shop", "ROLLBACK TO `a`", 1200), Heartbeat(FILE, 1200)]
+    items = [
+        Begin("0-1-9", 1),
+        Rows("c", OTHER, [_row(1)], 1100, 0, 1),
+        Statement("shop", "SAVEPOINT `a`", 1150),
+        Statement("shop", "ROLLBACK TO `a`", 1200),
+        Heartbeat(FILE, 1200),
+    ]
     events, positions = _feed(decoder, items)
     assert events == [] and {p.pos for p in positions} == {1000} and decoder.in_transaction
     _feed(decoder, [Commit(1300)])
@@ -79,8 +91,14 @@ def test_ddl_ends_a_unit_and_replans_only_when_it_concerns_our_tables() -> None:
     _feed(decoder, _transaction(1000, [[1]]))
     _feed(decoder, [Begin("0-1-2", 1), Statement("elsewhere", "CREATE TABLE t (id int)", 1400)])
     assert decoder.stats.ddl == 0 and decoder.position().pos == 1400
-    _feed(decoder, [Begin("0-1-3", 1), Statement("shop", "/* tool */ ALTER TABLE widgets ADD color text", 1500),
-                    *_transaction(1500, [[2]])])
+    _feed(
+        decoder,
+        [
+            Begin("0-1-3", 1),
+            Statement("shop", "/* tool */ ALTER TABLE widgets ADD color text", 1500),
+            *_transaction(1500, [[2]]),
+        ],
+    )
     assert decoder.stats.ddl == 1 and len(reflections) == 2
     _feed(decoder, [Statement("other", "TRUNCATE TABLE `shop`.`widgets`", 1800)])
     assert decoder.stats.truncated == ["widgets"]
@@ -89,8 +107,13 @@ def test_ddl_ends_a_unit_and_replans_only_when_it_concerns_our_tables() -> None:
 def test_a_truncate_names_its_table_however_it_is_quoted() -> None:
     m, _ = mapper({"id": "id", "name": "name"})
     decoder = BinlogDecoder(BinlogPosition(FILE, 1000), {("q`uo té", "we`ird tä ble"): [m], ("shop", "widgets"): [m]})
-    _feed(decoder, [Statement("other", "TRUNCATE `q``uo té` . `we``ird tä ble`", 1800),
-                    Statement("shop", "truncate table widgets;", 1900)])
+    _feed(
+        decoder,
+        [
+            Statement("other", "TRUNCATE `q``uo té` . `we``ird tä ble`", 1800),
+            Statement("shop", "truncate table widgets;", 1900),
+        ],
+    )
     assert decoder.stats.truncated == ["widgets", "widgets"]  # the mapper's stream, once per table
 
 

@@ -22,7 +22,11 @@ def test_insert_is_projected_with_public_names_and_times_in_utc() -> None:
     m, _ = mapper(PUBLIC, zone=ZoneInfo("Europe/Berlin"))
     [event] = m.events("c", WIDGETS, [dict(ROW)], 1_700_000_000_000, SOURCE)
     assert event.op == "c" and event.key == {"id": 1} and event.before is None
-    assert event.after == {"id": 1, "label": "Grüße", "updated_at": datetime(2024, 1, 2, 2, 4, 5, 600000, tzinfo=timezone.utc)}
+    assert event.after == {
+        "id": 1,
+        "label": "Grüße",
+        "updated_at": datetime(2024, 1, 2, 2, 4, 5, 600000, tzinfo=timezone.utc),
+    }
     assert "cost" not in event.after  # internal columns never leave
     assert event.source == {**SOURCE, "row": 0} and event.ts_ms == 1_700_000_000_000
 
@@ -45,7 +49,10 @@ def test_soft_deletes_become_deletes() -> None:
     live = {"id": 1, "name": "a", "updated_at": datetime(2024, 1, 1), "deleted_at": None}
     gone = dict(live, deleted_at=datetime(2024, 1, 2))
     events = m.events("u", layout, [(live, gone), (gone, live)], 0, SOURCE)
-    assert [(e.op, e.before, e.after) for e in events] == [("d", {"id": 1, "label": "a"}, None), ("c", None, {"id": 1, "label": "a"})]
+    assert [(e.op, e.before, e.after) for e in events] == [
+        ("d", {"id": 1, "label": "a"}, None),
+        ("c", None, {"id": 1, "label": "a"}),
+    ]
     assert m.events("c", layout, [gone], 0, SOURCE) == []
 
 
@@ -80,6 +87,10 @@ def test_a_value_that_cannot_be_carried_marks_its_row_and_spares_the_others() ->
     m, _ = mapper(PUBLIC, zone=ZoneInfo("America/New_York"))
     late = dict(ROW, id=2, updated_at=datetime(9999, 12, 31, 23, 0))  # past year 9999 once in UTC
     good, bad = m.events("c", WIDGETS, [dict(ROW), late], 0, SOURCE)
-    assert good.problems is None and good.after["updated_at"] == datetime(2024, 1, 2, 8, 4, 5, 600000, tzinfo=timezone.utc)
+    assert good.problems is None and good.after["updated_at"] == datetime(
+        2024, 1, 2, 8, 4, 5, 600000, tzinfo=timezone.utc
+    )
     assert bad.key == {"id": 2} and bad.after["updated_at"] == "9999-12-31T23:00:00"
-    assert bad.problems == ["column updated_at: DATETIME 9999-12-31 23:00:00 in America/New_York is outside years 1..9999 in UTC"]
+    assert bad.problems == [
+        "column updated_at: DATETIME 9999-12-31 23:00:00 in America/New_York is outside years 1..9999 in UTC"
+    ]

@@ -42,9 +42,25 @@ FSP = range(7)
 CURSOR = "updated_at TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)"
 
 NUMBERS = {
-    "columns": ["ti TINYINT", "tiu TINYINT UNSIGNED", "si SMALLINT", "siu SMALLINT UNSIGNED", "mi MEDIUMINT",
-                "miu MEDIUMINT UNSIGNED", "i INT", "iu INT UNSIGNED", "bi BIGINT", "biu BIGINT UNSIGNED", "b BOOLEAN",
-                "dec65 DECIMAL(65,30)", "dec2 DECIMAL(10,2)", "f FLOAT", "d DOUBLE", "bit1 BIT(1)", "bit64 BIT(64)"],
+    "columns": [
+        "ti TINYINT",
+        "tiu TINYINT UNSIGNED",
+        "si SMALLINT",
+        "siu SMALLINT UNSIGNED",
+        "mi MEDIUMINT",
+        "miu MEDIUMINT UNSIGNED",
+        "i INT",
+        "iu INT UNSIGNED",
+        "bi BIGINT",
+        "biu BIGINT UNSIGNED",
+        "b BOOLEAN",
+        "dec65 DECIMAL(65,30)",
+        "dec2 DECIMAL(10,2)",
+        "f FLOAT",
+        "d DOUBLE",
+        "bit1 BIT(1)",
+        "bit64 BIT(64)",
+    ],
     "rows": [
         "-128, 0, -32768, 0, -8388608, 0, -2147483648, 0, -9223372036854775808, 0, FALSE, "
         "-99999999999999999999999999999999999.999999999999999999999999999999, -12345678.90, -1.17549435e-38, "
@@ -58,8 +74,17 @@ NUMBERS = {
     ],
 }
 TEXTS = {
-    "columns": ["ch CHAR(5)", "vc VARCHAR(40)", "tt TINYTEXT", "t TEXT", "mt MEDIUMTEXT", "lt LONGTEXT",
-                "e ENUM('a', '🚀 rocket', 'Ünï')", "s SET('x', '🎉', 'y z')", "j JSON"],
+    "columns": [
+        "ch CHAR(5)",
+        "vc VARCHAR(40)",
+        "tt TINYTEXT",
+        "t TEXT",
+        "mt MEDIUMTEXT",
+        "lt LONGTEXT",
+        "e ENUM('a', '🚀 rocket', 'Ünï')",
+        "s SET('x', '🎉', 'y z')",
+        "j JSON",
+    ],
     "rows": [
         "'ab  ', 'Grüße 🚀', '', 'tab\\there', 'line\\nbreak', '世界', '🚀 rocket', 'x,🎉', '{\"a\":  1, \"a\": 2}'",
         "'', '', 'x', '\"quoted\" \\\\ back', REPEAT('m', 1000), REPEAT('🌍', 3000), 'a', '', 'null'",
@@ -68,8 +93,16 @@ TEXTS = {
     ],
 }
 BINARIES = {
-    "columns": ["bn BINARY(4)", "vb VARBINARY(10)", "tb TINYBLOB", "b BLOB", "mb MEDIUMBLOB", "lb LONGBLOB",
-                "g GEOMETRY", "p POINT"],
+    "columns": [
+        "bn BINARY(4)",
+        "vb VARBINARY(10)",
+        "tb TINYBLOB",
+        "b BLOB",
+        "mb MEDIUMBLOB",
+        "lb LONGBLOB",
+        "g GEOMETRY",
+        "p POINT",
+    ],
     "rows": [
         "x'01', x'00ff', x'', x'deadbeef00', REPEAT(x'00', 300), x'f09f9a80', ST_GeomFromText('LINESTRING(0 0, 1 1)'), "
         "ST_GeomFromText('POINT(1.5 -2)')",
@@ -79,8 +112,13 @@ BINARIES = {
     ],
 }
 TEMPORALS = {
-    "columns": ["d DATE", *[f"dt{n} DATETIME({n})" for n in FSP], *[f"ts{n} TIMESTAMP({n}) NULL" for n in FSP],
-                *[f"t{n} TIME({n})" for n in FSP], "y YEAR"],
+    "columns": [
+        "d DATE",
+        *[f"dt{n} DATETIME({n})" for n in FSP],
+        *[f"ts{n} TIMESTAMP({n}) NULL" for n in FSP],
+        *[f"t{n} TIME({n})" for n in FSP],
+        "y YEAR",
+    ],
 }
 SPECIALS = {
     "columns": ["i4 INET4", "i6 INET6", "u UUID"],
@@ -94,8 +132,12 @@ SPECIALS = {
 }
 QUOTED = {  # in a database and a table whose names need quoting, as do the columns'
     "columns": ["`tick``ed` VARCHAR(10)", "`spa ce` INT", "`ünï cödé` DATETIME(3)"],
-    "rows": ["'a`b', 1, '2024-03-10 02:30:00.5'", "'', NULL, NULL", "NULL, -1, '1999-12-31 23:59:59.999'",
-             "'ü', 0, '2024-11-03 01:30:00'"],
+    "rows": [
+        "'a`b', 1, '2024-03-10 02:30:00.5'",
+        "'', NULL, NULL",
+        "NULL, -1, '1999-12-31 23:59:59.999'",
+        "'ü', 0, '2024-11-03 01:30:00'",
+    ],
 }
 
 
@@ -109,14 +151,22 @@ TEMPORALS["rows"] = [
     _temporal_row("2024-00-15", "2024-02-00 10:11:12.123456", None, "-00:00:00.5", "2155"),
     _temporal_row("2024-07-01", "2024-07-01 12:00:00", "2024-07-01 12:00:00", "12:00:00", "2024"),  # deleted
     _temporal_row("2024-03-10", "2024-03-10 02:30:00.5", "2024-03-10 06:59:59.999999", "838:59:59", "1901"),  # NY gap
-    _temporal_row("2024-11-03", "2024-11-03 01:30:00.25", "2038-01-19 03:14:07.999999", "-838:59:59", "2024"),  # overlap
+    _temporal_row(
+        "2024-11-03", "2024-11-03 01:30:00.25", "2038-01-19 03:14:07.999999", "-838:59:59", "2024"
+    ),  # overlap
     _temporal_row("1988-05-08", "1988-05-08 02:30:00", "1970-01-01 00:00:01", "100:00:00", "1999"),  # Seoul's 1988 gap
     _temporal_row("1969-07-20", "1969-07-20 20:17:40.000001", "2024-02-29 23:59:59", "-01:00:00", "2000"),
     _temporal_row("1000-01-01", "1000-01-01 00:00:00", None, "23:59:59.999999", "1970"),
     _temporal_row("9999-12-31", "9999-12-31 23:59:59.999999", None, "-00:00:00.000001", "2069"),  # NY: past year 9999
 ]
-FAMILIES = {"numbers": NUMBERS, "texts": TEXTS, "binaries": BINARIES, "temporals": TEMPORALS, "specials": SPECIALS,
-            "quoted": QUOTED}
+FAMILIES = {
+    "numbers": NUMBERS,
+    "texts": TEXTS,
+    "binaries": BINARIES,
+    "temporals": TEMPORALS,
+    "specials": SPECIALS,
+    "quoted": QUOTED,
+}
 QUOTED_TABLE = "we`ird tä ble"
 OVERFLOWING = {("temporals", 9)}
 """(family, id) of rows that cannot be carried in America/New_York (their DATETIMEs pass year 9999 in UTC)."""
@@ -134,25 +184,48 @@ def _column_name(definition: str) -> str:
 @pytest.fixture(scope="session")
 def time_zones(stack: Any) -> None:
     """Load the two zones into the server's time zone tables, so CONVERT_TZ can judge naive DATETIMEs."""
-    connection = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                                 password=stack.mysql_password, autocommit=True)
+    connection = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        autocommit=True,
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT Name FROM mysql.time_zone_name WHERE Name IN %s", (ZONES,))
         missing = set(ZONES) - {row[0] for row in cursor.fetchall()}
     connection.close()
     for zone in sorted(missing):
-        sql = subprocess.run(["mariadb-tzinfo-to-sql", f"/usr/share/zoneinfo/{zone}", zone], check=True,
-                             capture_output=True).stdout
-        subprocess.run(["mariadb", "--no-defaults", f"-h{stack.mysql_host}", f"-P{stack.mysql_port}",
-                        f"-u{stack.mysql_user}", f"-p{stack.mysql_password}", "mysql"], input=sql, check=True,
-                       capture_output=True)
+        sql = subprocess.run(
+            ["mariadb-tzinfo-to-sql", f"/usr/share/zoneinfo/{zone}", zone], check=True, capture_output=True
+        ).stdout
+        subprocess.run(
+            [
+                "mariadb",
+                "--no-defaults",
+                f"-h{stack.mysql_host}",
+                f"-P{stack.mysql_port}",
+                f"-u{stack.mysql_user}",
+                f"-p{stack.mysql_password}",
+                "mysql",
+            ],
+            input=sql,
+            check=True,
+            capture_output=True,
+        )
 
 
 @pytest.fixture
 def quoted_database(stack: Any, mysql_database: str):  # noqa: ANN201
     name = f"q`uo té ü_{mysql_database.rsplit('_', 1)[-1]}"
-    connection = pymysql.connect(host=stack.mysql_host, port=stack.mysql_port, user=stack.mysql_user,
-                                 password=stack.mysql_password, autocommit=True, charset="utf8mb4")
+    connection = pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        autocommit=True,
+        charset="utf8mb4",
+    )
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {_q(name)} CHARACTER SET utf8mb4")
     yield name
@@ -180,10 +253,20 @@ def _spec(make_spec: Any, database: str, quoted_database: str, zone: str) -> tup
         schema, table = _location(family, database, quoted_database)
         base = {"table": table, "schema": schema, "key": ["id"], "timezone": zone}
         prefix = data["kafka"]["topic_prefix"]  # a topic name cannot hold what the quoted names do
-        streams[f"q_{family}"] = {**base, "source": "mysql", "cursor": "updated_at", "patterns": ["snapshot", "query"],
-                                  "topic": f"{prefix}.q_{family}"}
-        streams[f"c_{family}"] = {**base, "source": cdc_source, "cursor": None, "patterns": ["cdc"],
-                                  "topic": f"{prefix}.c_{family}"}
+        streams[f"q_{family}"] = {
+            **base,
+            "source": "mysql",
+            "cursor": "updated_at",
+            "patterns": ["snapshot", "query"],
+            "topic": f"{prefix}.q_{family}",
+        }
+        streams[f"c_{family}"] = {
+            **base,
+            "source": cdc_source,
+            "cursor": None,
+            "patterns": ["cdc"],
+            "topic": f"{prefix}.c_{family}",
+        }
     data["streams"] = streams
     return Spec.model_validate(data), cdc_source
 
@@ -212,8 +295,9 @@ def _round_of_changes(engine: sa.Engine, database: str, quoted_database: str) ->
             name = _full_name(family, database, quoted_database)
             columns = [_q(_column_name(c)) for c in spec["columns"]]
             listed = ", ".join(columns)
-            connection.exec_driver_sql(f"INSERT INTO {name} (id, {listed}) SELECT id + 100, {listed} FROM {name} "
-                                       "WHERE id IN (1, 2)")
+            connection.exec_driver_sql(
+                f"INSERT INTO {name} (id, {listed}) SELECT id + 100, {listed} FROM {name} WHERE id IN (1, 2)"
+            )
             assignments = ", ".join(f"a.{c} = b.{c}" for c in columns)
             connection.exec_driver_sql(f"UPDATE {name} a JOIN {name} b ON b.id = 2 SET {assignments} WHERE a.id = 1")
             connection.exec_driver_sql(f"DELETE FROM {name} WHERE id = 3")
@@ -243,20 +327,43 @@ def _latest(bootstrap: str, topic: str) -> tuple[dict[int, bytes], dict[int, lis
 # -- the server as the judge -----------------------------------------------------------------------------------
 _SAME_TEXT = "HEX(CAST({c} AS CHAR CHARACTER SET utf8mb4)) = HEX(CAST(:{p} AS CHAR CHARACTER SET utf8mb4))"
 _PREDICATES = {
-    **dict.fromkeys(["tinyint", "smallint", "mediumint", "int", "bigint", "decimal", "char", "varchar", "tinytext",
-                     "text", "mediumtext", "longtext", "enum", "set", "date", "inet4", "inet6", "uuid"], _SAME_TEXT),
+    **dict.fromkeys(
+        [
+            "tinyint",
+            "smallint",
+            "mediumint",
+            "int",
+            "bigint",
+            "decimal",
+            "char",
+            "varchar",
+            "tinytext",
+            "text",
+            "mediumtext",
+            "longtext",
+            "enum",
+            "set",
+            "date",
+            "inet4",
+            "inet6",
+            "uuid",
+        ],
+        _SAME_TEXT,
+    ),
     "bit": "CAST({c} + 0 AS CHAR) = :{p}",
     "year": "CAST({c} + 0 AS CHAR) = :{p}",
     "float": "CAST(CAST({c} AS CHAR) AS DOUBLE) = CAST(:{p} AS DOUBLE)",  # FLOAT as the server prints it
     "double": "{c} = CAST(:{p} AS DOUBLE)",
-    **dict.fromkeys(["binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point"],
-                    "HEX({c}) = HEX(FROM_BASE64(:{p}))"),
+    **dict.fromkeys(
+        ["binary", "varbinary", "tinyblob", "blob", "mediumblob", "longblob", "geometry", "point"],
+        "HEX({c}) = HEX(FROM_BASE64(:{p}))",
+    ),
     "time": "{c} = CAST(:{p} AS TIME(6))",
     "timestamp": "{c} = CAST(:{p} AS DATETIME(6))",  # on a UTC session
     # In TIMESTAMP's range CONVERT_TZ places the naive value in the zone; outside it the server does not convert
     # (NULL here: judged below from the server's text, with the zone's rules).
     "datetime": "CASE WHEN {c} BETWEEN '1970-01-02' AND '2038-01-18' THEN CONVERT_TZ({c}, :zone, '+00:00') = "
-                "CAST(:{p} AS DATETIME(6)) END",
+    "CAST(:{p} AS DATETIME(6)) END",
 }
 
 
@@ -268,14 +375,21 @@ def _parameter(value: Any, data_type: str) -> Any:
     return orjson.dumps(value).decode()
 
 
-def _judge(engine: sa.Engine, family: str, database: str, quoted_database: str, rows: dict[int, bytes],
-           zone: str) -> list[str]:
+def _judge(
+    engine: sa.Engine, family: str, database: str, quoted_database: str, rows: dict[int, bytes], zone: str
+) -> list[str]:
     """Every published value, handed to the server; returns what the server found different."""
     schema, table = _location(family, database, quoted_database)
     with engine.connect() as connection:
-        types = {str(name): str(kind) for name, kind in connection.execute(sa.text(
-            "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"),
-            {"s": schema or database, "t": table})}
+        types = {
+            str(name): str(kind)
+            for name, kind in connection.execute(
+                sa.text(
+                    "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = :s AND TABLE_NAME = :t"
+                ),
+                {"s": schema or database, "t": table},
+            )
+        }
     wrong: list[str] = []
     with engine.connect() as connection:
         for key, raw in rows.items():
@@ -291,11 +405,19 @@ def _judge(engine: sa.Engine, family: str, database: str, quoted_database: str, 
                 zero = kind in ("datetime", "timestamp") and not str(value).endswith("Z")
                 checks.append((_SAME_TEXT if zero else _PREDICATES[kind]).format(c=c, p=f"p{n}"))
                 params[f"p{n}"] = _parameter(value, kind)
-            texts = ", ".join(f"HEX({_q(column)})" if _PREDICATES[types[column]].startswith("HEX({c})")
-                              else f"CAST({_q(column)} AS CHAR)" for column in sorted(row))
-            verdicts = connection.execute(sa.text(
-                f"SELECT {', '.join(checks)}, {texts} FROM {_full_name(family, database, quoted_database)} "
-                f"WHERE id = :id"), params).one()
+            texts = ", ".join(
+                f"HEX({_q(column)})"
+                if _PREDICATES[types[column]].startswith("HEX({c})")
+                else f"CAST({_q(column)} AS CHAR)"
+                for column in sorted(row)
+            )
+            verdicts = connection.execute(
+                sa.text(
+                    f"SELECT {', '.join(checks)}, {texts} FROM {_full_name(family, database, quoted_database)} "
+                    f"WHERE id = :id"
+                ),
+                params,
+            ).one()
             count = len(row)
             for (column, value), verdict, text in zip(sorted(row.items()), verdicts[:count], verdicts[count:]):
                 if verdict is None:  # a naive DATETIME outside CONVERT_TZ's range: the zone's rules decide
@@ -311,9 +433,9 @@ def _outside_convert_tz(text: str, zone: str) -> str:
 
 
 @pytest.mark.parametrize("zone", ZONES)
-def test_every_mariadb_type_is_published_exactly_by_every_pattern(make_spec, mysql_database, quoted_database,
-                                                                  mysql_engine, kafka_bootstrap, time_zones,
-                                                                  zone: str, tmp_path) -> None:
+def test_every_mariadb_type_is_published_exactly_by_every_pattern(
+    make_spec, mysql_database, quoted_database, mysql_engine, kafka_bootstrap, time_zones, zone: str, tmp_path
+) -> None:
     _create_and_fill(mysql_engine, mysql_database, quoted_database)
     spec, cdc_source = _spec(make_spec, mysql_database, quoted_database, zone)
     patterns = {family: QueryPattern(spec, f"q_{family}") for family in FAMILIES}
@@ -334,9 +456,15 @@ def test_every_mariadb_type_is_published_exactly_by_every_pattern(make_spec, mys
 
     overflowing = OVERFLOWING if zone == "America/New_York" else set()
     with mysql_engine.connect() as connection:
-        source_ids = {family: {int(i) for i in connection.exec_driver_sql(
-            f"SELECT id FROM {_full_name(family, mysql_database, quoted_database)}").scalars()}
-            for family in FAMILIES}
+        source_ids = {
+            family: {
+                int(i)
+                for i in connection.exec_driver_sql(
+                    f"SELECT id FROM {_full_name(family, mysql_database, quoted_database)}"
+                ).scalars()
+            }
+            for family in FAMILIES
+        }
     wrong: list[str] = []
     for family in FAMILIES:
         polled, polled_history = _latest(kafka_bootstrap, spec.topic_for(f"q_{family}"))
@@ -351,8 +479,9 @@ def test_every_mariadb_type_is_published_exactly_by_every_pattern(make_spec, mys
             snapshot_image = orjson.loads(polled_history[original][0])
             for history in (polled_history, logged_history):
                 image = orjson.loads(history[copy][-1])
-                assert {k: v for k, v in image.items() if k not in ("id", "updated_at")} == \
-                    {k: v for k, v in snapshot_image.items() if k not in ("id", "updated_at")}, f"{family} {copy}"
+                assert {k: v for k, v in image.items() if k not in ("id", "updated_at")} == {
+                    k: v for k, v in snapshot_image.items() if k not in ("id", "updated_at")
+                }, f"{family} {copy}"
         wrong += _judge(mysql_engine, family, mysql_database, quoted_database, polled, zone)
     assert not wrong, "\n".join(wrong)
 
@@ -362,8 +491,9 @@ def test_every_mariadb_type_is_published_exactly_by_every_pattern(make_spec, mys
         expected_missing = sorted(orjson.dumps({"id": i}) for f, i in overflowing if f == family)
         for stream in (f"q_{family}", f"c_{family}"):
             comparison = verify(spec, stream, replica=f"sqlite:///{tmp_path}/{stream}.sqlite").comparison
-            assert not comparison.extra and not comparison.different and sorted(comparison.missing) == expected_missing, \
-                f"{stream}: {comparison.describe()}"
+            assert (
+                not comparison.extra and not comparison.different and sorted(comparison.missing) == expected_missing
+            ), f"{stream}: {comparison.describe()}"
 
     # A value that cannot be carried is quarantined with its column named; the rest of the table went through.
     cdc_quarantined = first.results["c_temporals"].quarantined + second.results["c_temporals"].quarantined
@@ -371,7 +501,11 @@ def test_every_mariadb_type_is_published_exactly_by_every_pattern(make_spec, mys
     assert bool(quarantined["temporals"]) == bool(overflowing)  # the poll may read a row the snapshot read again
     assert sum(quarantined.values()) == quarantined["temporals"]
     if overflowing:
-        [record] = [orjson.loads(m.value) for m in consume_all(kafka_bootstrap, quarantine_topic(spec.topic_for("c_temporals")))]
+        [record] = [
+            orjson.loads(m.value) for m in consume_all(kafka_bootstrap, quarantine_topic(spec.topic_for("c_temporals")))
+        ]
         assert record["key"] == {"id": 9}
-        assert "column dt0: DATETIME 9999-12-31 23:59:59 in America/New_York is outside years 1..9999 in UTC" \
+        assert (
+            "column dt0: DATETIME 9999-12-31 23:59:59 in America/New_York is outside years 1..9999 in UTC"
             in record["failed_checks"]
+        )

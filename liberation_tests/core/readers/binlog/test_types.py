@@ -60,8 +60,15 @@ def test_binlog_values_are_published_like_the_snapshot_select(mysql_engine, make
     mapper = StreamMapper(shape, info.flavor, lambda: types)
     decoder = BinlogDecoder(BinlogPosition(*start), {(mysql_database, "typed"): [mapper]})
     pending: dict[str, list[ChangeEvent]] = {}
-    reader = LogReader(connection_settings(source), replica_server_id("types", source), BinlogPosition(*start),
-                       schemas=[mysql_database], tables=["typed"], heartbeat_seconds=0.5, source_name="mysql")
+    reader = LogReader(
+        connection_settings(source),
+        replica_server_id("types", source),
+        BinlogPosition(*start),
+        schemas=[mysql_database],
+        tables=["typed"],
+        heartbeat_seconds=0.5,
+        source_name="mysql",
+    )
     try:
         for item in reader:
             decoder.feed(item, pending)
@@ -72,7 +79,9 @@ def test_binlog_values_are_published_like_the_snapshot_select(mysql_engine, make
 
     from_log = {e.key["id"]: orjson.loads(dumps(e.after)) for e in pending["typed"]}
     table = reflect_table(mysql_engine, "typed", None)
-    projected = ProjectedTable(table, {str(c): str(c) for c in table.c.keys()}, ["id"], ["id"], None, source_types=types)
+    projected = ProjectedTable(
+        table, {str(c): str(c) for c in table.c.keys()}, ["id"], ["id"], None, source_types=types
+    )
     with mysql_engine.connect() as connection:
         result = connection.execute(snapshot_chunk_query(projected, after_key=None, limit=10))
         keys, rows = list(result.keys()), result.all()
@@ -81,5 +90,9 @@ def test_binlog_values_are_published_like_the_snapshot_select(mysql_engine, make
     assert [e.op for e in pending["typed"]] == ["c", "c", "u"]
     assert from_log == from_select
     assert from_log[1]["f"] == 0.3979 and from_log[1]["s"] == "x,z" and from_log[1]["bits"] == 21
-    assert from_log[1]["d"] == 0.1 and from_log[1]["tm"] == "12:34:56.780000" and from_log[1]["ts"] == "2024-01-02T03:04:05.678000Z"
+    assert (
+        from_log[1]["d"] == 0.1
+        and from_log[1]["tm"] == "12:34:56.780000"
+        and from_log[1]["ts"] == "2024-01-02T03:04:05.678000Z"
+    )
     assert from_log[2]["bn"] == "AAAAAA==" and from_log[2]["s"] == "y" and from_log[2]["tm"] == "-838:59:59"

@@ -58,8 +58,9 @@ def test_the_shared_converter_runs_after_the_log_step() -> None:
     double = log_converter(ColumnMeta("d", FIELD_TYPE.DOUBLE), SourceType("double"), "mariadb", UTC)
     clock = log_converter(ColumnMeta("t", FIELD_TYPE.TIME2), SourceType("time", "time(2)", 2), "mariadb", UTC)
     members = log_converter(ColumnMeta("s", FIELD_TYPE.SET, set_values=("x", "y")), SourceType("set"), "mariadb", UTC)
-    address = log_converter(ColumnMeta("a", FIELD_TYPE.STRING, charset="binary", max_length=16), SourceType("inet6"),
-                            "mariadb", UTC)
+    address = log_converter(
+        ColumnMeta("a", FIELD_TYPE.STRING, charset="binary", max_length=16), SourceType("inet6"), "mariadb", UTC
+    )
     assert double is None  # a float is already the published value: shortest round-trip text
     assert clock is not None and clock(timedelta(hours=1, seconds=2, microseconds=500000)) == time(1, 0, 2, 500000)
     assert clock(timedelta(hours=-1)) == "-01:00:00" and clock(timedelta(hours=100)) == "100:00:00"
@@ -70,7 +71,10 @@ def test_the_shared_converter_runs_after_the_log_step() -> None:
 
 def test_columns_that_already_agree_get_no_converter() -> None:
     assert log_converter(ColumnMeta("id", FIELD_TYPE.LONGLONG), SourceType("bigint"), "mariadb", UTC) is None
-    assert log_converter(ColumnMeta("n", FIELD_TYPE.VARCHAR, charset="utf8mb4"), SourceType("varchar"), "mariadb", UTC) is None
+    assert (
+        log_converter(ColumnMeta("n", FIELD_TYPE.VARCHAR, charset="utf8mb4"), SourceType("varchar"), "mariadb", UTC)
+        is None
+    )
     decimal = log_converter(ColumnMeta("n", FIELD_TYPE.NEWDECIMAL), SourceType("decimal"), "mariadb", UTC)
     assert decimal is not None and str(decimal(Decimal("12.50"))) == "12.50"
 
@@ -88,8 +92,9 @@ def test_temporal_values_are_decoded_from_their_stored_bytes() -> None:
     zero_datetime = (0x8000000000).to_bytes(5, "big") + (0).to_bytes(2, "big")
     assert read_datetime2(_reader(zero_datetime), 3) == "0000-00-00 00:00:00.000"
     packed = ((((2024 * 13 + 3) << 5) | 10) << 17) | (6 << 12) | (59 << 6) | 59
-    assert read_datetime2(_reader((0x8000000000 + packed).to_bytes(5, "big") + (999999).to_bytes(3, "big")), 6) \
-        == datetime(2024, 3, 10, 6, 59, 59, 999999)
+    assert read_datetime2(
+        _reader((0x8000000000 + packed).to_bytes(5, "big") + (999999).to_bytes(3, "big")), 6
+    ) == datetime(2024, 3, 10, 6, 59, 59, 999999)
     assert read_timestamp2(_reader(b"\0\0\0\0\0\0\0"), 6) == "0000-00-00 00:00:00.000000"
     assert read_timestamp2(_reader((1).to_bytes(4, "big")), 0) == datetime(1970, 1, 1, 0, 0, 1)
     # Negative TIME with a fraction: the whole part is one lower and the fraction counts down from 0x100.

@@ -46,10 +46,22 @@ def test_begin_and_commit() -> None:
 
 
 def test_relation_with_key_flags_and_pg_catalog_namespace() -> None:
-    body = (struct.pack(">I", 16384) + _s("shop") + _s("orders") + b"f" + struct.pack(">h", 2)
-            + b"\x01" + _s("id") + struct.pack(">Ii", 2950, -1) + b"\x00" + _s("total") + struct.pack(">Ii", 1700, 786438))
+    body = (
+        struct.pack(">I", 16384)
+        + _s("shop")
+        + _s("orders")
+        + b"f"
+        + struct.pack(">h", 2)
+        + b"\x01"
+        + _s("id")
+        + struct.pack(">Ii", 2950, -1)
+        + b"\x00"
+        + _s("total")
+        + struct.pack(">Ii", 1700, 786438)
+    )
     assert decode_message(b"R" + body) == Relation(
-        16384, "shop", "orders", "f", (Column("id", 2950, -1, True), Column("total", 1700, 786438, False)))
+        16384, "shop", "orders", "f", (Column("id", 2950, -1, True), Column("total", 1700, 786438, False))
+    )
     catalog = b"R" + struct.pack(">I", 1) + _s("") + _s("t") + b"d" + struct.pack(">h", 0)
     assert decode_message(catalog).namespace == "pg_catalog"
 
@@ -74,7 +86,9 @@ def test_delete_truncate_message_type_origin() -> None:
     assert decode_message(truncate) == Truncate((7, 8), True, True)
     message = b"M" + struct.pack(">bq", 0, 99) + _s("liberation.heartbeat") + struct.pack(">i", 3) + b"abc"
     assert decode_message(message) == LogicalMessage(False, 99, "liberation.heartbeat", b"abc")
-    assert decode_message(b"Y" + struct.pack(">I", 70000) + _s("public") + _s("mood")) == TypeInfo(70000, "public", "mood")
+    assert decode_message(b"Y" + struct.pack(">I", 70000) + _s("public") + _s("mood")) == TypeInfo(
+        70000, "public", "mood"
+    )
     assert decode_message(b"O" + struct.pack(">q", 5) + _s("upstream")) == Origin(5, "upstream")
 
 

@@ -11,8 +11,18 @@ from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableP
 from liberation_assets.core.readers.pgoutput.rows import RowPlan, fill_unchanged, unchanged_columns
 from liberation_assets.core.readers.pgoutput.watermark import HIGH, LOW, ChunkWindow, parse_watermark, watermark_content
 
-RELATION = Relation(1, "public", "t", "d", (Column("id", 20, -1, True), Column("secret", 25, -1, False),
-                                            Column("body", 25, -1, False), Column("price", 1700, -1, False)))
+RELATION = Relation(
+    1,
+    "public",
+    "t",
+    "d",
+    (
+        Column("id", 20, -1, True),
+        Column("secret", 25, -1, False),
+        Column("body", 25, -1, False),
+        Column("price", 1700, -1, False),
+    ),
+)
 
 
 def test_plan_projects_renames_and_parses() -> None:
@@ -48,8 +58,9 @@ def test_position_skips_exactly_what_was_published() -> None:
 
 
 def test_position_round_trip() -> None:
-    position = CdcPosition(lsn=2**33 + 5, index=3, complete=False, slot="s",
-                           tables={"a": TableProgress([1, "x"], 20, False)})
+    position = CdcPosition(
+        lsn=2**33 + 5, index=3, complete=False, slot="s", tables={"a": TableProgress([1, "x"], 20, False)}
+    )
     data = position.to_dict()
     assert data["lsn_text"] == "2/5"
     assert CdcPosition.from_dict(data) == position

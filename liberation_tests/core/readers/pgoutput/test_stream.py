@@ -33,8 +33,17 @@ def message(prefix: str, lsn: int, content: bytes = b"", transactional: bool = F
 
 
 def relation(relid: int = 1) -> bytes:
-    return (b"R" + struct.pack(">I", relid) + _s("public") + _s("t") + b"f" + struct.pack(">h", 1)
-            + b"\x01" + _s("id") + struct.pack(">Ii", 23, -1))
+    return (
+        b"R"
+        + struct.pack(">I", relid)
+        + _s("public")
+        + _s("t")
+        + b"f"
+        + struct.pack(">h", 1)
+        + b"\x01"
+        + _s("id")
+        + struct.pack(">Ii", 23, -1)
+    )
 
 
 def feed(stream: PgoutputStream, *payloads: bytes) -> list[object]:
