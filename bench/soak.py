@@ -95,6 +95,11 @@ def _metadata_value(entries: list[dict[str, Any]], label: str) -> float | None:
     return None
 
 
+def _publishing(path: list[str]) -> bool:
+    """A stream's publishing asset: the translator names it ``<stream>/<stream>_<leaf>``."""
+    return any(path[-1] == leaf or path[-1].endswith(f"_{leaf}") for leaf in PUBLISHING_LEAVES)
+
+
 def _is_continuous(entries: list[dict[str, Any]]) -> bool:
     return any(e.get("label") == "pattern" and e.get("text") == "continuous" for e in entries)
 
@@ -109,7 +114,7 @@ def sample(port: int, started: float, quiet: bool = False) -> Sample:
         status = (node.get("freshnessStatusInfo") or {}).get("freshnessStatus")
         if status and status != "NOT_APPLICABLE":
             dagster_freshness[name] = status
-        if node["assetKey"]["path"][-1] in PUBLISHING_LEAVES:
+        if _publishing(node["assetKey"]["path"]):
             publishing.append(node["assetKey"]["path"])
             materializations = node.get("assetMaterializations") or []
             if materializations:
@@ -282,6 +287,65 @@ def _plot(samples: list[Sample], streams: list[str], image: Path) -> None:
     figure.savefig(image, dpi=110)
 
 
+def replay(raw: Path, started: float, interval: float) -> list[Sample]:
+    """Re-judge a finished soak from the Dagster instance's event log ($DAGSTER_HOME, the stack's PostgreSQL).
+
+    The queue and run counts come from the raw samples; each sample's lag, continuous windows and ``data_fresh``
+    state are read again from the materializations and check evaluations recorded up to that sample's time, so
+    a soak whose sampler missed them (it once looked for the asset keys' old names) still gets its figures."""
+    import dagster as dg
+    from dagster._core.definitions.asset_checks.asset_check_spec import AssetCheckKey
+
+    from liberation_assets import stack
+    from liberation_assets.demo.instance import storage_environment
+
+    for name, value in storage_environment(stack.default_settings()).items():
+        os.environ.setdefault(name, value)
+    instance = dg.DagsterInstance.get()
+    samples = [Sample(**s) for s in json.loads(raw.read_text())]
+    names = sorted({k for s in samples for k in s.dagster_freshness if _publishing(k.split("/"))})
+    for name in names:
+        key = dg.AssetKey(name.split("/"))
+        found = instance.fetch_materializations(key, limit=10_000).records
+        materialized = sorted(
+            (r.timestamp, r.asset_materialization.metadata)
+            for r in found
+            if r.timestamp >= started and r.asset_materialization is not None
+        )
+        checks = []
+        for record in instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(key, "data_fresh"), limit=10_000
+        ):
+            evaluation = (
+                record.event.dagster_event.event_specific_data if record.event and record.event.dagster_event else None
+            )
+            if evaluation is None or record.event is None or record.event.timestamp < started:
+                continue
+            state = "PASS" if evaluation.passed else ("WARN" if evaluation.severity.value == "WARN" else "FAIL")
+            checks.append((record.event.timestamp, state))
+        checks.sort()
+        for s in samples:
+            at = started + s.t
+            before = [(t, m) for t, m in materialized if t <= at]
+            if before:
+                lag = before[-1][1].get("event_to_publish_lag_seconds")
+                if lag is not None:
+                    s.lag[name] = float(lag.value)
+                windows = {
+                    f"{t - started:.3f}": float(m["event_to_publish_lag_seconds"].value)
+                    for t, m in before
+                    if t > at - interval
+                    and getattr(m.get("pattern"), "value", None) == "continuous"
+                    and "event_to_publish_lag_seconds" in m
+                }
+                if windows:
+                    s.windows[name] = windows
+            states = [state for t, state in checks if t <= at]
+            if states:
+                s.data_fresh[name] = states[-1]
+    return samples
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=60)
@@ -304,8 +368,23 @@ def main(argv: list[str] | None = None) -> int:
         help="stop the demo's write load this many minutes into the soak",
     )
     parser.add_argument("--quiet-minutes", type=float, default=15, help="for this long (with --quiet-after)")
+    parser.add_argument(
+        "--replay",
+        type=Path,
+        metavar="SOAK_JSON",
+        help="re-judge a finished soak's raw samples from the Dagster instance's event log (with --started)",
+    )
+    parser.add_argument("--started", type=float, help="with --replay: the soak's first sample, seconds since the epoch")
     args = parser.parse_args(argv)
     command = "python -m bench.soak " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.replay is not None:
+        if args.started is None:
+            parser.error("--replay needs --started")
+        samples = replay(args.replay, args.started, args.interval)
+        image = args.out.parent / "img" / "soak.png"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        print(report(samples, command, args.minutes, args.out, image, args.warmup * 60))
+        return 0
     demo = None
     if not args.attach:
         demo = subprocess.Popen(
