@@ -30,29 +30,58 @@ REST_PORT = 18083
 HEAP = ["-Xms256m", "-Xmx512m"]
 
 
-def ensure_jars() -> Path:
-    """Resolve the connector's jars once (again when the pom changes); Skip naming the artifact if Maven can't."""
-    stamp = LIBS / ".pom.sha256"
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
+def resolve_jars(pom: Path, home: Path, artifact: str) -> Path:
+    """Resolve a connector's jars into ``home/libs`` once (again when the pom changes); Skip naming the artifact if
+    Maven can't.  Shared by the PostgreSQL and the MariaDB connector."""
+    libs = home / "libs"
+    stamp = libs / ".pom.sha256"
+    digest = hashlib.sha256(pom.read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest:
-        return LIBS
+        return libs
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise Skip("mvn not found: cannot resolve io.debezium:debezium-connector-postgres")
-    staging = HOME / "libs.partial"
+        raise Skip(f"mvn not found: cannot resolve {artifact}")
+    staging = home / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
     done = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
+        [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
         capture_output=True,
         text=True,
     )
     if done.returncode != 0:
         missing = [line for line in done.stdout.splitlines() if "Could not" in line or "not find" in line]
-        raise Skip(f"Maven could not resolve io.debezium:debezium-connector-postgres: {' '.join(missing)[:400]}")
+        raise Skip(f"Maven could not resolve {artifact}: {' '.join(missing)[:400]}")
     (staging / ".pom.sha256").write_text(digest)
-    shutil.rmtree(LIBS, ignore_errors=True)
-    staging.rename(LIBS)
-    return LIBS
+    shutil.rmtree(libs, ignore_errors=True)
+    staging.rename(libs)
+    return libs
+
+
+def ensure_jars() -> Path:
+    return resolve_jars(POM, HOME, "io.debezium:debezium-connector-postgres")
+
+
+def worker_properties(bootstrap: str, run_dir: Path) -> str:
+    """A standalone Connect worker's settings: JSON without schemas, file offsets, the producer tuned alike for
+    every connector we measure."""
+    return _properties(
+        {
+            "bootstrap.servers": bootstrap,
+            "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+            "key.converter.schemas.enable": "false",
+            "value.converter.schemas.enable": "false",
+            "offset.storage.file.filename": run_dir / "offsets.dat",
+            "offset.flush.interval.ms": 1000,
+            "listeners": f"http://127.0.0.1:{REST_PORT}",
+            "plugin.discovery": "only_scan",
+            "topic.creation.enable": "false",
+            "producer.acks": "all",
+            "producer.linger.ms": 5,
+            "producer.batch.size": 1_000_000,
+            "producer.compression.type": "lz4",
+        }
+    )
 
 
 def version() -> str:
@@ -128,6 +157,11 @@ def _connector(ctx: RunContext, name: str) -> dict[str, object]:
 class Connect:
     """One Kafka Connect standalone worker running both connectors of a run; restartable from its offsets."""
 
+    libs = LIBS
+    """The connector's jars, beside the stack's Kafka libs on the worker's classpath."""
+    connectors = ("orders.properties", "outbox.properties")
+    """The connector files ``prepare`` writes into the run's folder."""
+
     def __init__(self, ctx: RunContext):
         self.ctx = ctx
         self.dir = HOME / "runs" / ctx.prefix
@@ -143,26 +177,7 @@ class Connect:
         bootstrap = self.ctx.stack.kafka_bootstrap
         topics.create(bootstrap, table_topics(self.ctx), compacted=True)
         topics.create(bootstrap, [outbox_topic(self.ctx)])
-        (self.dir / "worker.properties").write_text(
-            _properties(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-                    "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-                    "key.converter.schemas.enable": "false",
-                    "value.converter.schemas.enable": "false",
-                    "offset.storage.file.filename": self.dir / "offsets.dat",
-                    "offset.flush.interval.ms": 1000,
-                    "listeners": f"http://127.0.0.1:{REST_PORT}",
-                    "plugin.discovery": "only_scan",
-                    "topic.creation.enable": "false",
-                    "producer.acks": "all",
-                    "producer.linger.ms": 5,
-                    "producer.batch.size": 1_000_000,
-                    "producer.compression.type": "lz4",
-                }
-            )
-        )
+        (self.dir / "worker.properties").write_text(worker_properties(bootstrap, self.dir))
         for name in ("orders", "outbox"):
             (self.dir / f"{name}.properties").write_text(_properties(_connector(self.ctx, name)))
         (self.dir / "log4j2.properties").write_text(
@@ -175,7 +190,7 @@ class Connect:
     def start(self) -> None:
         java = _find_java()
         assert java is not None
-        classpath = f"{LIBS}/*:{KAFKA_LIBS}/*"
+        classpath = f"{self.libs}/*:{KAFKA_LIBS}/*"
         out = (self.dir / "connect.out").open("ab")
         self.process = subprocess.Popen(
             [
@@ -186,8 +201,7 @@ class Connect:
                 classpath,
                 "org.apache.kafka.connect.cli.ConnectStandalone",
                 str(self.dir / "worker.properties"),
-                str(self.dir / "orders.properties"),
-                str(self.dir / "outbox.properties"),
+                *(str(self.dir / name) for name in self.connectors),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

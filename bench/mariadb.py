@@ -9,9 +9,6 @@ history and REST port), run only while nothing else is measured, like the Postgr
 
 from __future__ import annotations
 
-import hashlib
-import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from bench import topics
 from bench.ceilings import KAFKA_LIBS
 from bench.context import BENCH_DIR, WORK, RunContext, Skip
 from bench.dataset import DATABASE, ORDERS, UPDATE_BATCH
-from bench.debezium import HEAP, Connect, _properties
+from bench.debezium import Connect, _properties, resolve_jars, worker_properties
 from liberation_assets.stack import StackSettings
 from liberation_assets.stack.kafka import _find_java
 
@@ -99,28 +96,7 @@ def update_all(stack: StackSettings, rows: int, tag: int) -> float:
 
 
 def ensure_jars() -> Path:
-    """Resolve the connector's jars once (again when the pom changes); Skip naming the artifact if Maven can't."""
-    stamp = LIBS / ".pom.sha256"
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
-        return LIBS
-    mvn = shutil.which("mvn")
-    if mvn is None:
-        raise Skip(f"mvn not found: cannot resolve {ARTIFACT}")
-    staging = HOME / "libs.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    done = subprocess.run(
-        [mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies", f"-DoutputDirectory={staging}"],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        missing = [line for line in done.stdout.splitlines() if "Could not" in line or "not find" in line]
-        raise Skip(f"Maven could not resolve {ARTIFACT}: {' '.join(missing)[:400]}")
-    (staging / ".pom.sha256").write_text(digest)
-    shutil.rmtree(LIBS, ignore_errors=True)
-    staging.rename(LIBS)
-    return LIBS
+    return resolve_jars(POM, HOME, ARTIFACT)
 
 
 def version() -> str:
@@ -135,6 +111,9 @@ def orders_topic(ctx: RunContext) -> str:
 class MariaDbConnect(Connect):
     """A Kafka Connect standalone worker running Debezium's MariaDB connector on the orders table."""
 
+    libs = LIBS
+    connectors = ("orders.properties",)
+
     def __init__(self, ctx: RunContext):
         super().__init__(ctx)
         self.dir = HOME / "runs" / ctx.prefix
@@ -148,26 +127,7 @@ class MariaDbConnect(Connect):
         bootstrap = stack.kafka_bootstrap
         topics.create(bootstrap, [orders_topic(self.ctx)], compacted=True)
         topics.create(bootstrap, [f"dbz{self.ctx.prefix}m"])  # its schema-change topic
-        (self.dir / "worker.properties").write_text(
-            _properties(
-                {
-                    "bootstrap.servers": bootstrap,
-                    "key.converter": "org.apache.kafka.connect.json.JsonConverter",
-                    "value.converter": "org.apache.kafka.connect.json.JsonConverter",
-                    "key.converter.schemas.enable": "false",
-                    "value.converter.schemas.enable": "false",
-                    "offset.storage.file.filename": self.dir / "offsets.dat",
-                    "offset.flush.interval.ms": 1000,
-                    "listeners": f"http://127.0.0.1:{REST_PORT}",
-                    "plugin.discovery": "only_scan",
-                    "topic.creation.enable": "false",
-                    "producer.acks": "all",
-                    "producer.linger.ms": 5,
-                    "producer.batch.size": 1_000_000,
-                    "producer.compression.type": "lz4",
-                }
-            )
-        )
+        (self.dir / "worker.properties").write_text(worker_properties(bootstrap, self.dir))
         (self.dir / "orders.properties").write_text(
             _properties(
                 {
@@ -201,27 +161,6 @@ class MariaDbConnect(Connect):
             "appender.file.layout.type = PatternLayout\nappender.file.layout.pattern = %d %p %c{1} %m%n\n"
             "rootLogger.level = info\nrootLogger.appenderRef.file.ref = file\n"
         )
-
-    def start(self) -> None:
-        java = _find_java()
-        assert java is not None
-        out = (self.dir / "connect.out").open("ab")
-        self.process = subprocess.Popen(
-            [
-                java,
-                *HEAP,
-                f"-Dlog4j2.configurationFile={self.dir / 'log4j2.properties'}",
-                "-cp",
-                f"{LIBS}/*:{KAFKA_LIBS}/*",
-                "org.apache.kafka.connect.cli.ConnectStandalone",
-                str(self.dir / "worker.properties"),
-                str(self.dir / "orders.properties"),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=self.dir,
-        )
-        self.starts += 1
 
     def _wait_slots_released(self, timeout: float = 60) -> None:
         """No replication slots on MariaDB; the server drops a replica that reconnects with the same id."""
