@@ -170,20 +170,16 @@ def chromium() -> Iterator[Page]:
 @contextmanager
 def dagster_ui(env: dict[str, str], port: int) -> Iterator[str]:
     """``dg dev`` on the project; its children ignore SIGTERM, so the tree is killed by PID afterwards."""
-    from liberation_assets.demo.cli import dg_dev_command, dg_env
+    from liberation_assets.demo.cli import start_dg_dev, stop_tree
 
     log = open(Path(env["DAGSTER_HOME"]) / "dg-dev.log", "wb")
-    process = subprocess.Popen(dg_dev_command(port), cwd=REPO, env=dg_env(env), stdout=log, stderr=subprocess.STDOUT)
+    process = start_dg_dev(port, env, log)
     base = f"http://127.0.0.1:{port}"
     try:
         _wait(lambda: process.poll() is None and _loaded(base) or _exited(process), 240, "the Dagster UI")
         yield base
     finally:
-        for pid in reversed(_tree(process.pid)):
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+        stop_tree(process.pid)
         process.wait()
         log.close()
 
@@ -203,19 +199,6 @@ def _loaded(base: str) -> bool:
         return bool(entries) and all(e["loadStatus"] == "LOADED" for e in entries)
     except (OSError, KeyError, TypeError, ValueError):
         return False
-
-
-def _tree(pid: int) -> list[int]:
-    """The process and its descendants, parents first."""
-    pids = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children = (task / "children").read_text().split()
-        except OSError:
-            continue
-        for child in children:
-            pids.extend(_tree(int(child)))
-    return pids
 
 
 def _get_json(url: str) -> Any:

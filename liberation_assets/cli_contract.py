@@ -112,7 +112,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     elif args.format == "avro":
         _print_json(decision.schema.avro())
     elif args.format == "connect":
-        from liberation_assets.core.contract.formats import connect_schemas
+        from liberation_assets.core.contract.connect_json import connect_schemas
 
         _print_json(connect_schemas(decision.schema, spec.topic_for(name)))
     else:

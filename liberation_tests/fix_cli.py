@@ -1,25 +1,21 @@
-"""The fixture for a ``liberation`` command under test: started by the test, always ended at teardown."""
+"""A ``liberation`` command under test never outlives its test.
+
+Tests start their commands as ``CliProcess`` (``support.py``) or a subclass of it, directly or through a
+helper (``RelayProcess``, ``FollowProcess``); this fixture kills, at teardown, any such process the test
+started that is still running, so an assertion that fails before a test's own ``stop``/``kill`` leaks none.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
 
 import pytest
 
-from liberation_tests.support import CliProcess
+from liberation_tests.support import end_started_since, started_count
 
 
-@pytest.fixture
-def cli_process() -> Iterator[Callable[..., CliProcess]]:
-    """``cli_process(["follow", "shop"], spec_file=path)``: a running ``CliProcess``, killed at teardown if alive."""
-    started: list[CliProcess] = []
-
-    def start(args: list[str], **options: Any) -> CliProcess:
-        process = CliProcess(args, **options)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.kill()
+@pytest.fixture(autouse=True)
+def cli_processes_end_with_their_test() -> Iterator[None]:
+    before = started_count()
+    yield
+    end_started_since(before)

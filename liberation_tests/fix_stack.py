@@ -12,13 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import psycopg
-import pymysql
 import pytest
 import sqlalchemy as sa
 
 from liberation_assets.core.readers.pg_types import SESSION_OPTIONS
 from liberation_assets.core.spec import Spec
 from liberation_assets.stack import StackSettings, ensure_stack
+from liberation_tests.support import mysql_admin, pg_admin
+from liberation_tests.support import spec_to_yaml as spec_to_yaml  # re-exported: tests import it from here
 
 
 @pytest.fixture(scope="session")
@@ -31,25 +32,14 @@ def _unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def _pg_admin(stack: StackSettings) -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname="liberation",
-        autocommit=True,
-    )
-
-
 @pytest.fixture
 def pg_database(stack: StackSettings) -> Iterator[str]:
     """A fresh PostgreSQL database, dropped afterwards with its replication slots."""
     name = _unique("t")
-    with _pg_admin(stack) as admin:
+    with pg_admin(stack) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield name
-    with _pg_admin(stack) as admin:
+    with pg_admin(stack) as admin:
         for (slot,) in admin.execute(
             "SELECT slot_name FROM pg_replication_slots WHERE database = %s", (name,)
         ).fetchall():
@@ -76,13 +66,7 @@ def pg_engine(stack: StackSettings, pg_database: str) -> Iterator[sa.Engine]:
 def mysql_database(stack: StackSettings) -> Iterator[str]:
     """A fresh MariaDB database, dropped afterwards."""
     name = _unique("t")
-    connection = pymysql.connect(
-        host=stack.mysql_host,
-        port=stack.mysql_port,
-        user=stack.mysql_user,
-        password=stack.mysql_password,
-        autocommit=True,
-    )
+    connection = mysql_admin(stack)
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     yield name
@@ -143,21 +127,3 @@ def make_spec(stack: StackSettings, request: pytest.FixtureRequest):
         )
 
     return build
-
-
-def spec_to_yaml(spec: Spec) -> str:
-    """A spec as a YAML file, for tests that run the CLI in a subprocess."""
-    from datetime import timedelta
-
-    import yaml
-
-    def plain(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        if isinstance(value, timedelta):
-            return value.total_seconds()
-        return value
-
-    return yaml.safe_dump(plain(spec.model_dump(mode="python", by_alias=True)), sort_keys=False)

@@ -1,22 +1,33 @@
-"""Helpers every test shares: ``wait_until`` and ``CliProcess`` (a ``liberation`` command under test).
+"""Helpers every test shares: ``wait_until``, ``CliProcess`` (a ``liberation`` command under test), the spec
+as a file for a subprocess (``write_spec``), and the stack's administrator connections (``pg_admin``, ``mysql_admin``).
 
 ``liberation follow`` prints one JSON status object per line on stdout (``{"event": "started", ...}``,
 ``core/engine/coordinator.py``); ``CliProcess.wait_for_status`` reads those instead of matching prose.
+A test starts a ``CliProcess`` (or a subclass) directly; the autouse fixture in ``fix_cli.py`` kills any
+that is still running when the test ends, so none outlives its test even when an assertion fails first.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
+import psycopg
+import pymysql
+import yaml
+
+from liberation_assets.core.spec import Spec
+from liberation_assets.stack import StackSettings
 
 T = TypeVar("T")
 POLL_SECONDS = 0.25
@@ -76,6 +87,7 @@ class CliProcess:
         ]
         for reader in self._readers:
             reader.start()
+        _started.append(self)
 
     def _read(self, stream: Any, into: list[str]) -> None:
         for raw in stream:
@@ -172,3 +184,70 @@ class CliProcess:
         if self._log is not None and not self._log.closed:
             with self._lock:
                 self._log.close()
+
+
+_started: list[CliProcess] = []
+"""Every ``CliProcess`` started and not yet ended by ``end_started_since``."""
+
+
+def started_count() -> int:
+    return len(_started)
+
+
+def end_started_since(count: int) -> None:
+    """Kill every ``CliProcess`` started after ``started_count()`` was ``count`` that is still running."""
+    while len(_started) > count:
+        _started.pop().kill()
+
+
+def free_port() -> int:
+    """A local port that was free a moment ago: for a server a test starts, or one nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def spec_to_yaml(spec: Spec) -> str:
+    """A spec as a YAML file, for tests that run the CLI in a subprocess."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        return value
+
+    return yaml.safe_dump(plain(spec.model_dump(mode="python", by_alias=True)), sort_keys=False)
+
+
+def write_spec(spec: Spec, folder: Path, name: str = "liberation.yaml") -> Path:
+    """The spec as the file ``folder/name``, for a CLI subprocess (``CliProcess(..., spec_file=...)``) or Dagster."""
+    path = folder / name
+    path.write_text(spec_to_yaml(spec))
+    return path
+
+
+def pg_admin(stack: StackSettings, database: str = "liberation") -> psycopg.Connection[Any]:
+    """The stack's PostgreSQL superuser on ``database``, autocommit: to create and drop databases, roles, slots."""
+    return psycopg.connect(
+        host=stack.pg_host,
+        port=stack.pg_port,
+        user=stack.pg_user,
+        password=stack.pg_password,
+        dbname=database,
+        autocommit=True,
+    )
+
+
+def mysql_admin(stack: StackSettings, database: str | None = None) -> pymysql.connections.Connection[Any]:
+    """The stack's MariaDB root, on ``database`` if given, autocommit: to create and drop databases and tables."""
+    return pymysql.connect(
+        host=stack.mysql_host,
+        port=stack.mysql_port,
+        user=stack.mysql_user,
+        password=stack.mysql_password,
+        database=database,
+        autocommit=True,
+    )

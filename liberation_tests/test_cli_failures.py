@@ -7,27 +7,23 @@ broker case uses a port nothing listens on with ``kafka.connect_timeout: 1s``.
 from __future__ import annotations
 
 import inspect
-import socket
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psycopg
-import pymysql
 import pytest
 
 from liberation_assets.cli import main
 from liberation_assets.core.connect import cached_engine
 from liberation_assets.stack import StackSettings
+from liberation_tests.support import free_port, mysql_admin, pg_admin, write_spec
 
 pytestmark = pytest.mark.integration
 
 
 def closed_port() -> int:
     """A port that was free a moment ago: connecting to it is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_port()
 
 
 def distinctive_password() -> str:
@@ -47,14 +43,7 @@ class Fixture:
 
 def create_pg_role(stack: StackSettings, database: str, role: str, password: str) -> None:
     """A login role owning the test's tables; its password is sent hashed, so no server log can hold it."""
-    with psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname=database,
-        autocommit=True,
-    ) as admin:
+    with pg_admin(stack, database) as admin:
         verifier = admin.pgconn.encrypt_password(password.encode(), role.encode(), b"scram-sha-256").decode()
         admin.execute(f"CREATE ROLE \"{role}\" LOGIN REPLICATION PASSWORD '{verifier}'")
         admin.execute("CREATE TABLE t (id int PRIMARY KEY, name text, updated_at timestamptz NOT NULL DEFAULT now())")
@@ -66,24 +55,10 @@ def create_pg_role(stack: StackSettings, database: str, role: str, password: str
 
 
 def drop_pg_role(stack: StackSettings, database: str, role: str) -> None:
-    with psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname=database,
-        autocommit=True,
-    ) as admin:
+    with pg_admin(stack, database) as admin:
         admin.execute(f'REASSIGN OWNED BY "{role}" TO "{stack.pg_user}"')
         admin.execute(f'DROP OWNED BY "{role}"')
-    with psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname="liberation",
-        autocommit=True,
-    ) as admin:
+    with pg_admin(stack) as admin:
         admin.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
@@ -125,7 +100,7 @@ outboxes:
 """
 
 
-def write_spec(tmp_path, stack: StackSettings, *, role: str, pg_db: str, my_db: str) -> str:
+def write_template_spec(tmp_path, stack: StackSettings, *, role: str, pg_db: str, my_db: str) -> str:
     path = tmp_path / "liberation.yaml"
     path.write_text(
         SPEC.format(
@@ -146,14 +121,7 @@ def write_spec(tmp_path, stack: StackSettings, *, role: str, pg_db: str, my_db: 
 def operr(stack, pg_database, mysql_database, tmp_path, monkeypatch) -> Iterator[Fixture]:
     role, password = f"op_{uuid.uuid4().hex[:8]}", distinctive_password()
     create_pg_role(stack, pg_database, role, password)
-    connection = pymysql.connect(
-        host=stack.mysql_host,
-        port=stack.mysql_port,
-        user=stack.mysql_user,
-        password=stack.mysql_password,
-        database=mysql_database,
-        autocommit=True,
-    )
+    connection = mysql_admin(stack, mysql_database)
     with connection.cursor() as cursor:
         cursor.execute("CREATE TABLE m (id INT PRIMARY KEY, updated_at DATETIME(6) NOT NULL DEFAULT NOW(6))")
     connection.close()
@@ -161,7 +129,7 @@ def operr(stack, pg_database, mysql_database, tmp_path, monkeypatch) -> Iterator
     monkeypatch.setenv("T_MY_PASSWORD", stack.mysql_password)
     cached_engine.cache_clear()
     yield Fixture(
-        write_spec(tmp_path, stack, role=role, pg_db=pg_database, my_db=mysql_database),
+        write_template_spec(tmp_path, stack, role=role, pg_db=pg_database, my_db=mysql_database),
         role,
         password,
         pg_database,
@@ -353,15 +321,12 @@ def test_outbox_follow_ends_on_sigterm_with_its_summary(make_spec, pg_engine, pg
 
     from liberation_assets.core.outbox import create_outbox_table
     from liberation_tests.core.outbox.support import RelayProcess, outbox_spec
-    from liberation_tests.fix_stack import spec_to_yaml
 
     if not _follow_gives_up():
         pytest.skip("the outbox relay's SIGTERM handling comes with the runners' retry loop (branch one-runner)")
     spec = outbox_spec(make_spec, pg=pg_database)
     create_outbox_table(pg_engine, spec.outboxes["ob"])
-    spec_file = tmp_path / "liberation.yaml"
-    spec_file.write_text(spec_to_yaml(spec))
-    relay = RelayProcess(spec_file)
+    relay = RelayProcess(write_spec(spec, tmp_path))
     relay.wait_relaying()
     code = relay.stop(timeout=60)
     assert code == 0, relay.tail()
@@ -384,14 +349,7 @@ def test_online_check_names_each_missing_right_and_its_grant(operr: Fixture, cap
     """A role that may log in but owns nothing, reads nothing and may not replicate."""
     weak, password = f"weak_{uuid.uuid4().hex[:8]}", distinctive_password()
     stack = operr.stack
-    with psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname=operr.pg_database,
-        autocommit=True,
-    ) as admin:
+    with pg_admin(stack, operr.pg_database) as admin:
         verifier = admin.pgconn.encrypt_password(password.encode(), weak.encode(), b"scram-sha-256").decode()
         admin.execute(f"CREATE ROLE \"{weak}\" LOGIN PASSWORD '{verifier}'")
         admin.execute("CREATE TABLE outbox_probe (id int)")  # nothing else: the weak role sees t but may not read it
@@ -410,12 +368,5 @@ def test_online_check_names_each_missing_right_and_its_grant(operr: Fixture, cap
         assert 'ALTER TABLE "public"."t" REPLICA IDENTITY FULL' in err
         assert password not in err
     finally:
-        with psycopg.connect(
-            host=stack.pg_host,
-            port=stack.pg_port,
-            user=stack.pg_user,
-            password=stack.pg_password,
-            dbname="liberation",
-            autocommit=True,
-        ) as admin:
+        with pg_admin(stack) as admin:
             admin.execute(f'DROP ROLE IF EXISTS "{weak}"')

@@ -4,52 +4,35 @@ The spec is YAML validated by pydantic.  Every error names the file, the line
 and the field, because the people who write it are not the people who wrote
 this code.  Secrets stay as ``${ENV_VAR}`` references and are resolved only when
 a connection is made, so they are never stored, printed or shown in the UI.
+This module holds the models; reading the YAML is ``core/spec_yaml.py``, the
+``${VAR}`` references and secret-safe URLs ``core/spec_env.py``.
 """
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import URL, make_url
 
-from liberation_assets.core.errors import SpecError
-from liberation_assets.core.spec_env import (  # re-exported: the spec's public helpers
-    SECRET_QUERY_KEYS as SECRET_QUERY_KEYS,
-)
-from liberation_assets.core.spec_env import (
-    literal_url_secret as literal_url_secret,
-)
-from liberation_assets.core.spec_env import (
-    placeholder_url as placeholder_url,
-)
-from liberation_assets.core.spec_env import (
-    render_safe_url as render_safe_url,
-)
-from liberation_assets.core.spec_env import (
-    resolve_env as resolve_env,
-)
-from liberation_assets.core.spec_env import (
-    resolve_url as resolve_url,
-)
-from liberation_assets.core.spec_env import (
-    safe_url_of as safe_url_of,
-)
+# re-exported: the spec's public helpers (core/spec_env.py)
+from liberation_assets.core.spec_env import SECRET_QUERY_KEYS as SECRET_QUERY_KEYS
+from liberation_assets.core.spec_env import literal_url_secret as literal_url_secret
+from liberation_assets.core.spec_env import placeholder_url as placeholder_url
+from liberation_assets.core.spec_env import render_safe_url as render_safe_url
+from liberation_assets.core.spec_env import resolve_env as resolve_env
+from liberation_assets.core.spec_env import resolve_url as resolve_url
+from liberation_assets.core.spec_env import safe_url_of as safe_url_of
+from liberation_assets.core.spec_yaml import read_spec_text, validate_yaml
 
 DEFAULT_SPEC_FILE = "liberation.yaml"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 SUPPORTED_DIALECTS = ("postgresql", "mysql", "mariadb", "sqlite")
-MAX_SPEC_BYTES = 64 * 1024 * 1024
-"""A spec larger than this is refused before parsing (60,000 streams take about 5 MB)."""
-MAX_ALIAS_EXPANSION = 100_000
-"""YAML aliases may add at most this many nodes beyond the document's own: an alias bomb is refused, not expanded."""
 
 
 def _parse_duration(value: Any) -> timedelta:
@@ -403,173 +386,9 @@ def default_spec_path() -> Path:
 def load_spec(path: str | Path | None = None) -> Spec:
     """Read and validate a spec file; raise SpecError naming file, line and field."""
     spec_path = Path(path) if path is not None else default_spec_path()
-    try:
-        if spec_path.is_dir():
-            raise SpecError(f"{spec_path}: is a directory, not a spec file (pass the YAML file with --spec)")
-        size = spec_path.stat().st_size
-        if size > MAX_SPEC_BYTES:
-            raise SpecError(f"{spec_path}: {size} bytes, larger than the {MAX_SPEC_BYTES} bytes a spec may have")
-        raw = spec_path.read_bytes()
-    except FileNotFoundError:
-        raise SpecError(f"{spec_path}: spec file not found (set LIBERATION_SPEC or pass --spec)") from None
-    except OSError as exc:
-        raise SpecError(f"{spec_path}: cannot read the spec file: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise SpecError(
-            f"{spec_path}:{line}: not UTF-8 text (byte {raw[exc.start]:#04x} at offset {exc.start}); save the spec as UTF-8"
-        ) from None
-    return parse_spec(text, source_name=str(spec_path))
-
-
-class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """SafeLoader (libyaml's C parser when present: 10x faster) that refuses duplicate mapping keys (PyYAML keeps the last)."""
-
-    _resolved: dict[tuple[Any, str, Any], str] = {}
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        """The implicit tag of a scalar, memoized: specs repeat the same few values (source names, key columns)."""
-        if kind is not yaml.ScalarNode or not isinstance(value, str) or len(value) > 64:
-            return super().resolve(kind, value, implicit)
-        key = (kind, value, implicit)
-        tag = self._resolved.get(key)
-        if tag is None:
-            tag = self._resolved[key] = super().resolve(kind, value, implicit)
-            if len(self._resolved) > 100_000:
-                self._resolved.clear()
-        return tag
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:  # type: ignore[override]
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue  # `<<: *base` merges; its keys may be overridden on purpose
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
-            try:
-                first = seen.get(key)
-            except TypeError:
-                continue  # unhashable key: SafeLoader reports it
-            if first is not None:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"duplicate key {key!r} (first at line {first}, again at line {key_node.start_mark.line + 1})",
-                    key_node.start_mark,
-                )
-            seen[key] = key_node.start_mark.line + 1
-        return super().construct_mapping(node, deep=deep)  # type: ignore[no-untyped-call,no-any-return]
-
-
-def _check_alias_expansion(root: yaml.Node, source_name: str) -> None:
-    """Refuse documents whose aliases expand far beyond their own nodes (a "billion laughs" bomb)."""
-    expanded: dict[int, int] = {}
-    distinct = 0
-    # Iterative post-order walk; each distinct node is sized once, an alias reuses its target's size.
-    visiting: set[int] = set()
-    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
-    while stack:
-        node, children_done = stack.pop()
-        if id(node) in expanded:
-            continue
-        children = (
-            [n for pair in node.value for n in pair]
-            if isinstance(node, yaml.MappingNode)
-            else (list(node.value) if isinstance(node, yaml.SequenceNode) else [])
-        )
-        if not children_done:
-            if id(node) in visiting:
-                raise SpecError(
-                    f"{source_name}:{node.start_mark.line + 1}: a YAML alias refers to its own anchor (a cycle)"
-                )
-            visiting.add(id(node))
-            stack.append((node, True))
-            stack.extend((child, False) for child in children if id(child) not in expanded)
-            continue
-        distinct += 1
-        visiting.discard(id(node))
-        expanded[id(node)] = 1 + sum(expanded.get(id(child), 1) for child in children)
-        if expanded[id(node)] > distinct + MAX_ALIAS_EXPANSION:
-            raise SpecError(
-                f"{source_name}:{node.start_mark.line + 1}: YAML aliases expand past {MAX_ALIAS_EXPANSION} "
-                "extra nodes; write the repeated parts out or use fewer aliases"
-            )
+    return parse_spec(read_spec_text(spec_path), source_name=str(spec_path))
 
 
 def parse_spec(text: str, *, source_name: str = DEFAULT_SPEC_FILE) -> Spec:
-    """Parse and validate spec text; the garbage collector is paused meanwhile.
-
-    Composing a large spec creates millions of short-lived-looking objects that all survive:
-    with the collector on, its repeated full passes make 60,000 streams take minutes, not seconds.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return _parse_spec(text, source_name)
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-def _parse_spec(text: str, source_name: str) -> Spec:
-    if len(text) > MAX_SPEC_BYTES:
-        raise SpecError(f"{source_name}: larger than the {MAX_SPEC_BYTES} bytes a spec may have")
-    loader = _SpecLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is not None and "&" in text:  # no anchor, no alias: skip the walk
-            _check_alias_expansion(root, source_name)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        raise SpecError(f"{source_name}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    finally:
-        loader.dispose()
-    if not isinstance(data, dict):
-        raise SpecError(f"{source_name}:1: the spec must be a mapping with sources, streams and kafka")
-    try:
-        return Spec.model_validate(data)
-    except ValidationError as exc:
-        raise SpecError(_describe(exc, _line_index(root), source_name)) from None
-
-
-def _line_index(node: yaml.Node | None, path: tuple[Any, ...] = ()) -> dict[tuple[Any, ...], int]:
-    """Map each key path in the YAML document to its 1-based line."""
-    index: dict[tuple[Any, ...], int] = {}
-    if node is None:
-        return index
-    index[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            child = path + (key_node.value,)
-            index.update(_line_index(value_node, child))
-            index[child] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for position, item in enumerate(node.value):
-            index.update(_line_index(item, path + (position,)))
-    return index
-
-
-def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], source_name: str) -> str:
-    messages = []
-    for error in exc.errors():
-        loc = tuple(part for part in error["loc"] if not (isinstance(part, str) and part.startswith("function-")))
-        loc = tuple("schema" if part == "db_schema" else part for part in loc)
-        text = error["msg"].removeprefix("Value error, ")
-        if not loc and (named := re.match(r"^([\w.]+): ", text)):
-            # Cross-field checks name their own path; point the line at it.
-            loc = tuple(named.group(1).split("."))
-            text = text[named.end() :]
-        kind = error["type"]
-        if kind == "extra_forbidden":
-            text = "unknown field"
-        elif kind == "missing":
-            text = "missing required field"
-        field = ".".join(str(part) for part in loc) or "(top level)"
-        line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-        messages.append(f"{source_name}:{line}: {field}: {text}")
-    if len(messages) == 1:
-        return f"invalid spec: {messages[0]}"
-    return "invalid spec:\n  " + "\n  ".join(messages)
+    """Parse and validate spec text (``core/spec_yaml.py``); raise SpecError naming file, line and field."""
+    return validate_yaml(text, Spec, source_name)

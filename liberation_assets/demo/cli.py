@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
@@ -222,7 +223,7 @@ def run_demo(args: argparse.Namespace) -> int:
     gentle = _write_loads(spec, pause=0.5)
     for load in gentle:
         load.start()
-    process = subprocess.Popen(dg_dev_command(args.port), cwd=REPO, env=dg_env())
+    process = start_dg_dev(args.port)
     try:
         return process.wait()
     except KeyboardInterrupt:
@@ -242,6 +243,12 @@ def dg_dev_command(port: int) -> list[str]:
 def dg_env(env: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for ``dg``: quiet about dagster-dg-cli 1.13.27 beside dagster 1.13.28 (see pyproject's ``dg`` extra)."""
     return {**(os.environ if env is None else env), "PYTHONWARNINGS": "ignore:Found version mismatch"}
+
+
+def start_dg_dev(port: int, env: dict[str, str] | None = None, log: BinaryIO | None = None) -> subprocess.Popen[bytes]:
+    """``dg dev`` on this project, its output into ``log`` if given; end it with ``stop_tree`` (the demo, the screenshots)."""
+    stderr = None if log is None else subprocess.STDOUT
+    return subprocess.Popen(dg_dev_command(port), cwd=REPO, env=dg_env(env), stdout=log, stderr=stderr)
 
 
 def process_tree(pid: int) -> list[int]:

@@ -11,9 +11,7 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -23,6 +21,7 @@ import pytest
 
 from liberation_assets.stack import StackSettings
 from liberation_assets.stack.kafka import _find_java
+from liberation_tests.support import free_port, wait_until
 
 POM = Path(__file__).with_name("pom.xml")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "liberation" / "connect"
@@ -53,12 +52,6 @@ def ensure_jars() -> Path:
     except OSError:  # another run finished first
         shutil.rmtree(staging, ignore_errors=True)
     return libs
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _properties(values: dict[str, Any]) -> str:
@@ -163,12 +156,9 @@ class ConnectWorker:
 
     def wait_until(self, condition: Any, *, timeout: float, what: str) -> Any:
         """Poll ``condition`` (returning a truthy value when done) while watching the worker."""
-        deadline = time.monotonic() + timeout
-        last: Any = None
-        while time.monotonic() < deadline:
+
+        def checked() -> Any:
             self.check()
-            last = condition()
-            if last:
-                return last
-            time.sleep(2)
-        raise AssertionError(f"timed out waiting for {what}; connect log tail:\n{self.log_tail()}")
+            return condition()
+
+        return wait_until(checked, timeout, lambda: f"{what}; connect log tail:\n{self.log_tail()}", every=2)

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -17,6 +16,7 @@ from liberation_assets.core.verify.compare import topic_state
 from liberation_assets.stack import StackSettings
 from liberation_tests.consumers import mixed_types
 from liberation_tests.consumers.connect_support import ConnectWorker
+from liberation_tests.support import pg_admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -36,24 +36,10 @@ SINK_SETTINGS = {
 def sink_database(stack: StackSettings) -> Iterator[str]:
     """A fresh, empty PostgreSQL database for the sink."""
     name = f"sink_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname="liberation",
-        autocommit=True,
-    ) as admin:
+    with pg_admin(stack) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     yield name
-    with psycopg.connect(
-        host=stack.pg_host,
-        port=stack.pg_port,
-        user=stack.pg_user,
-        password=stack.pg_password,
-        dbname="liberation",
-        autocommit=True,
-    ) as admin:
+    with pg_admin(stack) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

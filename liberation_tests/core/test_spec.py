@@ -7,7 +7,8 @@ from datetime import timedelta
 import pytest
 
 from liberation_assets.core.errors import SpecError
-from liberation_assets.core.spec import load_spec, parse_spec, resolve_env
+from liberation_assets.core.spec import load_spec, parse_spec
+from liberation_assets.core.spec_env import resolve_env
 
 VALID = """\
 kafka:

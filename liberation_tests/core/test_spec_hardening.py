@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from liberation_assets.core import spec as spec_module
+from liberation_assets.core import spec_yaml
 from liberation_assets.core.errors import SpecError
-from liberation_assets.core.spec import KafkaSpec, load_spec, parse_spec, resolve_env, resolve_url
+from liberation_assets.core.spec import KafkaSpec, load_spec, parse_spec
+from liberation_assets.core.spec_env import resolve_env, resolve_url
 
 HEAD = "sources:\n  shop:\n    url: postgresql+psycopg://app:${SHOP_PW:-x}@127.0.0.1:${SHOP_PORT:-5432}/shop\n"
 
@@ -50,7 +51,7 @@ def test_a_few_aliases_still_work() -> None:
 
 
 def test_an_oversized_file_is_refused(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(spec_module, "MAX_SPEC_BYTES", 100)
+    monkeypatch.setattr(spec_yaml, "MAX_SPEC_BYTES", 100)
     path = tmp_path / "spec.yaml"
     path.write_text(HEAD + "streams: {}\n" + "#" * 200 + "\n")
     assert "larger than the 100 bytes" in _one_line_error(path)

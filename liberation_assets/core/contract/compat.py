@@ -18,7 +18,7 @@ sink built its column from it.
 
 from __future__ import annotations
 
-from liberation_assets.core.contract.formats import connect_field_type
+from liberation_assets.core.contract.connect_json import connect_field_type
 from liberation_assets.core.contract.schema import FieldSchema, StreamSchema
 
 _PROMOTIONS = {("int", "float")}

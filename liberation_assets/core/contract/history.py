@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from confluent_kafka import KafkaException, Producer
 
-from liberation_assets.core.contract.formats import connect_schemas
+from liberation_assets.core.contract.connect_json import connect_schemas
 from liberation_assets.core.contract.schema import StreamSchema
 from liberation_assets.core.contract.serialize import now_ms
 from liberation_assets.core.drivers import kafka_logger

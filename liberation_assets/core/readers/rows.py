@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from liberation_assets.core.events import DELETE, ChangeEvent
 from liberation_assets.core.readers.mysql_types import RowConverter
-from liberation_assets.core.readers.pg_types import Unconvertible
+from liberation_assets.core.readers.pg_sql_types import Unconvertible
 from liberation_assets.core.readers.table import CURSOR_LABEL, DELETED_LABEL, KEY_LABEL, ProjectedTable
 from liberation_assets.core.timestamps import normalize_row, now_ms, to_epoch_ms
 

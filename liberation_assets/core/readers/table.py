@@ -13,7 +13,9 @@ from sqlalchemy.engine import Engine
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.readers import pg_types
 from liberation_assets.core.readers.mysql_types import SourceType, raw_column, source_types
-from liberation_assets.core.readers.pg_types import Converter, PgType, PublishedText
+from liberation_assets.core.readers.pg_catalog import PgType, column_types
+from liberation_assets.core.readers.pg_sql_types import PublishedText
+from liberation_assets.core.readers.pg_types import Converter
 from liberation_assets.core.spec import StreamSpec
 
 CURSOR_LABEL = "__liberation_cursor"
@@ -149,7 +151,7 @@ def reflect_stream_table(
         if not isinstance(zone, ZoneInfo):
             zone = ZoneInfo(zone or stream.timezone or "UTC")
         with engine.connect() as connection:
-            types = pg_types.column_types(connection, stream.db_schema, stream.table)
+            types = column_types(connection, stream.db_schema, stream.table)
         converters = {col: pg_types.guarded(pg_types.converter(t, zone)) for col, t in types.items() if not t.native}
     return ProjectedTable(
         table=table,
@@ -177,7 +179,7 @@ def reflect_table(engine: Engine, name: str, schema: str | None) -> sa.Table:
     """The reflected table, with MySQL column names as the server spells them.
 
     Types SQLAlchemy does not know (PostgreSQL xid, pg_lsn, extension types; MariaDB INET6, UUID, GEOMETRY) are
-    read from the catalog by ``pg_types`` and ``mysql_types``: its warning about them is noise.
+    read from the catalog by ``pg_catalog`` and ``mysql_types``: its warning about them is noise.
     """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)

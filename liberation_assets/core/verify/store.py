@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from liberation_assets.core.errors import SpecError
 from liberation_assets.core.paths import stack_dir
-from liberation_assets.core.spec import resolve_env
+from liberation_assets.core.spec_env import resolve_env
 from liberation_assets.core.verify.compare import canonical, document_hash
 
 REPLICA_URL_ENV = "LIBERATION_REPLICA_URL"

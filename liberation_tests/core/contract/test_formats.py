@@ -9,16 +9,9 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from liberation_assets.core.contract.formats import (
-    ConnectJsonFormat,
-    DebeziumFormat,
-    FlatFormat,
-    canonical_key,
-    connect_schemas,
-    decode_key,
-    decode_value,
-    value_format,
-)
+from liberation_assets.core.contract.connect_json import ConnectJsonFormat, connect_schemas
+from liberation_assets.core.contract.debezium_format import DebeziumFormat
+from liberation_assets.core.contract.formats import FlatFormat, canonical_key, decode_key, decode_value, value_format
 from liberation_assets.core.contract.schema import FieldSchema, StreamSchema
 from liberation_assets.core.errors import SerializationError
 from liberation_assets.core.events import ChangeEvent

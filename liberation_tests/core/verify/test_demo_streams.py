@@ -20,7 +20,7 @@ from liberation_assets.core.spec import Spec, load_spec
 from liberation_assets.core.verify.run import Verification, verify
 from liberation_assets.demo.cli import seed_spec_sources
 from liberation_assets.demo.generator import CONTRACT_BREAKERS, WriteLoad
-from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import write_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 REPO = Path(__file__).resolve().parents[3]
@@ -119,7 +119,6 @@ def test_every_demo_stream_verifies_after_the_demo_load(make_spec, pg_database, 
     assert all(r.comparison.source_rows > 0 for r in results.values())
     assert {p for s in spec.streams.values() for p in s.patterns} >= {"snapshot", "query", "cdc"}
 
-    spec_file = tmp_path / "liberation.yaml"
-    spec_file.write_text(spec_to_yaml(spec))
+    spec_file = write_spec(spec, tmp_path)
     for name in spec.streams:
         assert main(["--spec", str(spec_file), "verify", name, "--replica", replicas]) == 0, name

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from liberation_assets.cli import main
 from liberation_assets.core.engine.query_pattern import QueryPattern
 from liberation_assets.core.verify.run import verify
-from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -34,8 +34,7 @@ def polled(make_spec, pg_database, pg_engine, tmp_path, monkeypatch):
     spec = make_spec(pg=pg_database, streams={name: {"source": "pg", "table": "items", "key": ["id"]}})
     _poll(spec, name, snapshot=True)
     _poll(spec, name)
-    path = tmp_path / "spec.yaml"
-    path.write_text(spec_to_yaml(spec))
+    path = write_spec(spec, tmp_path, "spec.yaml")
     return spec, name, str(path)
 
 

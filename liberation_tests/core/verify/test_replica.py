@@ -13,7 +13,7 @@ from liberation_assets.cli import main
 from liberation_assets.core.engine.query_pattern import QueryPattern
 from liberation_assets.core.verify.run import verify
 from liberation_assets.core.verify.store import replica_table_name
-from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import write_spec
 
 pytestmark = pytest.mark.integration
 ROWS = 3000
@@ -92,8 +92,7 @@ def test_a_corrupted_replica_row_fails_and_names_the_key(items, tmp_path, capsys
     result = verify(spec, pattern.name, replica=f"sqlite:///{path}").comparison
     assert not result.matches and result.different == [b'{"id":42}'] and not result.missing and not result.extra
 
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(spec_to_yaml(spec))
+    spec_file = write_spec(spec, tmp_path, "spec.yaml")
     code = main(["--spec", str(spec_file), "verify", pattern.name, "--replica", f"sqlite:///{path}"])
     out = capsys.readouterr().out
     assert code == 1 and '{"id":42}' in out and "1 different" in out

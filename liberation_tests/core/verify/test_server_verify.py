@@ -21,7 +21,7 @@ from liberation_assets.cli import main
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.verify.run import verify
 from liberation_assets.core.verify.store import replica_table_name
-from liberation_tests.fix_stack import spec_to_yaml
+from liberation_tests.support import write_spec
 
 pytestmark = pytest.mark.integration
 ZONE = "Asia/Seoul"
@@ -153,8 +153,7 @@ def test_postgresql_old_forms_are_reported_and_new_forms_pass(pg_truth, tmp_path
     nan = next(d for d in comparison.details if d.column == "f")
     assert nan.source == "NaN" and nan.published is None
 
-    spec_file = tmp_path / "spec.yaml"
-    spec_file.write_text(spec_to_yaml(spec))
+    spec_file = write_spec(spec, tmp_path, "spec.yaml")
     code = main(["--spec", str(spec_file), "verify", "truth", "--replica", url])
     out = capsys.readouterr().out
     assert code == 1 and 'key {"id":2} column ttz' in out and "'10:30:00+02'" in out

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from liberation_assets.core.errors import SchemaIncompatible, UnconvertibleValue
 from liberation_assets.core.readers import pg_types
-from liberation_assets.core.readers.pg_types import PgType
+from liberation_assets.core.readers.pg_catalog import BUILTIN_ARRAYS, PgType
 from liberation_assets.core.readers.pgoutput.messages import UNCHANGED, Relation, TupleData
 
 Parser = Callable[[str], Any] | None
@@ -80,7 +80,7 @@ class RowPlan:
         return _convert(self.key, values, problems)
 
     def key_text(self, values: TupleData) -> tuple[Any, ...]:
-        """The key's source text, to find the row again with a cast (``pg_types.SqlTypeName``)."""
+        """The key's source text, to find the row again with a cast (``pg_sql_types.SqlTypeName``)."""
         return tuple(values[index] for index, _, _ in self.key)
 
 
@@ -103,7 +103,7 @@ def _convert(
 
 def builtin_type(oid: int) -> PgType:
     """A type OID as it is, for plans built without the catalog (arrays of built-in types are known)."""
-    element = pg_types.BUILTIN_ARRAYS.get(oid)
+    element = BUILTIN_ARRAYS.get(oid)
     return PgType(oid, PgType(element)) if element is not None else PgType(oid)
 
 

@@ -23,7 +23,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-import pymysql
 import pytest
 import sqlalchemy as sa
 
@@ -34,6 +33,7 @@ from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.run import verify
 from liberation_tests.core.readers.binlog.cdc_support import source_of_database
 from liberation_tests.fix_kafka import consume_all
+from liberation_tests.support import mysql_admin
 
 pytestmark = pytest.mark.integration
 
@@ -184,13 +184,7 @@ def _column_name(definition: str) -> str:
 @pytest.fixture(scope="session")
 def time_zones(stack: Any) -> None:
     """Load the two zones into the server's time zone tables, so CONVERT_TZ can judge naive DATETIMEs."""
-    connection = pymysql.connect(
-        host=stack.mysql_host,
-        port=stack.mysql_port,
-        user=stack.mysql_user,
-        password=stack.mysql_password,
-        autocommit=True,
-    )
+    connection = mysql_admin(stack)
     with connection.cursor() as cursor:
         cursor.execute("SELECT Name FROM mysql.time_zone_name WHERE Name IN %s", (ZONES,))
         missing = set(ZONES) - {row[0] for row in cursor.fetchall()}
@@ -218,14 +212,7 @@ def time_zones(stack: Any) -> None:
 @pytest.fixture
 def quoted_database(stack: Any, mysql_database: str):  # noqa: ANN201
     name = f"q`uo té ü_{mysql_database.rsplit('_', 1)[-1]}"
-    connection = pymysql.connect(
-        host=stack.mysql_host,
-        port=stack.mysql_port,
-        user=stack.mysql_user,
-        password=stack.mysql_password,
-        autocommit=True,
-        charset="utf8mb4",
-    )
+    connection = mysql_admin(stack)  # utf8mb4, the driver's default
     with connection.cursor() as cursor:
         cursor.execute(f"CREATE DATABASE {_q(name)} CHARACTER SET utf8mb4")
     yield name
