@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.compare 6cd66d9^ --rows 200000 --rounds 3
     .venv/bin/python -m bench.compare 3c715b8^ --patterns outbox
+    .venv/bin/python -m bench.compare 0967644 --patterns mariadb --rows 100000   # MariaDB snapshot + binlog CDC
 
 The older version is exported with ``git archive`` into a temporary folder and
 put first on the workers' PYTHONPATH, so the working tree is never touched.
@@ -20,7 +21,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
-from bench import dataset, topics
+from bench import dataset, mariadb, topics
 from bench.context import REPO
 from liberation_assets.stack import StackSettings, ensure_stack
 
@@ -70,6 +71,10 @@ def _round(
     if "outbox" in patterns:
         dataset.insert_outbox(stack, rows)
         figures["outbox"] = _worker("outbox_relay", prefix, root)
+    if "mariadb" in patterns:
+        figures["mariadb_snapshot"] = _worker("mariadb_cdc_drain", prefix, root)
+        mariadb.update_all(stack, rows, tag=round_index)
+        figures["mariadb_cdc"] = _worker("mariadb_cdc_drain", prefix, root)
     return figures
 
 
@@ -81,14 +86,18 @@ def main() -> None:
     parser.add_argument(
         "--patterns",
         default="snapshot,cdc,query",
-        help="comma-separated, of snapshot (also the CDC snapshot), cdc, query, outbox",
+        help="comma-separated, of snapshot (also the CDC snapshot), cdc, query, outbox, mariadb",
     )
     args = parser.parse_args()
     patterns = set(args.patterns.split(","))
-    if unknown := patterns - {"snapshot", "cdc", "query", "outbox"}:
+    if unknown := patterns - {"snapshot", "cdc", "query", "outbox", "mariadb"}:
         parser.error(f"unknown patterns: {', '.join(sorted(unknown))}")
     stack = ensure_stack(log=lambda *_: None)
-    dataset.recreate(stack, args.rows)
+    postgres = bool(patterns - {"mariadb"})
+    if postgres:
+        dataset.recreate(stack, args.rows)
+    if "mariadb" in patterns:
+        mariadb.recreate(stack, args.rows)
     results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-before-") as folder:
         _export(args.before, Path(folder))
@@ -99,7 +108,8 @@ def main() -> None:
                 try:
                     figures = _round(stack, patterns, args.rows, round_index, prefix, root)
                 finally:
-                    dataset.drop_slots(stack, like=f"{prefix}%")
+                    if postgres:
+                        dataset.drop_slots(stack, like=f"{prefix}%")
                     topics.delete_prefix(stack.kafka_bootstrap, prefix)
                 print(name, {k: round(v) for k, v in figures.items()}, flush=True)
                 for key, value in figures.items():

@@ -36,6 +36,7 @@ from liberation_assets.core.readers.binlog.log import (
     Statement,
 )
 from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
+from liberation_assets.core.readers.binlog.rows import RowImageReader
 from liberation_assets.core.readers.binlog.temporal import TEMPORAL, read_temporal
 from liberation_assets.core.readers.binlog.values import MARIADB, MYSQL
 from liberation_assets.core.spec import SourceSpec
@@ -56,8 +57,9 @@ _EVENTS = [
 ]
 
 
-# The library has no hook for its column decoding, so its (name-mangled) reader is wrapped once, here, in the only
-# module that knows the library: temporal columns are read by ``temporal``, every other type by the library.
+# Row images are read by ``rows.RowImageReader`` where it can (``_read_rows``); where it cannot, the library reads
+# them.  The library has no hook for its column decoding, so its (name-mangled) reader is wrapped once, here, in the
+# only module that knows the library: temporal columns are read by ``temporal``, every other type by the library.
 _library_read_value = RowsEvent._RowsEvent__read_values_name  # type: ignore[attr-defined]
 
 
@@ -239,7 +241,8 @@ class LogReader:
             enable_logging=False,
         )
         self._layouts: dict[tuple[Any, ...], LogTable] = {}
-        self._last: tuple[object, LogTable, bool] | None = None
+        self._readers: dict[tuple[Any, ...], RowImageReader | None] = {}
+        self._last: tuple[object, LogTable, bool, RowImageReader | None] | None = None
 
     def close(self) -> None:
         self._stream.close()
@@ -280,23 +283,25 @@ class LogReader:
         return None
 
     def _rows(self, op: str, event: Any) -> Rows:
-        layout, has_sets = self._layout(event)
-        if op == UPDATE:
-            rows: list[Any] = [
-                (
-                    _image(r, "before_values", "before_none_sources", has_sets),
-                    _image(r, "after_values", "after_none_sources", has_sets),
-                )
-                for r in event.rows
-            ]
-        else:
-            rows = [_image(r, "values", "none_sources", has_sets) for r in event.rows]
+        layout, has_sets, reader = self._layout(event)
+        rows = _read_rows(reader, op, event) if reader is not None else None
+        if rows is None:
+            if op == UPDATE:
+                rows = [
+                    (
+                        _image(r, "before_values", "before_none_sources", has_sets),
+                        _image(r, "after_values", "after_none_sources", has_sets),
+                    )
+                    for r in event.rows
+                ]
+            else:
+                rows = [_image(r, "values", "none_sources", has_sets) for r in event.rows]
         return Rows(op, layout, rows, event.packet.log_pos, event.timestamp, event.packet.server_id)
 
-    def _layout(self, event: Any) -> tuple[LogTable, bool]:
+    def _layout(self, event: Any) -> tuple[LogTable, bool, RowImageReader | None]:
         table = event.table_map[event.table_id]
         if self._last is not None and self._last[0] is table:
-            return self._last[1], self._last[2]
+            return self._last[1], self._last[2], self._last[3]
         columns = tuple(
             ColumnMeta(
                 name=str(c.name),
@@ -312,8 +317,53 @@ class LogReader:
         signature = (event.schema, event.table, columns)
         layout = self._layouts.setdefault(signature, LogTable(event.schema, event.table, columns))
         has_sets = any(c.type == FIELD_TYPE.SET for c in columns)
-        self._last = (table, layout, has_sets)
-        return layout, has_sets
+        shape = tuple(_reader_key(c) for c in event.columns)
+        if shape not in self._readers:
+            self._readers[shape] = RowImageReader.of(event.columns, RowsEvent.charset_to_encoding)
+        reader = self._readers[shape]
+        self._last = (table, layout, has_sets, reader)
+        return layout, has_sets, reader
+
+
+def _reader_key(column: Any) -> tuple[Any, ...]:
+    """Everything of a library column its ``RowImageReader`` depends on."""
+    return (
+        column.name,
+        column.type,
+        bool(column.unsigned),
+        column.character_set_name,
+        *(
+            tuple(value) if isinstance(value, list) else value
+            for value in (
+                getattr(column, attribute, None)
+                for attribute in ("max_length", "length_size", "fsp", "precision", "decimals", "size", "bits", "bytes")
+            )
+        ),
+        tuple(column.enum_values or ()),
+        tuple(column.set_values or ()),
+    )
+
+
+def _read_rows(reader: RowImageReader, op: str, event: Any) -> list[Any] | None:
+    """The event's rows read by ``reader`` straight from its bytes; None leaves them to the library (an image
+    without every column, or bytes the reader does not end exactly on: the library then raises its own error)."""
+    wrapper = event.packet
+    if not event.complete or wrapper._BinLogPacketWrapper__data_buffer or event.number_of_columns != reader.columns:
+        return None
+    full = reader.all_present
+    bitmaps = (
+        (event.columns_present_bitmap, event.columns_present_bitmap2)
+        if op == UPDATE
+        else (event.columns_present_bitmap,)
+    )
+    if any(int.from_bytes(bitmap, "little") & full != full for bitmap in bitmaps):
+        return None
+    packet = wrapper.packet
+    start = packet._position
+    try:
+        return reader.rows(packet._data, start, start + event.event_size - wrapper.read_bytes, op == UPDATE)
+    except Exception:  # noqa: BLE001 - whatever the reader trips on, the library reads (or refuses) itself
+        return None
 
 
 def _image(row: dict[str, Any], values: str, none_sources: str, has_sets: bool) -> dict[str, Any]:

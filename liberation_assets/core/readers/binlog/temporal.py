@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
 
 Read = Callable[[int], bytes]
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _fraction_bytes(fsp: int) -> int:
@@ -49,14 +51,26 @@ def _datetime_or_text(
         return f"{_date_text(year, month, day)} {_time_text(hour, minute, second, micros, fsp)}"
 
 
-def read_date(read: Read) -> date | str:
-    packed = int.from_bytes(read(3), "little")
+def date_from(raw: bytes) -> date | str:
+    packed = int.from_bytes(raw, "little")
     return _date_or_text(packed >> 9, (packed >> 5) & 15, packed & 31)
 
 
-def read_datetime2(read: Read, fsp: int) -> datetime | str:
-    whole = int.from_bytes(read(5), "big") - 0x8000000000
-    micros = _signed_fraction(read, fsp)
+def read_date(read: Read) -> date | str:
+    return date_from(read(3))
+
+
+def _signed_fraction(raw: bytes) -> int:
+    size = len(raw)
+    if not size:
+        return 0
+    value = int.from_bytes(raw, "big", signed=True)
+    return value * (10_000 if size == 1 else 100 if size == 2 else 1)
+
+
+def datetime2_from(raw: bytes, fsp: int) -> datetime | str:
+    whole = int.from_bytes(raw[:5], "big") - 0x8000000000
+    micros = _signed_fraction(raw[5:])
     ymd, hms = whole >> 17, whole & 0x1FFFF
     year_month = ymd >> 5
     return _datetime_or_text(
@@ -64,31 +78,31 @@ def read_datetime2(read: Read, fsp: int) -> datetime | str:
     )
 
 
-def _signed_fraction(read: Read, fsp: int) -> int:
-    size = _fraction_bytes(fsp)
-    if not size:
-        return 0
-    value = int.from_bytes(read(size), "big", signed=True)
-    return value * (10_000 if size == 1 else 100 if size == 2 else 1)
+def read_datetime2(read: Read, fsp: int) -> datetime | str:
+    return datetime2_from(read(5 + _fraction_bytes(fsp)), fsp)
+
+
+def timestamp2_from(raw: bytes, fsp: int) -> datetime | str:
+    seconds = int.from_bytes(raw[:4], "big")
+    size = len(raw) - 4
+    micros = int.from_bytes(raw[4:], "big") * (10_000 if size == 1 else 100 if size == 2 else 1) if size else 0
+    if seconds == 0 and micros == 0:
+        return f"0000-00-00 {_time_text(0, 0, 0, 0, fsp)}"  # the zero TIMESTAMP
+    return _EPOCH + timedelta(seconds=seconds, microseconds=micros)
 
 
 def read_timestamp2(read: Read, fsp: int) -> datetime | str:
-    seconds = int.from_bytes(read(4), "big")
-    size = _fraction_bytes(fsp)
-    micros = int.from_bytes(read(size), "big") * (10_000 if size == 1 else 100 if size == 2 else 1) if size else 0
-    if seconds == 0 and micros == 0:
-        return f"0000-00-00 {_time_text(0, 0, 0, 0, fsp)}"  # the zero TIMESTAMP
-    return datetime(1970, 1, 1) + timedelta(seconds=seconds, microseconds=micros)
+    return timestamp2_from(read(4 + _fraction_bytes(fsp)), fsp)
 
 
-def read_time2(read: Read, fsp: int) -> timedelta:
+def time2_from(raw: bytes) -> timedelta:
     """TIME: the whole part with an offset, then the fraction; negative values keep the fraction's sort order."""
-    size = _fraction_bytes(fsp)
+    size = len(raw) - 3
     if size == 3:
-        packed = int.from_bytes(read(6), "big") - 0x800000000000
+        packed = int.from_bytes(raw, "big") - 0x800000000000
     else:
-        whole = int.from_bytes(read(3), "big") - 0x800000
-        fraction = int.from_bytes(read(size), "big") if size else 0
+        whole = int.from_bytes(raw[:3], "big") - 0x800000
+        fraction = int.from_bytes(raw[3:], "big") if size else 0
         if whole < 0 and fraction:
             whole += 1
             fraction -= 0x100 if size == 1 else 0x10000
@@ -100,9 +114,13 @@ def read_time2(read: Read, fsp: int) -> timedelta:
     return -value if negative else value
 
 
-def read_datetime(read: Read) -> datetime | str:
+def read_time2(read: Read, fsp: int) -> timedelta:
+    return time2_from(read(3 + _fraction_bytes(fsp)))
+
+
+def datetime_from(raw: bytes) -> datetime | str:
     """The pre-5.6 DATETIME: YYYYMMDDhhmmss as a little-endian integer."""
-    value = int.from_bytes(read(8), "little")
+    value = int.from_bytes(raw, "little")
     day_part, time_part = divmod(value, 1_000_000)
     return _datetime_or_text(
         day_part // 10_000,
@@ -116,18 +134,28 @@ def read_datetime(read: Read) -> datetime | str:
     )
 
 
+def read_datetime(read: Read) -> datetime | str:
+    return datetime_from(read(8))
+
+
 TEMPORAL = (FIELD_TYPE.DATE, FIELD_TYPE.DATETIME2, FIELD_TYPE.TIMESTAMP2, FIELD_TYPE.TIME2, FIELD_TYPE.DATETIME)
+
+
+def temporal_decoder(kind: int, fsp: int) -> tuple[int, Callable[[bytes], Any]]:
+    """How many bytes a non-NULL value of a temporal column takes, and what turns them into its value."""
+    size = _fraction_bytes(fsp)
+    if kind == FIELD_TYPE.DATE:
+        return 3, date_from
+    if kind == FIELD_TYPE.DATETIME2:
+        return 5 + size, partial(datetime2_from, fsp=fsp)
+    if kind == FIELD_TYPE.TIMESTAMP2:
+        return 4 + size, partial(timestamp2_from, fsp=fsp)
+    if kind == FIELD_TYPE.TIME2:
+        return 3 + size, time2_from
+    return 8, datetime_from
 
 
 def read_temporal(read: Read, column: Any) -> Any:
     """One non-NULL temporal value of ``column`` (a library column with ``type`` and ``fsp``)."""
-    kind = column.type
-    if kind == FIELD_TYPE.DATE:
-        return read_date(read)
-    if kind == FIELD_TYPE.DATETIME2:
-        return read_datetime2(read, column.fsp)
-    if kind == FIELD_TYPE.TIMESTAMP2:
-        return read_timestamp2(read, column.fsp)
-    if kind == FIELD_TYPE.TIME2:
-        return read_time2(read, column.fsp)
-    return read_datetime(read)
+    width, decode = temporal_decoder(column.type, getattr(column, "fsp", 0))
+    return decode(read(width))

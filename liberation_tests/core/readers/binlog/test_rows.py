@@ -1,0 +1,80 @@
+"""Against real MariaDB: ``RowImageReader`` reads every rows event of the type corpus exactly as the library does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
+
+from liberation_assets.core.events import CREATE, DELETE, UPDATE
+from liberation_assets.core.readers.binlog.client import (
+    LogReader,
+    _image,
+    _read_rows,
+    connection_settings,
+    current_coordinates,
+)
+from liberation_assets.core.readers.binlog.position import BinlogPosition, coordinates_key
+from liberation_tests.core.readers.binlog.test_maria_type_corpus import BINARIES, NUMBERS, SPECIALS, TEMPORALS, TEXTS
+
+pytestmark = pytest.mark.integration
+
+FAMILIES = {"numbers": NUMBERS, "texts": TEXTS, "binaries": BINARIES, "temporals": TEMPORALS, "specials": SPECIALS}
+_OPS = {WriteRowsEvent: CREATE, UpdateRowsEvent: UPDATE, DeleteRowsEvent: DELETE}
+
+
+def _library_rows(event: Any, op: str, has_sets: bool) -> list[Any]:
+    if op == UPDATE:
+        return [
+            (
+                _image(r, "before_values", "before_none_sources", has_sets),
+                _image(r, "after_values", "after_none_sources", has_sets),
+            )
+            for r in event.rows
+        ]
+    return [_image(r, "values", "none_sources", has_sets) for r in event.rows]
+
+
+def test_row_images_are_read_as_the_library_reads_them(mysql_engine, make_spec, mysql_database) -> None:
+    source = make_spec(mysql=mysql_database).sources["mysql"]
+    with mysql_engine.connect() as connection:
+        start = current_coordinates(connection)
+    with mysql_engine.begin() as connection:
+        connection.exec_driver_sql("SET SESSION sql_mode = '', time_zone = '+00:00'")  # zero dates are allowed
+        for family, table in FAMILIES.items():
+            columns = ", ".join(table["columns"])
+            connection.exec_driver_sql(f"CREATE TABLE {family} (id INT PRIMARY KEY, {columns}) CHARACTER SET utf8mb4")
+            values = ", ".join(f"({index}, {row})" for index, row in enumerate(table["rows"], 1))
+            connection.exec_driver_sql(f"INSERT INTO {family} VALUES {values}")
+            connection.exec_driver_sql(f"UPDATE {family} SET id = id + 100")  # both images of every row
+            connection.exec_driver_sql(f"DELETE FROM {family} WHERE MOD(id, 2) = 0")
+    with mysql_engine.connect() as connection:
+        target = coordinates_key(*current_coordinates(connection))
+
+    reader = LogReader(
+        connection_settings(source),
+        2_100_000_000,
+        BinlogPosition(*start),
+        schemas=[mysql_database],
+        tables=list(FAMILIES),
+        heartbeat_seconds=0.5,
+        source_name="mysql",
+    )
+    compared: dict[str, int] = {}
+    try:
+        for event in reader._stream:
+            op = _OPS.get(type(event))
+            if op is not None:
+                _layout, has_sets, row_reader = reader._layout(event)
+                assert row_reader is not None, f"{event.table} is left to the library"
+                fast = _read_rows(row_reader, op, event)
+                assert fast is not None, f"a rows event of {event.table} is left to the library"
+                library = _library_rows(event, op, has_sets)
+                assert repr(fast) == repr(library), event.table
+                compared[event.table] = compared.get(event.table, 0) + len(fast)
+            if coordinates_key(reader._stream.log_file, reader._stream.log_pos) >= target:
+                break
+    finally:
+        reader.close()
+    assert compared == {family: 2 * len(table["rows"]) + len(table["rows"]) // 2 for family, table in FAMILIES.items()}
