@@ -11,14 +11,19 @@ import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 from bench import topics
-from bench.context import REPO, RunContext, Skip
+from bench.context import RunContext, Skip
 from bench.dataset import CEILING_PUBLICATION, DATABASE, ORDERS
 from liberation_assets.stack.kafka import _find_java
 
 PG_RECVLOGICAL = "/usr/lib/postgresql/15/bin/pg_recvlogical"
-KAFKA_LIBS = REPO / ".stack" / "kafka" / "libs"
+
+
+def kafka_libs(ctx: RunContext) -> Path:
+    """The jars of the stack's own Kafka (under its LIBERATION_STACK_DIR), which the Connect workers and tools run on."""
+    return ctx.stack.root / "kafka" / "libs"
 
 
 def _pg_env(ctx: RunContext) -> dict[str, str]:
@@ -87,7 +92,7 @@ def drain_slot(ctx: RunContext, slot: str, end_lsn: str, events: int) -> float:
 def kafka_producer(ctx: RunContext, records: int, record_size: int) -> float:
     """Records/s of Kafka's ProducerPerformance with our producer settings (acks=all, lz4, linger 5 ms)."""
     java = _find_java()
-    if java is None or not KAFKA_LIBS.is_dir():
+    if java is None or not kafka_libs(ctx).is_dir():
         raise Skip("java 17 or the stack's Kafka libs not found")
     topic = f"{ctx.prefix}.ceiling.kafka"
     topics.create(ctx.stack.kafka_bootstrap, [topic])
@@ -96,7 +101,7 @@ def kafka_producer(ctx: RunContext, records: int, record_size: int) -> float:
             java,
             "-Xmx512m",
             "-cp",
-            f"{KAFKA_LIBS}/*",
+            f"{kafka_libs(ctx)}/*",
             "org.apache.kafka.tools.ProducerPerformance",
             "--topic",
             topic,

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench import dataset, topics
-from bench.ceilings import KAFKA_LIBS
+from bench.ceilings import kafka_libs
 from bench.context import BENCH_DIR, WORK, RunContext, Skip
 from bench.dataset import DATABASE, DEMO_TABLES, ORDERS, OUTBOX
 from bench.procs import peak_rss_mb
@@ -171,7 +171,7 @@ class Connect:
 
     def prepare(self) -> None:
         ensure_jars()
-        if _find_java() is None or not KAFKA_LIBS.is_dir():
+        if _find_java() is None or not kafka_libs(self.ctx).is_dir():
             raise Skip("java 17 or the stack's Kafka libs (connect-runtime 4.1.1) not found")
         self.dir.mkdir(parents=True, exist_ok=True)
         bootstrap = self.ctx.stack.kafka_bootstrap
@@ -190,7 +190,7 @@ class Connect:
     def start(self) -> None:
         java = _find_java()
         assert java is not None
-        classpath = f"{self.libs}/*:{KAFKA_LIBS}/*"
+        classpath = f"{self.libs}/*:{kafka_libs(self.ctx)}/*"
         out = (self.dir / "connect.out").open("ab")
         self.process = subprocess.Popen(
             [

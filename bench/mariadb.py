@@ -16,7 +16,7 @@ from typing import Any
 import pymysql
 
 from bench import topics
-from bench.ceilings import KAFKA_LIBS
+from bench.ceilings import kafka_libs
 from bench.context import BENCH_DIR, WORK, RunContext, Skip
 from bench.dataset import DATABASE, ORDERS, UPDATE_BATCH
 from bench.debezium import Connect, _properties, resolve_jars, worker_properties
@@ -120,7 +120,7 @@ class MariaDbConnect(Connect):
 
     def prepare(self) -> None:
         ensure_jars()
-        if _find_java() is None or not KAFKA_LIBS.is_dir():
+        if _find_java() is None or not kafka_libs(self.ctx).is_dir():
             raise Skip("java 17 or the stack's Kafka libs (connect-runtime 4.1.1) not found")
         self.dir.mkdir(parents=True, exist_ok=True)
         stack = self.ctx.stack
