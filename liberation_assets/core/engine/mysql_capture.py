@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
@@ -102,7 +102,9 @@ class MySqlCdc:
             self.publisher,
             self.store.topic,
             position_key(source_name),
-            FlushPolicy(cdc.batch_size, max_age_seconds=FLUSH_AFTER_SECONDS, idle_position_seconds=IDLE_POSITION_SECONDS),
+            FlushPolicy(
+                cdc.batch_size, max_age_seconds=FLUSH_AFTER_SECONDS, idle_position_seconds=IDLE_POSITION_SECONDS
+            ),
         )
         """The binlog needs no confirm: the position in Kafka is all a restart reads."""
         self.writers = {name: self._writer(runtime) for name, runtime in self.runtimes.items()}
@@ -387,4 +389,3 @@ class MySqlCdc:
         position = decoder.position()
         self._publish(records, position, summary)
         return position
-

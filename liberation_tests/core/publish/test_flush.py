@@ -40,7 +40,8 @@ def test_postgres_publishes_whatever_is_pending_when_asked() -> None:
 
 def _topic(kafka_bootstrap: str, name: str, **config: str) -> str:
     topic = f"{name}-{uuid.uuid4().hex[:8]}"
-    admin_client(kafka_bootstrap).create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(30)
+    admin = admin_client(kafka_bootstrap)  # kept: the future fails if its client is collected first
+    admin.create_topics([NewTopic(topic, 1, 1, config=config)])[topic].result(30)
     return topic
 
 
