@@ -106,16 +106,22 @@ class PostgresFollow:
 
     def open(self, connected: Callable[[], None]) -> str:
         cdc = self.cdc
-        cdc.open()
+        cdc.connect()
         connected()
         return (
             f"liberation: following {cdc.source_name} from slot {cdc.slot_names.slot} "
             f"(publication {cdc.slot_names.publication}) at {lsn_to_str(cdc.position.lsn)}"
         )
 
-    def stream(self, until: Callable[[], bool]) -> None:
+    def snapshot(self) -> None:
+        self.cdc.snapshot()
+
+    def changes(self, until: Callable[[], bool]) -> None:
         self.cdc.run(until=until)
         self.cdc.finish()
+
+    def confirm(self, through: int) -> None:
+        self.cdc.confirm(through)
 
     def close(self) -> None:
         self.cdc.close()

@@ -1,12 +1,15 @@
 """The one ``follow`` loop for every log-based pattern: PostgreSQL CDC, MariaDB CDC, both outbox relays.
 
-Each pattern is a ``LogSource``: ``open`` connects, fences a crashed run and
-snapshots when needed; ``stream`` publishes changes (one Kafka transaction per
-flush of the one ``FlushPolicy``, the source confirmed only after the commit)
-until told to stop; ``close`` lets go of every connection.  The coordinator
-owns what used to be written once per pattern: SIGTERM, the duration, the
-reconnect with backoff (``retry.follow_with_retry``), one summary across
-reconnects, and the status lines.
+Each pattern is a ``LogSource`` (the shape of Debezium's ``ChangeEventSourceCoordinator``
+running a snapshot source and then a streaming one): ``open`` connects and fences a crashed
+run; ``snapshot`` publishes what must be read from the tables (nothing, most of the time);
+``changes`` publishes the log until told to stop; ``confirm`` tells the source what Kafka
+now holds; ``close`` lets go of every connection.  Every flush of ``snapshot`` and
+``changes`` goes through the source's ``publish.flush.Flusher``: the one ``FlushPolicy``,
+ONE Kafka transaction of events plus position, and ``confirm`` only after its commit.
+The coordinator owns what used to be written once per pattern: SIGTERM, the duration, the
+reconnect with backoff (``retry.follow_with_retry``), one summary across reconnects, and
+the status lines.
 
 Status: one JSON object per line on stdout (``{"event": "started", "source":
 "shop", ...}``; events ``started``, ``reconnecting``, ``stopped``), so tests and
@@ -39,15 +42,25 @@ class Summary(Protocol):
 
 
 class LogSource(Protocol):
-    """One attempt at following a source: opened, streamed until told to stop, closed (even after an error)."""
+    """One attempt at following a source: opened, snapshotted, its changes streamed until told to stop, closed
+    (even after an error)."""
 
     def open(self, connected: Callable[[], None]) -> str | None:
-        """Connect (call ``connected`` once the database answered), snapshot if needed; a line for the log, or
-        None when the source stands by (another relay holds the lease) and ``stream`` should be called again."""
+        """Connect (call ``connected`` once the database answered) and fence a crashed run; a line for the log,
+        or None when the source stands by (another relay holds the lease) and should be opened again."""
         ...
 
-    def stream(self, until: Until) -> None:
-        """Publish changes until ``until()``; each flush is one Kafka transaction, confirmed after its commit."""
+    def snapshot(self) -> None:
+        """Publish what the log cannot give (a new slot's exported snapshot, a table not read yet), in flushes."""
+        ...
+
+    def changes(self, until: Until) -> None:
+        """Publish the log until ``until()``; each flush is one Kafka transaction, confirmed after its commit."""
+        ...
+
+    def confirm(self, through: Any) -> None:
+        """Called by the source's ``Flusher`` after each commit: the source may forget what Kafka now holds
+        (a slot's flush LSN, the relayed outbox rows)."""
         ...
 
     def close(self) -> None: ...
@@ -96,7 +109,8 @@ def follow(
                     continue  # standing by; the source waited a moment itself
                 log(line)
                 status("started", name)
-                source.stream(until)
+                source.snapshot()
+                source.changes(until)
                 return
             finally:
                 source.close()

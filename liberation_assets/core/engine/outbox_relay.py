@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from liberation_assets.core.connect import cached_engine
 from liberation_assets.core.contract.serialize import now_ms
@@ -66,7 +67,9 @@ class _Leased:
     """An outbox relay as a ``coordinator.LogSource``: take the lease, clean up a crashed batch, relay.
 
     While another relay holds the lease, ``open`` waits a moment and returns None (standing by).
-    The two kinds (``PollFollow``, ``LogFollow``) differ only in how they stream and drain.
+    The two kinds (``PollFollow``, ``LogFollow``) differ only in how they snapshot, stream and drain;
+    both flush through their relay's ``publish.flush.Flusher``, which calls the relay's ``confirm``
+    (slot feedback, cleanup of the rows) after each commit.
     """
 
     def __init__(
@@ -98,6 +101,12 @@ class _Leased:
         self.total.recovered += recovered
         return f"outbox {name}: relaying (lease taken; {recovered} rows of the last batch cleaned up)"
 
+    def snapshot(self) -> None:
+        """Nothing for a polled table: its rows are what is pending."""
+
+    def confirm(self, through: Any) -> None:
+        self.relay.confirm(through)
+
     def close(self) -> None:
         self.relay.close()
 
@@ -107,7 +116,7 @@ class PollFollow(_Leased):
 
     relay: OutboxRelay
 
-    def stream(self, until: Callable[[], bool]) -> None:
+    def changes(self, until: Callable[[], bool]) -> None:
         relay, total = self.relay, self.total
         batch_size = relay.outbox.batch_size
         idle_wait = relay.outbox.follow_poll_every.total_seconds()
@@ -139,7 +148,14 @@ class LogFollow(_Leased):
 
     relay: OutboxLogRelay
 
-    def stream(self, until: Callable[[], bool]) -> None:
+    def snapshot(self) -> None:
+        """A new slot's rows from its exported snapshot (then streaming starts)."""
+        try:
+            self.relay.snapshot()
+        finally:
+            self._count()
+
+    def changes(self, until: Callable[[], bool]) -> None:
         try:
             self.relay.run(until=until)
         finally:
@@ -178,6 +194,7 @@ def relay_once(spec: Spec, outbox_name: str, *, budget_seconds: float = DEFAULT_
     try:
         if source.relay.acquire():
             summary.recovered = source.relay.recover()
+            source.snapshot()
             source.drain(started + budget_seconds)
         else:
             summary.lease_acquired = False

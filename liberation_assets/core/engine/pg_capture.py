@@ -1,6 +1,7 @@
 """PostgreSQL CDC, the reader of one source: slot and publication, snapshot, streaming, flush and confirm.
 
-See ``cdc_postgres`` for the guarantees; this module holds the moving parts.
+See ``cdc_postgres`` for the guarantees; this module holds the moving parts, ``pg_streams`` the streams and
+their table changes, ``pg_snapshot`` the snapshots, ``pg_changes`` the row mapping.
 """
 
 from __future__ import annotations
@@ -17,27 +18,24 @@ from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.formats import decode_key
-from liberation_assets.core.contract.gate import ensure_schema
-from liberation_assets.core.contract.history import SchemaVersion
 from liberation_assets.core.contract.serialize import dumps
-from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.pg_changes import CdcStream, change_events, live_keys, reread_unchanged
 from liberation_assets.core.engine.pg_snapshot import SnapshotSteps
+from liberation_assets.core.engine.pg_streams import StreamSteps
 from liberation_assets.core.engine.pg_summary import CdcSummary
-from liberation_assets.core.engine.runtime import StreamRuntime, cdc_streams, stream_format
+from liberation_assets.core.engine.runtime import cdc_streams
 from liberation_assets.core.engine.runtime import source_position_key as position_key
-from liberation_assets.core.engine.writer import StreamWriter, WriteResult
-from liberation_assets.core.errors import SchemaIncompatible, SpecError
-from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent, Position, StreamIdentity
-from liberation_assets.core.publish.flush import FlushPolicy
-from liberation_assets.core.publish.positions import PositionStore, position_record
+from liberation_assets.core.engine.writer import WriteResult
+from liberation_assets.core.errors import SpecError
+from liberation_assets.core.events import DELETE, READ, TRUNCATE, ChangeBatch, ChangeEvent
+from liberation_assets.core.publish.flush import Flusher, FlushPolicy
+from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
 from liberation_assets.core.readers.pg_keepalive import replication_keepalive
-from liberation_assets.core.readers.pg_types import PgType, TypeCatalog
-from liberation_assets.core.readers.pgoutput import Delete, Insert, LogicalMessage, Relation, Truncate, Update
+from liberation_assets.core.readers.pg_types import TypeCatalog
+from liberation_assets.core.readers.pgoutput import Delete, Insert, LogicalMessage, Truncate, Update
 from liberation_assets.core.readers.pgoutput.position import CdcPosition, TableProgress
-from liberation_assets.core.readers.pgoutput.rows import RowPlan
 from liberation_assets.core.readers.pgoutput.stream import (
     Change,
     Committed,
@@ -47,7 +45,6 @@ from liberation_assets.core.readers.pgoutput.stream import (
     Transaction,
 )
 from liberation_assets.core.readers.pgoutput.watermark import WATERMARK_PREFIX, ChunkWindow, parse_watermark
-from liberation_assets.core.readers.table import ProjectedTable, reflect_stream_table
 from liberation_assets.core.spec import Spec
 
 log = logging.getLogger("liberation.cdc_postgres")
@@ -61,7 +58,7 @@ POSITION_EVERY_SECONDS = 1.0
 """At most this often, a position-only transaction records progress made without events."""
 
 
-class PostgresCdc(SnapshotSteps):
+class PostgresCdc(SnapshotSteps, StreamSteps):
     """Snapshot and stream one PostgreSQL source into its streams' topics."""
 
     def __init__(self, spec: Spec, source_name: str):
@@ -85,6 +82,9 @@ class PostgresCdc(SnapshotSteps):
         self._cursor: Any = None
         self._publisher: TransactionalPublisher | None = None
         self._positions: PositionStore | None = None
+        self._flusher: Flusher | None = None
+        self._created: pg_slot.CreatedSlot | None = None
+        """The slot this run created: its exported snapshot is read next (``snapshot``)."""
         self.streams: dict[str, CdcStream] = {}
         self._by_relid: dict[int, list[CdcStream]] = {}
         self._by_table: dict[tuple[str, str], list[CdcStream]] = {}
@@ -96,7 +96,6 @@ class PostgresCdc(SnapshotSteps):
         self._window: ChunkWindow | None = None
         self._snapshot_queue: list[str] = []
         self._last_heartbeat = 0.0
-        self._last_store = 0.0
         self._policy = FlushPolicy(
             self.cdc.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS
         )
@@ -110,7 +109,12 @@ class PostgresCdc(SnapshotSteps):
 
     # -- setup ----------------------------------------------------------------------------------------------
     def open(self) -> None:
-        """Fence a crashed run, load the position, ensure publication and slot, snapshot, start streaming."""
+        """``connect``, then ``snapshot``: what a scheduled run and the tests call."""
+        self.connect()
+        self.snapshot()
+
+    def connect(self) -> None:
+        """Fence a crashed run, load the position, ensure publication and slot (created here if new)."""
         self._started = time.monotonic()
         kafka = self.spec.kafka
         bootstrap = kafka.resolved_bootstrap_servers()
@@ -118,6 +122,14 @@ class PostgresCdc(SnapshotSteps):
             bootstrap, self.spec.transactional_id(self.source_name, "cdc"), kafka.producer
         )
         self._positions = PositionStore.for_spec(kafka)
+        self._flusher = Flusher(
+            self._publisher,
+            self._positions.topic,
+            self.key,
+            self._policy,
+            confirm=self.confirm,
+            keepalive=lambda: replication_keepalive(self._live_cursor()),
+        )
         stored = self._positions.get(self.key)
         self.position = self._stored = replace(CdcPosition.from_dict(stored), slot=self.slot_names.slot)
         self._log = PgoutputStream(self.position, BOUNDARY_PREFIXES)
@@ -137,100 +149,25 @@ class PostgresCdc(SnapshotSteps):
         self._replication = pg_slot.open_replication(self.source)
         self._cursor = self._replication.cursor()
         if info is None:
-            created = pg_slot.create_slot(self._cursor, self.slot_names.slot)
+            self._created = pg_slot.create_slot(self._cursor, self.slot_names.slot)
             self.position = CdcPosition(
-                lsn=created.consistent_point, slot=self.slot_names.slot, columns=self.position.columns
+                lsn=self._created.consistent_point, slot=self.slot_names.slot, columns=self.position.columns
             )  # every table is read whole next
             self._log = PgoutputStream(self.position, BOUNDARY_PREFIXES)
+
+    def snapshot(self) -> None:
+        """A new slot's tables, read in its exported snapshot; then streaming starts (tables still to read are
+        snapshotted with watermarks while it runs)."""
+        if self._created is not None:
+            created, self._created = self._created, None
             self._snapshot_exported(created.snapshot_name, created.consistent_point)
         self._snapshot_queue = [n for n in self.names if not self.position.tables.get(n, TableProgress()).done]
         pg_slot.start_streaming(self._cursor, self.slot_names.slot, self.slot_names.publication)
         self._streaming = True
 
-    def _add_stream(self, name: str) -> None:
-        assert self._engine is not None and self._publisher is not None and self._positions is not None
-        spec, stream_spec = self.spec, self.spec.streams[name]
-        StreamRuntime(spec, name, "cdc").ensure_topics()
-        table, published = self._gated_table(name)
-        schema_version = published.version
-        identity = StreamIdentity(
-            name=name,
-            topic=spec.topic_for(name),
-            pattern="cdc",
-            db=self.source.resolved_url().database or "",
-            db_schema=stream_spec.db_schema,
-            table=stream_spec.table,
-            timezone=spec.timezone_for(name),
-            schema_version=schema_version,
-        )
-        writer = StreamWriter(
-            identity,
-            self._publisher,
-            self._positions.topic,
-            ContractValidator(stream_spec.contract, stream_spec.key),
-            halt_on_violation=stream_spec.on_violation == "halt",
-            value_format=stream_format(spec, name, "cdc", published.schema),
-        )
-        schema = stream_spec.db_schema or "public"
-        stream = CdcStream(
-            name,
-            table,
-            writer,
-            schema,
-            stream_spec.columns() if stream_spec.projection is not None else None,
-            stream_spec.toast == "reread",
-            identity.zone,
-            types=self._resolve_type,
-        )
-        self.streams[name] = stream
-        self._by_table.setdefault((schema, stream_spec.table), []).append(stream)
-        if stream.projection is None:
-            self._track_columns(stream)
-
-    def _resolve_type(self, oid: int) -> PgType:
-        known = self._types.known(oid)
-        if known is not None:
-            return known
-        assert self._engine is not None
-        with self._engine.connect() as connection:
-            return self._types.resolve_one(connection, oid)
-
-    def _gated_table(self, name: str) -> tuple[ProjectedTable, SchemaVersion]:
-        """The stream's table as the catalog has it now, and the schema version to publish it under.
-
-        The compatibility gate runs here and raises ``SchemaIncompatible`` before anything is published.
-        The log needs no cursor column; the table is reflected without one so tables without updated_at work too.
-        """
-        assert self._engine is not None
-        table = reflect_stream_table(
-            self._engine,
-            self.spec.streams[name].model_copy(update={"cursor": None}),
-            name,
-            self.spec.timezone_for(name),
-        )
-        return table, ensure_schema(self.spec, name, self._engine, table=table)
-
-    def _track_columns(self, stream: CdcStream) -> None:
-        """Remember a publish-every-column stream's columns; if they changed since its snapshot, snapshot it again.
-
-        The log carries a new column's value only for rows changed after the
-        column was added; the other rows hold it too, so they are read again.
-        """
-        columns = list(stream.table.columns.values())
-        known = self.position.columns.get(stream.name)
-        if known is not None and known != columns and stream.name in self.position.tables:
-            log.info(
-                "stream %s: its columns changed (%s → %s); snapshotting again with watermarks",
-                stream.name,
-                ", ".join(known),
-                ", ".join(columns),
-            )
-            if self._window is not None and self._window.stream == stream.name:
-                self._window = None  # its rows were read with the old columns
-            self.position = self.position.with_table(stream.name, TableProgress())
-            if self._cursor is not None and stream.name not in self._snapshot_queue:
-                self._snapshot_queue.append(stream.name)
-        self.position = self.position.with_columns(stream.name, columns)
+    def confirm(self, lsn: int) -> None:
+        """After a Kafka commit (``Flusher``): the slot may release WAL up to here."""
+        self._cursor.send_feedback(flush_lsn=lsn, force=True)
 
     # -- streaming ------------------------------------------------------------------------------------------
     def run(self, *, until: Callable[[], bool]) -> None:
@@ -300,46 +237,6 @@ class PostgresCdc(SnapshotSteps):
         else:
             self._relation(item)
 
-    def _relation(self, message: Relation) -> None:
-        """A table met in the log: its row plan; a changed shape is gated and versioned."""
-        streams = self._by_table.get((message.namespace, message.name))
-        if streams:
-            for stream in streams:
-                previous = stream.plan
-                try:
-                    stream.build_plan(message)
-                except SchemaIncompatible:
-                    self._flush(force=True)  # what came before the change still goes out
-                    raise
-                assert stream.plan is not None
-                if previous is not None and previous.shape != stream.plan.shape:
-                    self._schema_changed(stream, previous)
-            self._by_relid[message.relid] = streams
-
-    def _schema_changed(self, stream: CdcStream, previous: RowPlan) -> None:
-        """A table change seen in the log: gate it and version it before any event that follows is published.
-
-        Events read so far go out first, under the version they were read with.
-        The compatibility gate then checks the table as the catalog has it now; an
-        incompatible change stops the stream here with a clear error.  A stream that
-        publishes every column and gained one is snapshotted again with watermarks
-        (``_track_columns``).
-        """
-        assert stream.plan is not None
-        self._flush(force=True)
-        stream.table, published = self._gated_table(stream.name)
-        version = published.version
-        stream.writer.use_schema_version(version, stream_format(self.spec, stream.name, "cdc", published.schema))
-        log.info(
-            "stream %s: the table changed (%s → %s); publishing schema version %d",
-            stream.name,
-            ", ".join(name for name, *_ in previous.shape),
-            ", ".join(name for name, *_ in stream.plan.shape),
-            version,
-        )
-        if stream.projection is None:
-            self._track_columns(stream)
-
     def _message(self, message: LogicalMessage) -> None:
         if message.prefix == WATERMARK_PREFIX:
             if self._window is not None and self._window.on_marker(*parse_watermark(message.content)):
@@ -381,21 +278,16 @@ class PostgresCdc(SnapshotSteps):
 
     # -- publish --------------------------------------------------------------------------------------------
     def _flush(self, *, force: bool = False, at: tuple[Cursor, int] | None = None) -> None:
-        """Publish pending events of every stream and the position in one Kafka transaction, then confirm.
+        """Pending events of every stream and the position: one Kafka transaction, then the slot confirmed.
 
         ``at``: a (cursor, confirm) before the log's current one, for what came before a change.
         """
         cursor, confirm = at if at is not None else (self._log.at, self._log.confirm)
         position = self.position.at(*cursor)
-        if not self._policy.due(
-            pending=self._pending,
-            pending_age=0.0,
-            moved=position != self._stored,
-            since_commit=time.monotonic() - self._last_store,
-            finishing=force,
-        ):
+        flusher = self._flusher
+        assert flusher is not None
+        if not flusher.due(pending=self._pending, moved=position != self._stored, finishing=force):
             return
-        assert self._publisher is not None and self._positions is not None
         out: list[OutRecord] = []
         results: list[tuple[str, WriteResult]] = []
         for stream in self.streams.values():
@@ -406,9 +298,7 @@ class PostgresCdc(SnapshotSteps):
             records, result = stream.writer.records(ChangeBatch(events, None), unique_key=snapshot_only)
             out.extend(records)
             results.append((stream.name, result))
-        out.append(position_record(self._positions.topic, Position(self.key, position.to_dict())))
-        with replication_keepalive(self._live_cursor()):
-            self._publisher.publish(out)
+        flusher.commit(out, position.to_dict(), confirm=confirm or None)
         for name, result in results:
             self.summary.add(name, result)
         self.summary.result.transactions += 1
@@ -417,10 +307,6 @@ class PostgresCdc(SnapshotSteps):
             stream.unchanged = False
         self._pending = 0
         self.position = self._stored = position
-        self._last_store = time.monotonic()
-        if confirm:
-            # Only now, after the Kafka commit: the slot may release WAL up to here.
-            self._cursor.send_feedback(flush_lsn=confirm, force=True)
 
     def _live_cursor(self) -> Any:
         """The replication cursor once it streams (before, it holds the exported snapshot: leave it alone)."""

@@ -11,7 +11,10 @@ Records leave in commit order, so one aggregate's events keep the order in
 which their transactions committed.
 
 A new slot exports a snapshot: rows already in the table then are published
-from it, in the same transaction as the first position, so none is missed.
+from it, in the same transaction as the first position, so none is missed
+(``snapshot``, after ``recover``: rows the last committed batch holds are
+left out).  Flushes go through ``publish.flush.Flusher``; its ``confirm`` hook
+(``confirm`` here) sends the slot's feedback and cleans up the rows.
 A slot without a stored position never published anything and is recreated.
 """
 
@@ -29,7 +32,6 @@ from sqlalchemy.engine import Connection, Engine
 
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.errors import SpecError
-from liberation_assets.core.events import Position
 from liberation_assets.core.outbox.event_router import EventRouter
 from liberation_assets.core.outbox.relay import (
     OutboxPosition,
@@ -44,7 +46,7 @@ from liberation_assets.core.outbox.relay import (
     try_lease,
 )
 from liberation_assets.core.outbox.table import check_outbox_table, table_for
-from liberation_assets.core.publish.flush import FlushPolicy
+from liberation_assets.core.publish.flush import Flusher, FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.readers import pg_slot
@@ -89,11 +91,13 @@ class OutboxLogRelay:
         self._cursor: Any = None
         self._publisher: TransactionalPublisher | None = None
         self._positions: PositionStore | None = None
+        self._flusher: Flusher | None = None
+        self._created: pg_slot.CreatedSlot | None = None
         self.ensure_topics = TopicCreator(spec)
         self._pending: list[OutRecord] = []
         self._seqs: list[int] = []
         self._log = PgoutputStream(CdcPosition(), BOUNDARY_PREFIXES)
-        self._last_store = self._last_heartbeat = 0.0
+        self._last_heartbeat = 0.0
         self._policy = FlushPolicy(
             self.outbox.batch_size, max_age_seconds=0.0, idle_position_seconds=POSITION_EVERY_SECONDS
         )
@@ -128,11 +132,17 @@ class OutboxLogRelay:
         self.position = self._stored = CdcPosition.from_dict(stored)
         self._log = PgoutputStream(self._stored, BOUNDARY_PREFIXES)
         if info is None:
-            self._publish_snapshot(pg_slot.create_slot(self._cursor, self.slot))
+            self._created = pg_slot.create_slot(self._cursor, self.slot)
         self._last_batch = OutboxPosition.from_dict(stored).seqs()
+        return True
+
+    def snapshot(self) -> None:
+        """A new slot's rows, from its exported snapshot; then streaming starts."""
+        if self._created is not None:
+            created, self._created = self._created, None
+            self._publish_snapshot(created)
         pg_slot.start_streaming(self._cursor, self.slot, self.publication)
         self._streaming = True
-        return True
 
     def _ensure_publication(self, admin: Connection) -> None:
         """Inserts only: the log then carries no cleanup deletes, and a peek at the slot means real events."""
@@ -153,6 +163,14 @@ class OutboxLogRelay:
             self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer
         )
         self._positions = PositionStore.for_spec(self.spec.kafka)
+        self._flusher = Flusher(
+            self._publisher,
+            self._positions.topic,
+            position_key(self.name),
+            self._policy,
+            confirm=self.confirm,
+            keepalive=lambda: replication_keepalive(self._cursor if self._streaming else None),
+        )
 
     def _publish_snapshot(self, created: pg_slot.CreatedSlot) -> None:
         """Rows committed before the slot's consistent point, read in its exported snapshot, with the first position."""
@@ -167,6 +185,8 @@ class OutboxLogRelay:
                 f"outbox {self.name} holds more than {SNAPSHOT_LIMIT} unrelayed rows; relay them with "
                 "`via: poll` first, then switch to `via: cdc`"
             )
+        committed = set(self._last_batch)  # Kafka holds them: cleaned up by ``recover``, still in the snapshot
+        rows = [row for row in rows if row[0] not in committed]
         self._pending = build_records(rows, self.router)
         self._seqs = [row[0] for row in rows]
         self.position = CdcPosition(lsn=created.consistent_point, complete=True, slot=self.slot)
@@ -221,26 +241,25 @@ class OutboxLogRelay:
     def _flush(self, *, force: bool = False) -> None:
         """Records and position in one Kafka transaction; then confirm the slot and clean up the rows."""
         self.position = self._log.position(self.position)
-        if not self._policy.due(
-            pending=len(self._pending),
-            pending_age=0.0,
-            moved=self.position != self._stored,
-            since_commit=time.monotonic() - self._last_store,
-            finishing=force,
-        ):
+        flusher = self._flusher
+        assert flusher is not None
+        if not flusher.due(pending=len(self._pending), moved=self.position != self._stored, finishing=force):
             return
-        assert self._publisher is not None and self._positions is not None
         records, seqs = self._pending, self._seqs
+        self._pending, self._seqs = [], []
+        relayed = len(records)
         self.ensure_topics({record[0] for record in records})
         value = {**self.position.to_dict(), **OutboxPosition.of(seqs).to_dict()}
-        with replication_keepalive(self._cursor if self._streaming else None):
-            self._publisher.publish([*records, self._positions.record(Position(position_key(self.name), value))])
-        self._pending, self._seqs = [], []
-        self._stored, self._last_store = self.position, time.monotonic()
-        self.relayed += len(records)
+        flusher.commit(records, value, confirm=(self._log.confirm, seqs))
+        self._stored = self.position
+        self.relayed += relayed
         self.transactions += 1
-        if self._log.confirm:
-            self._cursor.send_feedback(flush_lsn=self._log.confirm, force=True)  # only after the Kafka commit
+
+    def confirm(self, through: tuple[int, list[int]]) -> None:
+        """After the Kafka commit (``Flusher``): the slot up to the LSN, then the rows the application left."""
+        lsn, seqs = through
+        if lsn:
+            self._cursor.send_feedback(flush_lsn=lsn, force=True)
         self._cleanup(seqs)
 
     def _cleanup(self, seqs: list[int]) -> int:

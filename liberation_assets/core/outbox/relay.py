@@ -12,8 +12,9 @@ Each batch, in this order:
 1. read unrelayed rows in ``seq`` order (committed rows only, by definition);
 2. produce their records plus the position record (the ``seq`` ranges of the
    batch) in ONE Kafka transaction, with ``transactional.id``
-   ``liberation.outbox.<name>``, and commit;
-3. only then delete (or mark) exactly those rows.
+   ``liberation.outbox.<name>``, and commit (``publish.flush.Flusher``);
+3. only then delete (or mark) exactly those rows (``confirm``, which the
+   flusher calls after the commit).
 
 A crash between 2 and 3 leaves rows that Kafka already has.  On start, after
 ``init_transactions`` has fenced any zombie, the relay reads its position and
@@ -41,8 +42,8 @@ from sqlalchemy.engine import Connection, Engine
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.serialize import to_epoch_ms
 from liberation_assets.core.errors import PublishError
-from liberation_assets.core.events import Position
 from liberation_assets.core.outbox.table import check_outbox_table, notify_channel, table_for
+from liberation_assets.core.publish.flush import Flusher, FlushPolicy
 from liberation_assets.core.publish.positions import PositionStore
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.publish.topics import TopicSpec, ensure_topics
@@ -245,6 +246,7 @@ class OutboxRelay:
         self._connection: Connection | None = None
         self._publisher: TransactionalPublisher | None = None
         self._positions: PositionStore | None = None
+        self._flusher: Flusher | None = None
         self.ensure_topics = TopicCreator(spec)
         self.last_event_ms: int | None = None
         self.oldest_event_ms: int | None = None
@@ -270,6 +272,13 @@ class OutboxRelay:
             self.bootstrap, transactional_id(self.spec, self.name), self.spec.kafka.producer
         )
         self._positions = PositionStore.for_spec(self.spec.kafka)
+        self._flusher = Flusher(
+            self._publisher,
+            self._positions.topic,
+            position_key(self.name),
+            FlushPolicy(self.outbox.batch_size, max_age_seconds=0.0, idle_position_seconds=0.0),
+            confirm=self.confirm,
+        )  # one batch read is one flush: the rows are the position, there is none without them
         return True
 
     def recover(self) -> int:
@@ -291,18 +300,18 @@ class OutboxRelay:
 
     # -- work ---------------------------------------------------------------------------------------
     def relay_batch(self) -> int:
-        """Relay up to ``batch_size`` rows; return how many."""
-        seqs = self.publish_batch()
-        if seqs:
-            self.cleanup(seqs)
-        return len(seqs)
+        """Relay up to ``batch_size`` rows (all three steps); return how many."""
+        return len(self._flush(confirm=True))
 
     def publish_batch(self) -> list[int]:
-        """Steps 1 and 2: read pending rows, commit their records and position to Kafka; return their seqs."""
-        connection, publisher, positions = self._connection, self._publisher, self._positions
-        assert connection is not None and publisher is not None and positions is not None, "acquire() first"
+        """Steps 1 and 2 only: read pending rows, commit their records and position to Kafka; return their seqs."""
+        return self._flush(confirm=False)
+
+    def _flush(self, *, confirm: bool) -> list[int]:
+        connection, flusher = self._connection, self._flusher
+        assert connection is not None and flusher is not None, "acquire() first"
         rows = connection.execute(pending_query(self.table, self.outbox.batch_size)).all()
-        if not rows:
+        if not flusher.due(pending=len(rows), moved=False):
             return []
         records = build_records(rows, self.router)
         times = [record[3] for record in records if record[3]]
@@ -310,12 +319,16 @@ class OutboxRelay:
             self.last_event_ms, self.oldest_event_ms = max(times), min(times)
         self.ensure_topics({record[0] for record in records})
         seqs = [row[0] for row in rows]
-        records.append(positions.record(Position(position_key(self.name), OutboxPosition.of(seqs).to_dict())))
-        publisher.publish(records)
+        flusher.commit(records, OutboxPosition.of(seqs).to_dict(), confirm=seqs if confirm else None)
         return seqs
 
+    def confirm(self, seqs: Sequence[int]) -> None:
+        """Step 3, called by the flusher after the Kafka commit."""
+        self.cleanup(seqs)
+
     def cleanup(self, seqs: Sequence[int]) -> int:
-        """Step 3, only after the Kafka commit: delete or mark exactly these rows."""
+        """Only after the Kafka commit (or for what the stored position says is committed): delete or mark
+        exactly these rows."""
         assert self._connection is not None, "acquire() first"
         statement = cleanup_statement(self.table, seqs, self.outbox.cleanup, dialect_of(self._connection))
         return int(self._connection.execute(statement).rowcount or 0)

@@ -1,9 +1,11 @@
-"""The one ``follow`` loop, without servers: open, stream, close; a retriable error reopens; the status lines."""
+"""The one ``follow`` loop, without servers: open, snapshot, changes, close; a retriable error reopens; the status
+lines."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 import pytest
@@ -24,7 +26,8 @@ class Counted:
 
 @dataclass
 class Script:
-    """What each opened source does in turn: ``None`` streams one event then stops, an exception is raised."""
+    """What each opened source does in turn: ``None`` streams one event then stops, an exception is raised
+    while streaming."""
 
     steps: list[BaseException | None]
     summary: Counted = field(default_factory=Counted)
@@ -41,12 +44,18 @@ class Script:
                 connected()
                 return "opened"
 
-            def stream(self, until: Callable[[], bool]) -> None:
-                script.events.append("stream")
+            def snapshot(self) -> None:
+                script.events.append("snapshot")
+
+            def changes(self, until: Callable[[], bool]) -> None:
+                script.events.append("changes")
                 if step is not None:
                     raise step
                 script.summary.published += 1
                 script.stopped = True
+
+            def confirm(self, through: Any) -> None:
+                script.events.append("confirm")
 
             def close(self) -> None:
                 script.events.append("close")
@@ -70,7 +79,7 @@ def test_a_retriable_error_closes_the_source_and_opens_a_new_one(
     coordinator.follow(
         "shop", "source shop", script.source, script.summary, log=logged.append, duration=None, give_up_after=30
     )
-    assert script.events == ["open", "stream", "close", "open", "stream", "close"]
+    assert script.events == ["open", "snapshot", "changes", "close"] * 2
     statuses = _statuses(capsys.readouterr().out)
     assert [s["event"] for s in statuses] == ["started", "reconnecting", "started", "stopped"]
     assert statuses[1]["source"] == "shop" and "broker away" in str(statuses[1]["reason"])
@@ -85,5 +94,5 @@ def test_a_permanent_error_ends_follow_at_once_without_a_stopped_line(
     script = Script([error])
     with pytest.raises(type(error)):
         coordinator.follow("shop", "source shop", script.source, script.summary, log=lambda _line: None)
-    assert script.events == ["open", "stream", "close"]
+    assert script.events == ["open", "snapshot", "changes", "close"]
     assert [s["event"] for s in _statuses(capsys.readouterr().out)] == ["started"]
