@@ -11,6 +11,7 @@ The reconciliation keeps its per-stream cron schedule (hourly by default).
 """
 
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 
@@ -250,7 +251,7 @@ def _poll_sensor(spec: Spec, source: str, names: list[str]) -> dg.SensorDefiniti
         now = time.time()
         requested_at = _requested_at(context.cursor)
         due, left = due_streams(periods, requested_at, now, interval / 2)
-        waiting = [f"{name} is due in {seconds:.0f}s" for name, seconds in left.items()]
+        waiting = [f"{name} is due in {math.ceil(seconds)}s" for name, seconds in left.items()]
         for name in list(due):  # a reconciliation (or another run) of the stream itself is still queued or running
             if active_run(context.instance, {QUERY_TAG: name}):
                 due.remove(name)
