@@ -265,7 +265,7 @@ def shots_for(spec: Any) -> list[Shot]:
             f"/assets/{fresh}/{fresh}_replica?view=checks&checkDetail=quarantine",
             ("quarantine", "quarantine_open", "liberation quarantine"),
         ),
-        Shot("automation.png", "/automation", (f"{fresh}_poll_schedule" if polled else "sensor",)),
+        Shot("automation.png", "/automation", (f"{group}_poll_sensor" if polled else "sensor",)),
         Shot(
             "lag-plots.png",
             f"/assets/{fresh}/{fresh}_replica",

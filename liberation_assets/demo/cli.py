@@ -128,17 +128,27 @@ MAIN_JOB_NAME = "liberate_all"
 
 
 def run_main_job() -> bool:
-    """Run the main job in-process on the persistent instance, so the UI shows the run."""
+    """In-process on the persistent instance, so the UI shows the runs: first each continuous source's and outbox's
+    catch-up job (its snapshot; no follower runs yet, the daemon starts them later), then the main job, which
+    leaves their assets to the followers and verifies every replica."""
     import dagster as dg
 
+    from liberation_assets.core.spec import default_spec_path
     from liberation_assets.definitions import defs
+    from liberation_assets.orchestration import continuous
     from liberation_assets.orchestration.build import MAIN_JOB
 
-    result = defs.resolve_job_def(MAIN_JOB).execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
-    for event in result.all_events:
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            print(f"  materialized {event.asset_key.to_user_string()}")
-    return result.success
+    spec = load_spec(default_spec_path())
+    ok = True
+    for job in [*(f.catch_up_job_name for f in continuous.followers(spec) if f.keys), MAIN_JOB]:
+        result = defs.resolve_job_def(job).execute_in_process(instance=dg.DagsterInstance.get(), raise_on_error=False)
+        for event in result.all_events:
+            if event.event_type_value == "ASSET_MATERIALIZATION":
+                print(f"  {job}: materialized {event.asset_key.to_user_string()}")
+        if not result.success:
+            print(f"  {job} FAILED")
+        ok &= result.success
+    return ok
 
 
 def writes_paused_file() -> Path:
@@ -207,7 +217,10 @@ def run_demo(args: argparse.Namespace) -> int:
         load.stop()
     time.sleep(1.5)  # let the last writes fall below every stream's polling ceiling
 
-    print(f"running the main job {MAIN_JOB_NAME} (every stream, every pattern); Dagster home {home}")
+    print(
+        f"running the continuous sources' catch-up jobs, then the main job {MAIN_JOB_NAME} "
+        f"(every stream, every pattern); Dagster home {home}"
+    )
     ok = run_main_job()
     print("main job " + ("succeeded" if ok else "FAILED: see the run in the UI"))
     ok &= _verify_all(spec)

@@ -19,7 +19,11 @@ A source (its cdc streams) or an outbox with ``mode: continuous`` gets
   ``STALE_AFTER_SECONDS``, then replaced.
 
 The micro-batch sensors of such a source are not created (cdc, binlog and outbox skip them):
-one reader per slot, binlog position or outbox lease.
+one reader per slot, binlog position or outbox lease.  For the same reason the main job
+``liberate_all`` leaves its assets out (``build.main_job_selection``); the catch-up job
+``<source>_drain`` (``<outbox>_relay`` for an outbox) materializes them once, while no follower
+runs: the demo runs it for the first snapshot before the daemon starts the followers, and the
+supervisor waits while one is queued or running.
 """
 
 import re
@@ -35,8 +39,16 @@ from liberation_assets.core.spec import Spec
 from liberation_assets.orchestration import freshness
 from liberation_assets.orchestration.policy import sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
-from liberation_assets.orchestration.runs import ACTIVE_RUN_STATUSES, FOLLOW_TAG, LOG_PRIORITY
-from liberation_assets.orchestration.translator import asset_key, job_name, sensor_name
+from liberation_assets.orchestration.runs import (
+    ACTIVE_RUN_STATUSES,
+    BINLOG_TAG,
+    CDC_TAG,
+    FOLLOW_TAG,
+    LOG_PRIORITY,
+    OUTBOX_TAG,
+    active_run,
+)
+from liberation_assets.orchestration.translator import asset_job, asset_key, job_name, sensor_name
 
 REPORT_EVERY_SECONDS = 20.0
 SUPERVISE_EVERY_SECONDS = 15
@@ -67,6 +79,21 @@ class Follower:
     @property
     def tags(self) -> dict[str, str]:
         return {FOLLOW_TAG: self.name, **LOG_PRIORITY}
+
+    @property
+    def catch_up_action(self) -> str:
+        return "relay" if self.kind == "outbox" else "drain"
+
+    @property
+    def catch_up_job_name(self) -> str:
+        """The micro-batch job of the same assets: ``<source>_drain``, ``<outbox>_relay``."""
+        return job_name(self.name, self.catch_up_action)
+
+    @property
+    def catch_up_tags(self) -> dict[str, str]:
+        """The micro-batch run's tag (the instance's limits keep one run per value)."""
+        tag = {"postgresql": CDC_TAG, "mysql": BINLOG_TAG, "outbox": OUTBOX_TAG}[self.kind]
+        return {tag: self.name}
 
 
 def followers(spec: Spec) -> list[Follower]:
@@ -256,6 +283,18 @@ def follow_job(spec: Spec, follower: Follower) -> dg.JobDefinition:
     return job
 
 
+def catch_up_job(follower: Follower) -> "dg.UnresolvedAssetJobDefinition":
+    """Materialize the follower's assets once (snapshot if needed, then up to now), while no follower runs."""
+    return asset_job(
+        follower.name,
+        follower.catch_up_action,
+        list(follower.keys.values()),
+        f"Catch {follower.name} up once, while its follower is stopped (the first snapshot; the demo runs it before "
+        f"the daemon starts {follower.job_name}); {sensor_name(follower.name, 'follow')} waits until it ends.",
+        {**follower.catch_up_tags, **LOG_PRIORITY},
+    )
+
+
 def _last_event_time(instance: dg.DagsterInstance, run_id: str) -> float | None:
     records = instance.get_records_for_run(run_id, limit=1, ascending=False).records
     return records[0].timestamp if records else None
@@ -271,6 +310,8 @@ def supervisor(spec: Spec, follower: Follower, job: dg.JobDefinition) -> dg.Sens
     )
     def supervise(context: dg.SensorEvaluationContext) -> dg.RunRequest | dg.SkipReason:
         instance, tags = context.instance, {FOLLOW_TAG: follower.name}
+        if active_run(instance, follower.catch_up_tags):
+            return dg.SkipReason(f"a {follower.catch_up_job_name} run is queued or running: the follower waits for it")
         active = instance.get_run_records(filters=dg.RunsFilter(tags=tags, statuses=ACTIVE_RUN_STATUSES), limit=1)
         if active:
             run = active[0].dagster_run
@@ -299,9 +340,12 @@ def supervisor(spec: Spec, follower: Follower, job: dg.JobDefinition) -> dg.Sens
 
 
 def definitions(spec: Spec) -> dg.Definitions:
-    jobs, sensors = [], []
+    jobs: "list[dg.JobDefinition | dg.UnresolvedAssetJobDefinition]" = []
+    sensors = []
     for follower in followers(spec):
         job = follow_job(spec, follower)
         jobs.append(job)
+        if follower.keys:
+            jobs.append(catch_up_job(follower))
         sensors.append(supervisor(spec, follower, job))
     return dg.Definitions(jobs=jobs, sensors=sensors)

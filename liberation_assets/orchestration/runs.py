@@ -30,14 +30,20 @@ CDC_TAG = "liberation/cdc"
 BINLOG_TAG = "liberation/binlog"
 OUTBOX_TAG = "liberation/outbox"
 QUERY_TAG = "liberation/query"
+"""A query stream's reconciliation (or any run of that one stream), valued with the stream."""
+POLL_TAG = "liberation/poll"
+"""A source's poll run (orchestration/query.py: the due query streams of one source in one run), valued with the source."""
+STREAMS_TAG = "liberation/streams"
+"""The streams a poll run polls, comma-separated: which of the source's streams were due."""
 VERIFY_TAG = "liberation/verify"
 FOLLOW_TAG = "liberation/follow"
 """A continuous source's or outbox's long-lived follow run (orchestration/continuous.py), valued with its name."""
-STREAM_TAGS = (CDC_TAG, BINLOG_TAG, OUTBOX_TAG, QUERY_TAG)
+STREAM_TAGS = (CDC_TAG, BINLOG_TAG, OUTBOX_TAG, QUERY_TAG, POLL_TAG)
 """One tag per kind of run, valued with the source, outbox or stream it works on: the concurrency limits' keys."""
 
 REASON_TAG = "liberation/reason"
-"""Why a sensor requested the run: ``pending`` (the source holds changes) or ``heartbeat`` (an idle source kept fresh)."""
+"""Why a sensor requested the run: ``pending`` (the source holds changes), ``heartbeat`` (an idle source kept fresh)
+or ``poll_every`` (a query stream's polling period has passed)."""
 PRIORITY_TAG = "dagster/priority"
 LOG_PRIORITY = {PRIORITY_TAG: "10"}
 """CDC and outbox runs go before query polls in the queue: they hold the low-latency promise (and the slot's WAL)."""

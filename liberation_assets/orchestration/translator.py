@@ -73,12 +73,12 @@ def group_name(source: str) -> str:
 
 
 def job_name(subject: str, action: str) -> str:
-    """``<subject>_<action>``, e.g. ``products_poll``, ``shop_drain``, ``shop_outbox_relay``: one naming scheme for jobs."""
+    """``<subject>_<action>``, e.g. ``shop_poll``, ``products_reconcile``, ``shop_drain``, ``shop_outbox_relay``: one naming scheme for jobs."""
     return f"{subject}_{action}"
 
 
 def sensor_name(subject: str, pattern: str) -> str:
-    """``<subject>_<pattern>_sensor``, e.g. ``shop_cdc_sensor``, ``shop_maria_binlog_sensor``, ``shop_outbox_relay_sensor``."""
+    """``<subject>_<pattern>_sensor``, e.g. ``shop_poll_sensor``, ``shop_cdc_sensor``, ``shop_outbox_relay_sensor``."""
     return f"{subject}_{pattern}_sensor"
 
 

@@ -46,6 +46,33 @@ def test_a_continuous_source_gets_a_follow_job_and_its_supervisor_instead_of_the
     assert "db_cdc_sensor" in micro and "db_follow_sensor" not in micro
 
 
+def test_the_main_job_leaves_the_followers_assets_to_them_and_a_catch_up_job_per_follower_has_them() -> None:
+    from pathlib import Path
+
+    from liberation_assets.core.spec import load_spec
+    from liberation_assets.orchestration.build import MAIN_JOB
+
+    demo = load_spec(Path(__file__).resolve().parents[2] / "liberation.yaml")
+    defs = build_definitions(demo)
+    followed = continuous.continuous_keys(demo)
+    assert (
+        translator.asset_key("inventory", "cdc") in followed
+        and translator.asset_key("shop_outbox", "relay") in followed
+    )
+    main = defs.resolve_job_def(MAIN_JOB).asset_layer.selected_asset_keys
+    assert not main & followed  # a drain beside the follower would fence it
+    assert {translator.asset_key("products", "incremental"), translator.asset_key("inventory", "replica")} <= main
+    for follower in continuous.followers(demo):
+        catch_up = defs.resolve_job_def(follower.catch_up_job_name)
+        assert catch_up.asset_layer.selected_asset_keys == set(follower.keys.values()), follower.name
+
+    micro_defs = build_definitions(_spec("micro_batch"))  # the source's cdc is the main job's; box is still followed
+    assert translator.asset_key("a", "cdc") in micro_defs.resolve_job_def(MAIN_JOB).asset_layer.selected_asset_keys
+    assert (
+        translator.asset_key("box", "relay") not in micro_defs.resolve_job_def(MAIN_JOB).asset_layer.selected_asset_keys
+    )
+
+
 def test_the_supervisor_starts_a_follow_run_only_when_none_is_queued_or_running() -> None:
     defs = build_definitions(_spec("continuous"))
     sensor = defs.resolve_sensor_def("db_follow_sensor")
@@ -90,6 +117,28 @@ def test_the_demo_instance_keeps_its_micro_batch_slots_beside_the_long_lived_fol
     assert {"key": FOLLOW_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1} in runs[
         "tag_concurrency_limits"
     ]
+
+
+def test_the_supervisor_waits_while_a_catch_up_run_of_its_follower_is_queued() -> None:
+    defs = build_definitions(_spec("continuous"))
+    sensor = defs.resolve_sensor_def("db_follow_sensor")
+    [follower] = [f for f in continuous.followers(_spec("continuous")) if f.name == "db"]
+    assert follower.catch_up_job_name == "db_drain" and defs.resolve_job_def("db_drain")
+    with dg.instance_for_test() as instance:
+        location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="liberation_assets.definitions"))
+        origin = RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), "db_drain")
+        instance.add_run(
+            DagsterRun(
+                job_name="db_drain",
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.QUEUED,
+                tags=follower.catch_up_tags,
+                remote_job_origin=origin,
+            )
+        )
+        with dg.build_sensor_context(instance=instance) as context:
+            skip = sensor(context)
+        assert isinstance(skip, dg.SkipReason) and "db_drain" in (skip.skip_message or "")
 
 
 @pytest.mark.integration

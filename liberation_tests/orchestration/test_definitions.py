@@ -43,10 +43,13 @@ def test_query_assets_carry_freshness_kinds_and_one_group_per_source() -> None:
     assert {"kafka", "postgres", "query"} <= set(node.kinds)
     assert node.group_name == "shop"
     assert graph.get(dg.AssetKey(["inventory_maria", "inventory_maria_incremental"])).group_name == "shop_maria"
+    sensors = {s.name: s for s in defs.sensors}
+    assert {"shop_poll_sensor", "shop_maria_poll_sensor"} <= set(sensors)  # one poll sensor per source
+    assert sensors["shop_poll_sensor"].minimum_interval_seconds < 60  # sub-minute poll_every is honoured
+    assert sensors["shop_poll_sensor"].default_status == dg.DefaultSensorStatus.RUNNING  # demo: automation on
     schedules = {s.name: s for s in defs.schedules}
-    assert schedules["products_poll_schedule"].cron_schedule == "* * * * *"
-    assert schedules["payments_poll_schedule"].cron_schedule == "*/2 * * * *"
-    assert schedules["products_poll_schedule"].default_status == dg.DefaultScheduleStatus.RUNNING  # demo: automation on
+    assert "products_poll_schedule" not in schedules
+    assert schedules["products_reconcile_schedule"].cron_schedule == "0 */1 * * *"
 
 
 def test_schedules_and_sensors_start_stopped_unless_the_spec_says_otherwise() -> None:

@@ -19,6 +19,7 @@ def test_production_instance_config_validates() -> None:
         "liberation/binlog": 1,
         "liberation/outbox": 1,
         "liberation/query": 1,
+        "liberation/poll": 1,
         "liberation/verify": 1,
         "liberation/follow": 1,
     }
