@@ -25,8 +25,6 @@ import json
 import os
 import pickle
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -314,20 +312,6 @@ def _lever(capture_path: Path, lever: str, passes: int) -> None:
         )
 
 
-def _run_worker(root: Path, capture_path: Path, passes: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{Path(__file__).resolve().parent.parent}"}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.binlog_hotpath", "--worker", str(capture_path), "--passes", str(passes)],
-        cwd=tempfile.gettempdir(),
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.binlog_hotpath", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -348,6 +332,7 @@ def main() -> None:
         return
     from bench.compare import _export
     from bench.context import REPO
+    from bench.hotpath import run_worker
 
     with tempfile.TemporaryDirectory(prefix="bench-binlog-hotpath-") as folder:
         capture_path = Path(args.capture or args.keep or Path(folder) / "capture.pickle")
@@ -369,7 +354,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             order = list(versions.items())
             for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
-                figures = _run_worker(root, capture_path, args.passes)
+                figures = run_worker("bench.binlog_hotpath", root, capture_path, args.passes)
                 figures["total"] = sum(figures[s] for s in STAGES)
                 print(
                     f"round {round_index + 1} {name}: "

@@ -162,10 +162,11 @@ def _table(cls: Any, name: str) -> Any:
     return cls(table=table, columns={"id": "id"}, key_columns=["id"], key_public=["id"], cursor_column=None)
 
 
-def _run_worker(root: Path, messages_path: Path, passes: int) -> dict[str, float]:
+def run_worker(module: str, root: Path, data_path: Path, passes: int) -> dict[str, float]:
+    """One worker process of ``module`` (``python -m <module> --worker``) on the package at ``root``: its figures."""
     env = {**os.environ, "PYTHONPATH": f"{root}{os.pathsep}{Path(__file__).resolve().parent.parent}"}
     done = subprocess.run(
-        [sys.executable, "-m", "bench.hotpath", "--worker", str(messages_path), "--passes", str(passes)],
+        [sys.executable, "-m", module, "--worker", str(data_path), "--passes", str(passes)],
         cwd=tempfile.gettempdir(),
         env=env,
         capture_output=True,
@@ -205,7 +206,7 @@ def main() -> None:
         for round_index in range(args.rounds):
             order = list(versions.items())
             for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
-                figures = _run_worker(root, messages_path, args.passes)
+                figures = run_worker("bench.hotpath", root, messages_path, args.passes)
                 load = os.getloadavg()[0]
                 figures["total"] = sum(figures[s] for s in STAGES)
                 print(
