@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from liberation_assets.core.connect import create_source_engine
 from liberation_assets.core.contract.formats import decode_key
 from liberation_assets.core.contract.serialize import now_ms
-from liberation_assets.core.contract.validate import ContractValidator
 from liberation_assets.core.engine.mysql_summary import CdcSummary
 from liberation_assets.core.engine.reconcile import end_offsets, unseen_live_keys
 from liberation_assets.core.engine.runtime import StreamRuntime, cdc_streams
@@ -113,14 +112,7 @@ class MySqlCdc:
 
     def _writer(self, runtime: StreamRuntime) -> StreamWriter:
         """A stream's writer on the source's shared publisher (building its identity runs the schema gate)."""
-        return StreamWriter(
-            runtime.identity,
-            self.publisher,
-            self.store.topic,
-            ContractValidator(runtime.stream.contract, runtime.stream.key),
-            halt_on_violation=runtime.stream.on_violation == "halt",
-            value_format=runtime.value_format,
-        )
+        return runtime.writer_on(self.publisher, self.store.topic)
 
     def _refresh_schemas(self, position: BinlogPosition) -> list[str]:
         """After DDL: rebuild the writers, so a compatible table change registers the next schema version before

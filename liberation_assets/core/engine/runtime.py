@@ -116,10 +116,14 @@ class StreamRuntime:
     @cached_property
     def writer(self) -> StreamWriter:
         self.ensure_topics()
+        return self.writer_on(self.publisher, self.positions.topic)
+
+    def writer_on(self, publisher: TransactionalPublisher, positions_topic: str) -> StreamWriter:
+        """This stream's writer on ``publisher`` (a MariaDB source shares one publisher across its streams)."""
         return StreamWriter(
             self.identity,
-            self.publisher,
-            self.positions.topic,
+            publisher,
+            positions_topic,
             ContractValidator(self.stream.contract, self.stream.key),
             halt_on_violation=self.stream.on_violation == "halt",
             value_format=self.value_format,
