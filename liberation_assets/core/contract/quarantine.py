@@ -35,7 +35,7 @@ from liberation_assets.core.contract.validate import check_of
 from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import ConnectivityError, SerializationError
 from liberation_assets.core.events import ChangeEvent, Row, StreamIdentity
-from liberation_assets.core.publish.reading import settled_watermarks
+from liberation_assets.core.publish.reading import END_POLL_SECONDS, settled_watermarks
 from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ def read_range(
         consumer.assign(assignment)
         while stop:
             rows: list[QuarantinedRow] = []
-            for msg in consumer.consume(batch_size, timeout=1.0):
+            for msg in consumer.consume(batch_size, timeout=END_POLL_SECONDS):
                 partition, offset = int(msg.partition() or 0), int(msg.offset() or 0)
                 error = msg.error()
                 if error is not None:

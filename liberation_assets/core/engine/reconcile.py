@@ -17,7 +17,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 from liberation_assets.core.contract.formats import decode_value
 from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.errors import ConnectivityError
-from liberation_assets.core.publish.reading import settled_watermarks
+from liberation_assets.core.publish.reading import END_POLL_SECONDS, settled_watermarks
 
 
 def _consumer(bootstrap_servers: str) -> Consumer:
@@ -57,7 +57,7 @@ def unseen_live_keys(bootstrap_servers: str, topic: str, before: dict[int, int])
         }
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while remaining:
-            for message in consumer.consume(5000, timeout=1.0):
+            for message in consumer.consume(5000, timeout=END_POLL_SECONDS):
                 error = message.error()
                 if error:
                     if error.code() == KafkaError._PARTITION_EOF:

@@ -42,7 +42,7 @@ from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.engine.runtime import StreamRuntime
 from liberation_assets.core.engine.writer import StreamWriter
 from liberation_assets.core.events import ChangeBatch, Position
-from liberation_assets.core.publish.reading import settled_watermarks
+from liberation_assets.core.publish.reading import END_POLL_SECONDS, settled_watermarks
 from liberation_assets.core.spec import Spec
 
 
@@ -167,7 +167,7 @@ def published_event_times(bootstrap_servers: str, topic: str, keys: set[bytes]) 
         }
         consumer.assign([TopicPartition(topic, p, 0) for p in remaining])
         while remaining:
-            for msg in consumer.consume(10_000, timeout=1.0):
+            for msg in consumer.consume(10_000, timeout=END_POLL_SECONDS):
                 error = msg.error()
                 if error is not None:
                     if error.code() == KafkaError._PARTITION_EOF:

@@ -16,6 +16,10 @@ NEW_TOPIC_SECONDS = 30.0
 """How long a reader waits for a topic the broker does not know yet to appear (or a partition without a leader to get
 one), before it says it cannot read it. A topic another process has just created is unknown to the broker for a
 moment (its metadata propagates), and a restarted broker elects its partitions' leaders again."""
+END_POLL_SECONDS = 0.02
+"""The timeout of each ``consume()`` of a read to the end. librdkafka's consume waits for the full timeout unless the
+whole batch is there, so with a longer one every read of a small topic (positions, schemas, a verify) waits that long
+after its end-of-partition events have arrived."""
 _NOT_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION)
 
 
@@ -144,7 +148,7 @@ def committed_batches(
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         while remaining:
             batch = []
-            for msg in consumer.consume(batch_size, timeout=0.1):
+            for msg in consumer.consume(batch_size, timeout=END_POLL_SECONDS):
                 error = msg.error()
                 if error is None:
                     batch.append(msg)

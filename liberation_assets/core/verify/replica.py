@@ -26,7 +26,7 @@ from liberation_assets.core.drivers import kafka_logger
 from liberation_assets.core.engine.writer import lag_metadata
 from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.events import READ, TRUNCATE
-from liberation_assets.core.publish.reading import settled_watermarks
+from liberation_assets.core.publish.reading import END_POLL_SECONDS, settled_watermarks
 from liberation_assets.core.verify.compare import canonical
 from liberation_assets.core.verify.store import Change, ReplicaStore
 
@@ -144,7 +144,7 @@ def materialize(
         last_progress = time.monotonic()
         while remaining:
             batch = _Batch()
-            for message in consumer.consume(BATCH, timeout=0.5):
+            for message in consumer.consume(BATCH, timeout=END_POLL_SECONDS):
                 error = message.error()
                 if error is None:
                     batch.add(message)
