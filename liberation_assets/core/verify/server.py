@@ -257,3 +257,70 @@ def _record(
             verdict.details.append(
                 ColumnDifference(key.decode(), public, checks[2 * n + 1], published.get(public, MISSING))
             )
+
+
+# ---------------------------------------------------------------- re-judging keys against a copy of their rows
+
+
+Versions = dict[bytes, list[str | None]]
+"""Key (sorted key JSON) → the after-images the stream published for it, in order (None: deleted)."""
+
+
+def judge_versions(
+    engine: Engine,
+    table: ProjectedTable,
+    zone: str,
+    deleted_when: str,
+    keys: list[bytes],
+    versions_after_copy: Callable[[], Versions | None],
+) -> set[bytes] | None:
+    """The keys one of whose published versions the source server recognises as its row at the copy.
+
+    The keys' source rows are copied first (a temporary table); ``versions_after_copy`` is called right after
+    and returns each key's candidate versions (or None: no verdict).  A key whose row the copy has is settled by
+    a version equal to it in every column; a key the copy lacks (deleted or never there) by a delete.
+    """
+    raw = engine.raw_connection()
+    driver: Any = raw.driver_connection
+    raw.detach()  # its temporary table and session settings must not go back to the pool
+    try:
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            driver.autocommit = True  # a refused cast must not abort the next query
+        comparer: Any = (PgComparer if postgres else MyComparer)(driver, table, zone, deleted_when)
+        comparer.snapshot(keys)
+        versions = versions_after_copy()
+        if versions is None:
+            return None
+        in_copy = {key for key, result in zip(keys, comparer.batch([(key, "{}") for key in keys], [])) if result[1]}
+        settled: set[bytes] = set()
+        rows: list[tuple[bytes, str]] = []
+        for key in keys:
+            candidates = versions.get(canonical_key_json(key), [])
+            if key not in in_copy:
+                if None in candidates:
+                    settled.add(key)
+                continue
+            rows.extend((key, doc) for doc in candidates if doc is not None)
+        for key, doc in rows:
+            if key not in settled and _equal_in_every_column(comparer, key, doc, postgres):
+                settled.add(key)
+        return settled
+    finally:
+        raw.close()
+
+
+def _equal_in_every_column(comparer: Any, key: bytes, doc: str, postgres: bool) -> bool:
+    try:
+        result = comparer.batch([(key, doc)])[0]
+    except Exception as exc:  # a value the server cannot read in its column's type: not this row
+        if not postgres or not _is_data_error(exc):
+            raise
+        return False
+    checks = result[2 + len(comparer.key_columns) :]
+    return bool(result[1]) and all(checks[0::2])
+
+
+def canonical_key_json(key: bytes) -> bytes:
+    """A key JSON with sorted members: the same key gives the same bytes, however it was written."""
+    return orjson.dumps(orjson.loads(key), option=orjson.OPT_SORT_KEYS)
