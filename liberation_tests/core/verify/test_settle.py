@@ -1,6 +1,6 @@
 """A continuous stream under live writes verifies clean, and a wrong row in its topic still fails (``verify.settle``).
 
-``liberation follow`` streams a PostgreSQL table while a thread keeps updating
+``liberation follow`` streams a PostgreSQL or MariaDB table while a thread keeps updating
 a few of its rows: the verify reads the source and the topic at different
 moments, so those rows differ for a moment.  The re-check waits until the
 stream has passed the source's log position and looks for the copied source
@@ -24,7 +24,8 @@ from liberation_assets.core.errors import ConnectivityError
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.run import Verification, verify
 from liberation_assets.core.verify.settle import SettleSettings
-from liberation_tests.core.engine.cdc_postgres_support import cdc_spec, source_name, write_spec
+from liberation_tests.core.engine import cdc_postgres_support as pg_support
+from liberation_tests.core.readers.binlog import cdc_support as my_support
 from liberation_tests.support import CliProcess, wait_until
 
 pytestmark = pytest.mark.integration
@@ -54,25 +55,41 @@ class UpdateLoop:
     def _run(self) -> None:
         while not self._stop.is_set():
             with self.engine.begin() as connection:
-                connection.exec_driver_sql(
-                    "UPDATE items SET qty = qty + 1, note = md5(random()::text) WHERE id = %(id)s",
-                    {"id": HOT[self.updates % len(HOT)]},
+                connection.execute(
+                    sa.text("UPDATE items SET qty = qty + 1, note = :note WHERE id = :id"),
+                    {"id": HOT[self.updates % len(HOT)], "note": f"u{self.updates}"},
                 )
             self.updates += 1
             self._stop.wait(0.005)
 
 
-@pytest.fixture
-def followed(make_spec, pg_database, pg_engine, tmp_path) -> Iterator[tuple[Spec, str]]:
-    """A continuous PostgreSQL source with one table, followed by ``liberation follow`` until the test ends."""
-    with pg_engine.begin() as connection:
+@pytest.fixture(params=["postgresql", "mariadb"])
+def source(request, make_spec) -> tuple[Spec, sa.Engine]:
+    """A continuous source (PostgreSQL or MariaDB) with one table ``items`` streamed by the cdc pattern."""
+    if request.param == "postgresql":
+        database, engine = request.getfixturevalue("pg_database"), request.getfixturevalue("pg_engine")
+        base = pg_support.cdc_spec(make_spec, database, {"items": {"table": "items", "key": ["id"]}})
+    else:
+        database, engine = request.getfixturevalue("mysql_database"), request.getfixturevalue("mysql_engine")
+        base = my_support.cdc_spec(make_spec, database, {"items": {"table": "items", "key": ["id"]}})
+    with engine.begin() as connection:
         connection.exec_driver_sql("CREATE TABLE items (id int PRIMARY KEY, qty int NOT NULL, note text)")
-        connection.exec_driver_sql(f"INSERT INTO items SELECT g, 0, 'n' || g FROM generate_series(1, {ROWS}) g")
-    base = cdc_spec(make_spec, pg_database, {"items": {"table": "items", "key": ["id"]}})
+        connection.execute(
+            sa.text("INSERT INTO items VALUES (:id, 0, :note)"),
+            [{"id": i, "note": f"n{i}"} for i in range(1, ROWS + 1)],
+        )
     data = base.model_dump(by_alias=True)
-    data["sources"][source_name(base)]["mode"] = "continuous"
-    spec = Spec.model_validate(data)
-    follow = CliProcess(["follow", source_name(spec)], spec_file=write_spec(spec, tmp_path))
+    [name] = data["sources"]
+    data["sources"][name]["mode"] = "continuous"
+    return Spec.model_validate(data), engine
+
+
+@pytest.fixture
+def followed(source, tmp_path) -> Iterator[tuple[Spec, str]]:
+    """The source followed by ``liberation follow`` until the test ends; its replica once it holds the table."""
+    spec, _engine = source
+    [name] = spec.sources
+    follow = CliProcess(["follow", name], spec_file=pg_support.write_spec(spec, tmp_path))
     replica = f"sqlite:///{tmp_path}/{{topic}}.sqlite"
     try:
         wait_until(
@@ -97,10 +114,10 @@ def _verify(spec: Spec, replica: str) -> Verification:
     return verify(spec, "items", replica=replica, settings=SETTINGS)
 
 
-def test_a_followed_stream_under_writes_verifies_clean_every_time(followed, pg_engine) -> None:
+def test_a_followed_stream_under_writes_verifies_clean_every_time(source, followed) -> None:
     spec, replica = followed
     rechecked: list[int] = []
-    with UpdateLoop(pg_engine) as writes:
+    with UpdateLoop(source[1]) as writes:
         while len(rechecked) < 3 or not any(rechecked):  # until a verify met rows changed under it
             verification = _verify(spec, replica)
             assert verification.comparison.matches, verification.lag.describe()
@@ -110,14 +127,14 @@ def test_a_followed_stream_under_writes_verifies_clean_every_time(followed, pg_e
         assert writes.updates > 10  # the rows really were changing while it verified
 
 
-def test_a_wrong_record_in_the_topic_still_fails_under_writes(followed, pg_engine) -> None:
+def test_a_wrong_record_in_the_topic_still_fails_under_writes(source, followed) -> None:
     spec, replica = followed
     wrong = {"id": 7, "qty": 999, "note": "n7"}  # the source says qty 0
     envelope = {"before": None, "after": wrong, "op": "u", "source": {"ts_ms": 1}, "ts_ms": 1}
     producer = Producer({"bootstrap.servers": spec.kafka.resolved_bootstrap_servers()})
     producer.produce(spec.topic_for("items"), key=orjson.dumps({"id": 7}), value=orjson.dumps(envelope))
     assert producer.flush(30) == 0
-    with UpdateLoop(pg_engine):
+    with UpdateLoop(source[1]):
         verification = _verify(spec, replica)
     assert verification.comparison.different == [b'{"id":7}'], verification.lag.describe()
     assert [k.decode() for k in verification.lag.unexplained] == ['{"id":7}']
