@@ -292,7 +292,12 @@ def judge_versions(
         versions = versions_after_copy()
         if versions is None:
             return None
-        in_copy = {key for key, result in zip(keys, comparer.batch([(key, "{}") for key in keys], [])) if result[1]}
+        in_copy = {
+            key
+            for batch in _batches(((key, "{}") for key in keys), BATCH_ROWS)
+            for (key, _doc), result in zip(batch, comparer.batch(batch, []))
+            if result[1]
+        }
         settled: set[bytes] = set()
         rows: list[tuple[bytes, str]] = []
         for key in keys:
@@ -302,23 +307,28 @@ def judge_versions(
                     settled.add(key)
                 continue
             rows.extend((key, doc) for doc in candidates if doc is not None)
-        for key, doc in rows:
-            if key not in settled and _equal_in_every_column(comparer, key, doc, postgres):
-                settled.add(key)
+        for batch in _batches(rows, BATCH_ROWS):
+            settled.update(key for key, _doc in _equal_in_every_column(comparer, batch, postgres))
         return settled
     finally:
         raw.close()
 
 
-def _equal_in_every_column(comparer: Any, key: bytes, doc: str, postgres: bool) -> bool:
+def _equal_in_every_column(comparer: Any, rows: list[tuple[bytes, str]], postgres: bool) -> list[tuple[bytes, str]]:
+    """The rows the server finds equal to its own in every column; one it cannot read is simply not equal."""
     try:
-        result = comparer.batch([(key, doc)])[0]
-    except Exception as exc:  # a value the server cannot read in its column's type: not this row
+        results = comparer.batch(rows)
+    except Exception as exc:  # a value the server cannot read in its column's type: split until it is found
         if not postgres or not _is_data_error(exc):
             raise
-        return False
-    checks = result[2 + len(comparer.key_columns) :]
-    return bool(result[1]) and all(checks[0::2])
+        if len(rows) == 1:
+            return []
+        middle = len(rows) // 2
+        return _equal_in_every_column(comparer, rows[:middle], postgres) + _equal_in_every_column(
+            comparer, rows[middle:], postgres
+        )
+    nkeys = len(comparer.key_columns)
+    return [row for row, result in zip(rows, results) if result[1] and all(result[2 + nkeys :][0::2])]
 
 
 def canonical_key_json(key: bytes) -> bytes:

@@ -33,6 +33,7 @@ meant to run right after its drain there).
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -55,14 +56,25 @@ TIMEOUT_SECONDS = 45.0
 """The longest wait for the stream to pass the source's position; a follower publishes within a second or two, a quiet source's position moves at the next
 heartbeat (``cdc.heartbeat_every``, 10 s by default)."""
 POLL_SECONDS = 0.2
+MAX_KEYS = 1000
+"""More differing keys than this are not a moment's race between two reads: they are left as found."""
 
 LogPosition = tuple[int, ...]
+
+
+TIMEOUT_ENV = "LIBERATION_VERIFY_SETTLE_SECONDS"
 
 
 @dataclass(frozen=True)
 class SettleSettings:
     timeout_seconds: float = TIMEOUT_SECONDS
     poll_seconds: float = POLL_SECONDS
+
+    @classmethod
+    def from_env(cls) -> "SettleSettings":
+        """``$LIBERATION_VERIFY_SETTLE_SECONDS`` sets the wait (0: no re-check, differences stay as found)."""
+        value = os.environ.get(TIMEOUT_ENV)
+        return cls(timeout_seconds=float(value)) if value else cls()
 
 
 @dataclass
@@ -121,11 +133,12 @@ def settle(
 
     ``current_versions(keys)``: the replica's after-image per key (sorted key JSON); ``catch_up(on_record)``
     brings the replica up to the topic's end, showing each record read."""
-    settings = settings or SettleSettings()
+    settings = settings or SettleSettings.from_env()
     keys = comparison.missing + comparison.extra + comparison.different
-    settled = Settled(comparison, rechecked=len(keys))
-    if comparison.matches or comparison.partial or not keys:
+    settled = Settled(comparison)
+    if comparison.matches or comparison.partial or not keys or len(keys) > MAX_KEYS or settings.timeout_seconds <= 0:
         return settled
+    settled.rechecked = len(keys)
     source_name = spec.streams[stream_name].source
     deadline = time.monotonic() + settings.timeout_seconds
     wanted = {canonical_key_json(key) for key in keys}
