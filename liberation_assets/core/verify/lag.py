@@ -58,6 +58,8 @@ class LagReport:
     position within the re-check's time, or their row kept being written (``verify.settle``)."""
     rechecked: int = 0
     """Keys the first comparison found different and the re-check judged again (continuous streams)."""
+    recheck_skipped: str = ""
+    """Why a continuous stream's differing keys were not judged again (the source refused the temporary copy)."""
 
     @property
     def only_lag(self) -> bool:
@@ -88,6 +90,8 @@ class LagReport:
                 f"{len(self.behind_source)} differing keys are changes the stream had not published yet "
                 "(it did not pass the source's log position in time, or the rows kept being written)"
             )
+        if self.recheck_skipped:
+            reasons.append(self.recheck_skipped)
         if self.unexplained:
             shown = ", ".join(k.decode() for k in self.unexplained[:limit])
             reasons.append(

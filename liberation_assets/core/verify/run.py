@@ -90,7 +90,8 @@ def verify(
             )
             comparison = settled.comparison
         lag = explain(spec, stream_name, comparison, engine, table, settled.behind_source if settled else None)
-        lag.rechecked = settled.rechecked if settled else 0
+        if settled is not None:
+            lag.rechecked, lag.recheck_skipped = settled.rechecked, settled.skipped
         return Verification(stream_name, store.safe_url, applied, comparison, lag)
     finally:
         engine.dispose()

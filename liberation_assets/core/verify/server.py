@@ -262,6 +262,10 @@ def _record(
 # ---------------------------------------------------------------- re-judging keys against a copy of their rows
 
 
+class CannotCopy(Exception):
+    """The source refused the temporary copy of the keys' rows (``judge_versions``)."""
+
+
 Versions = dict[bytes, list[str | None]]
 """Key (sorted key JSON) → the after-images the stream published for it, in order (None: deleted)."""
 
@@ -288,7 +292,10 @@ def judge_versions(
         if postgres:
             driver.autocommit = True  # a refused cast must not abort the next query
         comparer: Any = (PgComparer if postgres else MyComparer)(driver, table, zone, deleted_when)
-        comparer.snapshot(keys)
+        try:
+            comparer.snapshot(keys)
+        except Exception as exc:  # no right to create a temporary table, say: no re-check, not a failed verify
+            raise CannotCopy(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
         versions = versions_after_copy()
         if versions is None:
             return None

@@ -50,7 +50,7 @@ from liberation_assets.core.readers.pgoutput.lsn import lsn_to_int
 from liberation_assets.core.readers.table import ProjectedTable
 from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison
-from liberation_assets.core.verify.server import Versions, canonical_key_json, judge_versions
+from liberation_assets.core.verify.server import CannotCopy, Versions, canonical_key_json, judge_versions
 
 TIMEOUT_SECONDS = 45.0
 """The longest wait for the stream to pass the source's position; a follower publishes within a second or two, a quiet source's position moves at the next
@@ -84,6 +84,8 @@ class Settled:
     comparison: Comparison
     rechecked: int = 0
     """Keys the first comparison found different, judged again."""
+    skipped: str = ""
+    """Why the keys were not judged again, when the source did not allow it."""
     behind_source: list[bytes] = field(default_factory=list)
     """Keys left as they were because the stream did not pass the source's position in time."""
 
@@ -166,7 +168,11 @@ def settle(
                 return None
             time.sleep(settings.poll_seconds)
 
-    equal = judge_versions(engine, table, zone, deleted_when, keys, versions_after_copy)
+    try:
+        equal = judge_versions(engine, table, zone, deleted_when, keys, versions_after_copy)
+    except CannotCopy as exc:
+        settled.rechecked, settled.skipped = 0, f"no re-check: the source refused a temporary copy ({exc})"
+        return settled
     if equal is None:
         settled.behind_source = sorted(keys)
         return settled
