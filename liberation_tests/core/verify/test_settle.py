@@ -141,3 +141,18 @@ def test_a_wrong_record_in_the_topic_still_fails_under_writes(source, followed) 
     assert not verification.passes()
     assert verification.lag.rechecked >= 1
     assert any(d.column == "qty" for d in verification.comparison.details)
+
+
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_a_stream_that_does_not_pass_the_source_position_leaves_its_keys_as_lag(source, tmp_path) -> None:
+    """No follower runs: the row changed after the last drain is lag (a warning), not a failure; ``--strict`` fails."""
+    spec, engine = source
+    pg_support.drain(spec)
+    replica = f"sqlite:///{tmp_path}/{{topic}}.sqlite"
+    assert _verify(spec, replica).comparison.matches
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE items SET qty = 5 WHERE id = 9")
+    verification = verify(spec, "items", replica=replica, settings=SettleSettings(timeout_seconds=2.0))
+    assert [k.decode() for k in verification.lag.behind_source] == ['{"id":9}'], verification.lag.describe()
+    assert not verification.lag.unexplained and verification.passes() and not verification.passes(strict=True)
+    assert "had not published yet" in verification.lag.describe()
