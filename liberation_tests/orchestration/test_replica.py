@@ -15,6 +15,7 @@ from liberation_assets.core.spec import load_spec
 from liberation_assets.core.verify.store import replica_table_name
 from liberation_assets.orchestration.build import build_definitions
 from liberation_assets.orchestration.replica import VERIFY_JOB, backlog_result
+from liberation_tests.core.verify.test_settle import followed, source  # noqa: F401 (fixtures)
 from liberation_tests.fix_stack import spec_to_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,3 +144,25 @@ def test_outbox_backlog_check_reports_waiting_rows(make_spec, pg_database, pg_en
     [evaluation] = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.WARN
     assert evaluation.metadata["pending"].value == 3 and evaluation.metadata["oldest_pending_age_seconds"].value >= 299
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("source", ["postgresql"], indirect=True)
+def test_verify_all_passes_a_followed_stream_under_writes(source, followed, tmp_path, monkeypatch) -> None:
+    """The ``verify_all`` job's ``matches_source`` goes through the re-check of a continuous stream (``verify.settle``)."""
+    from liberation_tests.core.verify.test_settle import UpdateLoop
+
+    spec, replica = followed
+    monkeypatch.setenv("LIBERATION_REPLICA_URL", replica)
+    path = tmp_path / "spec-dagster.yaml"
+    path.write_text(spec_to_yaml(spec))
+    job = build_definitions(spec, str(path)).resolve_job_def(VERIFY_JOB)
+    rechecked: list[int] = []
+    with UpdateLoop(source[1]):
+        while not any(rechecked):  # until a run met rows changed under it
+            result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
+            assert result.success
+            evaluation = _check(result)
+            assert evaluation.passed, evaluation.description
+            rechecked.append(evaluation.metadata["rechecked_keys"].value)  # type: ignore[arg-type]
+            assert len(rechecked) < 10, "no run ever met a row changed under it"

@@ -53,6 +53,13 @@ class LagReport:
     quarantined: list[bytes] = field(default_factory=list)
     """Keys the replica lacks because the contract sent their row to the quarantine."""
     unexplained: list[bytes] = field(default_factory=list)
+    behind_source: list[bytes] = field(default_factory=list)
+    """Keys of a continuous log-based stream still differing because the stream had not passed the source's log
+    position within the re-check's time, or their row kept being written (``verify.settle``)."""
+    rechecked: int = 0
+    """Keys the first comparison found different and the re-check judged again (continuous streams)."""
+    recheck_skipped: str = ""
+    """Why a continuous stream's differing keys were not judged again (the source refused the temporary copy)."""
 
     @property
     def only_lag(self) -> bool:
@@ -78,13 +85,20 @@ class LagReport:
                 f"{len(self.quarantined)} missing are held in the quarantine by the contract "
                 f"(`liberation quarantine {self.stream}`, then `liberation redrive {self.stream}`)"
             )
+        if self.behind_source:
+            reasons.append(
+                f"{len(self.behind_source)} differing keys are changes the stream had not published yet "
+                "(it did not pass the source's log position in time, or the rows kept being written)"
+            )
+        if self.recheck_skipped:
+            reasons.append(self.recheck_skipped)
         if self.unexplained:
             shown = ", ".join(k.decode() for k in self.unexplained[:limit])
             reasons.append(
                 f"{len(self.unexplained)} differences not explained by lag: {shown}"
                 f"{' …' if len(self.unexplained) > limit else ''}"
             )
-        elif not self.comparison.partial and (self.updated_after_poll or self.awaiting_reconcile):
+        elif not self.comparison.partial and (self.updated_after_poll or self.awaiting_reconcile or self.behind_source):
             reasons.append("only documented lag: the next poll and reconcile catch the replica up")
         elif not self.comparison.partial:
             reasons.append("nothing else differs")
@@ -137,11 +151,20 @@ def _quarantined_keys(spec: Spec, name: str, limit: int = 100_000) -> set[bytes]
     return keys
 
 
-def explain(spec: Spec, name: str, comparison: Comparison, engine: Engine, table: ProjectedTable) -> LagReport:
-    """Sort the differences: rows beyond the last poll, deletes awaiting the reconcile, and the rest."""
+def explain(
+    spec: Spec,
+    name: str,
+    comparison: Comparison,
+    engine: Engine,
+    table: ProjectedTable,
+    behind_source: list[bytes] | None = None,
+) -> LagReport:
+    """Sort the differences: rows beyond the last poll, deletes awaiting the reconcile, changes a continuous
+    stream had not published yet (``behind_source``, from ``verify.settle``), and the rest."""
     stream = spec.streams[name]
     query_pattern = "query" in stream.patterns and "cdc" not in stream.patterns
     report = LagReport(comparison, query_pattern, name)
+    behind = {_canonical(key) for key in behind_source or ()}
     if comparison.matches:
         return report
     beyond: set[bytes] = set()
@@ -152,14 +175,19 @@ def explain(spec: Spec, name: str, comparison: Comparison, engine: Engine, table
             report.rows_to_publish = len(beyond)
     held = _quarantined_keys(spec, name) if comparison.missing else set()
     for key in comparison.missing + comparison.different:
-        if _canonical(key) in beyond:
+        if _canonical(key) in behind:
+            report.behind_source.append(key)
+        elif _canonical(key) in beyond:
             report.updated_after_poll.append(key)
         elif key in comparison.missing and _canonical(key) in held:
             report.quarantined.append(key)
         else:
             report.unexplained.append(key)
     for key in comparison.extra:
-        (report.awaiting_reconcile if query_pattern else report.unexplained).append(key)
+        if _canonical(key) in behind:
+            report.behind_source.append(key)
+        else:
+            (report.awaiting_reconcile if query_pattern else report.unexplained).append(key)
     return report
 
 
@@ -171,4 +199,6 @@ def lag_metadata(report: LagReport) -> dict[str, Any]:
         "awaiting_reconcile": len(report.awaiting_reconcile),
         "quarantined": len(report.quarantined),
         "unexplained": len(report.unexplained),
+        "behind_source": len(report.behind_source),
+        "rechecked_keys": report.rechecked,
     }

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -110,9 +111,17 @@ class _Batch:
 
 
 def materialize(
-    store: ReplicaStore, name: str, bootstrap_servers: str, topic: str, *, rebuild: bool = False
+    store: ReplicaStore,
+    name: str,
+    bootstrap_servers: str,
+    topic: str,
+    *,
+    rebuild: bool = False,
+    on_record: Callable[[Message], None] | None = None,
 ) -> ApplyStats:
-    """Apply every committed record the replica has not seen yet; ``rebuild`` starts over from the beginning."""
+    """Apply every committed record the replica has not seen yet; ``rebuild`` starts over from the beginning.
+
+    ``on_record`` sees each record read, in order (``verify.settle`` looks for a key's versions among them)."""
     started = time.monotonic()
     stats = ApplyStats()
     consumer = Consumer(
@@ -148,6 +157,8 @@ def materialize(
                 error = message.error()
                 if error is None:
                     batch.add(message)
+                    if on_record is not None:
+                        on_record(message)
                 elif error.code() == KafkaError._PARTITION_EOF:
                     remaining.discard(message.partition())
                 else:

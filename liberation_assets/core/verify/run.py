@@ -22,6 +22,8 @@ from liberation_assets.core.spec import Spec
 from liberation_assets.core.verify.compare import Comparison, compare_with_source
 from liberation_assets.core.verify.lag import LagReport, explain
 from liberation_assets.core.verify.replica import ApplyStats, materialize
+from liberation_assets.core.verify.server import canonical_key_json
+from liberation_assets.core.verify.settle import SettleSettings, follows_continuously, settle
 from liberation_assets.core.verify.store import ReplicaStore, replica_table_name, replica_url
 
 
@@ -44,8 +46,18 @@ class Verification:
         return {**self.applied.metadata(), **self.comparison.metadata()}
 
 
-def verify(spec: Spec, stream_name: str, *, replica: str | None = None, rebuild: bool = False) -> Verification:
-    """Catch the replica up (or ``rebuild`` it) and compare it with the source projection, row by row."""
+def verify(
+    spec: Spec,
+    stream_name: str,
+    *,
+    replica: str | None = None,
+    rebuild: bool = False,
+    settings: SettleSettings | None = None,
+) -> Verification:
+    """Catch the replica up (or ``rebuild`` it) and compare it with the source projection, row by row.
+
+    A continuous log-based stream's differing keys are judged again once the stream has passed the source's log
+    position (``settle``, bounded by ``settings``): the source keeps changing while it is read."""
     if stream_name not in spec.streams:
         raise SpecError(f"unknown stream {stream_name!r}; streams: {', '.join(spec.streams) or '(none)'}")
     stream = spec.streams[stream_name]
@@ -57,12 +69,30 @@ def verify(spec: Spec, stream_name: str, *, replica: str | None = None, rebuild:
         applied = materialize(store, name, spec.kafka.resolved_bootstrap_servers(), topic, rebuild=rebuild)
         table = reflect_stream_table(engine, stream, stream_name)
         deleted_when = stream.soft_delete.deleted_when if stream.soft_delete else "not_null"
-        comparison = compare_with_source(
-            engine, table, spec.timezone_for(stream_name), lambda: store.documents(name), deleted_when
-        )
-        return Verification(
-            stream_name, store.safe_url, applied, comparison, explain(spec, stream_name, comparison, engine, table)
-        )
+        zone = spec.timezone_for(stream_name)
+        bootstrap = spec.kafka.resolved_bootstrap_servers()
+        comparison = compare_with_source(engine, table, zone, lambda: store.documents(name), deleted_when)
+        settled = None
+        if not comparison.matches and follows_continuously(spec, stream_name):
+            settled = settle(
+                spec,
+                stream_name,
+                comparison,
+                engine,
+                table,
+                zone,
+                deleted_when,
+                current_versions=lambda keys: {
+                    k: doc for key, doc in store.documents(name) if (k := canonical_key_json(key)) in keys
+                },
+                catch_up=lambda on_record: materialize(store, name, bootstrap, topic, on_record=on_record),
+                settings=settings,
+            )
+            comparison = settled.comparison
+        lag = explain(spec, stream_name, comparison, engine, table, settled.behind_source if settled else None)
+        if settled is not None:
+            lag.rechecked, lag.recheck_skipped = settled.rechecked, settled.skipped
+        return Verification(stream_name, store.safe_url, applied, comparison, lag)
     finally:
         engine.dispose()
         store.close()

@@ -257,3 +257,87 @@ def _record(
             verdict.details.append(
                 ColumnDifference(key.decode(), public, checks[2 * n + 1], published.get(public, MISSING))
             )
+
+
+# ---------------------------------------------------------------- re-judging keys against a copy of their rows
+
+
+class CannotCopy(Exception):
+    """The source refused the temporary copy of the keys' rows (``judge_versions``)."""
+
+
+Versions = dict[bytes, list[str | None]]
+"""Key (sorted key JSON) → the after-images the stream published for it, in order (None: deleted)."""
+
+
+def judge_versions(
+    engine: Engine,
+    table: ProjectedTable,
+    zone: str,
+    deleted_when: str,
+    keys: list[bytes],
+    versions_after_copy: Callable[[], Versions | None],
+) -> set[bytes] | None:
+    """The keys one of whose published versions the source server recognises as its row at the copy.
+
+    The keys' source rows are copied first (a temporary table); ``versions_after_copy`` is called right after
+    and returns each key's candidate versions (or None: no verdict).  A key whose row the copy has is settled by
+    a version equal to it in every column; a key the copy lacks (deleted or never there) by a delete.
+    """
+    raw = engine.raw_connection()
+    driver: Any = raw.driver_connection
+    raw.detach()  # its temporary table and session settings must not go back to the pool
+    try:
+        postgres = engine.dialect.name == "postgresql"
+        if postgres:
+            driver.autocommit = True  # a refused cast must not abort the next query
+        comparer: Any = (PgComparer if postgres else MyComparer)(driver, table, zone, deleted_when)
+        try:
+            comparer.snapshot(keys)
+        except Exception as exc:  # no right to create a temporary table, say: no re-check, not a failed verify
+            raise CannotCopy(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from exc
+        versions = versions_after_copy()
+        if versions is None:
+            return None
+        in_copy = {
+            key
+            for batch in _batches(((key, "{}") for key in keys), BATCH_ROWS)
+            for (key, _doc), result in zip(batch, comparer.batch(batch, []))
+            if result[1]
+        }
+        settled: set[bytes] = set()
+        rows: list[tuple[bytes, str]] = []
+        for key in keys:
+            candidates = versions.get(canonical_key_json(key), [])
+            if key not in in_copy:
+                if None in candidates:
+                    settled.add(key)
+                continue
+            rows.extend((key, doc) for doc in candidates if doc is not None)
+        for batch in _batches(rows, BATCH_ROWS):
+            settled.update(key for key, _doc in _equal_in_every_column(comparer, batch, postgres))
+        return settled
+    finally:
+        raw.close()
+
+
+def _equal_in_every_column(comparer: Any, rows: list[tuple[bytes, str]], postgres: bool) -> list[tuple[bytes, str]]:
+    """The rows the server finds equal to its own in every column; one it cannot read is simply not equal."""
+    try:
+        results = comparer.batch(rows)
+    except Exception as exc:  # a value the server cannot read in its column's type: split until it is found
+        if not postgres or not _is_data_error(exc):
+            raise
+        if len(rows) == 1:
+            return []
+        middle = len(rows) // 2
+        return _equal_in_every_column(comparer, rows[:middle], postgres) + _equal_in_every_column(
+            comparer, rows[middle:], postgres
+        )
+    nkeys = len(comparer.key_columns)
+    return [row for row, result in zip(rows, results) if result[1] and all(result[2 + nkeys :][0::2])]
+
+
+def canonical_key_json(key: bytes) -> bytes:
+    """A key JSON with sorted members: the same key gives the same bytes, however it was written."""
+    return orjson.dumps(orjson.loads(key), option=orjson.OPT_SORT_KEYS)

@@ -11,6 +11,8 @@ from liberation_assets.core.readers.table import ProjectedTable
 
 MISSING = "\x01missing"
 WRONG_KIND = "\x01wrong JSON type "
+SNAPSHOT_TABLE = "liberation_verify_snapshot"
+"""The temporary table a re-check copies the differing keys' source rows into (``verify.settle``)."""
 LOCAL_MARK = "\x02"
 """Marks a MariaDB DATETIME value the verify turned from the published UTC instant back into the zone's wall time."""
 

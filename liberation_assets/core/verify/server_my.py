@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from liberation_assets.core.readers.table import ProjectedTable
-from liberation_assets.core.verify.server_common import LOCAL_MARK, MISSING, WRONG_KIND
+from liberation_assets.core.verify.server_common import LOCAL_MARK, MISSING, SNAPSHOT_TABLE, WRONG_KIND
 
 # ---------------------------------------------------------------- MariaDB / MySQL
 
@@ -195,6 +195,29 @@ class MyComparer:
             return image
 
         return orjson.dumps(local(orjson.loads(key))), orjson.dumps(local(orjson.loads(doc))).decode()
+
+    def _keys_sql(self, keys: list[bytes]) -> tuple[str, list[Any]]:
+        """The published keys as a relation ``r(o, k)`` for ``_key_join``, and its parameters."""
+        params: list[Any] = []
+        for i, key in enumerate(keys):
+            params.extend((i + 1, self._localize(key, "{}")[0].decode()))
+        return "(" + " UNION ALL ".join(["SELECT %s AS o, %s AS k"] * len(keys)) + ") r", params
+
+    def snapshot(self, keys: list[bytes]) -> None:
+        """Copy the source rows of these keys into a temporary table and judge against it from now on
+        (``verify.settle``)."""
+        keys_sql, params = self._keys_sql(keys)
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(f"DROP TEMPORARY TABLE IF EXISTS {SNAPSHOT_TABLE}")
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE {SNAPSHOT_TABLE} AS SELECT s.* FROM {keys_sql} "
+                f"JOIN {self.relation} s ON {self._key_join()}",
+                params,
+            )
+        finally:
+            cursor.close()
+        self.source_relation, self.relation = self.relation, SNAPSHOT_TABLE
 
     def batch(self, rows: list[tuple[bytes, str]], columns: list[int] | None = None) -> list[tuple[Any, ...]]:
         chosen = [self.columns[i] for i in (columns if columns is not None else range(len(self.columns)))]

@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from liberation_assets.core.readers.table import ProjectedTable
-from liberation_assets.core.verify.server_common import MISSING, WRONG_KIND, live_condition
+from liberation_assets.core.verify.server_common import MISSING, SNAPSHOT_TABLE, WRONG_KIND, live_condition
 
 # ---------------------------------------------------------------- PostgreSQL
 
@@ -281,6 +281,27 @@ class PgComparer:
 
     def key_texts_sql(self, prefix: str = "s.") -> str:
         return ", ".join(_pg_text(f"{prefix}{_pg_ident(c.name)}") for _p, c in self.key_columns)
+
+    def _keys_sql(self, keys: list[bytes]) -> tuple[str, str]:
+        """The published keys as a relation ``r(k, o)`` for ``_key_join``, and its parameter."""
+        sql = "(SELECT (e.v -> 'k') AS k, e.o FROM json_array_elements(CAST(%s AS json)) WITH ORDINALITY e(v, o)) r"
+        return sql, (b"[" + b",".join(b'{"k":' + key + b"}" for key in keys) + b"]").decode()
+
+    def snapshot(self, keys: list[bytes]) -> None:
+        """Copy the source rows of these keys into a temporary table and judge against it from now on: the source
+        side then stays as it was at this moment while the stream catches up (``verify.settle``)."""
+        keys_sql, payload = self._keys_sql(keys)
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{SNAPSHOT_TABLE}")
+            cursor.execute(
+                f"CREATE TEMP TABLE {SNAPSHOT_TABLE} AS SELECT s.* FROM {keys_sql} "
+                f"JOIN {self.relation} s ON {self._key_join()}",
+                (payload,),
+            )
+        finally:
+            cursor.close()
+        self.source_relation, self.relation = self.relation, f"pg_temp.{SNAPSHOT_TABLE}"
 
     def batch(self, rows: list[tuple[bytes, str]], columns: list[int] | None = None) -> list[tuple[Any, ...]]:
         chosen = [self.columns[i] for i in (columns if columns is not None else range(len(self.columns)))]
