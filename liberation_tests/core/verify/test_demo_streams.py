@@ -20,7 +20,7 @@ from liberation_assets.core.engine.query_pattern import QueryPattern
 from liberation_assets.core.spec import Spec, load_spec
 from liberation_assets.core.verify.run import Verification, verify
 from liberation_assets.demo.cli import seed_spec_sources
-from liberation_assets.demo.generator import CONTRACT_BREAKERS, WriteLoad
+from liberation_assets.demo.generator import WriteLoad
 from liberation_assets.demo.schema import products
 from liberation_tests.support import write_spec
 
