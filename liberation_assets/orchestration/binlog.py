@@ -17,7 +17,7 @@ from liberation_assets.orchestration import translator
 from liberation_assets.orchestration.contracts import contract_check_specs, refused_results, source_contract_results
 from liberation_assets.orchestration.policy import freshness_policy, sensor_status
 from liberation_assets.orchestration.resources import LiberationResource
-from liberation_assets.orchestration.runs import BINLOG_TAG, Probe, log_sensor
+from liberation_assets.orchestration.runs import BINLOG_TAG, Probe, log_sensor, refuse_beside_follower
 from liberation_assets.orchestration.translator import Materialized, asset_key
 
 SOURCE_FIGURES = (
@@ -71,6 +71,7 @@ def _binlog_assets(spec: Spec, source: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: BinlogRunConfig, liberation: LiberationResource
     ) -> Iterator[Materialized | dg.AssetCheckResult]:
         spec = liberation.load_spec()
+        refuse_beside_follower(context.instance, spec, source)
         try:
             summary = drain(
                 spec,

@@ -54,6 +54,28 @@ def active_run(instance: dg.DagsterInstance, tags: Mapping[str, str]) -> bool:
     return bool(instance.get_run_records(filters=dg.RunsFilter(tags=dict(tags), statuses=ACTIVE_RUN_STATUSES), limit=1))
 
 
+def refuse_beside_follower(instance: dg.DagsterInstance, spec: Spec, source: str) -> None:
+    """Fail a drain of a continuous source while its follower runs, with the reason, instead of fencing the follower.
+
+    Both would read one slot or binlog position under one transactional id: the
+    drain's producer would fence the follower's (which reconnects, after a
+    failed batch). A drain comes from "Materialize all" in the UI or a catch-up
+    job launched by hand; the follower already publishes these assets.
+    """
+    if source not in spec.continuous_sources():
+        return
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={FOLLOW_TAG: source}, statuses=ACTIVE_RUN_STATUSES), limit=1
+    )
+    if records:
+        run = records[0].dagster_run
+        raise dg.Failure(
+            description=f"{source} is streamed continuously by its follower (run {run.run_id}, "
+            f"{run.status.value.lower()}), which publishes these assets: nothing to drain beside it. "
+            f"Terminate that run first to drain by hand."
+        )
+
+
 def skip_while_active(instance: dg.DagsterInstance, tags: Mapping[str, str], what: str) -> dg.SkipReason | None:
     """A SkipReason (shown in the tick history) when a run with these tags is still queued or running."""
     if active_run(instance, tags):

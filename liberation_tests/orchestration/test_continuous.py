@@ -212,3 +212,33 @@ def test_progress_windows_carry_the_lag_figures() -> None:
     assert figures["event_to_publish_lag_seconds"] == 1.5 and figures["event_to_publish_lag_p50_seconds"] == 0.02
     assert position_text({"lsn": 0x16B3F28}) == "0/16B3F28"
     assert position_text({"file": "mysql-bin.000003", "pos": 4}) == "mysql-bin.000003:4"
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u:${PW}@h/db", "mysql+pymysql://u:${PW}@h/db"])
+def test_a_drain_beside_a_running_follower_fails_with_the_reason_instead_of_fencing_it(
+    url: str, tmp_path, monkeypatch
+) -> None:
+    """'Materialize all' in the UI also selects the follower's assets: their drain must not fence the follower."""
+    monkeypatch.setenv("PW", "unused")
+    text = SPEC.replace("MODE", "continuous").replace("postgresql+psycopg://u:${PW}@h/db", url)
+    path = tmp_path / "liberation.yaml"
+    path.write_text(text)
+    spec = parse_spec(text)
+    defs = build_definitions(spec)
+    [follower] = [f for f in continuous.followers(spec) if f.name == "db"]
+    drain = defs.resolve_job_def(follower.catch_up_job_name)
+    with dg.instance_for_test() as instance:
+        instance.add_run(
+            DagsterRun(
+                job_name=follower.job_name,
+                run_id=str(uuid.uuid4()),
+                status=dg.DagsterRunStatus.STARTED,
+                tags={FOLLOW_TAG: "db"},
+            )
+        )
+        result = drain.execute_in_process(instance=instance, resources=build_resources(str(path)), raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    data = failure.step_failure_data
+    assert data.user_failure_data is not None, data.error
+    assert "streamed continuously by its follower" in (data.user_failure_data.description or "")
