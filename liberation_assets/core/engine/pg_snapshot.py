@@ -58,10 +58,11 @@ class SnapshotSteps:
                     stream = self.streams[name]
                     progress = TableProgress()
                     while not progress.done:
-                        rows = connection.execute(self._chunk_query(stream, progress)).mappings().all()
+                        result = connection.execute(self._chunk_query(stream, progress))
+                        keys, rows = list(result.keys()), result.all()  # plain tuples: no RowMapping per row
                         is_last = len(rows) < self.cdc.snapshot_chunk
                         source = {"snapshot": "true", "lsn": consistent_point}
-                        events, tuples = events_from_rows(rows, stream.table, stream.zone, READ, source)
+                        events, tuples = events_from_rows(rows, stream.table, stream.zone, READ, source, keys=keys)
                         if is_last and events:
                             events[-1].source = {**source, "snapshot": "last"}
                         after = codec.encode_all(tuples[-1][1:]) if tuples else progress.after_key

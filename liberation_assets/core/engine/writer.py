@@ -146,6 +146,7 @@ class StreamWriter:
         append = out.append
         published: list[ChangeEvent] = []
         key_of, value_of = self.value_format.key, self.value_format.value
+        headers_size = record_size(None, None, headers)  # the same headers on every record of the batch
         for event in verdict.valid:
             try:
                 key = key_of(event.key)
@@ -154,7 +155,7 @@ class StreamWriter:
                 said = str(exc)  # a format names the column itself (connect-json); else find it
                 poisoned.append((event, [said if said.startswith("column ") else unserializable_reason(event)]))
                 continue
-            size = record_size(key, value or b"", headers)
+            size = len(key) + (len(value) if value is not None else 0) + headers_size
             if size > MAX_RECORD_BYTES:
                 poisoned.append((event, [oversize_reason(event, size)]))
                 continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
@@ -78,18 +78,21 @@ def events_from_rows(
 
     ``rows`` are mappings, or, cheaper, plain tuples (SQLAlchemy ``Row``) with their column ``keys``.
     """
+    naive_zone = zone if zone is not None else timezone.utc
+    finisher = row_finisher(table, naive_zone)
+    public = list(table.columns)
+    if keys is not None and list(keys[: len(public)]) == public:
+        return _events_from_tuples(rows, table, naive_zone, op, source, deleted_when, list(keys), finisher)
     events: list[ChangeEvent] = []
     tuples: list[tuple[Any, ...]] = []
     key_public = table.key_public
     has_cursor = table.cursor_column is not None
     soft = table.soft_delete_column is not None
-    naive_zone = zone if zone is not None else timezone.utc
     single = key_public[0] if len(key_public) == 1 else None
     labels = table.tuple_labels
     single_label = labels[0] if len(labels) == 1 else None
-    cursor_type = table.source_types.get(table.cursor_column or "") if table.source_types is not None else None
-    cursor_zone = timezone.utc if cursor_type is not None and cursor_type.data_type == "timestamp" else naive_zone
-    finish = row_finisher(table, naive_zone).apply
+    cursor_zone = _cursor_zone(table, naive_zone)
+    finish = finisher.apply
     for values in rows:
         row = dict(zip(keys, values)) if keys is not None else dict(values)
         cursor = row.pop(CURSOR_LABEL, None) if has_cursor else None
@@ -106,6 +109,70 @@ def events_from_rows(
             events.append(ChangeEvent(DELETE, key, row, None, ts, source, problems))
         else:
             events.append(ChangeEvent(op, key, None, row, ts, source, problems))
+    return events, tuples
+
+
+def _cursor_zone(table: ProjectedTable, naive_zone: Any) -> Any:
+    cursor_type = table.source_types.get(table.cursor_column or "") if table.source_types is not None else None
+    return timezone.utc if cursor_type is not None and cursor_type.data_type == "timestamp" else naive_zone
+
+
+def _events_from_tuples(
+    rows: Iterable[Any],
+    table: ProjectedTable,
+    naive_zone: Any,
+    op: str,
+    source: dict[str, Any],
+    deleted_when: str,
+    keys: list[str],
+    finisher: RowFinisher,
+) -> tuple[list[ChangeEvent], list[tuple[Any, ...]]]:
+    """``events_from_rows`` for tuples whose first columns are the published ones (``select_list`` puts them
+    first): each row dict is zipped from those alone, the cursor, deletion flag and key values are taken by
+    position, and PostgreSQL's values are only looked at for ``Unconvertible`` where a converter ran."""
+    events: list[ChangeEvent] = []
+    tuples: list[tuple[Any, ...]] = []
+    append_event, append_tuple = events.append, tuples.append
+    public = list(table.columns)
+    position = {name: i for i, name in enumerate(keys)}
+    key_public = table.key_public
+    single = key_public[0] if len(key_public) == 1 else None
+    label_at = [position[label] for label in table.tuple_labels]
+    single_at = label_at[0] if len(label_at) == 1 else None
+    cursor_at = position.get(CURSOR_LABEL) if table.cursor_column is not None else None
+    deleted_at = position.get(DELETED_LABEL) if table.soft_delete_column is not None else None
+    cursor_zone = _cursor_zone(table, naive_zone)
+    checked = [(position[name], name) for name in finisher.checked] if isinstance(finisher, PublishedRow) else None
+    finish = finisher.apply
+    for values in rows:
+        row = dict(zip(public, values))  # stops at the last published column
+        cursor = values[cursor_at] if cursor_at is not None else None
+        if single_at is not None:
+            append_tuple((cursor, values[single_at]))
+        else:
+            append_tuple((cursor, *[values[i] for i in label_at]))
+        problems = None
+        if checked is None:
+            problems = finish(row)
+        else:
+            for at, name in checked:
+                value = values[at]
+                if value.__class__ is Unconvertible:
+                    row[name] = value.text
+                    problems = (problems or []) + [f"column {name}: {value.reason}"]
+        key = {single: row[single]} if single is not None else {k: row[k] for k in key_public}
+        if cursor is None:
+            ts = now_ms()
+        elif cursor.__class__ is datetime and cursor.tzinfo is not None:
+            ts = int(cursor.timestamp() * 1000)
+        else:
+            ts = to_epoch_ms(cursor, cursor_zone)
+        if deleted_at is not None:
+            deleted = values[deleted_at]
+            if bool(deleted) if deleted_when == "true" else deleted is not None and deleted is not False:
+                append_event(ChangeEvent(DELETE, key, row, None, ts, source, problems))
+                continue
+        append_event(ChangeEvent(op, key, None, row, ts, source, problems))
     return events, tuples
 
 

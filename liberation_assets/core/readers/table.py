@@ -39,8 +39,9 @@ class ProjectedTable:
     pg_types: dict[str, PgType] | None = None
     """PostgreSQL only: source column → its resolved type; those not read natively are selected as text and
     converted by ``pg_types`` (the same converters as the log reader)."""
-    converters: dict[str, Converter] = field(default_factory=dict)
-    """Source column → converter of its text, for the columns selected as text."""
+    converters: dict[str, Converter | None] = field(default_factory=dict)
+    """Source column → converter of its text, for the columns selected as text; None where the text is already
+    the published value (numeric, json, uuid, ...: no Python call per value)."""
     source_types: dict[str, SourceType] | None = None
     """MariaDB/MySQL only: source column → its server type; the published columns are then read raw and converted
     by ``mysql_types`` (the same converters the binlog reader uses)."""
@@ -56,15 +57,17 @@ class ProjectedTable:
 
     def published_expr(self, column: str) -> sa.ColumnElement[Any]:
         """The column as published: as is when psycopg reads it exactly, else its text through its converter."""
-        convert = self.converters.get(column)
-        if convert is None:
+        if column not in self.converters:
             return self.table.c[column]
+        convert = self.converters[column]
+        if convert is None:
+            return sa.type_coerce(output_text(self.table.c[column]), sa.types.NullType())
         return sa.type_coerce(output_text(self.table.c[column]), PublishedText(convert))
 
     @property
     def converted_public(self) -> list[str]:
         """Public names whose values went through a converter (and may come back ``Unconvertible``)."""
-        return [public for public, col in self.columns.items() if col in self.converters]
+        return [public for public, col in self.columns.items() if self.converters.get(col) is not None]
 
     @property
     def tuple_labels(self) -> list[str]:
@@ -146,13 +149,14 @@ def reflect_stream_table(
         with engine.connect() as connection:
             mysql_types = source_types(connection, stream.db_schema, stream.table)
     types: dict[str, PgType] | None = None
-    converters: dict[str, Converter] = {}
+    converters: dict[str, Converter | None] = {}
     if engine.dialect.name == "postgresql":
         if not isinstance(zone, ZoneInfo):
             zone = ZoneInfo(zone or stream.timezone or "UTC")
         with engine.connect() as connection:
             types = column_types(connection, stream.db_schema, stream.table)
-        converters = {col: pg_types.guarded(pg_types.converter(t, zone)) for col, t in types.items() if not t.native}
+        # The log reader's choice per column (pg_types.value_converter): None where the text is the value.
+        converters = {col: pg_types.value_converter(t, zone) for col, t in types.items() if not t.native}
     return ProjectedTable(
         table=table,
         columns=columns,
