@@ -37,6 +37,8 @@ _BEGIN = Struct(">qqI")
 _COMMIT = Struct(">bqqq")
 _COLUMN_TAIL = Struct(">Ii")
 _MESSAGE_HEAD = Struct(">bq")
+_new = tuple.__new__
+"""A change's NamedTuple built without its Python-level ``__new__`` (the same tuple; ~0.3 µs less per event)."""
 
 
 def _string(data: bytes, offset: int) -> tuple[str, int]:
@@ -135,19 +137,16 @@ def _relation(data: bytes) -> Relation:
 
 def _update(data: bytes) -> Update:
     (relid,) = _U32.unpack_from(data, 1)
-    kind = chr(data[5])
-    old: TupleData | None = None
-    old_kind: str | None = None
-    offset = 6
-    if kind in ("K", "O"):
-        old_kind = kind
-        old, offset = _tuple(data, offset)
-        kind = chr(data[offset])
-        offset += 1
-    if kind != "N":
-        raise ValueError(f"pgoutput: update without new tuple (got {kind!r})")
-    new, _ = _tuple(data, offset)
-    return Update(relid, old, old_kind, new)
+    kind = data[5]
+    if kind == 0x4F or kind == 0x4B:  # 'O' the whole old row, 'K' the old key
+        old, offset = _tuple(data, 6)
+        if data[offset] != 0x4E:
+            raise ValueError(f"pgoutput: update without new tuple (got {chr(data[offset])!r})")
+        new, _ = _tuple(data, offset + 1)
+        return _new(Update, (relid, old, "O" if kind == 0x4F else "K", new))
+    if kind != 0x4E:  # 'N'
+        raise ValueError(f"pgoutput: update without new tuple (got {chr(kind)!r})")
+    return _new(Update, (relid, None, None, _tuple(data, 6)[0]))
 
 
 def _truncate(data: bytes) -> Truncate:
@@ -172,12 +171,12 @@ def decode_message(data: bytes) -> Message:
         (relid,) = _U32.unpack_from(data, 1)
         if data[5] != 0x4E:
             raise ValueError("pgoutput: insert without new tuple")
-        return Insert(relid, _tuple(data, 6)[0])
+        return _new(Insert, (relid, _tuple(data, 6)[0]))
     if kind == 0x55:  # 'U'
         return _update(data)
     if kind == 0x44:  # 'D'
         (relid,) = _U32.unpack_from(data, 1)
-        return Delete(relid, _tuple(data, 6)[0], chr(data[5]))
+        return _new(Delete, (relid, _tuple(data, 6)[0], chr(data[5])))
     if kind == 0x42:  # 'B'
         return Begin(*_BEGIN.unpack_from(data, 1))
     if kind == 0x43:  # 'C'
