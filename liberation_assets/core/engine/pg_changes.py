@@ -67,6 +67,33 @@ def change_events(stream: CdcStream, message: Insert | Update | Delete, tx: Tran
     assert plan is not None
     source = {"snapshot": "false", "lsn": lsn, "txId": tx.xid, "sequence": [tx.final_lsn, tx.index]}
     ts = tx.commit_ms
+    if message.__class__ is Update and message.old_kind == "O":
+        # The common update under REPLICA IDENTITY FULL, in one call: both images, each value converted once.
+        full_old = message.old
+        assert full_old is not None
+        new = message.new
+        if UNCHANGED in new:
+            new = fill_unchanged(new, full_old)
+            if UNCHANGED in new:
+                return _events_one_by_one(stream, message, source, ts)
+        images = plan.update_rows(new, full_old)
+        if images is not None:
+            after, before, key, old_key = images
+            if old_key == key:
+                return [ChangeEvent(UPDATE, key, before, after, ts, source)]
+            return [
+                ChangeEvent(DELETE, old_key, before or dict(old_key), None, ts, source),
+                ChangeEvent(CREATE, key, None, after, ts, source),
+            ]
+    return _events_one_by_one(stream, message, source, ts)
+
+
+def _events_one_by_one(
+    stream: CdcStream, message: Insert | Update | Delete, source: dict[str, Any], ts: int
+) -> list[ChangeEvent]:
+    """Any change, each image converted on its own, with the values that cannot be carried named."""
+    plan = stream.plan
+    assert plan is not None
     key_public = stream.table.key_public
     events: list[ChangeEvent]
     problems: list[str] = []  # values that cannot be carried: the row goes to the quarantine

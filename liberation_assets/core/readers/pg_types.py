@@ -242,7 +242,12 @@ def converter(pg_type: PgType, zone: ZoneInfo | None) -> Converter:
 
 def guarded(convert: Converter) -> Converter:
     """Any failure of a converter is an ``UnconvertibleValue`` (a row problem), never a crash of the stream."""
+    if convert is _timestamptz:
+        return _timestamptz_guarded
+    return _guard(convert)
 
+
+def _guard(convert: Converter) -> Converter:
     def safe(text: str) -> Any:
         try:
             return convert(text)
@@ -252,6 +257,22 @@ def guarded(convert: Converter) -> Converter:
             raise UnconvertibleValue(f"cannot convert {text[:80]!r}: {exc}") from None
 
     return safe
+
+
+_timestamptz_slow = _guard(_timestamptz)
+
+
+def _timestamptz_guarded(text: str) -> str:
+    """``guarded(_timestamptz)`` with the two shapes of nearly every value first, where slicing is the whole
+    conversion and nothing can fail, so no guard is called (issue 18): ``YYYY-MM-DD HH:MM:SS[.ffffff]+00``."""
+    size = len(text)
+    if size == 29:
+        if text[26:] == "+00" and text[19] == "." and text[10] == " " and text[4] == "-":
+            return text[:10] + "T" + text[11:26] + "Z"
+    elif size == 22:
+        if text[19:] == "+00" and text[16] == ":" and text[13] == ":" and text[10] == " " and text[4] == "-":
+            return text[:10] + "T" + text[11:19] + "Z"
+    return _timestamptz_slow(text)
 
 
 _INFALLIBLE = frozenset({BOOL, INT2, INT4, INT8, OID, XID})

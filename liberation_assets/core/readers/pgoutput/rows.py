@@ -7,7 +7,7 @@ events that follow it) and then applied to every change of that relation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -18,6 +18,8 @@ from liberation_assets.core.readers.pgoutput.messages import UNCHANGED, Relation
 
 Parser = Callable[[str], Any] | None
 """None: the text is published as it is (``pg_types.value_converter``)."""
+RowOf = Callable[[TupleData], dict[str, Any]]
+UpdateOf = Callable[[TupleData, TupleData], tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,16 @@ class RowPlan:
     columns: tuple[tuple[int, str, Parser], ...]
     """(position in the tuple, public name, parser) of each published column."""
     key: tuple[tuple[int, str, Parser], ...]
+    shared: frozenset[int] = frozenset()
+    """Tuple positions whose converted value the before- and after-image may share when their texts are equal
+    (immutable values: not arrays)."""
+    _row_of: RowOf = field(init=False, repr=False, compare=False)
+    _update_of: UpdateOf | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        row_of, update_of = _compile(self.columns, self.key, self.shared)
+        object.__setattr__(self, "_row_of", row_of)
+        object.__setattr__(self, "_update_of", update_of)
 
     @classmethod
     def build(
@@ -48,7 +60,8 @@ class RowPlan:
         """
         position = {column.name: i for i, column in enumerate(relation.columns)}
         resolve = types if types is not None else builtin_type
-        parsers = [pg_types.value_converter(resolve(column.type_oid), zone) for column in relation.columns]
+        column_types = [resolve(column.type_oid) for column in relation.columns]
+        parsers = [pg_types.value_converter(pg_type, zone) for pg_type in column_types]
         wanted = projection if projection is not None else {c.name: c.name for c in relation.columns}
         missing = [source for source in [*wanted.values(), *key_columns] if source not in position]
         if missing:
@@ -60,7 +73,8 @@ class RowPlan:
         key = tuple(
             (position[source], public, parsers[position[source]]) for source, public in zip(key_columns, key_public)
         )
-        return cls(relation, columns, key)
+        shared = frozenset(i for i, pg_type in enumerate(column_types) if pg_type.element is None)
+        return cls(relation, columns, key, shared)
 
     @property
     def shape(self) -> tuple[tuple[str, int, int], ...]:
@@ -74,7 +88,25 @@ class RowPlan:
         A value that cannot be converted keeps its source text and is named in ``problems`` (the row is then
         quarantined); without ``problems`` it raises ``UnconvertibleValue``.
         """
-        return _convert(self.columns, values, problems)
+        try:
+            return self._row_of(values)
+        except UnconvertibleValue:
+            if problems is None:
+                raise
+            return _convert(self.columns, values, problems)
+
+    def update_rows(
+        self, new: TupleData, old: TupleData
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, Any]] | None:
+        """(after, before, key of after, key of before) of an update with its whole old row, each value converted
+        once where both images hold the same text; None when a value cannot be converted (the caller then builds
+        the rows one by one, with the problems named) or the key is not among the published columns."""
+        if self._update_of is None:
+            return None
+        try:
+            return self._update_of(new, old)
+        except UnconvertibleValue:
+            return None
 
     def key_of(self, values: TupleData, problems: list[str] | None = None) -> dict[str, Any]:
         return _convert(self.key, values, problems)
@@ -99,6 +131,60 @@ def _convert(
                 problems.append(f"column {name}: {exc.reason}")
         row[name] = value
     return row
+
+
+def _compile(
+    columns: tuple[tuple[int, str, Parser], ...], key: tuple[tuple[int, str, Parser], ...], shared: frozenset[int]
+) -> tuple[RowOf, UpdateOf | None]:
+    """Straight-line functions for one plan, compiled once per Relation message (issue 18): the same values as
+    ``_convert``, without its per-column loop; a failing converter raises and the caller takes ``_convert``.
+
+    A parsed value is converted only when it is text (not NULL, not an unchanged TOAST value)."""
+    namespace: dict[str, Any] = {}
+    parsed = {index: parse for index, _, parse in [*columns, *key] if parse is not None}
+    for index, parse in parsed.items():
+        namespace[f"p{index}"] = parse
+    positions = sorted({index for index, _, _ in [*columns, *key]})
+
+    def converted(image: str, index: int) -> list[str]:
+        if index not in parsed:
+            return [f"    {image}{index} = {image[0]}[{index}]"]
+        return [
+            f"    {image}{index} = {image[0]}[{index}]",
+            f"    if {image}{index}.__class__ is str:",
+            f"        {image}{index} = p{index}({image}{index})",
+        ]
+
+    def display(image: str, items: tuple[tuple[int, str, Parser], ...]) -> str:
+        return "{" + ", ".join(f"{public!r}: {image}{index}" for index, public, _ in items) + "}"
+
+    row_lines = ["def row_of(n):"]
+    for index in sorted({index for index, _, _ in columns}):
+        row_lines += converted("n", index)
+    row_lines.append(f"    return {display('n', columns)}")
+    exec("\n".join(row_lines), namespace)  # noqa: S102 - code built here from positions and repr() of names
+    row_of: RowOf = namespace["row_of"]
+
+    public_index = {public: index for index, public, _ in columns}
+    if any(public_index.get(public) != index for index, public, _ in key):
+        return row_of, None  # the event's key is taken from the after-image by name: leave it to the slow path
+    update_lines = ["def update_of(n, o):"]
+    for index in positions:
+        update_lines += converted("n", index)
+        if index in parsed and index in shared:
+            update_lines += [
+                f"    if o[{index}] == n[{index}]:",
+                f"        o{index} = n{index}",
+                "    else:",
+                *("    " + line for line in converted("o", index)),
+            ]
+        else:
+            update_lines += converted("o", index)
+    update_lines.append(
+        f"    return {display('n', columns)}, {display('o', columns)}, {display('n', key)}, {display('o', key)}"
+    )
+    exec("\n".join(update_lines), namespace)  # noqa: S102
+    return row_of, namespace["update_of"]
 
 
 def builtin_type(oid: int) -> PgType:

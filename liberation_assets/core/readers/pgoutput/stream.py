@@ -87,6 +87,8 @@ class Marker(NamedTuple):
 
 
 Item = Change | Committed | Marker | Relation
+_new = tuple.__new__
+"""``Change`` built without its Python-level ``__new__``: once per event."""
 _CHANGES = (Insert, Update, Delete, Truncate)
 
 
@@ -95,6 +97,7 @@ class PgoutputStream:
 
     def __init__(self, resume: CdcPosition, boundary_prefixes: frozenset[str] | set[str] = frozenset()):
         self.resume = resume
+        self._resume_lsn = resume.lsn
         self.boundary_prefixes = frozenset(boundary_prefixes)
         self.at: Cursor = (resume.lsn, resume.index, resume.complete)
         """The position once everything returned so far is published."""
@@ -112,12 +115,12 @@ class PgoutputStream:
             if tx is None:
                 raise ConnectivityError("pgoutput: a change outside a transaction")
             tx.index += 1
-            if self.resume.skips(tx.final_lsn, tx.index):
-                return None  # committed to Kafka before a restart
+            if tx.final_lsn <= self._resume_lsn and self.resume.skips(tx.final_lsn, tx.index):
+                return None  # committed to Kafka before a restart (a later commit never is)
             before = (self.at, self.confirm)
             self.at = (tx.final_lsn, tx.index, False)
             self.confirm = tx.final_lsn
-            return Change(message, tx, lsn, before)
+            return _new(Change, (message, tx, lsn, before))
         if isinstance(message, Begin):
             self.tx = Transaction(message.final_lsn, pg_time_to_epoch_ms(message.commit_ts), message.xid)
             return None
