@@ -163,11 +163,15 @@ def _year(value: Any) -> Any:
 
 
 def _decimal(value: Any) -> Any:
+    """DECIMAL as its exact text with the column's scale (``12.50``), the published form: the binlog reader gives
+    that text already, PyMySQL a ``Decimal`` parsed from it."""
+    if value.__class__ is str:
+        return value
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise UnconvertibleValue(f"DECIMAL {value} has no exact form")
-        return value
-    return Decimal(value) if isinstance(value, str) else value
+        return format(value, "f")
+    return value
 
 
 def _json_text(value: Any) -> Any:
