@@ -91,9 +91,13 @@ def snapshot_chunks(
 ) -> Iterator[tuple[list[ChangeEvent], tuple[Any, ...] | None, bool]]:
     """(events, last key read, is last chunk) per key-ordered chunk, from after ``after_key``."""
     while True:
-        rows = connection.execute(snapshot_chunk_query(table, after_key=after_key, limit=chunk_size)).mappings().all()
+        result = connection.execute(snapshot_chunk_query(table, after_key=after_key, limit=chunk_size))
+        keys = list(result.keys())
+        rows = result.all()  # plain rows with their keys: no mapping object per row
         last = len(rows) < chunk_size
-        events, tuples = events_from_rows(rows, table, zone, READ, {**source, "snapshot": "last" if last else "true"})
+        events, tuples = events_from_rows(
+            rows, table, zone, READ, {**source, "snapshot": "last" if last else "true"}, keys=keys
+        )
         if tuples:
             after_key = tuples[-1][1:]
         yield events, after_key, last
