@@ -280,7 +280,16 @@ def _library_rows() -> Any:
     return lambda: setattr(client, "_read_rows", saved)
 
 
-LEVERS = {"reader": _library_rows}
+def _plan_comprehension() -> Any:
+    """Lever ``compiled_plan`` off: each stream row built by the comprehension over the plan, not its compiled code."""
+    from liberation_assets.core.readers.binlog import mapping
+
+    saved = mapping.compile_plan
+    mapping.compile_plan = lambda plan: None  # type: ignore[assignment,return-value]
+    return lambda: setattr(mapping, "compile_plan", saved)
+
+
+LEVERS = {"reader": _library_rows, "compiled_plan": _plan_comprehension}
 """Lever name → what turns it off in this process (returns what turns it back on)."""
 
 

@@ -106,6 +106,15 @@ def naive_to_utc(value: datetime, zone: Any) -> datetime:
 
 
 def _datetime_in(zone: Any) -> Converter:
+    if _is_utc(zone):
+
+        def in_utc(value: Any) -> Any:
+            if value.__class__ is datetime:
+                return value.replace(tzinfo=UTC)
+            return naive_to_utc(value, zone) if isinstance(value, datetime) else _text(value)
+
+        return in_utc
+
     def convert(value: Any) -> Any:
         if isinstance(value, datetime):
             return naive_to_utc(value, zone)
@@ -116,6 +125,8 @@ def _datetime_in(zone: Any) -> Converter:
 
 def _timestamp(value: Any) -> Any:
     """TIMESTAMP is an instant: sessions and the binlog give it in UTC, never in the source's zone."""
+    if value.__class__ is datetime and value.tzinfo is UTC:  # the binlog's
+        return value
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     return _text(value)
@@ -163,11 +174,15 @@ def _year(value: Any) -> Any:
 
 
 def _decimal(value: Any) -> Any:
+    """DECIMAL as its exact text with the column's scale (``12.50``), the published form: the binlog reader gives
+    that text already, PyMySQL a ``Decimal`` parsed from it."""
+    if value.__class__ is str:
+        return value
     if isinstance(value, Decimal):
         if not value.is_finite():
             raise UnconvertibleValue(f"DECIMAL {value} has no exact form")
-        return value
-    return Decimal(value) if isinstance(value, str) else value
+        return format(value, "f")
+    return value
 
 
 def _json_text(value: Any) -> Any:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Sequence
-from decimal import Decimal
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
@@ -87,33 +86,48 @@ def _raw(length_size: int) -> ColumnRead:
 
 
 def _decimal(precision: int, scale: int) -> ColumnRead:
-    """MySQL's packed DECIMAL: the same Decimal as the library's ``__read_new_decimal`` (whose text has leading
-    zeros, which Decimal drops), from integers instead of text pieces."""
+    """MySQL's packed DECIMAL as the exact text the server prints (``12.50``, the column's scale kept): the
+    published form, so no ``Decimal`` is built per value (the library's ``__read_new_decimal`` gives the same
+    digits as a Decimal, whose ``format(value, "f")`` is this text)."""
     integral = precision - scale
     whole_int, part_int = divmod(integral, 9)
     whole_frac, part_frac = divmod(scale, 9)
     head, tail = _DIG2BYTES[part_int], _DIG2BYTES[part_frac]
     size = head + 4 * whole_int + 4 * whole_frac + tail
-    groups = [(head, 10**part_int)] if head else []
-    groups += [(4, 10**9)] * whole_int
-    fraction = [(4, 10**9)] * whole_frac + ([(tail, 10**part_frac)] if tail else [])
+    # The value is read as one unsigned integer; each digit group is a bit field of it, (shift, mask, base)
+    # from the most significant one, integral groups then fraction groups.
+    lengths = ([(head, 10**part_int)] if head else []) + [(4, 10**9)] * whole_int
+    fraction_lengths = [(4, 10**9)] * whole_frac + ([(tail, 10**part_frac)] if tail else [])
+    fraction_bits = 8 * (4 * whole_frac + tail)
+
+    def fields(groups: list[tuple[int, int]], bits: int) -> tuple[tuple[int, int, int], ...]:
+        out = []
+        for length, base in groups:
+            bits -= 8 * length
+            out.append((bits, (1 << (8 * length)) - 1, base))
+        return tuple(out)
+
+    integral_fields = fields(lengths, 8 * size)
+    fraction_fields = fields(fraction_lengths, fraction_bits)
+    sign_bit = 1 << (8 * size - 1)
+    all_ones = (1 << (8 * size)) - 1
     width = f"0{scale}d"
 
     def read(data: bytes, pos: int) -> tuple[Any, int]:
-        raw = bytearray(data[pos : pos + size])
-        negative = not raw[0] & 0x80
-        mask = -1 if negative else 0
-        raw[0] ^= 0x80
-        at = whole = 0
-        for length, base in groups:
-            whole = whole * base + (int.from_bytes(raw[at : at + length], "big", signed=True) ^ mask)
-            at += length
+        end = pos + size
+        packed = int.from_bytes(data[pos:end], "big") ^ sign_bit  # the sign bit is set for positive values
+        negative = packed & sign_bit
+        if negative:
+            packed ^= all_ones  # negative values are stored with every bit inverted
+        whole = 0
+        for shift, mask, base in integral_fields:
+            whole = whole * base + ((packed >> shift) & mask)
+        if not scale:
+            return (f"-{whole}" if negative else str(whole)), end
         part = 0
-        for length, base in fraction:
-            part = part * base + (int.from_bytes(raw[at : at + length], "big", signed=True) ^ mask)
-            at += length
-        text = f"{whole}.{part:{width}}" if scale else str(whole)
-        return Decimal(f"-{text}" if negative else text), pos + size
+        for shift, mask, base in fraction_fields:
+            part = part * base + ((packed >> shift) & mask)
+        return (f"-{whole}.{part:{width}}" if negative else f"{whole}.{part:{width}}"), end
 
     return read
 

@@ -6,20 +6,21 @@ wrong (it negates the fraction separately from the whole part).  These decoders
 follow the server's own ``my_*_packed_from_binary`` (MySQL 5.6 formats, which
 MariaDB writes too) and give what a SELECT gives through PyMySQL: a
 ``date``/``datetime``/``timedelta`` where Python can hold it, else the server's
-text (``0000-00-00``, ``2024-00-15 10:00:00.000``).  TIMESTAMP is naive UTC.
+text (``0000-00-00``, ``2024-00-15 10:00:00.000``).  TIMESTAMP is an aware UTC datetime (an instant: its
+converter then has nothing to place).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from functools import partial
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
 
 Read = Callable[[int], bytes]
-_EPOCH = datetime(1970, 1, 1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
 def _fraction_bytes(fsp: int) -> int:
@@ -76,6 +77,32 @@ def datetime2_from(raw: bytes, fsp: int) -> datetime | str:
     return _datetime_or_text(
         year_month // 13, year_month % 13, ymd & 31, hms >> 12, (hms >> 6) & 63, hms & 63, micros, fsp
     )
+
+
+def _datetime2_decoder(fsp: int) -> Callable[[bytes], datetime | str]:
+    """``datetime2_from`` for one fsp, with no call but the datetime's own for a valid value (the common case)."""
+    size = _fraction_bytes(fsp)
+    scale = 10_000 if size == 1 else 100 if size == 2 else 1
+    from_bytes = int.from_bytes
+
+    def decode(raw: bytes) -> datetime | str:
+        whole = from_bytes(raw[:5], "big") - 0x8000000000
+        ymd, hms = whole >> 17, whole & 0x1FFFF
+        year_month = ymd >> 5
+        try:
+            return datetime(
+                year_month // 13,
+                year_month % 13,
+                ymd & 31,
+                hms >> 12,
+                (hms >> 6) & 63,
+                hms & 63,
+                from_bytes(raw[5:], "big", signed=True) * scale if size else 0,
+            )
+        except ValueError:
+            return datetime2_from(raw, fsp)
+
+    return decode
 
 
 def read_datetime2(read: Read, fsp: int) -> datetime | str:
@@ -147,7 +174,7 @@ def temporal_decoder(kind: int, fsp: int) -> tuple[int, Callable[[bytes], Any]]:
     if kind == FIELD_TYPE.DATE:
         return 3, date_from
     if kind == FIELD_TYPE.DATETIME2:
-        return 5 + size, partial(datetime2_from, fsp=fsp)
+        return 5 + size, _datetime2_decoder(fsp)
     if kind == FIELD_TYPE.TIMESTAMP2:
         return 4 + size, partial(timestamp2_from, fsp=fsp)
     if kind == FIELD_TYPE.TIME2:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import struct
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
@@ -124,8 +124,8 @@ def _fallback(zone: Any) -> Converter:
     """A column the reflected types do not know yet (added since): by its Python value."""
 
     def convert(value: Any) -> Any:
-        if isinstance(value, datetime):
-            return naive_to_utc(value, zone)
+        if isinstance(value, datetime):  # an instant (TIMESTAMP) is never placed in the zone
+            return naive_to_utc(value, zone) if value.tzinfo is None else value.astimezone(timezone.utc)
         if isinstance(value, timedelta):
             return time_value(value)
         return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 from pymysqlreplication.constants import FIELD_TYPE
@@ -96,7 +96,7 @@ def test_temporal_values_are_decoded_from_their_stored_bytes() -> None:
         _reader((0x8000000000 + packed).to_bytes(5, "big") + (999999).to_bytes(3, "big")), 6
     ) == datetime(2024, 3, 10, 6, 59, 59, 999999)
     assert read_timestamp2(_reader(b"\0\0\0\0\0\0\0"), 6) == "0000-00-00 00:00:00.000000"
-    assert read_timestamp2(_reader((1).to_bytes(4, "big")), 0) == datetime(1970, 1, 1, 0, 0, 1)
+    assert read_timestamp2(_reader((1).to_bytes(4, "big")), 0) == datetime(1970, 1, 1, 0, 0, 1, tzinfo=timezone.utc)
     # Negative TIME with a fraction: the whole part is one lower and the fraction counts down from 0x100.
     minus_half = (0x800000 - 1).to_bytes(3, "big") + bytes([0x100 - 50])
     assert read_time2(_reader(minus_half), 2) == -timedelta(milliseconds=500)
