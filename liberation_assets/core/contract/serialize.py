@@ -85,10 +85,11 @@ def _revive_datetime(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def _revive_float(text: str) -> float:
-    if text not in ("NaN", "Infinity", "-Infinity"):
-        raise ValueError(f"not a float: {text!r}")
-    return float(text)
+def _revive_float(text: str) -> float | Decimal:
+    """A float's NaN/Infinity, or a DECIMAL/numeric column's exact text under a ``float`` contract (a Decimal is a float there)."""
+    if text in ("NaN", "Infinity", "-Infinity"):
+        return float(text)
+    return Decimal(text)
 
 
 _REVIVERS: dict[str, Any] = {

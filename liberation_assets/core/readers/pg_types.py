@@ -272,7 +272,7 @@ def _timestamptz_guarded(text: str) -> str:
     elif size == 22:
         if text[19:] == "+00" and text[16] == ":" and text[13] == ":" and text[10] == " " and text[4] == "-":
             return text[:10] + "T" + text[11:19] + "Z"
-    return _timestamptz_slow(text)
+    return str(_timestamptz_slow(text))
 
 
 _INFALLIBLE = frozenset({BOOL, INT2, INT4, INT8, OID, XID})

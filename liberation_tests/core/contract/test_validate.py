@@ -75,6 +75,23 @@ def test_a_wrong_type_never_fails_the_whole_batch_through_a_range_check(validato
     assert check_of(reasons["C"][0]).startswith("price: greater_than_or_equal_to(0")
 
 
+def test_a_float_contract_takes_a_decimal_column_published_as_its_exact_text() -> None:
+    """numeric (PostgreSQL) and DECIMAL (MariaDB) arrive as their digits' text; a ``float`` contract checks the number."""
+    validator = ContractValidator({"price": ColumnContract(type="float", ge=0)}, ["id"])
+    rows = [
+        {"id": 1, "price": "12.50"},
+        {"id": 2, "price": "-0.01"},
+        {"id": 3, "price": "cheap"},
+        {"id": 4, "price": 2.5},
+    ]
+    verdict = validator.validate([ChangeEvent(READ, {"id": r["id"]}, None, r, 0) for r in rows])
+    assert [e.key["id"] for e in verdict.valid] == [1, 4]
+    reasons = {e.key["id"]: r for e, r in verdict.rejected}
+    assert check_of(reasons[2][0]).startswith("price: greater_than_or_equal_to(0")
+    assert reasons[3] == ["price: type:float (value 'cheap')"]
+    assert [e.after["price"] for e in verdict.valid] == ["12.50", 2.5]  # published as they came
+
+
 def test_bools_are_not_ints_and_datetimes_are_not_dates() -> None:
     validator = ContractValidator({"n": ColumnContract(type="int"), "d": ColumnContract(type="date")}, ["n"])
     from datetime import date, datetime
