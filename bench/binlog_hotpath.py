@@ -341,7 +341,7 @@ def main() -> None:
         return
     from bench.compare import _export
     from bench.context import REPO
-    from bench.hotpath import run_worker
+    from bench.hotpath import abba_rounds, report_rounds
 
     with tempfile.TemporaryDirectory(prefix="bench-binlog-hotpath-") as folder:
         capture_path = Path(args.capture or args.keep or Path(folder) / "capture.pickle")
@@ -359,33 +359,18 @@ def main() -> None:
             before.mkdir()
             _export(args.before, before)
             versions = {"before": before, "after": REPO}
-        results: dict[tuple[str, str], list[float]] = {}
-        for round_index in range(args.rounds):
-            order = list(versions.items())
-            for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
-                figures = run_worker("bench.binlog_hotpath", root, capture_path, args.passes)
-                figures["total"] = sum(figures[s] for s in STAGES)
-                print(
-                    f"round {round_index + 1} {name}: "
-                    + ", ".join(f"{s} {figures[s]:.2f}" for s in (*STAGES, "total"))
-                    + f" µs/event (load {os.getloadavg()[0]:.2f})",
-                    flush=True,
-                )
-                for figure in (*STAGES, "total"):
-                    results.setdefault((figure, name), []).append(figures[figure])
-    for figure in (*STAGES, "total"):
-        for name in versions:
-            values = results[(figure, name)]
-            print(
-                f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} µs/event "
-                f"(min {min(values):.2f}, max {max(values):.2f})"
-            )
-        if len(versions) == 2:
-            ratios = [b / a for b, a in zip(results[(figure, "before")], results[(figure, "after")]) if a]
-            print(
-                f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
-                f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
-            )
+        figures = (*STAGES, "total")
+        results = abba_rounds(
+            "bench.binlog_hotpath",
+            versions,
+            capture_path,
+            args.rounds,
+            args.passes,
+            STAGES,
+            figures,
+            lambda f: ", ".join(f"{s} {f[s]:.2f}" for s in figures) + f" µs/event (load {os.getloadavg()[0]:.2f})",
+        )
+    report_rounds(results, versions, figures, lambda _figure: "µs/event")
 
 
 if __name__ == "__main__":

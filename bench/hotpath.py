@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,54 @@ def run_worker(module: str, root: Path, data_path: Path, passes: int) -> dict[st
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def abba_rounds(
+    module: str,
+    versions: dict[str, Path],
+    data_path: Path,
+    rounds: int,
+    passes: int,
+    stages: tuple[str, ...],
+    figures: tuple[str, ...],
+    describe: Callable[[dict[str, Any]], str],
+) -> dict[tuple[str, str], list[float]]:
+    """Each version's worker once per round, alternating which goes first (ABBA): (figure, version) → per round.
+
+    ``describe(figures)`` is the round line after its ``round N version:`` prefix; ``total`` is the stages' sum."""
+    results: dict[tuple[str, str], list[float]] = {}
+    for round_index in range(rounds):
+        order = list(versions.items())
+        for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
+            measured: dict[str, Any] = run_worker(module, root, data_path, passes)
+            measured["total"] = sum(measured[s] for s in stages)
+            print(f"round {round_index + 1} {name}: {describe(measured)}", flush=True)
+            for figure in figures:
+                results.setdefault((figure, name), []).append(measured[figure])
+    return results
+
+
+def report_rounds(
+    results: dict[tuple[str, str], list[float]],
+    versions: dict[str, Path],
+    figures: tuple[str, ...],
+    unit: Callable[[str], str],
+) -> None:
+    """Median (min, max) per figure and version, and the per-round before/after ratio when there are two."""
+    for figure in figures:
+        for name in versions:
+            values = results[(figure, name)]
+            print(
+                f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} {unit(figure)} "
+                f"(min {min(values):.2f}, max {max(values):.2f})"
+            )
+        if len(versions) == 2:
+            ratios = [b / a for b, a in zip(results[(figure, "before")], results[(figure, "after")]) if a]
+            if ratios:
+                print(
+                    f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
+                    f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.hotpath", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,36 +251,20 @@ def main() -> None:
             before.mkdir()
             _export(args.before, before)
             versions = {"before": before, "after": REPO}
-        results: dict[tuple[str, str], list[float]] = {}
-        for round_index in range(args.rounds):
-            order = list(versions.items())
-            for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA: neither always goes first
-                figures = run_worker("bench.hotpath", root, messages_path, args.passes)
-                load = os.getloadavg()[0]
-                figures["total"] = sum(figures[s] for s in STAGES)
-                print(
-                    f"round {round_index + 1} {name}: "
-                    + ", ".join(f"{s} {figures[s]:.2f}" for s in STAGES)
-                    + f" µs/event, {figures['faults']:.2f} page faults/event (load {load:.2f})",
-                    flush=True,
-                )
-                for figure in FIGURES:
-                    results.setdefault((figure, name), []).append(figures[figure])
-    for figure in FIGURES:
-        for name in versions:
-            values = results[(figure, name)]
-            unit = "page faults/event" if figure == "faults" else "µs/event"
-            print(
-                f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} {unit} "
-                f"(min {min(values):.2f}, max {max(values):.2f})"
-            )
-        if len(versions) == 2:
-            ratios = [b / a for b, a in zip(results[(figure, "before")], results[(figure, "after")]) if a]
-            if ratios:
-                print(
-                    f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
-                    f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
-                )
+        results = abba_rounds(
+            "bench.hotpath",
+            versions,
+            messages_path,
+            args.rounds,
+            args.passes,
+            STAGES,
+            FIGURES,
+            lambda f: (
+                ", ".join(f"{s} {f[s]:.2f}" for s in STAGES)
+                + f" µs/event, {f['faults']:.2f} page faults/event (load {os.getloadavg()[0]:.2f})"
+            ),
+        )
+    report_rounds(results, versions, FIGURES, lambda figure: "page faults/event" if figure == "faults" else "µs/event")
 
 
 if __name__ == "__main__":

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 STAGES = ("fetch", "events", "records")
 CHUNK = 10_000
@@ -104,7 +102,7 @@ def main() -> None:
         return
     from bench.compare import _export
     from bench.context import REPO
-    from bench.hotpath import run_worker
+    from bench.hotpath import abba_rounds, report_rounds
 
     with tempfile.TemporaryDirectory(prefix="bench-snaphot-") as folder:
         versions: dict[str, Path] = {"after": REPO}
@@ -118,33 +116,21 @@ def main() -> None:
             after.mkdir()
             _export(args.after, after)
             versions["after"] = after
-        results: dict[tuple[str, str], list[float]] = {}
-        for round_index in range(args.rounds):
-            order = list(versions.items())
-            for name, root in order if round_index % 2 == 0 else order[::-1]:  # ABBA
-                figures: dict[str, Any] = run_worker("bench.snapshot_hotpath", root, Path(str(args.rows)), args.passes)
-                figures["total"] = sum(figures[s] for s in STAGES)
-                print(
-                    f"round {round_index + 1} {name}: "
-                    + ", ".join(f"{s} {figures[s]:.2f}" for s in (*STAGES, "total"))
-                    + f" µs/row over {figures['rows']:,} rows (load {os.getloadavg()[0]:.2f})",
-                    flush=True,
-                )
-                for figure in (*STAGES, "total"):
-                    results.setdefault((figure, name), []).append(figures[figure])
-    for figure in (*STAGES, "total"):
-        for name in versions:
-            values = results[(figure, name)]
-            print(
-                f"{figure:8s} {name:7s} median {statistics.median(values):6.2f} µs/row "
-                f"(min {min(values):.2f}, max {max(values):.2f})"
-            )
-        if len(versions) == 2:
-            ratios = [b / a for b, a in zip(results[(figure, "before")], results[(figure, "after")]) if a]
-            print(
-                f"{figure:8s} before/after per round: median {statistics.median(ratios):.2f}x "
-                f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
-            )
+        figures = (*STAGES, "total")
+        results = abba_rounds(
+            "bench.snapshot_hotpath",
+            versions,
+            Path(str(args.rows)),
+            args.rounds,
+            args.passes,
+            STAGES,
+            figures,
+            lambda f: (
+                ", ".join(f"{s} {f[s]:.2f}" for s in figures)
+                + f" µs/row over {f['rows']:,} rows (load {os.getloadavg()[0]:.2f})"
+            ),
+        )
+    report_rounds(results, versions, figures, lambda _figure: "µs/row")
 
 
 if __name__ == "__main__":
