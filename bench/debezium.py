@@ -250,19 +250,15 @@ class Connect:
                     return
                 time.sleep(0.2)
 
-    def wait_for(self, watch: topics.Watch, target: int, *, above: int, timeout: float) -> tuple[float, float]:
+    def wait_for(self, watch: topics.Watch, target: int, *, above: int, timeout: float) -> topics.Span:
         """Like Watch.until, but fails fast if the worker dies, and samples its RSS on the way."""
-        deadline = time.monotonic() + timeout
-        first: float | None = None
-        while True:
+
+        def finished(seen: int) -> bool:
             self.check()
             self.sample_rss()
-            now = time.monotonic()
-            seen = watch.count()
-            if first is None and seen > above:
-                first = now
-            if seen >= target:
-                return (first if first is not None else now), now
-            if now > deadline:
-                raise TimeoutError(f"{watch.topic}: {seen} of {target} records after {timeout:.0f}s (see {self.dir})")
-            time.sleep(0.1)
+            return seen >= target
+
+        try:
+            return watch.follow(above, finished, timeout=timeout)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc} (target {target}; see {self.dir})") from None

@@ -7,10 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench import topics
 from bench.context import REPO, RunContext
 
 
@@ -36,6 +38,30 @@ def run_worker(ctx: RunContext, what: str, *, timeout: float = 1800, **args: Any
     if done.returncode != 0:
         raise RuntimeError(f"worker {what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_watched(
+    ctx: RunContext, what: str, watched: list[str], *, timeout: float = 1800, **args: Any
+) -> tuple[dict[str, Any], topics.Span]:
+    """``run_worker``, with the harness watching ``watched`` fill up as it watches Debezium's topics: the span
+    gives our rate measured exactly as Debezium's is (``Span.rate``); the report's ``seconds`` include start-up."""
+    watch = topics.Watch(ctx.stack.kafka_bootstrap, *watched)
+    try:
+        base = watch.count()
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            process = subprocess.Popen(_command(ctx, what, args), cwd=REPO, stdout=out, stderr=err)
+            try:
+                span = watch.follow(base, lambda _seen: process.poll() is not None, timeout=timeout)
+            finally:
+                stop(process, grace=5)
+            out.seek(0)
+            err.seek(0)
+            if process.returncode != 0:
+                raise RuntimeError(f"worker {what} failed ({process.returncode}):\n{err.read().decode()[-3000:]}")
+            report: dict[str, Any] = json.loads(out.read().decode().strip().splitlines()[-1])
+    finally:
+        watch.close()
+    return report, span
 
 
 def start_worker(ctx: RunContext, what: str, log: Path, **args: Any) -> subprocess.Popen[bytes]:

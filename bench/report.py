@@ -176,7 +176,9 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
         "",
         "### Throughput",
         "",
-        "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed). "
+        "Counted only once Kafka has acknowledged the records (ours: the Kafka transaction committed), from the first "
+        "of a tool's records visible in Kafka to the last, the same way for every tool (start-up excluded; "
+        "see Reading the table). "
         "The ratios are the median of the per-run ratios (ours and Debezium measured back to back in the same run), "
         "min–max in brackets, not a ratio of two independent medians.",
         "",

@@ -58,6 +58,16 @@ def cdc_topic(prefix: str) -> str:
     return f"{prefix}.cdc.{ORDERS}"
 
 
+def query_topics(prefix: str) -> list[str]:
+    """Every topic of the query streams: the orders and the demo tables."""
+    return [query_topic(prefix), *(f"{prefix}.q.{table}" for _query, _cdc, table, _contract in DEMO_STREAMS)]
+
+
+def cdc_topics(prefix: str) -> list[str]:
+    """Every topic of the CDC streams: the orders and the demo tables."""
+    return [cdc_topic(prefix), *(f"{prefix}.cdc.{table}" for _query, _cdc, table, _contract in DEMO_STREAMS)]
+
+
 def mariadb_topic(prefix: str) -> str:
     return f"{prefix}.maria.{ORDERS}"
 

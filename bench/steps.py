@@ -19,8 +19,8 @@ from bench.debezium import Connect
 from bench.debezium import orders_topic as dbz_orders_topic
 from bench.debezium import outbox_topic as dbz_outbox_topic
 from bench.debezium import table_topics as dbz_table_topics
-from bench.procs import peak_rss_mb, run_worker, start_worker, stop
-from bench.specs import cdc_topic, outbox_topic, query_topic
+from bench.procs import peak_rss_mb, run_watched, start_worker, stop
+from bench.specs import cdc_topic, cdc_topics, mariadb_topic, outbox_topic, query_topic, query_topics
 
 Figures = dict[str, float]
 Step = Callable[[RunContext], Figures]
@@ -52,10 +52,14 @@ def ceiling_copy(ctx: RunContext) -> Figures:
 
 
 def ours_snapshot(ctx: RunContext) -> Figures:
-    report = run_worker(ctx, "snapshot")
+    report, span = run_watched(ctx, "snapshot", query_topics(ctx.prefix))
     _expect("snapshot", report["events"], dataset.total_rows(ctx.config.rows))
     ctx.state["record_size"] = _average_value_size(ctx, query_topic(ctx.prefix))
-    return {"ours.snapshot": report["events"] / report["seconds"], "rss.ours.snapshot": report["peak_rss_mb"]}
+    return {
+        "ours.snapshot": span.rate(report["events"]),
+        "info.ours.snapshot_with_startup": report["events"] / report["seconds"],
+        "rss.ours.snapshot": report["peak_rss_mb"],
+    }
 
 
 def _average_value_size(ctx: RunContext, topic: str, sample: int = 2000) -> int:
@@ -89,10 +93,14 @@ def ceiling_kafka(ctx: RunContext) -> Figures:
 def ours_cdc_snapshot(ctx: RunContext) -> Figures:
     """Our CDC's first drain: slot with exported snapshot, snapshot of the table, then catch up."""
     _require("liberation_assets.core.engine.cdc_postgres")
-    report = run_worker(ctx, "cdc_drain")
+    report, span = run_watched(ctx, "cdc_drain", cdc_topics(ctx.prefix))
     _expect("CDC snapshot", report["events"], dataset.total_rows(ctx.config.rows))
     ctx.state["ours_cdc_ready"] = True
-    return {"ours.cdc_snapshot": report["events"] / report["seconds"], "rss.ours.cdc_snapshot": report["peak_rss_mb"]}
+    return {
+        "ours.cdc_snapshot": span.rate(report["events"]),
+        "info.ours.cdc_snapshot_with_startup": report["events"] / report["seconds"],
+        "rss.ours.cdc_snapshot": report["peak_rss_mb"],
+    }
 
 
 def dbz_snapshot(ctx: RunContext) -> Figures:
@@ -104,14 +112,14 @@ def dbz_snapshot(ctx: RunContext) -> Figures:
     try:
         started = time.monotonic()
         connect.start()
-        first, done = connect.wait_for(watch, total, above=0, timeout=1800)
+        span = connect.wait_for(watch, total, above=0, timeout=1800)
         _wait_slot(ctx, ctx.slot("dbz_outbox"))
         time.sleep(2)  # let the worker flush its offsets (also flushed on shutdown)
     finally:
         watch.close()
         connect.stop()
     ctx.state["dbz_ready"] = True
-    return {"dbz.snapshot": total / max(1e-9, done - first), "info.dbz.snapshot_with_startup": total / (done - started)}
+    return {"dbz.snapshot": span.rate(total), "info.dbz.snapshot_with_startup": total / (span.done - started)}
 
 
 def _wait_slot(ctx: RunContext, slot: str, timeout: float = 120) -> None:
@@ -143,9 +151,13 @@ def ceiling_recvlogical(ctx: RunContext) -> Figures:
 def ours_cdc(ctx: RunContext) -> Figures:
     if not ctx.state.get("ours_cdc_ready"):
         raise Skip("our CDC did not snapshot in this run")
-    report = run_worker(ctx, "cdc_drain")
+    report, span = run_watched(ctx, "cdc_drain", cdc_topics(ctx.prefix))
     _expect("CDC", report["events"], dataset.total_rows(ctx.config.rows))
-    return {"ours.cdc": report["events"] / report["seconds"], "rss.ours.cdc": report["peak_rss_mb"]}
+    return {
+        "ours.cdc": span.rate(report["events"]),
+        "info.ours.cdc_with_startup": report["events"] / report["seconds"],
+        "rss.ours.cdc": report["peak_rss_mb"],
+    }
 
 
 def dbz_cdc(ctx: RunContext) -> Figures:
@@ -154,13 +166,14 @@ def dbz_cdc(ctx: RunContext) -> Figures:
     total = dataset.total_rows(ctx.config.rows)
     try:
         base = watch.count()
+        started = time.monotonic()
         connect.start()
-        first, done = connect.wait_for(watch, base + total, above=base, timeout=1800)
+        span = connect.wait_for(watch, base + total, above=base, timeout=1800)
         time.sleep(2)
     finally:
         watch.close()
         connect.stop()
-    return {"dbz.cdc": total / max(1e-9, done - first)}
+    return {"dbz.cdc": span.rate(total), "info.dbz.cdc_with_startup": total / (span.done - started)}
 
 
 def _connect(ctx: RunContext) -> Connect:
@@ -170,9 +183,13 @@ def _connect(ctx: RunContext) -> Connect:
 
 
 def ours_query(ctx: RunContext) -> Figures:
-    report = run_worker(ctx, "query")
+    report, span = run_watched(ctx, "query", query_topics(ctx.prefix))
     _expect("query incremental", report["events"], dataset.total_rows(ctx.config.rows))
-    return {"ours.query": report["events"] / report["seconds"], "rss.ours.query": report["peak_rss_mb"]}
+    return {
+        "ours.query": span.rate(report["events"]),
+        "info.ours.query_with_startup": report["events"] / report["seconds"],
+        "rss.ours.query": report["peak_rss_mb"],
+    }
 
 
 def outbox_insert(ctx: RunContext) -> Figures:
@@ -200,11 +217,11 @@ def dbz_outbox(ctx: RunContext) -> Figures:
     try:
         base = watch.count()
         connect.start()
-        first, done = connect.wait_for(watch, base + ctx.config.outbox_rows, above=base, timeout=1800)
+        span = connect.wait_for(watch, base + ctx.config.outbox_rows, above=base, timeout=1800)
     finally:
         watch.close()
     ctx.state["dbz_running"] = True
-    return {"dbz.outbox": ctx.config.outbox_rows / max(1e-9, done - first)}
+    return {"dbz.outbox": span.rate(ctx.config.outbox_rows)}
 
 
 def dbz_latency(ctx: RunContext) -> Figures:
@@ -243,9 +260,13 @@ def _latency(ctx: RunContext, tool: str, kind: str, topic: str, rate: int) -> Fi
 
 def ours_outbox(ctx: RunContext) -> Figures:
     _require("liberation_assets.core.engine.outbox_relay")
-    report = run_worker(ctx, "outbox_relay")
+    report, span = run_watched(ctx, "outbox_relay", [outbox_topic(ctx.prefix)])
     _expect("outbox relay", report["events"], ctx.config.outbox_rows)
-    return {"ours.outbox": report["events"] / report["seconds"], "rss.ours.outbox": report["peak_rss_mb"]}
+    return {
+        "ours.outbox": span.rate(report["events"]),
+        "info.ours.outbox_with_startup": report["events"] / report["seconds"],
+        "rss.ours.outbox": report["peak_rss_mb"],
+    }
 
 
 def ours_cdc_latency(ctx: RunContext) -> Figures:
@@ -297,11 +318,12 @@ def mariadb_load(ctx: RunContext) -> Figures:
 
 def ours_mariadb_snapshot(ctx: RunContext) -> Figures:
     """Our MariaDB CDC's first drain: consistent snapshot of the table, then the binlog up to now."""
-    report = run_worker(ctx, "mariadb_cdc_drain")
+    report, span = run_watched(ctx, "mariadb_cdc_drain", [mariadb_topic(ctx.prefix)])
     _expect("MariaDB CDC snapshot", report["events"], ctx.config.rows)
     ctx.state["ours_mariadb_ready"] = True
     return {
-        "ours.mariadb_snapshot": report["events"] / report["seconds"],
+        "ours.mariadb_snapshot": span.rate(report["events"]),
+        "info.ours.mariadb_snapshot_with_startup": report["events"] / report["seconds"],
         "rss.ours.mariadb_snapshot": report["peak_rss_mb"],
     }
 
@@ -313,14 +335,18 @@ def dbz_mariadb_snapshot(ctx: RunContext) -> Figures:
     ctx.state["mariadb_connect"] = connect
     watch = topics.Watch(ctx.stack.kafka_bootstrap, mariadb.orders_topic(ctx))
     try:
+        started = time.monotonic()
         connect.start()
-        first, done = connect.wait_for(watch, ctx.config.rows, above=0, timeout=1800)
+        span = connect.wait_for(watch, ctx.config.rows, above=0, timeout=1800)
         time.sleep(2)  # let the worker flush its offsets (also flushed on shutdown)
     finally:
         watch.close()
         connect.stop()
     ctx.state["dbz_mariadb_ready"] = True
-    return {"dbz.mariadb_snapshot": ctx.config.rows / max(1e-9, done - first)}
+    return {
+        "dbz.mariadb_snapshot": span.rate(ctx.config.rows),
+        "info.dbz.mariadb_snapshot_with_startup": ctx.config.rows / (span.done - started),
+    }
 
 
 def mariadb_updates(ctx: RunContext) -> Figures:
@@ -331,9 +357,13 @@ def mariadb_updates(ctx: RunContext) -> Figures:
 def ours_mariadb_cdc(ctx: RunContext) -> Figures:
     if not ctx.state.get("ours_mariadb_ready"):
         raise Skip("our MariaDB CDC did not snapshot in this run")
-    report = run_worker(ctx, "mariadb_cdc_drain")
+    report, span = run_watched(ctx, "mariadb_cdc_drain", [mariadb_topic(ctx.prefix)])
     _expect("MariaDB CDC", report["events"], ctx.config.rows)
-    return {"ours.mariadb_cdc": report["events"] / report["seconds"], "rss.ours.mariadb_cdc": report["peak_rss_mb"]}
+    return {
+        "ours.mariadb_cdc": span.rate(report["events"]),
+        "info.ours.mariadb_cdc_with_startup": report["events"] / report["seconds"],
+        "rss.ours.mariadb_cdc": report["peak_rss_mb"],
+    }
 
 
 def dbz_mariadb_cdc(ctx: RunContext) -> Figures:
@@ -343,12 +373,17 @@ def dbz_mariadb_cdc(ctx: RunContext) -> Figures:
     watch = topics.Watch(ctx.stack.kafka_bootstrap, mariadb.orders_topic(ctx))
     try:
         base = watch.count()
+        started = time.monotonic()
         connect.start()
-        first, done = connect.wait_for(watch, base + ctx.config.rows, above=base, timeout=1800)
+        span = connect.wait_for(watch, base + ctx.config.rows, above=base, timeout=1800)
     finally:
         watch.close()
         connect.stop()
-    return {"dbz.mariadb_cdc": ctx.config.rows / max(1e-9, done - first), "rss.dbz.mariadb": connect.peak_rss_mb}
+    return {
+        "dbz.mariadb_cdc": span.rate(ctx.config.rows),
+        "info.dbz.mariadb_cdc_with_startup": ctx.config.rows / (span.done - started),
+        "rss.dbz.mariadb": connect.peak_rss_mb,
+    }
 
 
 def cleanup(ctx: RunContext) -> Figures:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -34,6 +36,31 @@ def delete_prefix(bootstrap: str, prefix: str) -> int:
     return len(names)
 
 
+@dataclass(frozen=True)
+class Span:
+    """When a tool's records became visible in Kafka, as the harness's polls saw them (the same for every tool).
+
+    Start-up (a JVM, a connector, our process and its producer) is before ``first`` and not in the span: the
+    rate is the tool's steady pace. The records already visible at ``first`` are not counted either, since
+    their work was done before it.
+    """
+
+    base: int
+    """Records in the topics before the tool started."""
+    first: float
+    """``time.monotonic()`` of the first poll that saw more than ``base``."""
+    seen_first: int
+    done: float
+    """The first poll that saw the final count."""
+    final: int
+
+    def rate(self, events: int) -> float:
+        """Events a second over the span; ``events`` scales the record counts (a transactional topic's count
+        includes one commit marker per transaction)."""
+        counted = events * (self.final - self.seen_first) / max(1, self.final - self.base)
+        return counted / max(1e-9, self.done - self.first)
+
+
 class Watch:
     """Polls the high watermarks of one or more topics: how many records Kafka has acknowledged, summed."""
 
@@ -57,19 +84,27 @@ class Watch:
             total += max(0, high)
         return total
 
-    def until(self, target: int, *, timeout: float, above: int = 0, interval: float = 0.1) -> tuple[float, float]:
-        """Wait until the count reaches ``target``; returns (monotonic time the count first passed ``above``, time done)."""
+    def until(self, target: int, *, timeout: float, above: int = 0, interval: float = 0.1) -> Span:
+        """Wait until the count reaches ``target``: the span from the first count above ``above`` to then."""
+        return self.follow(above, lambda seen: seen >= target, timeout=timeout, interval=interval)
+
+    def follow(self, base: int, finished: Callable[[int], bool], *, timeout: float, interval: float = 0.1) -> Span:
+        """Poll until ``finished(count)``; the span ends at the first poll that saw the last count."""
         deadline = time.monotonic() + timeout
         first: float | None = None
+        seen_first = last = base
+        last_changed = time.monotonic()
         while True:
             now = time.monotonic()
             seen = self.count()
-            if first is None and seen > above:
-                first = now
-            if seen >= target:
-                return (first if first is not None else now), now
+            if seen != last:
+                last, last_changed = seen, now
+            if first is None and seen > base:
+                first, seen_first = now, seen
+            if finished(seen):
+                return Span(base, first if first is not None else now, seen_first, last_changed, last)
             if now > deadline:
-                raise TimeoutError(f"{self.topic}: {seen} of {target} records after {timeout:.0f}s")
+                raise TimeoutError(f"{self.topic}: {seen} records after {timeout:.0f}s")
             time.sleep(interval)
 
     def close(self) -> None:
