@@ -21,7 +21,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -101,14 +101,11 @@ class ContractValidator:
         """Split events into valid and rejected.  Deletes and truncates always pass: they carry no new data."""
         if self.contract is None:
             return Verdict(valid=events)
-        afters = [e.after for e in events]
-        checked: Sequence[int] = range(len(events))  # positions in events of the images validated
-        if None in afters:  # deletes and truncates
-            checked = [i for i, after in enumerate(afters) if after is not None]
-            afters = [afters[i] for i in checked]
+        checked = [i for i, e in enumerate(events) if e.after is not None]
         if not checked:
             return Verdict(valid=events)
         names = self._names
+        afters = [events[i].after for i in checked]
         columns = {n: [a.get(n) for a in afters] for n in names}  # type: ignore[union-attr]
         reasons: dict[int, list[str]] = {}
         for name, kind in zip(names, self._kinds):

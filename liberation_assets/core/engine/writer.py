@@ -10,7 +10,6 @@ batch, and the stream goes on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
 from typing import Any
 
 from liberation_assets.core.contract.formats import DebeziumFormat, ValueFormat
@@ -22,9 +21,6 @@ from liberation_assets.core.events import DELETE, ChangeBatch, ChangeEvent, Row,
 from liberation_assets.core.publish.positions import position_record
 from liberation_assets.core.publish.publisher import OutRecord, TransactionalPublisher
 from liberation_assets.core.publish.topics import MAX_RECORD_BYTES
-
-_problems_of = attrgetter("problems")
-_ts_of = attrgetter("ts_ms")
 
 
 def lag_metadata(last_event_ms: int | None, max_publish_lag_ms: int | None) -> dict[str, float]:
@@ -132,7 +128,7 @@ class StreamWriter:
     def records(self, batch: ChangeBatch, *, unique_key: bool = False) -> tuple[list[OutRecord], WriteResult]:
         events = batch.events
         poisoned: list[tuple[ChangeEvent, list[str]]] = []
-        if any(map(_problems_of, events)):
+        if any(event.problems for event in events):
             poisoned = [(event, event.problems) for event in events if event.problems]
             events = [event for event in events if not event.problems]
         verdict = self.validator.validate(events, unique_key=unique_key)
@@ -148,11 +144,10 @@ class StreamWriter:
         processed = now_ms()
         out: list[OutRecord] = []
         append = out.append
+        published: list[ChangeEvent] = []
         key_of, value_of = self.value_format.key, self.value_format.value
         headers_size = record_size(None, None, headers)  # the same headers on every record of the batch
-        room = MAX_RECORD_BYTES - headers_size  # for key and value: size > MAX_RECORD_BYTES exactly when over it
-        valid, already_poisoned, delete = verdict.valid, len(poisoned), DELETE
-        for event in valid:
+        for event in verdict.valid:
             try:
                 key = key_of(event.key)
                 value = value_of(event, source_base, processed)
@@ -160,21 +155,16 @@ class StreamWriter:
                 said = str(exc)  # a format names the column itself (connect-json); else find it
                 poisoned.append((event, [said if said.startswith("column ") else unserializable_reason(event)]))
                 continue
-            if value is not None:
-                if len(key) + len(value) > room:
-                    poisoned.append((event, [oversize_reason(event, len(key) + len(value) + headers_size)]))
-                    continue
-                append((topic, key, value, event.ts_ms, headers))
-            elif len(key) > room:  # the flat format carries a delete as its tombstone alone
-                poisoned.append((event, [oversize_reason(event, len(key) + headers_size)]))
+            size = len(key) + (len(value) if value is not None else 0) + headers_size
+            if size > MAX_RECORD_BYTES:
+                poisoned.append((event, [oversize_reason(event, size)]))
                 continue
-            if event.op == delete:
+            published.append(event)
+            if value is not None:  # the flat format carries a delete as its tombstone alone
+                append((topic, key, value, event.ts_ms, headers))
+            if event.op == DELETE:
                 append((topic, key, None, event.ts_ms, headers))
                 result.deletes += 1
-        published = valid
-        if len(poisoned) > already_poisoned:  # the events the loop sent to the quarantine are not published
-            dropped = {id(event) for event, _ in poisoned[already_poisoned:]}
-            published = [event for event in valid if id(event) not in dropped]
         if poisoned and self.halt_on_violation:
             first, reasons = poisoned[0]
             raise ContractViolation(
@@ -182,8 +172,8 @@ class StreamWriter:
             )
         result.published = len(published)
         if published:
-            result.last_event_ms = max(map(_ts_of, published))
-            result.max_publish_lag_ms = max(0, processed - min(map(_ts_of, published)))
+            result.last_event_ms = max(e.ts_ms for e in published)
+            result.max_publish_lag_ms = max(0, processed - min(e.ts_ms for e in published))
         if verdict.rejected or poisoned:
             q_topic = quarantine_topic(topic)
             for event, reasons in poisoned:
