@@ -6,7 +6,7 @@
 per event drowns in the other stages' swing on a loaded machine; here each revision's ``liberation_assets``
 (``git archive``; the working tree for "after" unless ``--after``) decodes and converts the captured
 pgoutput updates once, and only its ``records`` (4-column pandera contract, key, Debezium envelope;
-5,000-event batches) is timed, CPU time, both revisions alternating.  The records of the two revisions are
+5,000-event batches; ``--stage validate``: ``ContractValidator.validate`` alone) is timed, CPU time, both revisions alternating.  The records of the two revisions are
 compared first (topic, key, value, timestamp, headers): a lever that changes a byte stops here.
 """
 
@@ -30,7 +30,7 @@ from bench.context import REPO
 BATCH = 5_000
 
 
-def _writer(root: Path, messages: list[bytes]) -> tuple[Callable[[], list[Any]], int]:
+def _writer(root: Path, messages: list[bytes], stage: str) -> tuple[Callable[[], list[Any]], int]:
     """The records of every batch under ``root``'s package (imported fresh), and the event count."""
     for module in [m for m in sys.modules if m == "liberation_assets" or m.startswith("liberation_assets.")]:
         del sys.modules[module]
@@ -85,6 +85,11 @@ def _writer(root: Path, messages: list[bytes]) -> tuple[Callable[[], list[Any]],
 
     def run() -> list[Any]:
         out: list[Any] = []
+        if stage == "validate":
+            for writer, batch in batches:
+                verdict = writer.validator.validate(batch.events)
+                out.append([len(verdict.valid), verdict.rejected])
+            return out
         for writer, batch in batches:
             out.append(writer.records(batch)[0])
         return out
@@ -108,6 +113,9 @@ def main() -> None:
     parser.add_argument("--after", help="git revision of the 'after' version (default: the working tree)")
     parser.add_argument("--rows", type=int, default=10_000, help="rows of each demo shape (narrow: 4x)")
     parser.add_argument("--passes", type=int, default=31)
+    parser.add_argument(
+        "--stage", choices=["records", "validate"], default="records", help="validate: the contract alone"
+    )
     parser.add_argument("--messages", default="", help="pickled pgoutput messages (default: capture them)")
     args = parser.parse_args()
     from bench.compare import _export
@@ -128,8 +136,9 @@ def main() -> None:
         runs: dict[str, Callable[[], list[Any]]] = {}
         count = 0
         for name, root in roots.items():
-            runs[name], count = _writer(root, messages)
-        if _masked(runs["before"]()) != _masked(runs["after"]()):
+            runs[name], count = _writer(root, messages, args.stage)
+        masked = _masked if args.stage == "records" else (lambda x: x)
+        if masked(runs["before"]()) != masked(runs["after"]()):
             raise SystemExit("the two revisions' records differ")
         relax_gc_for_batches()
         figures: dict[str, list[float]] = {"before": [], "after": []}
@@ -143,7 +152,7 @@ def main() -> None:
     before, after = figures["before"], figures["after"]
     ratios = [b / a for b, a in zip(before, after) if a]
     print(
-        f"records before {statistics.median(before):.3f} ({min(before):.3f}-{max(before):.3f})  "
+        f"{args.stage} before {statistics.median(before):.3f} ({min(before):.3f}-{max(before):.3f})  "
         f"after {statistics.median(after):.3f} ({min(after):.3f}-{max(after):.3f}) µs/event over {count:,} events;  "
         f"before/after {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) over {args.passes} pairs"
     )
