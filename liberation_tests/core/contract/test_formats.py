@@ -215,3 +215,29 @@ def test_a_connect_key_reads_back_as_the_debezium_key_bytes() -> None:
     assert orjson.loads(raw)["payload"] == {"day": 19782, "amount": 10.1, "at": 1_704_067_200_500_000}
     assert decode_key(raw) == {"day": "2024-02-29", "amount": "10.10", "at": "2024-01-01T00:00:00.500000Z"}
     assert decode_key(DebeziumFormat().key(key)) == key
+
+
+@pytest.mark.parametrize(
+    "base",
+    [SOURCE, {}, {**SOURCE, "snapshot": "true"}, {**SOURCE, "ts_ms": 5}],
+    ids=["base", "empty-base", "base-with-snapshot", "base-with-ts_ms"],
+)
+def test_the_spliced_envelope_is_byte_for_byte_envelope_bytes_whatever_the_source_fields(base) -> None:
+    from liberation_assets.core.contract.serialize import envelope_bytes
+
+    sources = [
+        {},
+        {"snapshot": "false", "lsn": 7, "txId": 730, "sequence": [1, 2]},
+        {"lsn": 7},
+        {"table": "other", "lsn": 7},  # repeats a base name: keeps the base's place
+        {"ts_ms": 3, "lsn": 7},
+        {"snapshot": "last"},
+    ]
+    events = [ChangeEvent("u", {"id": 7}, ROW, ROW, 1_710_053_999_999, dict(source)) for source in sources]
+    shared = {"snapshot": "true"}
+    events += [ChangeEvent("r", {"id": n}, None, ROW, n, shared) for n in range(3)]  # one source, many events
+    events += [ChangeEvent("c", {"id": 8}, None, ROW, 1, {"lsn": n}) for n in range(3)]
+    events.append(ChangeEvent("d", {"id": 9}, ROW, None, 1.5, {"lsn": 1}))  # type: ignore[arg-type]
+    writer = DebeziumFormat("cdc")
+    for event in events + events:  # again: each source seen before
+        assert writer.value(event, base, 99) == envelope_bytes(event, base, 99), event.source
