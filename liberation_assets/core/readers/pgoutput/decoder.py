@@ -12,6 +12,7 @@ from collections.abc import Callable
 from struct import Struct
 from typing import Any
 
+from liberation_assets.core import compiled
 from liberation_assets.core.readers.pgoutput.messages import (
     UNCHANGED,
     Begin,
@@ -46,8 +47,9 @@ def _string(data: bytes, offset: int) -> tuple[str, int]:
     return data[offset:end].decode("utf-8"), end + 1
 
 
-def _tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
-    """The columns of one tuple: the hottest loop of CDC, so one walk unrolled for its column count (issue 18)."""
+def _python_tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
+    """The columns of one tuple: the hottest loop of CDC, so one walk unrolled for its column count (issue 18);
+    the path when ``tuple_walk`` has no compiled build."""
     count = (data[offset] << 8) | data[offset + 1]  # int16, never negative
     walk = _WALKS.get(count)
     if walk is None and count <= _UNROLLED_UP_TO:
@@ -116,6 +118,16 @@ def _tuple_loop(data: bytes, offset: int) -> tuple[TupleData, int]:
         else:
             raise ValueError(f"pgoutput: unknown tuple column kind {chr(kind)!r}")
     return tuple(values), offset
+
+
+_native_walk = compiled.native("liberation_assets.core.readers.pgoutput.tuple_walk")
+if _native_walk is not None:
+    _native_walk.bind(UNCHANGED)
+_tuple: Callable[[bytes, int], tuple[TupleData, int]] = (
+    _python_tuple if _native_walk is None else _native_walk.walk_tuple
+)
+"""The columns of one tuple and the offset after them: the mypyc build of ``tuple_walk`` (issue 18: about ten
+times faster) when there is one that matches its source, else the unrolled walk above."""
 
 
 def _relation(data: bytes) -> Relation:
