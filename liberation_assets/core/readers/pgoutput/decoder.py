@@ -176,7 +176,7 @@ def _message(data: bytes) -> LogicalMessage:
     return LogicalMessage(bool(flags & 1), lsn, prefix, bytes(data[offset : offset + length]))
 
 
-def decode_message(data: bytes) -> Message:
+def _python_decode_message(data: bytes) -> Message:
     """One message from one XLogData payload."""
     kind = data[0]
     if kind == 0x49:  # 'I'
@@ -207,3 +207,11 @@ def decode_message(data: bytes) -> Message:
         (lsn,) = Struct(">q").unpack_from(data, 1)
         return Origin(lsn, _string(data, 9)[0])
     raise ValueError(f"pgoutput: unknown message type {chr(kind)!r}")
+
+
+decode_message: Callable[[bytes], Message] = _python_decode_message
+"""One message from one XLogData payload: with the compiled ``tuple_walk``, its ``decode_message`` (Insert, Update
+and Delete in one compiled call; every other message, and every error, by the one above)."""
+if _native_walk is not None:
+    _native_walk.bind_messages(Insert, Update, Delete, _python_decode_message)
+    decode_message = _native_walk.decode_message

@@ -18,7 +18,16 @@ import sqlalchemy as sa
 from liberation_assets.core import compiled
 from liberation_assets.core.errors import UnconvertibleValue
 from liberation_assets.core.readers import pg_types
-from liberation_assets.core.readers.pgoutput import UNCHANGED, Column, Relation, Update, decode_message, decoder
+from liberation_assets.core.readers.pgoutput import (
+    UNCHANGED,
+    Column,
+    Delete,
+    Insert,
+    Relation,
+    Update,
+    decode_message,
+    decoder,
+)
 from liberation_assets.core.readers.pgoutput.rows import RowPlan, _convert
 
 RELATION = Relation(
@@ -110,6 +119,7 @@ WALK = "liberation_assets.core.readers.pgoutput.tuple_walk"
 def _walk_source() -> ModuleType:
     source = compiled.source(WALK)
     source.bind(UNCHANGED)
+    source.bind_messages(Insert, Update, Delete, decoder._python_decode_message)
     return source
 
 
@@ -126,8 +136,30 @@ def test_the_decoder_uses_the_compiled_walk_when_its_build_is_current() -> None:
     native = compiled.native(WALK)
     if compiled.pure_python_forced() or native is None:
         assert decoder._tuple is decoder._python_tuple
+        assert decoder.decode_message is decoder._python_decode_message
     else:
         assert decoder._tuple is native.walk_tuple
+        assert decoder.decode_message is native.decode_message
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"U\x00\x00\x00\x01X" + _tuple_bytes("1"),  # no new tuple
+        b"U\x00\x00\x00\x01O" + _tuple_bytes("1") + b"X",  # old row, then no new tuple
+        b"I\x00\x00\x00\x01X" + _tuple_bytes("1"),  # insert without new tuple
+        b"D\x00\x00\x00\x01K" + struct.pack(">h", 1) + b"x",  # unknown column kind
+        b"Z",  # unknown message
+    ],
+)
+def test_decoders_refuse_malformed_changes_alike(data: bytes) -> None:
+    decoders = [decoder.decode_message, decoder._python_decode_message, _walk_source().decode_message]
+    errors = []
+    for decode in decoders:
+        with pytest.raises(ValueError) as raised:
+            decode(data)
+        errors.append(str(raised.value))
+    assert len(set(errors)) == 1, errors
 
 
 def test_walks_refuse_an_unknown_kind_alike() -> None:
@@ -180,6 +212,7 @@ def test_compiled_and_pure_walks_agree_on_real_pgoutput_messages(pg_engine: sa.E
             ]
         db.exec_driver_sql(f"SELECT pg_drop_replication_slot('{name}')")
     walks = _walks()
+    native = compiled.native(WALK)
     tuples = 0
     for data in messages:
         for offset in _tuple_offsets(data):
@@ -191,7 +224,9 @@ def test_compiled_and_pure_walks_agree_on_real_pgoutput_messages(pg_engine: sa.E
     assert tuples > 200 and UNCHANGED in values and any(isinstance(value, bytes) for value in values)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(decoder, "_tuple", decoder._python_tuple)
-        assert [decode_message(data) for data in messages] == decoded
+        assert [decoder._python_decode_message(data) for data in messages] == decoded  # no compiled code at all
+    if native is not None:
+        assert [_walk_source().decode_message(data) for data in messages] == decoded
 
 
 def _tuple_offsets(data: bytes) -> list[int]:
