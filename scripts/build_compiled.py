@@ -4,15 +4,16 @@
     .venv/bin/python scripts/build_compiled.py --force  # rebuild everything
     .venv/bin/python scripts/build_compiled.py --clean  # remove the builds: pure Python everywhere
 
-Each module is compiled on its own (its extension and mypyc's library for it, ``<name>__mypyc``) from a copy
-of its ``.py`` in a temporary folder, and recorded in the manifest with the SHA-256 of that ``.py``;
+Each module is compiled on its own (its extension and mypyc's library for it, ``<name>__mypyc``) from its
+``.py`` where it is (its imports of the package resolve; only it is compiled), built in a temporary folder, and recorded in the manifest with the SHA-256 of that ``.py``;
 ``liberation_assets.core.compiled.native`` loads a build only while the source still has that hash.  A module
 whose build is up to date is skipped, so a second run compiles nothing.  A failed build never fails the
 caller: the module then runs as pure Python, and the exit status stays 0 (``--strict`` makes it 1).
 
-To compile another module: add its dotted name to ``COMPILED``, keep it mypyc-compatible (typed, no ``exec``,
-importing nothing it would hold on to across a re-import), and load it with ``compiled.native(name)``, keeping a
-pure-Python path for None.
+To compile another module: add its dotted name to ``COMPILED``, keep it mypyc-compatible (annotated, no
+``exec``; objects of other modules it keeps, such as a marker compared with ``is``, handed in by a ``bind``
+function rather than imported, so that a re-imported package never meets the first import's objects), and load
+it with ``compiled.native(name)``, keeping a pure-Python path for None.
 """
 
 from __future__ import annotations
@@ -37,24 +38,46 @@ COMPILED = [
 """The modules compiled with mypyc: the lead adds a module here (see the docstring)."""
 
 
+_SETUP = """
+import sys
+from mypyc.build import mypycify
+from setuptools import setup
+
+source = sys.argv.pop(1)
+setup(
+    name="liberation_compiled",
+    ext_modules=mypycify([source, "--ignore-missing-imports", "--follow-imports=silent"], opt_level="3", target_dir="c"),
+)
+"""
+"""mypyc from the module's own place in the checkout, so that its imports of the package resolve; the modules it
+imports are read for their types (errors there silent), only the listed one is compiled; output in the scratch
+folder, never next to the source."""
+
+
 def _build_one(name: str, digest: str) -> list[str]:
     """Compile ``name`` in a scratch folder; the file names of its extensions in ``compiled.BUILD_DIR`` (the
     module's own first, then mypyc's library for it)."""
     with tempfile.TemporaryDirectory(prefix="liberation-mypyc-") as scratch:
-        parts = name.split(".")
-        folder = Path(scratch).joinpath(*parts[:-1])
-        folder.mkdir(parents=True)
-        for depth in range(1, len(parts)):  # packages, so that mypyc names the module as it is imported
-            Path(scratch).joinpath(*parts[:depth], "__init__.py").touch()
-        shutil.copyfile(compiled.source_path(name), folder / f"{parts[-1]}.py")
-        mypyc = Path(sys.executable).with_name("mypyc")
-        command = [str(mypyc) if mypyc.exists() else "mypyc", str(Path(*parts[:-1], f"{parts[-1]}.py"))]
+        (Path(scratch) / "setup.py").write_text(_SETUP)
+        command = [
+            sys.executable,
+            "setup.py",
+            str(compiled.source_path(name)),
+            "-q",
+            "build_ext",
+            "-b",
+            "out",
+            "-t",
+            "tmp",
+        ]
         done = subprocess.run(command, cwd=scratch, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError((done.stdout + done.stderr).strip()[-2000:])
+        parts = name.split(".")
+        folder = Path(scratch, "out").joinpath(*parts[:-1])
         targets = []
         for stem in (parts[-1], parts[-1] + compiled.LIBRARY_SUFFIX):
-            built = [p for p in folder.iterdir() if p.name.split(".")[0] == stem and p.suffix in (".so", ".pyd")]
+            built = [p for p in folder.glob(f"{stem}.*") if p.suffix in (".so", ".pyd")]
             if len(built) != 1:
                 if stem != parts[-1]:
                     continue  # mypyc versions that put the runtime in the module itself

@@ -8,6 +8,7 @@ import logging
 import shutil
 import struct
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -29,17 +30,19 @@ def _build_script() -> ModuleType:
 
 
 @pytest.fixture
-def scratch_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+def scratch_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """The build script writing into ``tmp_path`` (not the checkout's build), with no module loaded yet."""
     monkeypatch.setattr(compiled, "BUILD_DIR", tmp_path / "_mypyc")
     monkeypatch.setattr(compiled, "MANIFEST", tmp_path / "_mypyc" / "manifest.json")
     monkeypatch.setattr(compiled, "_loaded", {})
     monkeypatch.delenv(compiled.PURE_PYTHON_ENV, raising=False)
-    for name in (WALK, WALK + compiled.LIBRARY_SUFFIX):  # a build loaded here leaves with the test
-        monkeypatch.delitem(sys.modules, name, raising=False)
+    loaded = {name: sys.modules.pop(name) for name in (WALK, WALK + compiled.LIBRARY_SUFFIX) if name in sys.modules}
     script = _build_script()
     monkeypatch.setattr(script, "COMPILED", [WALK])
-    return script
+    yield script
+    for name in (WALK, WALK + compiled.LIBRARY_SUFFIX):  # a build loaded here leaves with the test
+        sys.modules.pop(name, None)
+    sys.modules.update(loaded)
 
 
 def _text_tuple(*texts: str | None) -> bytes:
