@@ -111,7 +111,8 @@ def build(force: bool = False) -> tuple[list[str], list[str]]:
         try:
             targets = _build_one(name, digest)
         except (RuntimeError, OSError) as exc:
-            manifest.pop(name, None)
+            for old in manifest.pop(name, {}).get("files") or []:  # no stale build left behind
+                (compiled.BUILD_DIR / str(old)).unlink(missing_ok=True)
             print(f"compiled: {name} NOT compiled, it runs as pure Python: {exc}", file=sys.stderr)
             failed.append(name)
             continue
