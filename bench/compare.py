@@ -27,10 +27,18 @@ from liberation_assets.stack import StackSettings, ensure_stack
 
 
 def _export(revision: str, into: Path) -> None:
-    archive = subprocess.run(
-        ["git", "archive", revision, "liberation_assets"], cwd=REPO, capture_output=True, check=True
-    )
+    """``liberation_assets`` of ``revision`` under ``into``, with its mypyc builds when it has compiled modules
+    (``scripts/build_compiled.py``, as ``scripts/setup.sh`` builds them for a checkout): otherwise an older
+    revision would run as pure Python against a compiled working tree."""
+    builder = "scripts/build_compiled.py"
+    found = subprocess.run(["git", "cat-file", "-e", f"{revision}:{builder}"], cwd=REPO, stderr=subprocess.DEVNULL)
+    has_builder = found.returncode == 0
+    paths = ["liberation_assets", *([builder] if has_builder else [])]
+    archive = subprocess.run(["git", "archive", revision, *paths], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    if has_builder:
+        built = subprocess.run([sys.executable, str(into / builder)], capture_output=True, text=True)
+        print(f"{revision}: {(built.stdout + built.stderr).strip().splitlines()[-1:]}", flush=True)
 
 
 def _worker(what: str, prefix: str, package_root: Path) -> float:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from struct import Struct
 from typing import Any
 
+from liberation_assets.core import compiled
 from liberation_assets.core.readers.pgoutput.messages import (
     UNCHANGED,
     Begin,
@@ -46,8 +47,9 @@ def _string(data: bytes, offset: int) -> tuple[str, int]:
     return data[offset:end].decode("utf-8"), end + 1
 
 
-def _tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
-    """The columns of one tuple: the hottest loop of CDC, so one walk unrolled for its column count (issue 18)."""
+def _python_tuple(data: bytes, offset: int) -> tuple[TupleData, int]:
+    """The columns of one tuple: the hottest loop of CDC, so one walk unrolled for its column count (issue 18);
+    the path when ``tuple_walk`` has no compiled build."""
     count = (data[offset] << 8) | data[offset + 1]  # int16, never negative
     walk = _WALKS.get(count)
     if walk is None and count <= _UNROLLED_UP_TO:
@@ -118,6 +120,16 @@ def _tuple_loop(data: bytes, offset: int) -> tuple[TupleData, int]:
     return tuple(values), offset
 
 
+_native_walk = compiled.native("liberation_assets.core.readers.pgoutput.tuple_walk")
+if _native_walk is not None:
+    _native_walk.bind(UNCHANGED)
+_tuple: Callable[[bytes, int], tuple[TupleData, int]] = (
+    _python_tuple if _native_walk is None else _native_walk.walk_tuple
+)
+"""The columns of one tuple and the offset after them: the mypyc build of ``tuple_walk`` (issue 18: about ten
+times faster) when there is one that matches its source, else the unrolled walk above."""
+
+
 def _relation(data: bytes) -> Relation:
     (relid,) = _U32.unpack_from(data, 1)
     namespace, offset = _string(data, 5)
@@ -164,7 +176,7 @@ def _message(data: bytes) -> LogicalMessage:
     return LogicalMessage(bool(flags & 1), lsn, prefix, bytes(data[offset : offset + length]))
 
 
-def decode_message(data: bytes) -> Message:
+def _python_decode_message(data: bytes) -> Message:
     """One message from one XLogData payload."""
     kind = data[0]
     if kind == 0x49:  # 'I'
@@ -195,3 +207,11 @@ def decode_message(data: bytes) -> Message:
         (lsn,) = Struct(">q").unpack_from(data, 1)
         return Origin(lsn, _string(data, 9)[0])
     raise ValueError(f"pgoutput: unknown message type {chr(kind)!r}")
+
+
+decode_message: Callable[[bytes], Message] = _python_decode_message
+"""One message from one XLogData payload: with the compiled ``tuple_walk``, its ``decode_message`` (Insert, Update
+and Delete in one compiled call; every other message, and every error, by the one above)."""
+if _native_walk is not None:
+    _native_walk.bind_messages(Insert, Update, Delete, _python_decode_message)
+    decode_message = _native_walk.decode_message
