@@ -1,4 +1,5 @@
-"""Against real MariaDB: ``RowImageReader`` reads every rows event of the type corpus exactly as the library does."""
+"""Against real MariaDB: ``RowImageReader`` reads every rows event of the type corpus exactly as the library does,
+by both of its paths (``images``, compiled or not, and the code it compiles per table map)."""
 
 from __future__ import annotations
 
@@ -76,8 +77,15 @@ def test_row_images_are_read_as_the_library_reads_them(mysql_engine, make_spec, 
                 assert row_reader is not None, f"{event.table} is left to the library"
                 fast = _read_rows(row_reader, op, event)
                 assert fast is not None, f"a rows event of {event.table} is left to the library"
-                library = _library_rows(event, op, has_sets)
+                # The other of the reader's two paths (``images``' typed loop, or the code compiled per table map).
+                row_reader.compiled = not row_reader.compiled
+                try:
+                    other = _read_rows(row_reader, op, event)
+                finally:
+                    row_reader.compiled = not row_reader.compiled
+                library = _library_rows(event, op, has_sets)  # reads the packet: after the reader's paths
                 assert repr(fast) == repr(library), event.table
+                assert repr(other) == repr(library), f"{event.table}, compiled={not row_reader.compiled}"
                 compared[event.table] = compared.get(event.table, 0) + len(fast)
             if coordinates_key(reader._stream.log_file, reader._stream.log_pos) >= target:
                 break
