@@ -91,19 +91,17 @@ def _decimal(data: bytes, pos: int, precision: int, scale: int) -> tuple[str, in
 def _image(
     data: bytes,
     pos: int,
-    names: list[str],
     kinds: list[int],
     sizes: list[int],
     extras: list[Any],
-) -> tuple[dict[str, Any], int]:
-    """One row image at ``pos``: its null bitmap, then the non-NULL values in column order."""
+) -> tuple[list[Any], int]:
+    """One row image at ``pos`` (its null bitmap, then the non-NULL values), its values in column order."""
     count = len(kinds)
     nulls = pos
     pos += (count + 7) >> 3
-    image: dict[str, Any] = {}
+    image: list[Any] = [None] * count
     for index in range(count):
         if (data[nulls + (index >> 3)] >> (index & 7)) & 1:
-            image[names[index]] = None
             continue
         kind = kinds[index]
         size = sizes[index]
@@ -169,7 +167,7 @@ def _image(
         else:
             read: Callable[[bytes, int], tuple[Any, int]] = extras[index]
             value, pos = read(data, pos)
-        image[names[index]] = value
+        image[index] = value
     return image, pos
 
 
@@ -178,21 +176,20 @@ def read_rows(
     pos: int,
     end: int,
     pairs: bool,
-    names: list[str],
     kinds: list[int],
     sizes: list[int],
     extras: list[Any],
 ) -> list[Any]:
-    """Every row of the event body ``data[pos:end]``: (before, after) pairs for updates, else images.
-    Raises ``ValueError`` unless the images end exactly at ``end``."""
+    """Every row of the event body ``data[pos:end]``: (before, after) pairs for updates, else images (lists of
+    the values in column order).  Raises ``ValueError`` unless the images end exactly at ``end``."""
     out: list[Any] = []
     while pos < end:
         if pairs:
-            before, pos = _image(data, pos, names, kinds, sizes, extras)
-            after, pos = _image(data, pos, names, kinds, sizes, extras)
+            before, pos = _image(data, pos, kinds, sizes, extras)
+            after, pos = _image(data, pos, kinds, sizes, extras)
             out.append((before, after))
         else:
-            values, pos = _image(data, pos, names, kinds, sizes, extras)
+            values, pos = _image(data, pos, kinds, sizes, extras)
             out.append(values)
     if pos != end:
         raise ValueError(f"rows event read to {pos}, its body ends at {end}")

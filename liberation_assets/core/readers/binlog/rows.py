@@ -1,4 +1,4 @@
-"""Rows events' bytes → value dicts, read with one plan per table map instead of the library's per-value dispatch.
+"""Rows events' bytes → row images (values in column order), read with one plan per table map instead of the library's per-value dispatch.
 
 python-mysql-replication reads each value through its packet wrapper and a
 chain of type tests (a few µs per column, so most of an update's cost).  A
@@ -7,6 +7,7 @@ picked by its type, reading straight from the event's bytes.  It gives exactly
 what the library gives (with ``temporal`` for temporal columns and an empty SET
 as ``set()``, as ``client`` patches them); a table with a column type it does
 not read, or an event it cannot read to its exact end, is left to the library.
+An image is a sequence, not a dict: ``mapping`` picks its values by position.
 """
 
 from __future__ import annotations
@@ -311,14 +312,11 @@ class RowImageReader:
             body.append(f"    c{index} = None")
             body.append("else:")
             body.extend(f"    {line}" for line in lines)
-        for index, name in enumerate(names):
-            namespace[f"k{index}"] = name  # names as values, never as source text: any identifier works
-        body.append("return {" + ", ".join(f"k{i}: c{i}" for i in range(len(names))) + "}, pos")
+        body.append("return (" + "".join(f"c{i}, " for i in range(len(names))) + "), pos")
         source = "def image(data, pos):\n" + "".join(f"    {line}\n" for line in body)
         exec(compile(source, f"<binlog row image of {len(names)} columns>", "exec"), namespace)  # noqa: S102
-        self.image: Callable[[bytes, int], tuple[dict[str, Any], int]] = namespace["image"]
-        """One row image at ``pos``: its null bitmap, then the non-NULL values in column order."""
-        self.names = list(names)
+        self.image: Callable[[bytes, int], tuple[tuple[Any, ...], int]] = namespace["image"]
+        """One row image at ``pos`` (its null bitmap, then the non-NULL values): its values in column order."""
         described = [image_column(column, encoding_of) for column in columns]
         self.kinds = [kind for kind, _, _ in described]
         self.sizes = [size for _, size, _ in described]
@@ -336,10 +334,10 @@ class RowImageReader:
         return cls([str(name) for name in names], columns, encoding_of)
 
     def rows(self, data: bytes, pos: int, end: int, pairs: bool) -> list[Any]:
-        """Every row of the event body ``data[pos:end]``: (before, after) pairs for updates, else images.
-        Raises ``ValueError`` unless the images end exactly at ``end``."""
+        """Every row of the event body ``data[pos:end]``: (before, after) pairs for updates, else images, each
+        image its values in column order (a tuple, or a list from ``images``): no dict per image.  Raises ``ValueError`` unless the images end exactly at ``end``."""
         if self.compiled:
-            return images.read_rows(data, pos, end, pairs, self.names, self.kinds, self.sizes, self.extras)
+            return images.read_rows(data, pos, end, pairs, self.kinds, self.sizes, self.extras)
         image = self.image
         out: list[Any] = []
         append = out.append

@@ -94,3 +94,25 @@ def test_a_value_that_cannot_be_carried_marks_its_row_and_spares_the_others() ->
     assert bad.problems == [
         "column updated_at: DATETIME 9999-12-31 23:00:00 in America/New_York is outside years 1..9999 in UTC"
     ]
+
+
+def _positional(image: dict[str, object]) -> tuple[object, ...]:
+    return tuple(image[column.name] for column in WIDGETS.columns)
+
+
+def test_positional_images_give_the_same_events_as_images_by_name() -> None:
+    """The binlog reader's images are sequences in the layout's column order (``Rows.positional``)."""
+    zone = ZoneInfo("America/New_York")
+    late = dict(ROW, id=3, updated_at=datetime(9999, 12, 31, 23, 0))  # unconvertible: its row takes the slow path
+    moved = dict(ROW, id=2, name="moved")
+    cases = [("c", [dict(ROW), late]), ("u", [(dict(ROW), dict(ROW, name="x")), (dict(ROW), moved)]), ("d", [late])]
+    for op, rows in cases:
+        by_name, _ = mapper(PUBLIC, zone=zone)
+        positional, _ = mapper(PUBLIC, zone=zone)
+        images = [
+            (_positional(row[0]), _positional(row[1])) if op == "u" else _positional(row)  # type: ignore[arg-type]
+            for row in rows
+        ]
+        expected = by_name.events(op, WIDGETS, rows, 0, SOURCE)
+        assert positional.events(op, WIDGETS, images, 0, SOURCE, positional=True) == expected
+        assert len(expected) == (3 if op == "u" else len(rows))
