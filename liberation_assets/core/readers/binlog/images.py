@@ -88,6 +88,23 @@ def _decimal(data: bytes, pos: int, precision: int, scale: int) -> tuple[str, in
     return ("-" + text if negative else text), end
 
 
+_DAYS: dict[int, tuple[int, int, int]] = {}
+"""Days since the epoch → (year, month, day): a TIMESTAMP is one of at most ~50,000 days (1970-2106)."""
+
+
+def _instant(seconds: int, micros: int) -> datetime:
+    """``_EPOCH + timedelta(seconds=seconds, microseconds=micros)`` (``temporal.timestamp2_from``'s value), by one
+    positional ``datetime`` call and the day's date from ``_DAYS``: a third of the cost of the timedelta sum."""
+    days = seconds // 86_400
+    ymd = _DAYS.get(days)
+    if ymd is None:
+        day = _EPOCH + timedelta(days)
+        ymd = (day.year, day.month, day.day)
+        _DAYS[days] = ymd
+    second = seconds - days * 86_400
+    return datetime(ymd[0], ymd[1], ymd[2], second // 3600, second // 60 % 60, second % 60, micros, timezone.utc)
+
+
 def _image(
     data: bytes,
     pos: int,
@@ -160,7 +177,7 @@ def _image(
             if seconds == 0 and micros == 0:
                 value = timestamp2_from(data[pos : pos + 4 + size], int(extras[index]))
             else:
-                value = _EPOCH + timedelta(seconds=seconds, microseconds=micros)
+                value = _instant(seconds, micros)
             pos += 4 + size
         elif kind == DECIMAL:
             value, pos = _decimal(data, pos, size, int(extras[index]))
