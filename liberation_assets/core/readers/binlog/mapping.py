@@ -2,8 +2,9 @@
 
 A plan is built once per table layout: which log column feeds which public
 name, and which converter (the column type's, shared with the SELECT readers)
-its values take.  Applying it is one dict comprehension per row image; a value
-that cannot be carried is named in the event's ``problems``.
+its values take.  Applying it is straight-line code compiled per layout (over
+names for dict images, over positions for the binlog reader's sequences); a
+value that cannot be carried is named in the event's ``problems``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pymysqlreplication.constants import FIELD_TYPE
+
 from liberation_assets.core.errors import SchemaIncompatible, UnconvertibleValue
 from liberation_assets.core.events import CREATE, DELETE, UPDATE, ChangeEvent
+from liberation_assets.core.readers import mysql_types
 from liberation_assets.core.readers.binlog.log import LogTable
 from liberation_assets.core.readers.binlog.values import Converter, log_converter
 from liberation_assets.core.readers.mysql_types import SourceType, source_text
@@ -96,6 +100,13 @@ def compile_plan(plan: Plan) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return image
 
 
+_READ_AS_PUBLISHED: dict[int, Converter] = {
+    FIELD_TYPE.TIMESTAMP2: mysql_types._timestamp,
+    FIELD_TYPE.NEWDECIMAL: mysql_types._decimal,
+}
+"""Column type → the converter that returns the binlog reader's value as it is (``rows``/``images``: TIMESTAMP2 as
+an aware UTC datetime or the zero TIMESTAMP's text, DECIMAL as its exact text), so positional images skip it."""
+
 Positional = Callable[[Sequence[Any]], tuple[dict[str, Any], dict[str, Any]]]
 """A positional image (values in the layout's column order) → (published row, key)."""
 
@@ -105,6 +116,7 @@ def compile_positional(plan: Plan, layout: LogTable, key_public: Sequence[str]) 
     (no dict per image before the row, no lookup by name); raises ``UnconvertibleValue`` as a converter does.
     None when a key column is not among the published ones."""
     position = {column.name: index for index, column in enumerate(layout.columns)}
+    kinds = {column.name: column.type for column in layout.columns}
     published = [public for public, _, _ in plan]
     if any(key not in published for key in key_public):
         return None
@@ -113,7 +125,7 @@ def compile_positional(plan: Plan, layout: LogTable, key_public: Sequence[str]) 
     for index, (public, source, convert) in enumerate(plan):
         namespace[f"p{index}"] = public
         body.append(f"c{index} = values[{position[source]}]")  # an int: the only data in the source text
-        if convert is not None:
+        if convert is not None and _READ_AS_PUBLISHED.get(kinds[source]) is not convert:
             namespace[f"f{index}"] = convert
             body.append(f"if c{index} is not None:")
             body.append(f"    c{index} = f{index}(c{index})")
