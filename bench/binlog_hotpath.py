@@ -289,7 +289,17 @@ def _plan_comprehension() -> Any:
     return lambda: setattr(mapping, "compile_plan", saved)
 
 
-LEVERS = {"reader": _library_rows, "compiled_plan": _plan_comprehension}
+def _interpreted_images() -> Any:
+    """Lever ``compiled_images`` off: row images read by the code ``RowImageReader`` compiles per table map, not by
+    ``images`` compiled with mypyc (``.venv/bin/mypyc liberation_assets/core/readers/binlog/images.py`` first)."""
+    from liberation_assets.core.readers.binlog import rows
+
+    saved = rows.USE_COMPILED
+    rows.USE_COMPILED = False
+    return lambda: setattr(rows, "USE_COMPILED", saved)
+
+
+LEVERS = {"reader": _library_rows, "compiled_plan": _plan_comprehension, "compiled_images": _interpreted_images}
 """Lever name → what turns it off in this process (returns what turns it back on)."""
 
 

@@ -285,17 +285,18 @@ class LogReader:
     def _rows(self, op: str, event: Any) -> Rows:
         layout, has_sets, reader = self._layout(event)
         rows = _read_rows(reader, op, event) if reader is not None else None
-        if rows is None:
-            if op == UPDATE:
-                rows = [
-                    (
-                        _image(r, "before_values", "before_none_sources", has_sets),
-                        _image(r, "after_values", "after_none_sources", has_sets),
-                    )
-                    for r in event.rows
-                ]
-            else:
-                rows = [_image(r, "values", "none_sources", has_sets) for r in event.rows]
+        if rows is not None:  # images as sequences in the layout's column order
+            return Rows(op, layout, rows, event.packet.log_pos, event.timestamp, event.packet.server_id, True)
+        if op == UPDATE:
+            rows = [
+                (
+                    _image(r, "before_values", "before_none_sources", has_sets),
+                    _image(r, "after_values", "after_none_sources", has_sets),
+                )
+                for r in event.rows
+            ]
+        else:
+            rows = [_image(r, "values", "none_sources", has_sets) for r in event.rows]
         return Rows(op, layout, rows, event.packet.log_pos, event.timestamp, event.packet.server_id)
 
     def _layout(self, event: Any) -> tuple[LogTable, bool, RowImageReader | None]:

@@ -131,7 +131,7 @@ class BinlogDecoder:
         }
         added = 0
         for mapper in mappers:
-            events = mapper.events(item.op, item.table, item.rows, ts_ms, source)
+            events = mapper.events(item.op, item.table, item.rows, ts_ms, source, item.positional)
             if events:
                 pending.setdefault(mapper.shape.name, []).extend(events)
                 added += len(events)

@@ -57,7 +57,8 @@ class Begin:
 
 @dataclass(frozen=True, slots=True)
 class Rows:
-    """One rows event: ``op`` is c, u or d; ``rows`` are value dicts, or (before, after) pairs for updates."""
+    """One rows event: ``op`` is c, u or d; ``rows`` are images, or (before, after) pairs of them for updates.
+    An image is a dict by column name, or (``positional``) its values in the order of ``table.columns``."""
 
     op: str
     table: LogTable
@@ -67,6 +68,7 @@ class Rows:
     timestamp: int
     """Seconds since the epoch, from the event header: when the statement ran."""
     server_id: int
+    positional: bool = False
 
 
 @dataclass(frozen=True, slots=True)

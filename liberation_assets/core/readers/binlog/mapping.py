@@ -2,19 +2,23 @@
 
 A plan is built once per table layout: which log column feeds which public
 name, and which converter (the column type's, shared with the SELECT readers)
-its values take.  Applying it is one dict comprehension per row image; a value
-that cannot be carried is named in the event's ``problems``.
+its values take.  Applying it is straight-line code compiled per layout (over
+names for dict images, over positions for the binlog reader's sequences); a
+value that cannot be carried is named in the event's ``problems``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pymysqlreplication.constants import FIELD_TYPE
+
 from liberation_assets.core.errors import SchemaIncompatible, UnconvertibleValue
 from liberation_assets.core.events import CREATE, DELETE, UPDATE, ChangeEvent
+from liberation_assets.core.readers import mysql_types
 from liberation_assets.core.readers.binlog.log import LogTable
 from liberation_assets.core.readers.binlog.values import Converter, log_converter
 from liberation_assets.core.readers.mysql_types import SourceType, source_text
@@ -96,6 +100,44 @@ def compile_plan(plan: Plan) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return image
 
 
+_READ_AS_PUBLISHED: dict[int, Converter] = {
+    FIELD_TYPE.TIMESTAMP2: mysql_types._timestamp,
+    FIELD_TYPE.NEWDECIMAL: mysql_types._decimal,
+}
+"""Column type → the converter that returns the binlog reader's value as it is (``rows``/``images``: TIMESTAMP2 as
+an aware UTC datetime or the zero TIMESTAMP's text, DECIMAL as its exact text), so positional images skip it."""
+
+Positional = Callable[[Sequence[Any]], tuple[dict[str, Any], dict[str, Any]]]
+"""A positional image (values in the layout's column order) → (published row, key)."""
+
+
+def compile_positional(plan: Plan, layout: LogTable, key_public: Sequence[str]) -> Positional | None:
+    """The plan over positional images as straight-line code giving the published row and its key in one call
+    (no dict per image before the row, no lookup by name); raises ``UnconvertibleValue`` as a converter does.
+    None when a key column is not among the published ones."""
+    position = {column.name: index for index, column in enumerate(layout.columns)}
+    kinds = {column.name: column.type for column in layout.columns}
+    published = [public for public, _, _ in plan]
+    if any(key not in published for key in key_public):
+        return None
+    namespace: dict[str, Any] = {}
+    body = []
+    for index, (public, source, convert) in enumerate(plan):
+        namespace[f"p{index}"] = public
+        body.append(f"c{index} = values[{position[source]}]")  # an int: the only data in the source text
+        if convert is not None and _READ_AS_PUBLISHED.get(kinds[source]) is not convert:
+            namespace[f"f{index}"] = convert
+            body.append(f"if c{index} is not None:")
+            body.append(f"    c{index} = f{index}(c{index})")
+    row = "{" + ", ".join(f"p{i}: c{i}" for i in range(len(plan))) + "}"
+    key = "{" + ", ".join(f"p{published.index(k)}: c{published.index(k)}" for k in key_public) + "}"
+    body.append(f"return {row}, {key}")
+    source_text = "def image(values):\n" + "".join(f"    {line}\n" for line in body)
+    exec(compile(source_text, f"<binlog positional row of {len(plan)} columns>", "exec"), namespace)  # noqa: S102
+    image: Positional = namespace["image"]
+    return image
+
+
 class StreamMapper:
     """Turns one table's rows into one stream's events; plans are cached per layout."""
 
@@ -105,11 +147,13 @@ class StreamMapper:
         self._reflect = reflect
         self._hints: Hints | None = None
         self._plans: dict[int, tuple[LogTable, Plan, Callable[[dict[str, Any]], dict[str, Any]]]] = {}
+        self._positional: dict[int, tuple[LogTable, Positional | None]] = {}
         self._deleted_label = f"\0{shape.soft_delete_column}" if shape.soft_delete_column else None
 
     def forget_layouts(self) -> None:
         """After DDL: reflect the table again when the next rows arrive."""
         self._plans.clear()
+        self._positional.clear()
         self._hints = None
 
     def plan(self, layout: LogTable) -> Plan:
@@ -163,45 +207,104 @@ class StreamMapper:
             return flag is True
         return flag is not None and flag is not False
 
+    def _positional_plan(self, layout: LogTable, plan: Plan) -> Positional | None:
+        """The layout's ``compile_positional``, built once per layout; None with a soft-delete column."""
+        cached = self._positional.get(id(layout))
+        if cached is not None and cached[0] is layout:
+            return cached[1]
+        fast = None if self._deleted_label is not None else compile_positional(plan, layout, self.shape.key_public)
+        self._positional[id(layout)] = (layout, fast)
+        return fast
+
     def events(
-        self, op: str, layout: LogTable, rows: list[Any], ts_ms: int, source: dict[str, Any]
+        self,
+        op: str,
+        layout: LogTable,
+        rows: list[Any],
+        ts_ms: int,
+        source: dict[str, Any],
+        positional: bool = False,
     ) -> list[ChangeEvent]:
-        """Events for one rows event; ``source`` gets the row's index in the event as ``row``."""
+        """Events for one rows event; ``source`` gets the row's index in the event as ``row``.  ``positional``
+        images hold their values in the layout's column order (``log.Rows``), the others are dicts by name."""
         plan, compiled = self._planned(layout)
-        key_public = self.shape.key_public
         out: list[ChangeEvent] = []
         append = out.append
+        if not positional:
+            for index, values in enumerate(rows):
+                self._row_events(op, plan, compiled, values, ts_ms, {**source, "row": index}, append)
+            return out
+        names = layout.names
+        fast = self._positional_plan(layout, plan)
         for index, values in enumerate(rows):
             where = {**source, "row": index}
+            if fast is not None:
+                try:
+                    if op == UPDATE:
+                        before, old_key = fast(values[0])
+                        after, new_key = fast(values[1])
+                        if old_key != new_key:
+                            # Debezium's convention: a key change is a delete of the old key and a create of the new.
+                            append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, None))
+                            append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, None))
+                        else:
+                            append(ChangeEvent(UPDATE, new_key, before, after, ts_ms, where, None))
+                    elif op == DELETE:
+                        row, key = fast(values)
+                        append(ChangeEvent(DELETE, key, row, None, ts_ms, where, None))
+                    else:
+                        row, key = fast(values)
+                        append(ChangeEvent(CREATE, key, None, row, ts_ms, where, None))
+                    continue
+                except UnconvertibleValue:
+                    pass  # this row takes the column-by-column path, which names the value in its problems
             if op == UPDATE:
-                old_problems: list[str] = []
-                new_problems: list[str] = []
-                before = self.image(plan, values[0], old_problems, compiled)
-                after = self.image(plan, values[1], new_problems, compiled)
-                was_deleted, is_deleted = self._is_deleted(before), self._is_deleted(after)
-                old_key = {k: before[k] for k in key_public}
-                new_key = {k: after[k] for k in key_public}
-                if is_deleted:
-                    if not was_deleted:
-                        append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, old_problems or None))
-                elif was_deleted:
-                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, new_problems or None))
-                elif old_key != new_key:
-                    # Debezium's convention: a key change is a delete of the old key and a create of the new one.
-                    append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, old_problems or None))
-                    append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, new_problems or None))
-                else:
-                    append(ChangeEvent(UPDATE, new_key, before, after, ts_ms, where, new_problems or None))
-                continue
-            problems: list[str] = []
-            row = self.image(plan, values, problems, compiled)
-            deleted = self._is_deleted(row)
-            key = {k: row[k] for k in key_public}
-            if op == DELETE:
-                if not deleted:
-                    append(ChangeEvent(DELETE, key, row, None, ts_ms, where, problems or None))
-            elif deleted:
-                continue  # inserted already soft-deleted: consumers never saw it
+                by_name: Any = (dict(zip(names, values[0])), dict(zip(names, values[1])))
             else:
-                append(ChangeEvent(CREATE, key, None, row, ts_ms, where, problems or None))
+                by_name = dict(zip(names, values))
+            self._row_events(op, plan, compiled, by_name, ts_ms, where, append)
         return out
+
+    def _row_events(
+        self,
+        op: str,
+        plan: Plan,
+        compiled: Callable[[dict[str, Any]], dict[str, Any]] | None,
+        values: Any,
+        ts_ms: int,
+        where: dict[str, Any],
+        append: Callable[[ChangeEvent], None],
+    ) -> None:
+        """The events of one row given as dicts by name (an image, or a (before, after) pair of them)."""
+        key_public = self.shape.key_public
+        if op == UPDATE:
+            old_problems: list[str] = []
+            new_problems: list[str] = []
+            before = self.image(plan, values[0], old_problems, compiled)
+            after = self.image(plan, values[1], new_problems, compiled)
+            was_deleted, is_deleted = self._is_deleted(before), self._is_deleted(after)
+            old_key = {k: before[k] for k in key_public}
+            new_key = {k: after[k] for k in key_public}
+            if is_deleted:
+                if not was_deleted:
+                    append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, old_problems or None))
+            elif was_deleted:
+                append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, new_problems or None))
+            elif old_key != new_key:
+                # Debezium's convention: a key change is a delete of the old key and a create of the new one.
+                append(ChangeEvent(DELETE, old_key, before, None, ts_ms, where, old_problems or None))
+                append(ChangeEvent(CREATE, new_key, None, after, ts_ms, where, new_problems or None))
+            else:
+                append(ChangeEvent(UPDATE, new_key, before, after, ts_ms, where, new_problems or None))
+            return
+        problems: list[str] = []
+        row = self.image(plan, values, problems, compiled)
+        deleted = self._is_deleted(row)
+        key = {k: row[k] for k in key_public}
+        if op == DELETE:
+            if not deleted:
+                append(ChangeEvent(DELETE, key, row, None, ts_ms, where, problems or None))
+        elif deleted:
+            return  # inserted already soft-deleted: consumers never saw it
+        else:
+            append(ChangeEvent(CREATE, key, None, row, ts_ms, where, problems or None))

@@ -11,7 +11,8 @@ from pymysqlreplication.constants import FIELD_TYPE
 
 from liberation_assets.core.errors import SchemaIncompatible
 from liberation_assets.core.readers.binlog.log import ColumnMeta, LogTable
-from liberation_tests.core.readers.binlog.support import DELETED, ID, NAME, UPDATED, WIDGETS, mapper
+from liberation_assets.core.readers.mysql_types import SourceType
+from liberation_tests.core.readers.binlog.support import COST, DELETED, HINTS, ID, NAME, UPDATED, WIDGETS, mapper
 
 SOURCE = {"file": "mariadb-bin.000001", "pos": 4, "event": 500, "gtid": "0-1-7", "server_id": 1, "snapshot": "false"}
 ROW = {"id": 1, "name": "Grüße", "cost": Decimal("9.99"), "updated_at": datetime(2024, 1, 2, 3, 4, 5, 600000)}
@@ -94,3 +95,44 @@ def test_a_value_that_cannot_be_carried_marks_its_row_and_spares_the_others() ->
     assert bad.problems == [
         "column updated_at: DATETIME 9999-12-31 23:00:00 in America/New_York is outside years 1..9999 in UTC"
     ]
+
+
+def _positional(image: dict[str, object]) -> tuple[object, ...]:
+    return tuple(image[column.name] for column in WIDGETS.columns)
+
+
+def test_positional_images_give_the_same_events_as_images_by_name() -> None:
+    """The binlog reader's images are sequences in the layout's column order (``Rows.positional``)."""
+    zone = ZoneInfo("America/New_York")
+    late = dict(ROW, id=3, updated_at=datetime(9999, 12, 31, 23, 0))  # unconvertible: its row takes the slow path
+    moved = dict(ROW, id=2, name="moved")
+    cases = [("c", [dict(ROW), late]), ("u", [(dict(ROW), dict(ROW, name="x")), (dict(ROW), moved)]), ("d", [late])]
+    for op, rows in cases:
+        by_name, _ = mapper(PUBLIC, zone=zone)
+        positional, _ = mapper(PUBLIC, zone=zone)
+        images = [
+            (_positional(row[0]), _positional(row[1])) if op == "u" else _positional(row)  # type: ignore[arg-type]
+            for row in rows
+        ]
+        expected = by_name.events(op, WIDGETS, rows, 0, SOURCE)
+        assert positional.events(op, WIDGETS, images, 0, SOURCE, positional=True) == expected
+        assert len(expected) == (3 if op == "u" else len(rows))
+
+
+def test_positional_images_skip_converters_that_return_the_readers_values_as_they_are() -> None:
+    """TIMESTAMP2 and DECIMAL as the binlog reader gives them (an aware UTC datetime or the zero TIMESTAMP's
+    text, the exact decimal text) publish the same with their converters skipped."""
+    placed = ColumnMeta("placed_at", FIELD_TYPE.TIMESTAMP2)
+    layout = LogTable("shop", "widgets", (ID, COST, placed))
+    hints = {**HINTS, "placed_at": SourceType("timestamp", "timestamp(6)", 6)}
+    rows = [
+        {"id": 1, "cost": "12.50", "placed_at": datetime(2024, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc)},
+        {"id": 2, "cost": "-0.01", "placed_at": "0000-00-00 00:00:00.000000"},
+        {"id": 3, "cost": None, "placed_at": None},
+    ]
+    by_name, _ = mapper(None, hints)
+    positional, _ = mapper(None, hints)
+    images = [tuple(row[column.name] for column in layout.columns) for row in rows]
+    expected = by_name.events("c", layout, rows, 0, SOURCE)
+    assert positional.events("c", layout, images, 0, SOURCE, positional=True) == expected
+    assert [e.after["cost"] for e in expected] == ["12.50", "-0.01", None]
