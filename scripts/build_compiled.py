@@ -34,6 +34,7 @@ from liberation_assets.core import compiled  # noqa: E402
 
 COMPILED = [
     "liberation_assets.core.readers.pgoutput.tuple_walk",
+    "liberation_assets.core.readers.binlog.images",
 ]
 """The modules compiled with mypyc: the lead adds a module here (see the docstring)."""
 

@@ -4,8 +4,9 @@ compiled path).
 Interpreted, a loop that dispatches per column is slower than ``rows``' straight-line code compiled per table
 map with ``exec``; compiled by mypyc, the same loop is plain C (byte arithmetic, no ``struct`` call, no call per
 value for integers, strings, DECIMAL, DATETIME2 and TIMESTAMP2), so ``rows`` uses it only when it is compiled
-(``COMPILED``).  A column is a kind code, a size and one extra (an encoding, a scale, or the column's reader as
-a callable for the rarer types); the values are exactly ``rows``' column readers' values.
+(``scripts/build_compiled.py``; ``rows`` loads the build with ``compiled.native``).  A column is a kind code, a
+size and one extra (an encoding, a scale, or the column's reader as a callable for the rarer types); the values
+are exactly ``rows``' column readers' values.
 """
 
 from __future__ import annotations
@@ -15,9 +16,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Final
 
 from liberation_assets.core.readers.binlog.temporal import datetime2_from, timestamp2_from
-
-COMPILED: Final = not __file__.endswith(".py")
-"""Whether this module runs compiled (mypyc): only then is it faster than ``rows``' own code."""
 
 CALL: Final = 0
 """Extra: the column's reader, ``(data, pos) -> (value, pos after it)``."""

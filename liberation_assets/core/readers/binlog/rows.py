@@ -18,6 +18,7 @@ from typing import Any
 
 from pymysqlreplication.constants import FIELD_TYPE
 
+from liberation_assets.core import compiled
 from liberation_assets.core.readers.binlog import images
 from liberation_assets.core.readers.binlog.temporal import TEMPORAL, temporal_decoder
 
@@ -251,8 +252,11 @@ def _inline(index: int, column: Any, encoding_of: Callable[[str], str]) -> tuple
     return None
 
 
-USE_COMPILED = images.COMPILED
-"""Whether readers built from now on read with ``images`` (only faster than their own code when it is compiled)."""
+_native_images = compiled.native("liberation_assets.core.readers.binlog.images")
+USE_COMPILED = _native_images is not None
+"""Whether readers built from now on read with the mypyc build of ``images`` (interpreted, that loop is slower
+than their own code); the kind codes are the same in the source module and its build."""
+_read_rows: Callable[..., list[Any]] = (_native_images or images).read_rows
 
 _INTEGER_SIZES = {
     FIELD_TYPE.TINY: 1,
@@ -337,7 +341,7 @@ class RowImageReader:
         """Every row of the event body ``data[pos:end]``: (before, after) pairs for updates, else images, each
         image its values in column order (a tuple, or a list from ``images``): no dict per image.  Raises ``ValueError`` unless the images end exactly at ``end``."""
         if self.compiled:
-            return images.read_rows(data, pos, end, pairs, self.kinds, self.sizes, self.extras)
+            return _read_rows(data, pos, end, pairs, self.kinds, self.sizes, self.extras)
         image = self.image
         out: list[Any] = []
         append = out.append
