@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
@@ -144,7 +145,9 @@ def _events_from_tuples(
     cursor_zone = _cursor_zone(table, naive_zone)
     checked = [(position[name], name) for name in finisher.checked] if isinstance(finisher, PublishedRow) else None
     if checked is not None:
-        build = _compiled_builder(public, key_public, label_at, cursor_at, deleted_at, checked, deleted_when)
+        build = _compiled_builder(
+            tuple(public), tuple(key_public), tuple(label_at), cursor_at, deleted_at, tuple(checked), deleted_when
+        )
         build(rows, op, source, cursor_zone, append_event, append_tuple)
         return events, tuples
     finish = finisher.apply
@@ -172,7 +175,7 @@ def _events_from_tuples(
     return events, tuples
 
 
-def _source_texts(row: dict[str, Any], values: Sequence[Any], checked: list[tuple[int, str]]) -> list[str] | None:
+def _source_texts(row: dict[str, Any], values: Sequence[Any], checked: Sequence[tuple[int, str]]) -> list[str] | None:
     """The values a converter refused, replaced in ``row`` by their source text; their problems, in column order."""
     problems = None
     for at, name in checked:
@@ -183,19 +186,21 @@ def _source_texts(row: dict[str, Any], values: Sequence[Any], checked: list[tupl
     return problems
 
 
+@functools.lru_cache(maxsize=256)
 def _compiled_builder(
-    public: list[str],
-    key_public: list[str],
-    label_at: list[int],
+    public: tuple[str, ...],
+    key_public: tuple[str, ...],
+    label_at: tuple[int, ...],
     cursor_at: int | None,
     deleted_at: int | None,
-    checked: list[tuple[int, str]],
+    checked: tuple[tuple[int, str], ...],
     deleted_when: str,
 ) -> Callable[..., None]:
     """``_events_from_tuples``' loop for PostgreSQL rows as straight-line code for this column layout (issue 18):
     the row dict is a display with the column names as constants (``BUILD_CONST_KEY_MAP``, a third cheaper than
     ``dict(zip(...))``), positions are literals, one ``or`` of class checks instead of a loop over the converted
-    columns (the column-by-column path only when one matched).  Column names enter the code as ``repr`` literals
+    columns (the column-by-column path only when one matched).  Kept per layout (~0.1 ms to compile: once per
+    chunk would be nothing for a snapshot, but a lot for small polls).  Column names enter the code as ``repr`` literals
     of plain ``str``s (what ``reflect_stream_table`` makes them), so any identifier is safe."""
     names: dict[str, Any] = {
         "CHECKED": checked,
