@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.snapshot_levers events REV  # readers/rows.py of REV vs today's
     .venv/bin/python -m bench.snapshot_levers envelope    # serialize.envelope_bytes per event vs DebeziumFormat.value
     .venv/bin/python -m bench.snapshot_levers cdc_fetch   # CDC snapshot chunk: .mappings().all() vs tuples + keys
+    .venv/bin/python -m bench.snapshot_levers publish REV # whole query snapshots to Kafka: readers/snapshot.py of REV vs today's
 
 The rows are the first 20,000 of ``bench_orders`` and of the demo's ``orders`` and ``products`` (load them
 with ``bench.profile`` or ``bench.compare``), in 10,000-row chunks as the snapshot reads them.  As in
@@ -169,6 +170,41 @@ def _cdc_fetch(rows: int) -> dict[str, Callable[[], int]]:
     return {"before": version(True), "after": version(False)}
 
 
+def _publish(revision: str, folder: Path) -> dict[str, Callable[[], int]]:
+    """Every table's whole query snapshot, published to Kafka (a transaction per chunk), through the
+    ``snapshot_batches`` of REV's ``readers/snapshot.py`` or today's; the patterns (producers, schemas, topics)
+    are set up once, so start-up is left out and what is measured is the chunks' wall time, waits included."""
+    import uuid
+
+    import liberation_assets.core.engine.query_pattern as query_pattern
+    import liberation_assets.core.readers.snapshot as snapshot_now
+    from bench import topics
+    from bench.specs import QUERY_STREAMS, bench_spec
+    from liberation_assets.stack import default_settings
+
+    old = _old_module(revision, "liberation_assets/core/readers/snapshot.py", folder)
+    prefix = f"snappub{uuid.uuid4().hex[:6]}"
+    spec = bench_spec(default_settings(), prefix, f"{prefix}_ours")
+    patterns = [query_pattern.QueryPattern(spec, name) for name in QUERY_STREAMS]
+    for pattern in patterns:  # producer, topics, schema and table once, before any pass
+        pattern.snapshot_runtime(None).positions_for("warm-up")
+        _ = pattern.table
+    import atexit
+
+    atexit.register(
+        lambda: ([p.close() for p in patterns], topics.delete_prefix(spec.kafka.resolved_bootstrap_servers(), prefix))
+    )
+
+    def version(module: Any) -> Callable[[], int]:
+        def run() -> int:
+            query_pattern.snapshot_batches = module.snapshot_batches  # type: ignore[attr-defined]
+            return sum(pattern.snapshot(restart=True).result.published for pattern in patterns)
+
+        return run
+
+    return {"before": version(old), "after": version(snapshot_now)}
+
+
 def _compare(runs: dict[str, Callable[[], int]], lever: str, passes: int) -> None:
     """``bench.levers``' alternation, also printing each version's best pass (the least disturbed by load)."""
     import os
@@ -201,8 +237,13 @@ def main() -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("lever", choices=["select", "events", "envelope", "cdc_fetch"])
-    parser.add_argument("before", nargs="?", default="HEAD", help="git revision of the 'before' rows.py (events)")
+    parser.add_argument("lever", choices=["select", "events", "envelope", "cdc_fetch", "publish"])
+    parser.add_argument(
+        "before",
+        nargs="?",
+        default="HEAD",
+        help="git revision of the 'before' rows.py (events) or snapshot.py (publish)",
+    )
     parser.add_argument("--rows", type=int, default=20_000, help="rows of each table (at most)")
     parser.add_argument("--passes", type=int, default=9)
     args = parser.parse_args()
@@ -212,6 +253,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-snaplev-") as folder:
         if args.lever == "events":
             runs = _events(args.rows, args.before, Path(folder))
+        elif args.lever == "publish":
+            runs = _publish(args.before, Path(folder))
         else:
             runs = {"select": _select, "envelope": _envelope, "cdc_fetch": _cdc_fetch}[args.lever](args.rows)
         _compare(runs, args.lever, args.passes)

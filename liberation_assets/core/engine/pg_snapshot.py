@@ -6,6 +6,7 @@ A mixin of ``PostgresCdc``: the attributes below are the reader's state these st
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,7 @@ from liberation_assets.core.readers.pgoutput.watermark import (
     watermark_content,
 )
 from liberation_assets.core.readers.rows import events_from_rows
+from liberation_assets.core.readers.snapshot import read_ahead
 from liberation_assets.core.readers.sql import snapshot_chunk_query
 from liberation_assets.core.spec import CdcSpec
 
@@ -48,30 +50,46 @@ class SnapshotSteps:
 
     # -- exported snapshot ----------------------------------------------------------------------------------
     def _snapshot_exported(self, snapshot_name: str, consistent_point: int) -> None:
-        """Read every table inside the slot's exported snapshot, chunk by chunk, each chunk one Kafka transaction."""
+        """Read every table inside the slot's exported snapshot, chunk by chunk, each chunk one Kafka transaction.
+
+        The chunks are read on a helper thread, one ahead of the one being published (``read_ahead``).
+        """
+        source = {"snapshot": "true", "lsn": consistent_point}
+        progress_of: dict[str, TableProgress] = {}
+        for name, keys, rows in read_ahead(self._exported_chunks(snapshot_name)):
+            stream = self.streams[name]
+            progress = progress_of.get(name, TableProgress())
+            is_last = len(rows) < self.cdc.snapshot_chunk
+            events, tuples = events_from_rows(rows, stream.table, stream.zone, READ, source, keys=keys)
+            if is_last and events:
+                events[-1].source = {**source, "snapshot": "last"}
+            after = codec.encode_all(tuples[-1][1:]) if tuples else progress.after_key
+            progress = progress_of[name] = TableProgress(after, progress.rows + len(events), is_last)
+            stream.pending.extend(events)
+            self._pending += len(events)
+            self.summary.snapshot_rows += len(events)
+            self.position = self.position.with_table(name, progress)
+            self._flush(force=True)
+
+    def _exported_chunks(self, snapshot_name: str) -> Iterator[tuple[str, list[str], Sequence[Any]]]:
+        """(table's stream, column keys, rows) of every chunk, in order, on one connection in the exported snapshot."""
         assert self._engine is not None
+        chunk = self.cdc.snapshot_chunk
         with self._engine.connect() as connection:
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
             with connection.begin():
                 pg_slot.use_snapshot(connection, snapshot_name)
                 for name in self.names:
-                    stream = self.streams[name]
-                    progress = TableProgress()
-                    while not progress.done:
-                        result = connection.execute(self._chunk_query(stream, progress))
+                    table = self.streams[name].table
+                    after: tuple[Any, ...] | None = None
+                    while True:
+                        result = connection.execute(snapshot_chunk_query(table, after_key=after, limit=chunk))
                         keys, rows = list(result.keys()), result.all()  # plain tuples: no RowMapping per row
-                        is_last = len(rows) < self.cdc.snapshot_chunk
-                        source = {"snapshot": "true", "lsn": consistent_point}
-                        events, tuples = events_from_rows(rows, stream.table, stream.zone, READ, source, keys=keys)
-                        if is_last and events:
-                            events[-1].source = {**source, "snapshot": "last"}
-                        after = codec.encode_all(tuples[-1][1:]) if tuples else progress.after_key
-                        progress = TableProgress(after, progress.rows + len(events), is_last)
-                        stream.pending.extend(events)
-                        self._pending += len(events)
-                        self.summary.snapshot_rows += len(events)
-                        self.position = self.position.with_table(name, progress)
-                        self._flush(force=True)
+                        yield name, keys, rows
+                        if len(rows) < chunk:
+                            break
+                        last = rows[-1]
+                        after = tuple([last[keys.index(label)] for label in table.tuple_labels])
 
     def _chunk_query(self, stream: CdcStream, progress: TableProgress) -> sa.Select[Any]:
         after = codec.decode_all(progress.after_key) if progress.after_key is not None else None

@@ -75,7 +75,12 @@ class QueryPattern:
         """Snapshots publish with their own transactional id (one per partition), so they run beside polls."""
         if part not in self._snapshot_runtimes:
             suffix = f".{part}" if part else ""
-            self._snapshot_runtimes[part] = StreamRuntime(self.spec, self.name, "snapshot", transactional_suffix=suffix)
+            runtime = StreamRuntime(self.spec, self.name, "snapshot", transactional_suffix=suffix)
+            # The stream's engine (one connection pool) and schema version, not a second of each: the schema
+            # gate reads the schema topic and the catalog, ~0.3 s a stream (issue 18), and decides the same.
+            runtime.__dict__["engine"] = self.runtime.engine
+            runtime.__dict__["schema"] = self.runtime.schema
+            self._snapshot_runtimes[part] = runtime
         return self._snapshot_runtimes[part]
 
     @property
