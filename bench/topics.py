@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
@@ -34,6 +34,10 @@ def delete_prefix(bootstrap: str, prefix: str) -> int:
             except Exception:  # noqa: BLE001 - best effort cleanup
                 pass
     return len(names)
+
+
+_NOT_YET = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError.LEADER_NOT_AVAILABLE, KafkaError.NOT_LEADER_FOR_PARTITION)
+"""A topic the tool has just created answers these for a moment (the first run's snapshot hit one)."""
 
 
 @dataclass(frozen=True)
@@ -70,18 +74,26 @@ class Watch:
         self._consumer = Consumer(
             {"bootstrap.servers": bootstrap, "group.id": f"bench-watch-{uuid.uuid4()}", "enable.auto.commit": False}
         )
+        self._seen: dict[str, int] = {}
 
     def count(self) -> int:
         return sum(self._count(topic) for topic in self.topics)
 
     def _count(self, topic: str) -> int:
-        metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return 0
-        total = 0
-        for partition in metadata.partitions:
-            _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            total += max(0, high)
+        """The topic's records; while a just-created topic has no leader yet, the count the last poll saw."""
+        try:
+            metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                return self._seen.get(topic, 0)
+            total = 0
+            for partition in metadata.partitions:
+                _low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                total += max(0, high)
+        except KafkaException as exc:
+            if not exc.args or exc.args[0].code() not in _NOT_YET:
+                raise
+            return self._seen.get(topic, 0)
+        self._seen[topic] = total
         return total
 
     def until(self, target: int, *, timeout: float, above: int = 0, interval: float = 0.1) -> Span:
