@@ -202,14 +202,19 @@ def tables(samples: Samples, meta: dict[str, Any]) -> str:
         f"Milliseconds from the source COMMIT returning to the change being visible to a read_committed "
         f"consumer, at a fixed rate ({meta['latency_seconds']:.0f} s of load per point, 100 transactions a second).",
         "",
-        "| pattern | rate (events/s) | ours p50 | ours p99 | Debezium p50 | Debezium p99 |",
-        "|---|---|---|---|---|---|",
+        "The p99 ratio is the median of the per-run ratios (ours and Debezium measured in the same run), "
+        "min–max in brackets, as for throughput.",
+        "",
+        "| pattern | rate (events/s) | ours p50 | ours p99 | Debezium p50 | Debezium p99 | p99 ours ÷ Debezium |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, label in (("cdc", "CDC"), ("outbox", "Outbox")):
         for rate in meta["rates"]:
+            ours, dbz = f"lat.ours.{name}.{rate}", f"lat.dbz.{name}.{rate}"
             lines.append(
-                f"| {label} | {rate:,} | {_ms(samples, f'lat.ours.{name}.{rate}.p50')} | {_ms(samples, f'lat.ours.{name}.{rate}.p99')} "
-                f"| {_ms(samples, f'lat.dbz.{name}.{rate}.p50')} | {_ms(samples, f'lat.dbz.{name}.{rate}.p99')} |"
+                f"| {label} | {rate:,} | {_ms(samples, f'{ours}.p50')} | {_ms(samples, f'{ours}.p99')} "
+                f"| {_ms(samples, f'{dbz}.p50')} | {_ms(samples, f'{dbz}.p99')} "
+                f"| {_run_ratio(samples, f'{ours}.p99', f'{dbz}.p99')} |"
             )
     if any(key.startswith("bytes.") for key in samples.values):
         lines += [
