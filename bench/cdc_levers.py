@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from bench.context import REPO
@@ -78,8 +79,9 @@ def capture(rows: int, into: Path) -> int:
     return len(messages)
 
 
-def _pipeline(root: Path) -> Callable[[list[bytes], bool], list[float]]:
-    """The CDC path of the ``liberation_assets`` under ``root``, its modules bound now (imported fresh)."""
+def fresh_streams(root: Path) -> tuple[dict[str, Any], SimpleNamespace]:
+    """The bench tables' CDC streams (4-column contract each) of the ``liberation_assets`` under ``root``, imported
+    fresh, and the pieces of that package a pass needs (``api``); ``bench.records_levers`` shares them."""
     for module in [m for m in sys.modules if m == "liberation_assets" or m.startswith("liberation_assets.")]:
         del sys.modules[module]
     sys.path.insert(0, str(root))
@@ -111,18 +113,41 @@ def _pipeline(root: Path) -> Callable[[list[bytes], bool], list[float]]:
             ContractValidator({name: ColumnContract(**rule) for name, rule in rules.items()}, ["id"]),
         )
         streams[table] = pg_changes.CdcStream(table, _table(ProjectedTable, table), writer, "public", None, False, None)
+    api = SimpleNamespace(
+        pg_changes=pg_changes,
+        ChangeBatch=ChangeBatch,
+        Relation=Relation,
+        CdcPosition=CdcPosition,
+        Change=Change,
+        PgoutputStream=PgoutputStream,
+    )
+    return streams, api
+
+
+def decode(api: SimpleNamespace, stream: Any, messages: list[bytes]) -> tuple[list[Any], dict[int, Any]]:
+    """The changes of ``messages`` fed to ``stream`` (a fresh ``PgoutputStream``), and the relations by id."""
+    changes: list[Any] = []
+    relations: dict[int, Any] = {}
+    for payload in messages:
+        item = stream.feed(payload, 0)
+        if item.__class__ is api.Change:
+            changes.append(item)
+        elif isinstance(item, api.Relation):
+            relations[item.relid] = item
+    return changes, relations
+
+
+def _pipeline(root: Path) -> Callable[[list[bytes], bool], list[float]]:
+    """The CDC path of the ``liberation_assets`` under ``root``, its modules bound now (imported fresh)."""
+    streams, api = fresh_streams(root)
+    pg_changes, ChangeBatch = api.pg_changes, api.ChangeBatch
+    CdcPosition, PgoutputStream = api.CdcPosition, api.PgoutputStream
 
     def run(messages: list[bytes], with_records: bool) -> list[float]:
         clock = time.process_time
         stream = PgoutputStream(CdcPosition(slot="bench", lsn=0))
         started = clock()
-        changes, relations = [], {}
-        for payload in messages:
-            item = stream.feed(payload, 0)
-            if item.__class__ is Change:
-                changes.append(item)
-            elif isinstance(item, Relation):
-                relations[item.relid] = item
+        changes, relations = decode(api, stream, messages)
         decoded = clock()
         for relation in relations.values():
             streams[relation.name].build_plan(relation)

@@ -17,14 +17,13 @@ import gc
 import os
 import pickle
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.cdc_levers import TABLES, capture
+from bench.cdc_levers import capture, decode, fresh_streams
 from bench.context import REPO
 
 BATCH = 5_000
@@ -32,45 +31,9 @@ BATCH = 5_000
 
 def _writer(root: Path, messages: list[bytes], stage: str) -> tuple[Callable[[], list[Any]], int]:
     """The records of every batch under ``root``'s package (imported fresh), and the event count."""
-    for module in [m for m in sys.modules if m == "liberation_assets" or m.startswith("liberation_assets.")]:
-        del sys.modules[module]
-    sys.path.insert(0, str(root))
-    try:
-        from bench.hotpath import _table
-        from liberation_assets.core.contract.validate import ContractValidator
-        from liberation_assets.core.engine import pg_changes
-        from liberation_assets.core.engine.writer import StreamIdentity, StreamWriter
-        from liberation_assets.core.events import ChangeBatch
-        from liberation_assets.core.readers.pgoutput.messages import Relation
-        from liberation_assets.core.readers.pgoutput.position import CdcPosition
-        from liberation_assets.core.readers.pgoutput.stream import Change, PgoutputStream
-        from liberation_assets.core.readers.table import ProjectedTable
-        from liberation_assets.core.spec import ColumnContract
-    finally:
-        sys.path.remove(str(root))
-    streams: dict[str, Any] = {}
-    for table in TABLES:  # the contract bench.cdc_levers uses
-        rules = {
-            "id": {"type": "uuid" if table == "hot_orders" else "int", "nullable": False},
-            "updated_at": {"type": "datetime", "nullable": False},
-            ("name" if table == "hot_products" else "status"): {"type": "str", "max_length": 200},
-            ("cost" if table == "hot_products" else "total"): {"type": "decimal", "ge": 0},
-        }
-        writer = StreamWriter(
-            StreamIdentity(table, f"bench.{table}", "cdc", "bench", "public", table),
-            None,  # type: ignore[arg-type]
-            "bench.positions",
-            ContractValidator({name: ColumnContract(**rule) for name, rule in rules.items()}, ["id"]),
-        )
-        streams[table] = pg_changes.CdcStream(table, _table(ProjectedTable, table), writer, "public", None, False, None)
-    stream = PgoutputStream(CdcPosition(slot="bench", lsn=0))
-    changes, relations = [], {}
-    for payload in messages:
-        item = stream.feed(payload, 0)
-        if item.__class__ is Change:
-            changes.append(item)
-        elif isinstance(item, Relation):
-            relations[item.relid] = item
+    streams, api = fresh_streams(root)
+    pg_changes, ChangeBatch = api.pg_changes, api.ChangeBatch
+    changes, relations = decode(api, api.PgoutputStream(api.CdcPosition(slot="bench", lsn=0)), messages)
     for relation in relations.values():
         streams[relation.name].build_plan(relation)
     events: dict[str, list[Any]] = {name: [] for name in streams}
