@@ -44,6 +44,21 @@ def _big_endian(data: bytes, start: int, size: int, flip: int) -> int:
     return value
 
 
+def _nine_digit_groups(
+    data: bytes, pos: int, at: int, count: int, first: int, flip: int, value: int
+) -> tuple[int, int]:
+    """``count`` 4-byte groups of nine digits from ``at``, appended to ``value``; and the offset after them. The
+    DECIMAL's first byte (at ``pos``) is read as ``first``, its sign bit already flipped."""
+    for _ in range(count):
+        if at == pos:
+            group = (first << 24) | _big_endian(data, pos + 1, 3, flip)
+        else:
+            group = _big_endian(data, at, 4, flip)
+        value = value * 1_000_000_000 + group
+        at += 4
+    return value, at
+
+
 def _decimal(data: bytes, pos: int, precision: int, scale: int) -> tuple[str, int]:
     """MySQL's packed DECIMAL as the exact text the server prints (``rows._decimal``'s value)."""
     integral = precision - scale
@@ -58,24 +73,11 @@ def _decimal(data: bytes, pos: int, precision: int, scale: int) -> tuple[str, in
     if head:
         whole = (first << (8 * (head - 1))) | _big_endian(data, pos + 1, head - 1, flip)
         at = pos + head
-    for _ in range(integral // 9):
-        if at == pos:
-            group = (first << 24) | _big_endian(data, pos + 1, 3, flip)
-        else:
-            group = _big_endian(data, at, 4, flip)
-        whole = whole * 1_000_000_000 + group
-        at += 4
+    whole, at = _nine_digit_groups(data, pos, at, integral // 9, first, flip, whole)
     end = pos + size
     if not scale:
         return ("-" + str(whole) if negative else str(whole)), end
-    part = 0
-    for _ in range(scale // 9):
-        if at == pos:
-            group = (first << 24) | _big_endian(data, pos + 1, 3, flip)
-        else:
-            group = _big_endian(data, at, 4, flip)
-        part = part * 1_000_000_000 + group
-        at += 4
+    part, at = _nine_digit_groups(data, pos, at, scale // 9, first, flip, 0)
     if tail:
         if at == pos:
             group = (first << (8 * (tail - 1))) | _big_endian(data, pos + 1, tail - 1, flip)
