@@ -251,7 +251,7 @@ class Connect:
                 time.sleep(0.2)
 
     def wait_for(self, watch: topics.Watch, target: int, *, above: int, timeout: float) -> topics.Span:
-        """Like Watch.until, but fails fast if the worker dies, and samples its RSS on the way."""
+        """Watch until the count reaches ``target``, failing fast if the worker dies and sampling its RSS on the way."""
 
         def finished(seen: int) -> bool:
             self.check()

@@ -32,19 +32,12 @@ def _command(ctx: RunContext, what: str, args: dict[str, Any]) -> list[str]:
     return [sys.executable, "-m", "bench.worker", json.dumps(payload)]
 
 
-def run_worker(ctx: RunContext, what: str, *, timeout: float = 1800, **args: Any) -> dict[str, Any]:
-    """Run a worker to completion; returns its JSON report (seconds, events, peak_rss_mb)."""
-    done = subprocess.run(_command(ctx, what, args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise RuntimeError(f"worker {what} failed ({done.returncode}):\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def run_watched(
     ctx: RunContext, what: str, watched: list[str], *, timeout: float = 1800, **args: Any
 ) -> tuple[dict[str, Any], topics.Span]:
-    """``run_worker``, with the harness watching ``watched`` fill up as it watches Debezium's topics: the span
-    gives our rate measured exactly as Debezium's is (``Span.rate``); the report's ``seconds`` include start-up."""
+    """Run a worker to completion: its JSON report (seconds, events, peak_rss_mb) and the span in which the
+    harness saw ``watched`` fill up, watched as Debezium's topics are, so ``Span.rate`` gives our rate measured
+    exactly as Debezium's is; the report's ``seconds`` include start-up."""
     watch = topics.Watch(ctx.stack.kafka_bootstrap, *watched)
     try:
         base = watch.count()

@@ -96,10 +96,6 @@ class Watch:
         self._seen[topic] = total
         return total
 
-    def until(self, target: int, *, timeout: float, above: int = 0, interval: float = 0.1) -> Span:
-        """Wait until the count reaches ``target``: the span from the first count above ``above`` to then."""
-        return self.follow(above, lambda seen: seen >= target, timeout=timeout, interval=interval)
-
     def follow(self, base: int, finished: Callable[[int], bool], *, timeout: float, interval: float = 0.1) -> Span:
         """Poll until ``finished(count)``; the span ends at the first poll that saw the last count."""
         deadline = time.monotonic() + timeout
